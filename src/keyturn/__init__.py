@@ -1,0 +1,1 @@
+"""keyturn: self-hosted privileged-credential rotation for network devices."""

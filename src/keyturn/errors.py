@@ -1,0 +1,162 @@
+"""The whole keyturn exception tree. Every error keyturn raises derives from `KeyturnError`.
+
+    KeyturnError
+    ├── ConfigError(location=...)
+    ├── VaultError
+    │   ├── VaultSealed            no master key / key does not match the vault
+    │   ├── DecryptionFailed       a blob failed authentication (names record + field)
+    │   ├── RecordNotFound
+    │   ├── AmbiguousRecord        a title matches several records (lists candidates)
+    │   ├── DuplicateRecord
+    │   ├── StorageUnavailable     database locked / unreachable
+    │   └── ImportFailed           malformed import file (names line / record)
+    ├── AuditError ── AuditChainBroken
+    ├── PolicyError                impossible password policy (refused when set)
+    ├── TargetError(target, record)
+    │   ├── TargetUnreachable      connect failed, reset, 5xx before the change is known
+    │   ├── TargetTimeout          (also a TimeoutError)
+    │   ├── TargetAuthRejected     the credential used was refused
+    │   ├── AccountNotFound        the user does not exist on the device
+    │   ├── ChangeRejected         the device refused the new secret
+    │   └── RateLimited(retry_after)
+    ├── RotationError
+    │   ├── RotationLocked         another rotation holds the account
+    │   ├── RotationInterrupted
+    │   ├── RollbackFailed
+    │   └── ProfileError           missing / invalid rotation profile
+    ├── ScriptError(exit_code)
+    └── SimulatorError
+
+Foreign exceptions are mapped at exactly one boundary per library (`raise ... from exc`). Messages are
+one clear line for a person and never contain a secret value.
+"""
+
+from __future__ import annotations
+
+
+class KeyturnError(Exception):
+    """Root of every keyturn error; `str(err)` is a one-line message safe to show and log."""
+
+
+class ConfigError(KeyturnError):
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        super().__init__(f"{location}: {message}" if location else message)
+        self.location = location
+
+
+class VaultError(KeyturnError):
+    pass
+
+
+class VaultSealed(VaultError):
+    pass
+
+
+class DecryptionFailed(VaultError):
+    def __init__(self, message: str, *, record_uid: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.record_uid = record_uid
+        self.field = field
+
+
+class RecordNotFound(VaultError):
+    pass
+
+
+class AmbiguousRecord(VaultError):
+    def __init__(self, message: str, *, candidates: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.candidates = candidates or []
+
+
+class DuplicateRecord(VaultError):
+    pass
+
+
+class StorageUnavailable(VaultError):
+    pass
+
+
+class ImportFailed(VaultError):
+    pass
+
+
+class AuditError(KeyturnError):
+    pass
+
+
+class AuditChainBroken(AuditError):
+    def __init__(self, message: str, *, entry_id: int | None = None) -> None:
+        super().__init__(message)
+        self.entry_id = entry_id
+
+
+class PolicyError(KeyturnError):
+    pass
+
+
+class TargetError(KeyturnError):
+    def __init__(self, message: str, *, target: str | None = None, record: str | None = None) -> None:
+        prefix = " ".join(p for p in (target, f"[{record}]" if record else None) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.target = target
+        self.record = record
+
+
+class TargetUnreachable(TargetError):
+    pass
+
+
+class TargetTimeout(TargetError, TimeoutError):
+    pass
+
+
+class TargetAuthRejected(TargetError):
+    pass
+
+
+class AccountNotFound(TargetError):
+    pass
+
+
+class ChangeRejected(TargetError):
+    pass
+
+
+class RateLimited(TargetError):
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, target: str | None = None,
+        record: str | None = None,
+    ) -> None:
+        super().__init__(message, target=target, record=record)
+        self.retry_after = retry_after
+
+
+class RotationError(KeyturnError):
+    pass
+
+
+class RotationLocked(RotationError):
+    pass
+
+
+class RotationInterrupted(RotationError):
+    pass
+
+
+class RollbackFailed(RotationError):
+    pass
+
+
+class ProfileError(RotationError):
+    pass
+
+
+class ScriptError(KeyturnError):
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class SimulatorError(KeyturnError):
+    pass

@@ -1,0 +1,132 @@
+"""The target contract: how keyturn changes and checks one account on one kind of system.
+
+A target is a small class per platform (one module each under `keyturn.targets`):
+
+    class Target(Protocol):
+        kind: ClassVar[str]                 # "iosxe-restconf"
+        constraints: ClassVar[SecretRules]  # what the platform accepts
+        can_verify: ClassVar[bool]          # False when the platform cannot test a login
+        async def verify(self, account: Account, secret: Secret) -> Verdict
+        async def change(self, account: Account, old: Secret | None, new: Secret) -> None
+        async def aclose(self) -> None
+
+Guarantees every target gives:
+
+* `verify` has **no side effects** on the account and answers one of three verdicts:
+  `OK` (the secret logs in), `REJECTED` (the device positively refused it), `INCONCLUSIVE`
+  (unreachable, timeout, 5xx, rate limited — nothing can be concluded; never guess).
+* `change` is **idempotent**: setting the secret the account already has succeeds. It never creates an
+  account (missing user → `AccountNotFound`). It raises `ChangeRejected` when the device refused the
+  new secret (nothing changed), `TargetAuthRejected` when the credential used to connect was refused,
+  `TargetUnreachable` / `TargetTimeout` when the outcome is unknown, `RateLimited` for a 429.
+  When `account.admin` is set, the change is made through the admin credential (reconcile path);
+  otherwise the account changes its own secret using `old`.
+* `aclose` releases pooled connections; targets are reused across many accounts of the same kind.
+* Targets receive their I/O (an `httpx.AsyncClient` factory, an SSH connect function) from the caller,
+  so tests point them at simulators or `httpx.MockTransport`.
+
+Optional capabilities are separate Protocols (`Persisting`, `Discovering`) — check with isinstance.
+
+How to add a target: create `keyturn/targets/<name>.py` with a class implementing `Target`, add
+`"<kind>": "keyturn.targets.<name>:<Class>"` to `registry.TARGETS`, and run the shared contract suite
+in `tests/contract/` against its simulator.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, runtime_checkable
+
+from keyturn.secret import Secret
+
+
+class Verdict(enum.StrEnum):
+    OK = "ok"
+    REJECTED = "rejected"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRules:
+    """What a platform accepts for a secret; intersected with the user's policy by `keyturn.policy`."""
+
+    min_length: int = 1
+    max_length: int = 127
+    allowed: str | None = None        # None = printable ASCII 0x21-0x7E
+    forbidden: str = ""               # characters never to generate
+    no_leading_space: bool = True
+    no_trailing_space: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCredential:
+    """A credential other than the account's own that may change it (reconcile / admin path)."""
+
+    username: str
+    secret: Secret
+    enable_secret: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the resource lives and how to trust it. Built from the resource record."""
+
+    host: str
+    port: int | None = None
+    ssh_port: int | None = None
+    base_url: str | None = None            # Meraki region / simulator base URL
+    network_id: str | None = None          # Meraki
+    org_id: str | None = None              # Meraki
+    ca_bundle: str | None = None           # path to a PEM bundle to trust
+    fingerprint: str | None = None         # pinned SHA-256 of the peer certificate (hex, colons optional)
+    insecure: bool = False                 # explicit, audited, warned
+    options: Mapping[str, str] = field(default_factory=dict)  # other custom fields of the resource
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One account on one resource: what a target needs to verify or change it."""
+
+    record_uid: str
+    username: str                          # login (Meraki: the user's e-mail)
+    endpoint: Endpoint
+    admin: AdminCredential | None = None
+    enable_secret: Secret | None = None    # IOS enable secret for the account's own session
+    options: Mapping[str, str] = field(default_factory=dict)  # profile options, e.g. {"mode": "password"}
+
+    @property
+    def lock_key(self) -> str:
+        """Identity of the account on the device, used for the rotation lock."""
+        scope = self.endpoint.org_id or self.endpoint.network_id or (
+            f"{self.endpoint.host}:{self.endpoint.port or ''}"
+        )
+        return f"{scope}/{self.username.lower()}"
+
+
+@runtime_checkable
+class Target(Protocol):
+    kind: ClassVar[str]
+    constraints: ClassVar[SecretRules]
+    can_verify: ClassVar[bool]
+
+    async def verify(self, account: Account, secret: Secret) -> Verdict: ...
+
+    async def change(self, account: Account, old: Secret | None, new: Secret) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Persisting(Protocol):
+    """A target whose change lands in volatile state and must be saved (IOS XE startup-config)."""
+
+    async def persist(self, account: Account) -> None: ...
+
+
+@runtime_checkable
+class Discovering(Protocol):
+    """A target that can list the accounts present on a resource."""
+
+    async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[str]: ...
