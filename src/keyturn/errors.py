@@ -26,6 +26,7 @@
     │   └── ProfileError           missing / invalid rotation profile
     ├── ScriptError(exit_code)
     └── SimulatorError
+        └── SimulatedApiError(status, errors)   a simulated API refusing a request (HTTP 4xx)
 
 Foreign exceptions are mapped at exactly one boundary per library (`raise ... from exc`). Messages are
 one clear line for a person and never contain a secret value.
@@ -160,3 +161,12 @@ class ScriptError(KeyturnError):
 
 class SimulatorError(KeyturnError):
     pass
+
+
+class SimulatedApiError(SimulatorError):
+    """A simulated device API refuses a request: HTTP `status` and the device's own error strings."""
+
+    def __init__(self, status: int, *errors: str) -> None:
+        super().__init__(f"HTTP {status}: {'; '.join(errors)}" if errors else f"HTTP {status}")
+        self.status = status
+        self.errors = list(errors)

@@ -12,6 +12,8 @@ protocol front-ends at well-defined points:
     refuse_passwords   the next N password changes are refused with a policy error
     rate_limit_storm   the next N requests are answered 429 (Meraki; Retry-After `retry_after`)
     redirect_on_write  Meraki: answer writes with 302 to a shard host (the "302 turns PUT into GET" hazard)
+    redirect_status    Meraki: the 3xx status `redirect_on_write` uses (302 default; 307/308 keep the body)
+    refuse_message     the 400 text `refuse_passwords` answers with ("" = the simulator's default)
     down               refuse service entirely (connection closed at once)
 
 Decisions use a per-object `random.Random(seed)` so a lab run is reproducible with `--seed`.
@@ -37,6 +39,8 @@ class Faults:
     rate_limit_storm: int = 0
     retry_after: int = 1
     redirect_on_write: bool = False
+    redirect_status: int = 302
+    refuse_message: str = ""
     down: bool = False
     seed: int | None = None
     _rng: random.Random = field(default_factory=random.Random, repr=False, compare=False)
