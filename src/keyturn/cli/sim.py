@@ -1,0 +1,231 @@
+"""`keyturn sim iosxe|meraki|lab`: run simulators in the foreground until SIGINT/SIGTERM.
+
+Each command builds a plan (`sim.lab.make_plan`), runs it with `sim.lab.Lab` and, with
+`--state-file`, writes the lab state (ports, initial credentials, CA) once every listener is up.
+Passwords given on the command line are simulator test data; generated ones go only to the state
+file (mode 0600), never to the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from keyturn.sim.client import LabState
+    from keyturn.sim.lab import LabOptions
+
+app = typer.Typer(name="sim", help="Run device simulators (IOS XE RESTCONF + SSH, Meraki Dashboard API).",
+                  no_args_is_help=True)
+
+StateFile = Annotated[Path | None, typer.Option("--state-file", help="Write the lab state (JSON, 0600).")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed for names and passwords (reproducible lab).")]
+Host = Annotated[str, typer.Option("--host", help="Address every listener binds to.")]
+FaultOpt = Annotated[list[str] | None, typer.Option(
+    "--fault", help="SWITCH=VALUE applied to every device/org at start (repeatable), e.g. latency=0.2.")]
+ControlPort = Annotated[int, typer.Option("--control-port", help="Control API port (0 = ephemeral).")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _parse_faults(items: list[str] | None) -> dict[str, Any]:
+    faults: dict[str, Any] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise _fail(f"--fault expects SWITCH=VALUE, got {item!r}")
+        try:
+            faults[name.strip()] = json.loads(raw)
+        except ValueError:
+            faults[name.strip()] = raw
+    return faults
+
+
+def _rss_mib() -> float:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return 0.0
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / (1024 * 1024) if sys.platform == "darwin" else kib / 1024
+
+
+def _summary(state: LabState, startup: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    if 0 < len(state.iosxe) <= 20:
+        table = Table("device", "restconf", "ssh", title="IOS XE")
+        for d in state.iosxe:
+            table.add_row(d.name, f"https://{d.host}:{d.restconf_port}" if d.restconf_port else "-",
+                          f"{d.host}:{d.ssh_port}" if d.ssh_port else "-")
+        console.print(table)
+    elif state.iosxe:
+        console.print(f"IOS XE: {len(state.iosxe)} devices on {state.iosxe[0].host}")
+    if state.meraki is not None:
+        console.print(f"Meraki: {len(state.meraki.orgs)} org(s) at {state.meraki.base_url}"
+                      + (f", proxy {state.meraki.proxy_url}" if state.meraki.proxy_url else ""))
+    console.print(f"control API: {state.control_url}   CA: {state.ca_cert}")
+    console.print(f"up in {startup:.2f} s, RSS {_rss_mib():.0f} MiB; Ctrl-C or SIGTERM stops")
+
+
+async def _serve(plan: LabState, options: LabOptions, *, quiet: bool) -> None:
+    from keyturn.sim.lab import Lab
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    lab = Lab(plan, options)
+    try:
+        state = await lab.start()
+        if not quiet:
+            _summary(state, lab.startup_seconds)
+        await stop.wait()
+    finally:
+        await lab.stop()
+
+
+def _run(plan: LabState, options: LabOptions, *, quiet: bool = False) -> None:
+    from keyturn.errors import KeyturnError
+
+    try:
+        asyncio.run(_serve(plan, options, quiet=quiet))
+    except KeyturnError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot start the simulator: {exc.strerror or exc}") from None
+
+
+def _ca_path(ca_dir: Path | None) -> Path | None:
+    return None if ca_dir is None else ca_dir.resolve() / "ca.pem"
+
+
+@app.command()
+def lab(
+    iosxe: Annotated[int, typer.Option("--iosxe", min=0, help="Number of IOS XE devices.")] = 3,
+    meraki_orgs: Annotated[int, typer.Option("--meraki-orgs", min=0, help="Number of Meraki orgs.")] = 1,
+    networks_per_org: Annotated[int, typer.Option("--networks-per-org", min=0)] = 1,
+    users_per_network: Annotated[int, typer.Option("--users-per-network", min=0)] = 2,
+    users_per_device: Annotated[int, typer.Option("--users-per-device", min=0)] = 2,
+    state_file: StateFile = None,
+    seed: Seed = None,
+    host: Host = "127.0.0.1",
+    no_ssh: Annotated[bool, typer.Option("--no-ssh", help="Do not start SSH listeners.")] = False,
+    no_restconf: Annotated[bool, typer.Option("--no-restconf", help="Do not start RESTCONF.")] = False,
+    fault: FaultOpt = None,
+    control_port: ControlPort = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+) -> None:
+    """Run many IOS XE devices and Meraki orgs in one process, with the control API."""
+    from keyturn.sim.lab import LabOptions, make_plan
+
+    plan = make_plan(iosxe=iosxe, meraki_orgs=meraki_orgs, networks_per_org=networks_per_org,
+                     users_per_network=users_per_network, users_per_device=users_per_device, seed=seed,
+                     host=host)
+    options = LabOptions(host=host, ssh=not no_ssh, restconf=not no_restconf, faults=_parse_faults(fault),
+                         state_file=state_file, control_port=control_port)
+    _run(plan, options, quiet=quiet)
+
+
+def _login(value: str, option: str) -> tuple[str, str, int | None]:
+    """Parse `U:P` or `U:P:PRIV` (the password may itself contain ':' when PRIV is given)."""
+    head, sep, tail = value.rpartition(":")
+    if sep and tail.isdigit() and ":" in head:
+        user, _, password = head.partition(":")
+        priv: int | None = int(tail)
+    else:
+        user, _, password = value.partition(":")
+        priv = None
+    if not user or not password:
+        raise _fail(f"{option} expects USER:PASSWORD[:PRIV]")
+    return user, password, priv
+
+
+@app.command()
+def iosxe(
+    name: Annotated[str, typer.Option("--name", help="Device name (hostname, cert SAN).")] = "sw0001",
+    restconf_port: Annotated[int, typer.Option("--restconf-port", help="0 = ephemeral.")] = 0,
+    ssh_port: Annotated[int, typer.Option("--ssh-port", help="0 = ephemeral.")] = 0,
+    user: Annotated[list[str] | None, typer.Option(
+        "--user", help="USER:PASSWORD:PRIV, a `secret` user (repeatable; replaces generated users).")] = None,
+    admin: Annotated[str | None, typer.Option("--admin", help="USER:PASSWORD of the admin.")] = None,
+    enable_secret: Annotated[str | None, typer.Option("--enable-secret")] = None,
+    ca_dir: Annotated[Path | None, typer.Option(
+        "--ca-dir", help="Create a test CA here (ca.pem) and sign the device cert with it; "
+                         "default: the device's own one-off CA.")] = None,
+    state_file: StateFile = None,
+    seed: Seed = None,
+    host: Host = "127.0.0.1",
+    no_ssh: Annotated[bool, typer.Option("--no-ssh")] = False,
+    no_restconf: Annotated[bool, typer.Option("--no-restconf")] = False,
+    fault: FaultOpt = None,
+    control_port: ControlPort = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Run one simulated Cisco IOS XE device (RESTCONF over HTTPS and SSH CLI)."""
+    from keyturn.sim.client import IosXeUser, Login
+    from keyturn.sim.lab import LabOptions, make_plan
+
+    plan = make_plan(iosxe=1, meraki_orgs=0, seed=seed, host=host)
+    entry = plan.iosxe[0]
+    entry.name, entry.restconf_port, entry.ssh_port = name, restconf_port, ssh_port
+    if user:
+        entry.users = []
+        for item in user:
+            u, p, priv = _login(item, "--user")
+            entry.users.append(IosXeUser(u, p, privilege=15 if priv is None else priv))
+    if admin:
+        u, p, _ = _login(admin, "--admin")
+        entry.admin = Login(u, p)
+    if enable_secret:
+        entry.enable_secret = enable_secret
+    options = LabOptions(host=host, ssh=not no_ssh, restconf=not no_restconf, faults=_parse_faults(fault),
+                         tls="lab-ca" if ca_dir else "self-signed", ca_cert=_ca_path(ca_dir),
+                         state_file=state_file, control_port=control_port)
+    _run(plan, options, quiet=quiet)
+
+
+@app.command()
+def meraki(
+    port: Annotated[int, typer.Option("--port", help="Dashboard API port (0 = ephemeral).")] = 0,
+    proxy_port: Annotated[int, typer.Option("--proxy-port", help="HTTPS CONNECT proxy port.")] = 0,
+    orgs: Annotated[int, typer.Option("--orgs", min=1, help="Number of organisations.")] = 1,
+    networks_per_org: Annotated[int, typer.Option("--networks-per-org", min=0)] = 1,
+    users_per_network: Annotated[int, typer.Option("--users-per-network", min=0)] = 2,
+    rate_per_org: Annotated[float, typer.Option("--rate-per-org", help="Requests/s per org.")] = 10.0,
+    rate_per_ip: Annotated[float, typer.Option("--rate-per-ip", help="Requests/s per source IP.")] = 100.0,
+    no_proxy: Annotated[bool, typer.Option("--no-proxy", help="Do not start the CONNECT proxy.")] = False,
+    ca_dir: Annotated[Path | None, typer.Option(
+        "--ca-dir", help="Write the proxy's test CA here (ca.pem).")] = None,
+    state_file: StateFile = None,
+    seed: Seed = None,
+    host: Host = "127.0.0.1",
+    fault: FaultOpt = None,
+    control_port: ControlPort = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Run a simulated Meraki Dashboard API with ORGS organisations (and its CONNECT proxy)."""
+    from keyturn.sim.lab import LabOptions, make_plan
+
+    plan = make_plan(iosxe=0, meraki_orgs=orgs, networks_per_org=networks_per_org,
+                     users_per_network=users_per_network, seed=seed, host=host)
+    options = LabOptions(host=host, faults=_parse_faults(fault), state_file=state_file,
+                         ca_cert=_ca_path(ca_dir), meraki_port=port, proxy_port=proxy_port,
+                         proxy=not no_proxy, control_port=control_port, meraki_rate_per_org=rate_per_org,
+                         meraki_rate_per_ip=rate_per_ip)
+    _run(plan, options, quiet=quiet)
+
+
+if __name__ == "__main__":  # `python -m keyturn.cli.sim lab ...` works without the main CLI
+    app()

@@ -1,0 +1,279 @@
+"""The lab's state file and a typed client for its control API (what tests, the demo and bench use).
+
+The state file (JSON, written by `keyturn sim lab|iosxe|meraki --state-file F`) is a contract:
+
+    {"control_url": "http://127.0.0.1:P", "ca_cert": "/abs/ca.pem", "pid": 123, "seed": 7, ...,
+     "iosxe": [{"name": "sw0001", "host": "127.0.0.1", "restconf_port": P, "ssh_port": P,
+                "admin": {"username": "...", "password": "..."}, "enable_secret": "...",
+                "users": [{"username": "...", "password": "...", "privilege": 15, "kind": "secret"}]}],
+     "meraki": {"base_url": "http://127.0.0.1:P/api/v1", "proxy_url": "http://127.0.0.1:P",
+                "api_key": "<40 hex>", "orgs": [{"id": "...", "name": "...", "networks": [
+                    {"id": "N_...", "name": "...", "users": [{"email": "...", "password": "...",
+                                                           "accountType": "Client VPN"}]}]}]}}
+
+`restconf_port`/`ssh_port` are null when that listener is disabled; `meraki` is null without orgs.
+Passwords in it are the *initial* ones; after that the control API (`verify`) is the truth. They are
+simulator test data, yet kept out of `repr` so a failing assertion does not print them.
+
+`ControlClient` is async because in-process tests share the loop with the lab; every call returns
+parsed JSON and raises `SimulatorError` (one line, no password) on a non-2xx answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from keyturn.errors import SimulatorError
+
+
+@dataclass
+class Login:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass
+class IosXeUser:
+    username: str
+    password: str = field(repr=False)
+    privilege: int = 15
+    kind: Literal["secret", "password"] = "secret"
+
+
+@dataclass
+class IosXeEntry:
+    name: str
+    host: str
+    restconf_port: int | None
+    ssh_port: int | None
+    admin: Login
+    enable_secret: str = field(repr=False)
+    users: list[IosXeUser] = field(default_factory=list)
+    ca_cert: str | None = None    # the device's own CA when the lab runs with tls="self-signed"
+
+    @property
+    def restconf_url(self) -> str:
+        """Base URL of the RESTCONF root (`https://host:port/restconf`)."""
+        return f"https://{self.host}:{self.restconf_port}/restconf"
+
+
+@dataclass
+class MerakiUser:
+    email: str
+    password: str = field(repr=False)
+    account_type: str = "Client VPN"
+    name: str | None = None
+
+
+@dataclass
+class MerakiNetwork:
+    id: str
+    name: str
+    users: list[MerakiUser] = field(default_factory=list)
+
+
+@dataclass
+class MerakiOrg:
+    id: str
+    name: str
+    networks: list[MerakiNetwork] = field(default_factory=list)
+
+
+@dataclass
+class MerakiEntry:
+    base_url: str
+    proxy_url: str | None
+    api_key: str = field(repr=False)
+    orgs: list[MerakiOrg] = field(default_factory=list)
+
+    def network(self, network_id: str) -> MerakiNetwork:
+        for org in self.orgs:
+            for net in org.networks:
+                if net.id == network_id:
+                    return net
+        raise SimulatorError(f"no Meraki network {network_id!r} in the lab state")
+
+
+@dataclass
+class LabState:
+    """A parsed state file. `extra` keeps every key not modelled here (pid, seed, fingerprints, ...)."""
+
+    control_url: str
+    ca_cert: str
+    iosxe: list[IosXeEntry] = field(default_factory=list)
+    meraki: MerakiEntry | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def device(self, name: str) -> IosXeEntry:
+        for entry in self.iosxe:
+            if entry.name == name:
+                return entry
+        raise SimulatorError(f"no IOS XE device {name!r} in the lab state")
+
+    # ---- JSON ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        meraki = None
+        if self.meraki is not None:
+            meraki = asdict(self.meraki)
+            for org in meraki["orgs"]:
+                for net in org["networks"]:
+                    for user in net["users"]:
+                        user["accountType"] = user.pop("account_type")
+        return {
+            **self.extra,
+            "control_url": self.control_url,
+            "ca_cert": self.ca_cert,
+            "iosxe": [asdict(d) for d in self.iosxe],
+            "meraki": meraki,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LabState:
+        try:
+            iosxe = [
+                IosXeEntry(
+                    name=d["name"], host=d["host"], restconf_port=d.get("restconf_port"),
+                    ssh_port=d.get("ssh_port"), admin=Login(**d["admin"]), enable_secret=d["enable_secret"],
+                    users=[IosXeUser(**u) for u in d.get("users", [])], ca_cert=d.get("ca_cert"),
+                )
+                for d in data.get("iosxe", [])
+            ]
+            meraki = None
+            if data.get("meraki"):
+                m = data["meraki"]
+                meraki = MerakiEntry(
+                    base_url=m["base_url"], proxy_url=m.get("proxy_url"), api_key=m["api_key"],
+                    orgs=[
+                        MerakiOrg(id=o["id"], name=o["name"], networks=[
+                            MerakiNetwork(id=n["id"], name=n["name"], users=[
+                                MerakiUser(email=u["email"], password=u["password"], name=u.get("name"),
+                                           account_type=u.get("accountType", "Client VPN"))
+                                for u in n.get("users", [])
+                            ])
+                            for n in o.get("networks", [])
+                        ])
+                        for o in m.get("orgs", [])
+                    ],
+                )
+            known = {"control_url", "ca_cert", "iosxe", "meraki"}
+            return cls(control_url=data["control_url"], ca_cert=data["ca_cert"], iosxe=iosxe, meraki=meraki,
+                       extra={k: v for k, v in data.items() if k not in known})
+        except (KeyError, TypeError) as exc:
+            raise SimulatorError(f"malformed lab state: missing or bad key {exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> LabState:
+        """Parse a state file; raises `SimulatorError` if it is missing or malformed."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SimulatorError(f"cannot read lab state {path}: {exc.__class__.__name__}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def wait_for(cls, path: str | Path, timeout: float = 60.0, *, poll: float = 0.05) -> LabState:
+        """Poll until a lab writes `path` (it does so only once every listener is up), then load it.
+
+        For a lab running in another process; raises `SimulatorError` after `timeout` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while not Path(path).exists():
+            if time.monotonic() > deadline:
+                raise SimulatorError(f"lab state {path} did not appear within {timeout:g} s")
+            time.sleep(poll)
+        return cls.load(path)
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically (temp file + rename) with mode 0600: the file holds lab passwords."""
+        target = Path(path).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=1)
+            fh.write("\n")
+        os.replace(tmp, target)
+        return target
+
+
+class ControlClient:
+    """Async client for the lab control API. Use as `async with ControlClient(url) as c: ...`."""
+
+    def __init__(self, control_url: str, *, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._http = httpx.AsyncClient(base_url=control_url, timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> ControlClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            resp = await self._http.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise SimulatorError(f"control API {method} {path}: {exc.__class__.__name__}") from exc
+        if resp.status_code >= 400:
+            try:
+                detail = resp.json().get("error", resp.reason_phrase)
+            except ValueError:
+                detail = resp.reason_phrase
+            raise SimulatorError(f"control API {method} {path}: {resp.status_code} {detail}")
+        return resp.json()
+
+    # ---- reads -----------------------------------------------------------------------------------
+    async def devices(self) -> list[dict[str, Any]]:
+        return list(await self._call("GET", "/devices"))
+
+    async def meraki_orgs(self) -> list[dict[str, Any]]:
+        return list(await self._call("GET", "/meraki/orgs"))
+
+    async def stats(self) -> dict[str, Any]:
+        return dict(await self._call("GET", "/stats"))
+
+    # ---- checks and actions ----------------------------------------------------------------------
+    async def verify_iosxe(self, device: str, username: str, password: str) -> bool:
+        """True if `password` logs in as `username` on the device's running config."""
+        body = {"kind": "iosxe", "device": device, "username": username, "password": password}
+        return bool((await self._call("POST", "/verify", body))["ok"])
+
+    async def verify_meraki(self, network: str, email: str, password: str) -> bool:
+        body = {"kind": "meraki", "network": network, "email": email, "password": password}
+        return bool((await self._call("POST", "/verify", body))["ok"])
+
+    async def set_faults(self, target: str, faults: dict[str, Any], *,
+                         kind: Literal["iosxe", "meraki"] = "iosxe") -> dict[str, Any]:
+        """Set fault switches on a device (`kind="iosxe"`) or an org; returns the new snapshot."""
+        key = "device" if kind == "iosxe" else "org"
+        return dict(await self._call("POST", "/faults", {"kind": kind, key: target, "faults": faults}))
+
+    async def reboot(self, device: str) -> dict[str, Any]:
+        return dict(await self._call("POST", "/reboot", {"device": device}))
+
+    async def drift_iosxe(self, device: str, username: str, password: str) -> dict[str, Any]:
+        """Change a device password out of band (as a person at the console would, saved)."""
+        body = {"kind": "iosxe", "device": device, "username": username, "password": password}
+        return dict(await self._call("POST", "/drift", body))
+
+    async def drift_meraki(self, network: str, email: str, password: str) -> dict[str, Any]:
+        body = {"kind": "meraki", "network": network, "email": email, "password": password}
+        return dict(await self._call("POST", "/drift", body))
+
+    async def drift(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Raw `POST /drift` (see `drift_iosxe`/`drift_meraki`)."""
+        return dict(await self._call("POST", "/drift", body))
+
+    async def reset(self, *, faults_only: bool = False) -> dict[str, Any]:
+        """Clear every fault switch and (unless `faults_only`) restore the initial credentials/counters."""
+        return dict(await self._call("POST", "/reset", {"faults_only": faults_only}))

@@ -1,0 +1,463 @@
+"""A simulator lab: many IOS XE devices and Meraki orgs in one process, one asyncio loop.
+
+    plan = make_plan(iosxe=3, meraki_orgs=1, users_per_network=2, seed=7)
+    async with Lab(plan, LabOptions(state_file=Path("lab.json"))) as lab:
+        state = lab.state                 # what was written to lab.json (client.LabState)
+        ...                               # talk to the devices, or to lab.control_url
+
+What a lab holds (all on `options.host`, every port ephemeral unless the plan pins it):
+
+* per IOS XE device: one `IosXeDevice`, its `Faults`, a RESTCONF HTTPS listener (leaf from the lab CA
+  with SANs 127.0.0.1, localhost and the device name; or a one-off CA per device with
+  `tls="self-signed"`), an SSH listener (one host key shared by the whole lab);
+* one Meraki Dashboard frontend serving every org, and the HTTPS CONNECT proxy in front of it;
+* the control API (`control.py`).
+
+Credentials (from `random.Random(seed)`, so a seeded lab is reproducible): every device has an admin
+user (`admin`, privilege 15, `secret`) — the admin credential — an enable secret, and D users with
+privilege 15 so RESTCONF self-service rotation works. User number 4, 8, ... of each device
+(index % 4 == 3) is a type-7 `password` user, all others are `secret` users (type 9); the state file
+says which (`kind`). Passwords are 16-24 printable ASCII characters without `?` and space (IOS treats
+`?` as help and strips leading spaces). Every device is saved at start (startup == running).
+
+The state file is written atomically, mode 0600, only after every listener is up; a stale one is
+removed first, so a process polling for it never reads a previous run's ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import random
+import shutil
+import string
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from keyturn.errors import SimulatorError
+from keyturn.sim.client import (
+    IosXeEntry,
+    IosXeUser,
+    LabState,
+    Login,
+    MerakiEntry,
+    MerakiNetwork,
+    MerakiOrg,
+    MerakiUser,
+)
+from keyturn.sim.faults import Faults
+from keyturn.sim.iosxe_device import DeviceConfig, DeviceRefused, IosXeDevice
+from keyturn.sim.iosxe_restconf import RestconfFrontend
+from keyturn.sim.iosxe_ssh import SshFrontend, generate_host_key
+from keyturn.sim.meraki import MerakiFrontend
+from keyturn.sim.meraki_proxy import MerakiProxy
+from keyturn.sim.meraki_state import MerakiState
+from keyturn.sim.tls import SimCA, self_signed_context
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+# IOS reads `?` as a help request and strips leading spaces: keep both out of generated passwords.
+PASSWORD_ALPHABET = "".join(c for c in string.printable[:94] if c != "?")
+PASSWORD_LENGTH = (16, 24)
+PASSWORD_USER_EVERY = 4          # user index % 4 == 3 is a type-7 `password` user
+ADMIN_USERNAME = "admin"
+_USER_STEMS = ("netops", "noc", "backup", "svc", "ops", "monitor", "audit", "deploy")
+_ORG_STEMS = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell")
+_START_CONCURRENCY = 64
+
+
+def random_password(rng: random.Random) -> str:
+    length = rng.randint(*PASSWORD_LENGTH)
+    return "".join(rng.choice(PASSWORD_ALPHABET) for _ in range(length))
+
+
+def make_plan(
+    *,
+    iosxe: int = 3,
+    meraki_orgs: int = 1,
+    networks_per_org: int = 1,
+    users_per_network: int = 2,
+    users_per_device: int = 2,
+    seed: int | None = None,
+    host: str = "127.0.0.1",
+) -> LabState:
+    """Names and initial credentials of a lab, deterministic for a given `seed` (ports still 0)."""
+    if min(iosxe, meraki_orgs, networks_per_org, users_per_network, users_per_device) < 0:
+        raise SimulatorError("lab sizes must not be negative")
+    rng = random.Random(seed)
+    devices = []
+    for i in range(1, iosxe + 1):
+        stems = rng.sample(_USER_STEMS, k=min(len(_USER_STEMS), max(users_per_device, 1)))
+        users = [
+            IosXeUser(
+                username=f"{stems[u % len(stems)]}{u + 1}",
+                password=random_password(rng),
+                privilege=15,
+                kind="password" if u % PASSWORD_USER_EVERY == PASSWORD_USER_EVERY - 1 else "secret",
+            )
+            for u in range(users_per_device)
+        ]
+        devices.append(IosXeEntry(
+            name=f"sw{i:04d}", host=host, restconf_port=0, ssh_port=0,
+            admin=Login(ADMIN_USERNAME, random_password(rng)), enable_secret=random_password(rng),
+            users=users,
+        ))
+    meraki = None
+    if meraki_orgs:
+        orgs = []
+        for o in range(1, meraki_orgs + 1):
+            org_name = f"{rng.choice(_ORG_STEMS)} {o}"
+            slug = org_name.lower().replace(" ", "")
+            networks = [
+                MerakiNetwork(
+                    id=f"N_{rng.randrange(10**17, 10**18)}", name=f"{org_name} net{n}",
+                    users=[MerakiUser(email=f"vpn{u}.net{n}@{slug}.example.com", name=f"VPN user {u}",
+                                      password=random_password(rng))
+                           for u in range(1, users_per_network + 1)],
+                )
+                for n in range(1, networks_per_org + 1)
+            ]
+            orgs.append(MerakiOrg(id=str(rng.randrange(10**5, 10**6) * 1000 + o), name=org_name,
+                                  networks=networks))
+        meraki = MerakiEntry(base_url="", proxy_url=None, api_key="", orgs=orgs)
+    return LabState(control_url="", ca_cert="", iosxe=devices, meraki=meraki, extra={"seed": seed})
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft open-files limit to the hard limit (1,000 devices need ~2,000 listeners)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if want > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError):
+            return soft
+        return want
+    return soft
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    """How to run a plan. `state_file`/`ca_cert` None: CA in a private temp dir, no state file."""
+
+    host: str = "127.0.0.1"
+    ssh: bool = True
+    restconf: bool = True
+    tls: Literal["lab-ca", "self-signed"] = "lab-ca"
+    faults: Mapping[str, Any] = field(default_factory=dict)
+    state_file: Path | None = None
+    ca_cert: Path | None = None
+    control_port: int = 0
+    meraki_port: int = 0
+    proxy_port: int = 0
+    proxy: bool = True
+    errors_shape: str = "ietf"
+    save_delay: float = 0.0
+    meraki_rate_per_org: float = 10.0
+    meraki_burst: int = 10
+    meraki_rate_per_ip: float = 100.0
+
+
+@dataclass
+class LabDevice:
+    entry: IosXeEntry
+    device: IosXeDevice
+    faults: Faults
+    initial: DeviceConfig
+    restconf: RestconfFrontend | None = None
+    ssh: SshFrontend | None = None
+
+
+class Lab:
+    """Builds and runs a plan; also the operations behind the control API (all synchronous, loop-safe)."""
+
+    def __init__(self, plan: LabState, options: LabOptions | None = None) -> None:
+        self.plan = plan
+        self.options = options or LabOptions()
+        self.seed: int | None = plan.extra.get("seed")
+        self.devices: dict[str, LabDevice] = {}
+        self.meraki: MerakiState | None = None
+        self.state: LabState | None = None
+        self.control_url = ""
+        self.startup_seconds = 0.0
+        self._ca: SimCA | None = None
+        self._tmpdir: str | None = None
+        self._meraki_frontend: MerakiFrontend | None = None
+        self._proxy: MerakiProxy | None = None
+        self._control: Any = None
+        self._org_ids: set[str] = set()
+        self._network_ids: set[str] = set()
+
+    async def __aenter__(self) -> Lab:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- start / stop ----------------------------------------------------------------------------
+    async def start(self) -> LabState:
+        """Start every listener, then write the state file; on failure stop what was started."""
+        from keyturn.sim.control import ControlServer  # control imports this module's types
+
+        began = time.monotonic()
+        opts = self.options
+        if opts.state_file is not None:
+            opts.state_file.unlink(missing_ok=True)
+        raise_nofile_limit()
+        try:
+            self._ca = SimCA.create()
+            ca_path = self._ca_path()
+            self._ca.write_ca(ca_path)
+            host_key = generate_host_key() if opts.ssh and self.plan.iosxe else None
+            sem = asyncio.Semaphore(_START_CONCURRENCY)
+
+            async def start_one(index: int, entry: IosXeEntry) -> None:
+                async with sem:
+                    await self._start_device(index, entry, host_key, ca_path.parent)
+
+            await asyncio.gather(*(start_one(i, e) for i, e in enumerate(self.plan.iosxe)))
+            meraki = await self._start_meraki() if self.plan.meraki else None
+            self._control = ControlServer(self)
+            control_port = await self._control.start(opts.host, opts.control_port)
+            self.control_url = f"http://{opts.host}:{control_port}"
+        except BaseException:
+            await self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+        extra = {**self.plan.extra, "version": STATE_VERSION, "pid": os.getpid(), "tls": opts.tls,
+                 "startup_seconds": round(self.startup_seconds, 3)}
+        if host_key is not None and hasattr(host_key, "get_fingerprint"):
+            extra["ssh_host_key_fingerprint"] = host_key.get_fingerprint("sha256")
+        self.state = LabState(control_url=self.control_url, ca_cert=str(ca_path),
+                              iosxe=[d.entry for d in self.devices.values()], meraki=meraki, extra=extra)
+        if opts.state_file is not None:
+            self.state.write(opts.state_file)
+        log.info("lab up: %d devices, %d orgs in %.2f s", len(self.devices),
+                 len(meraki.orgs) if meraki else 0, self.startup_seconds)
+        return self.state
+
+    def _ca_path(self) -> Path:
+        opts = self.options
+        if opts.ca_cert is not None:
+            return opts.ca_cert.resolve()
+        if opts.state_file is not None:
+            sf = opts.state_file.resolve()
+            return sf.with_name(f"{sf.stem}-ca.pem")
+        self._tmpdir = tempfile.mkdtemp(prefix="keyturn-lab-")
+        return Path(self._tmpdir) / "ca.pem"
+
+    async def _start_device(self, index: int, planned: IosXeEntry, host_key: Any, ca_dir: Path) -> None:
+        opts = self.options
+        entry = copy.deepcopy(planned)
+        entry.host = opts.host
+        device = IosXeDevice(entry.name)
+        device.set_user(entry.admin.username, kind="secret", clear=entry.admin.password, privilege=15)
+        for user in entry.users:
+            device.set_user(user.username, kind=user.kind, clear=user.password, privilege=user.privilege,
+                            encryption="7" if user.kind == "password" else "0")
+        device.set_enable_secret(entry.enable_secret)
+        device.save()
+        faults = Faults(seed=None if self.seed is None else self.seed * 100_003 + index)
+        if opts.faults:
+            faults.update(**opts.faults)
+        lab_dev = LabDevice(entry=entry, device=device, faults=faults, initial=copy.deepcopy(device.startup))
+        self.devices[entry.name] = lab_dev
+        if opts.restconf:
+            hosts = ("127.0.0.1", "localhost", entry.name, *({opts.host} - {"127.0.0.1", "localhost"}))
+            if opts.tls == "self-signed":
+                ctx, own_ca = self_signed_context(*hosts)
+                entry.ca_cert = str(own_ca.write_ca(ca_dir / f"{entry.name}-ca.pem"))
+            else:
+                assert self._ca is not None
+                ctx = self._ca.server_context(*hosts)
+            lab_dev.restconf = RestconfFrontend(device, faults, errors_shape=opts.errors_shape,
+                                                save_delay=opts.save_delay)
+            entry.restconf_port = await lab_dev.restconf.start(opts.host, planned.restconf_port or 0, ctx)
+        else:
+            entry.restconf_port = None
+        if opts.ssh:
+            lab_dev.ssh = SshFrontend(device, faults, host_key=host_key)
+            entry.ssh_port = await lab_dev.ssh.start(opts.host, planned.ssh_port or 0)
+        else:
+            entry.ssh_port = None
+
+    async def _start_meraki(self) -> MerakiEntry:
+        opts = self.options
+        assert self.plan.meraki is not None and self._ca is not None
+        planned = copy.deepcopy(self.plan.meraki)
+        state = MerakiState(seed=self.seed)
+        for org in planned.orgs:
+            org.id = state.add_org(org.name, org_id=org.id).id
+            self._org_ids.add(org.id)
+            if opts.faults:
+                state.faults_for(org.id).update(**opts.faults)
+            for net in org.networks:
+                net.id = state.add_network(org.id, net.name, network_id=net.id).id
+                self._network_ids.add(net.id)
+                for user in net.users:
+                    state.add_auth_user(net.id, user.email, user.password, name=user.name,
+                                        account_type=user.account_type)
+        planned.api_key = planned.api_key or state.add_api_key()
+        self.meraki = state
+        self._meraki_frontend = MerakiFrontend(state, rate_per_org=opts.meraki_rate_per_org,
+                                               burst=opts.meraki_burst, rate_per_ip=opts.meraki_rate_per_ip)
+        port = await self._meraki_frontend.start(opts.host, opts.meraki_port)
+        planned.base_url = f"http://{opts.host}:{port}/api/v1"
+        if opts.proxy:
+            self._proxy = MerakiProxy(port, self._ca, upstream_host=opts.host)
+            proxy_port = await self._proxy.start(opts.host, opts.proxy_port)
+            planned.proxy_url = f"http://{opts.host}:{proxy_port}"
+        return planned
+
+    async def stop(self) -> None:
+        """Close every listener (idempotent). The state file and a user-given CA path are kept."""
+        closers: list[Any] = []
+        if self._control is not None:
+            closers.append(self._control.stop())
+            self._control = None
+        if self._proxy is not None:
+            closers.append(self._proxy.stop())
+            self._proxy = None
+        if self._meraki_frontend is not None:
+            closers.append(self._meraki_frontend.stop())
+            self._meraki_frontend = None
+        for dev in self.devices.values():
+            if dev.restconf is not None:
+                closers.append(dev.restconf.stop())
+                dev.restconf = None
+            if dev.ssh is not None:
+                closers.append(dev.ssh.stop())
+                dev.ssh = None
+        for result in await asyncio.gather(*closers, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.warning("lab listener did not stop cleanly: %s", result.__class__.__name__)
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    # ---- control operations ----------------------------------------------------------------------
+    def has_device(self, name: str) -> bool:
+        return name in self.devices
+
+    def has_org(self, org_id: str) -> bool:
+        return org_id in self._org_ids
+
+    def has_network(self, network_id: str) -> bool:
+        return network_id in self._network_ids
+
+    def device(self, name: str) -> LabDevice:
+        try:
+            return self.devices[name]
+        except KeyError:
+            raise SimulatorError(f"no IOS XE device {name!r} in this lab") from None
+
+    def _meraki_state(self) -> MerakiState:
+        if self.meraki is None:
+            raise SimulatorError("this lab runs no Meraki organisations")
+        return self.meraki
+
+    def verify_iosxe(self, name: str, username: str, password: str) -> bool:
+        """Would `password` log in as `username` now (running config)? No fault applies here."""
+        user = self.device(name).device.running.users.get(username)
+        return user is not None and user.credential is not None and user.credential.matches(password)
+
+    def verify_meraki(self, network_id: str, email: str, password: str) -> bool:
+        return bool(self._meraki_state().verify_login(network_id, email, password))
+
+    def drift_iosxe(self, name: str, username: str, password: str, *, save: bool = True) -> None:
+        """Out-of-band change, as a person at the console would do it (saved unless `save=False`)."""
+        dev = self.device(name).device
+        user = dev.user(username)
+        kind = user.credential.kind if user is not None and user.credential is not None else "secret"
+        try:
+            if username == "enable":
+                dev.set_enable_secret(password)
+            else:
+                dev.set_user(username, kind=kind, clear=password,
+                             encryption="7" if kind == "password" else "0")
+        except DeviceRefused as exc:
+            raise SimulatorError(f"device {name} refused the drift: {exc.message.splitlines()[0]}") from None
+        if save:
+            dev.save()
+
+    def drift_meraki(self, network_id: str, email: str, password: str) -> None:
+        self._meraki_state().set_password_out_of_band(network_id, email, password)
+
+    def set_faults(self, kind: str, ident: str, switches: Mapping[str, Any]) -> dict[str, Any]:
+        """Update switches of a device or org; unknown switch → `SimulatorError` naming it."""
+        if kind == "iosxe":
+            faults = self.device(ident).faults
+        elif kind == "meraki":
+            if not self.has_org(ident):
+                raise SimulatorError(f"no Meraki organisation {ident!r} in this lab")
+            faults = self._meraki_state().faults_for(ident)
+        else:
+            raise SimulatorError(f"unknown kind {kind!r}; use 'iosxe' or 'meraki'")
+        faults.update(**dict(switches))
+        return faults.snapshot()
+
+    def reboot(self, name: str) -> None:
+        self.device(name).device.reboot()
+
+    def reset(self, *, faults_only: bool = False) -> None:
+        """Clear all fault switches; unless `faults_only`, restore initial credentials and counters."""
+        for dev in self.devices.values():
+            dev.faults.reset()
+            if not faults_only:
+                d = dev.device
+                d.running = copy.deepcopy(dev.initial)
+                d.startup = copy.deepcopy(dev.initial)
+                d.change_count = d.save_count = d.reboot_count = d.last_auth_failures = 0
+        if self.meraki is not None and self.state is not None and self.state.meraki is not None:
+            for org in self.state.meraki.orgs:
+                self.meraki.faults_for(org.id).reset()
+                if faults_only:
+                    continue
+                for net in org.networks:
+                    for user in net.users:
+                        try:
+                            self.meraki.set_password_out_of_band(net.id, user.email, user.password)
+                        except Exception:  # the user may have been deleted through the API
+                            log.warning("reset: Meraki user in %s no longer exists", net.id)
+
+    def devices_info(self) -> list[dict[str, Any]]:
+        return [
+            {"name": name, "host": d.entry.host, "restconf_port": d.entry.restconf_port,
+             "ssh_port": d.entry.ssh_port, "faults": d.faults.snapshot(),
+             "unsaved_changes": d.device.unsaved_changes()}
+            for name, d in self.devices.items()
+        ]
+
+    def meraki_info(self) -> list[dict[str, Any]]:
+        if self.meraki is None or self.state is None or self.state.meraki is None:
+            return []
+        return [
+            {"id": org.id, "name": org.name, "networks": [{"id": n.id, "name": n.name} for n in org.networks],
+             "faults": self.meraki.faults_for(org.id).snapshot()}
+            for org in self.state.meraki.orgs
+        ]
+
+    def stats(self) -> dict[str, Any]:
+        devices = {
+            name: {"changes": d.device.change_count, "saves": d.device.save_count,
+                   "reboots": d.device.reboot_count, "auth_failures": d.device.last_auth_failures}
+            for name, d in self.devices.items()
+        }
+        meraki: dict[str, Any] = {}
+        if self._meraki_frontend is not None:
+            counts = getattr(self._meraki_frontend, "rate_limited", None)
+            meraki = {org_id: {"rate_limited": int(counts.get(org_id, 0)) if counts else 0}
+                      for org_id in sorted(self._org_ids)}
+        return {"iosxe": devices, "meraki": meraki}
