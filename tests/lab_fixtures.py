@@ -1,6 +1,7 @@
 """Start an in-process simulator lab for a test. Import and use either form:
 
-    from tests.lab_fixtures import running_lab, small_lab  # noqa: F401  (small_lab is a fixture)
+    from tests.lab_fixtures import RunningLab, running_lab, small_lab_fixture
+    small_lab = small_lab_fixture          # bind the fixture under its name (keeps ruff's F811 quiet)
 
     async def test_x(small_lab: RunningLab) -> None:          # 3 IOS XE devices, 1 Meraki org, seed 1234
         dev = small_lab.state.iosxe[0]                          # ports, initial credentials (client.LabState)
@@ -56,8 +57,8 @@ async def running_lab(
         await lab.stop()
 
 
-@pytest.fixture
-async def small_lab(tmp_path: Path) -> AsyncIterator[RunningLab]:
+@pytest.fixture(name="small_lab")
+async def small_lab_fixture(tmp_path: Path) -> AsyncIterator[RunningLab]:
     """3 IOS XE devices (RESTCONF + SSH) and 1 Meraki org with 1 network of 2 users, seed 1234."""
     async with running_lab(tmp_path) as running:
         yield running

@@ -2,7 +2,8 @@
 
     GET  /devices        IOS XE devices: name, host, ports, fault switches, unsaved_changes
     GET  /meraki/orgs    orgs: id, name, networks, fault switches
-    GET  /stats          per device change/save/reboot/auth-failure counts; per org 429 count
+    GET  /stats          per device change/save/reboot/auth-failure counts; per org request, 429
+                         (`rate_limited` bucket, `storm_limited` fault, `throttled` both) and fault counts
     POST /faults         {"kind": "iosxe", "device": NAME, "faults": {...}}
                          | {"kind": "meraki", "org": ID, "faults": {...}}
                          → the new switch snapshot; an unknown switch → 400 naming it

@@ -36,7 +36,7 @@ import string
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,7 +57,7 @@ from keyturn.sim.iosxe_restconf import RestconfFrontend
 from keyturn.sim.iosxe_ssh import SshFrontend, generate_host_key
 from keyturn.sim.meraki import MerakiFrontend
 from keyturn.sim.meraki_proxy import MerakiProxy
-from keyturn.sim.meraki_state import MerakiState
+from keyturn.sim.meraki_state import MerakiState, OrgStats
 from keyturn.sim.tls import SimCA, self_signed_context
 
 log = logging.getLogger(__name__)
@@ -425,11 +425,12 @@ class Lab:
                 self.meraki.faults_for(org.id).reset()
                 if faults_only:
                     continue
+                self.meraki.stats[org.id] = OrgStats()
                 for net in org.networks:
                     for user in net.users:
                         try:
                             self.meraki.set_password_out_of_band(net.id, user.email, user.password)
-                        except Exception:  # the user may have been deleted through the API
+                        except SimulatorError:  # the user may have been deleted through the API
                             log.warning("reset: Meraki user in %s no longer exists", net.id)
 
     def devices_info(self) -> list[dict[str, Any]]:
@@ -456,8 +457,8 @@ class Lab:
             for name, d in self.devices.items()
         }
         meraki: dict[str, Any] = {}
-        if self._meraki_frontend is not None:
-            counts = getattr(self._meraki_frontend, "rate_limited", None)
-            meraki = {org_id: {"rate_limited": int(counts.get(org_id, 0)) if counts else 0}
-                      for org_id in sorted(self._org_ids)}
+        if self.meraki is not None:
+            for org_id in sorted(self._org_ids):
+                counters = self.meraki.stats_for(org_id)
+                meraki[org_id] = {**asdict(counters), "throttled": counters.throttled}
         return {"iosxe": devices, "meraki": meraki}
