@@ -23,6 +23,8 @@ import copy
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -266,6 +268,52 @@ class IosXeDevice:
         self.change_count += 1
         return user
 
+    def update_user(
+        self, name: str, *, privilege: int | None = None, view: str | None = None, create: bool = True
+    ) -> User:
+        """Set a user's privilege/view without touching its credential (`username X privilege N`).
+
+        Creates the user (privilege 1, no credential) when missing and `create` is true. Raises
+        `DeviceRefused` without changing state.
+        """
+        user = self.running.users.get(name)
+        if user is None and not create:
+            raise DeviceRefused(f"% User {name} does not exist")
+        if privilege is not None and not 0 <= privilege <= 15:
+            raise DeviceRefused("% Invalid input detected at '^' marker.")
+        if user is None:
+            user = User(name=name)
+            self.running.users[name] = user
+        if privilege is not None:
+            user.privilege = privilege
+        if view is not None:
+            user.view = view
+        self.change_count += 1
+        return user
+
+    def set_hostname(self, hostname: str) -> None:
+        self.running.hostname = hostname
+        self.change_count += 1
+
+    def clear_enable_secret(self) -> None:
+        if self.running.enable_secret is not None:
+            self.running.enable_secret = None
+            self.change_count += 1
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Apply several changes all-or-nothing: any exception restores the running config as it was.
+
+        Front-ends wrap one request (a RESTCONF PATCH of several users, a CLI command) in this so a
+        refused change never leaves half of it applied.
+        """
+        saved, count = copy.deepcopy(self.running), self.change_count
+        try:
+            yield
+        except BaseException:
+            self.running, self.change_count = saved, count
+            raise
+
     def delete_user(self, name: str) -> bool:
         existed = self.running.users.pop(name, None) is not None
         if existed:
@@ -275,6 +323,11 @@ class IosXeDevice:
     def set_enable_secret(self, clear: str, encryption: str = "9") -> None:
         clear = self._check_clear(clear)
         self.running.enable_secret = Credential.from_clear("secret", clear, "8" if encryption == "8" else "9")
+        self.change_count += 1
+
+    def set_enable_secret_stored(self, stored: str, encryption: str) -> None:
+        """Set the enable secret from an already-hashed value (`enable secret 9 $9$...`)."""
+        self.running.enable_secret = Credential.from_stored("secret", encryption, stored)
         self.change_count += 1
 
     def save(self) -> None:
