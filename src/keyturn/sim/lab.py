@@ -38,7 +38,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from keyturn.errors import SimulatorError
 from keyturn.sim.client import (
@@ -53,12 +53,15 @@ from keyturn.sim.client import (
 )
 from keyturn.sim.faults import Faults
 from keyturn.sim.iosxe_device import DeviceConfig, DeviceRefused, IosXeDevice
-from keyturn.sim.iosxe_restconf import RestconfFrontend
-from keyturn.sim.iosxe_ssh import SshFrontend, generate_host_key
-from keyturn.sim.meraki import MerakiFrontend
-from keyturn.sim.meraki_proxy import MerakiProxy
-from keyturn.sim.meraki_state import MerakiState, OrgStats
+from keyturn.sim.restconf_errors import ErrorsShape
 from keyturn.sim.tls import SimCA, self_signed_context
+
+if TYPE_CHECKING:  # front-ends are imported when used: `sim meraki` needs no SSH stack, and so on
+    from keyturn.sim.iosxe_restconf import RestconfFrontend
+    from keyturn.sim.iosxe_ssh import SshFrontend
+    from keyturn.sim.meraki import MerakiFrontend
+    from keyturn.sim.meraki_proxy import MerakiProxy
+    from keyturn.sim.meraki_state import MerakiState
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +165,7 @@ class LabOptions:
     meraki_port: int = 0
     proxy_port: int = 0
     proxy: bool = True
-    errors_shape: str = "ietf"
+    errors_shape: ErrorsShape = "ietf"
     save_delay: float = 0.0
     meraki_rate_per_org: float = 10.0
     meraki_burst: int = 10
@@ -220,7 +223,11 @@ class Lab:
             self._ca = SimCA.create()
             ca_path = self._ca_path()
             self._ca.write_ca(ca_path)
-            host_key = generate_host_key() if opts.ssh and self.plan.iosxe else None
+            host_key = None
+            if opts.ssh and self.plan.iosxe:
+                from keyturn.sim.iosxe_ssh import generate_host_key
+
+                host_key = generate_host_key()
             sem = asyncio.Semaphore(_START_CONCURRENCY)
 
             async def start_one(index: int, entry: IosXeEntry) -> None:
@@ -269,6 +276,7 @@ class Lab:
                             encryption="7" if user.kind == "password" else "0")
         device.set_enable_secret(entry.enable_secret)
         device.save()
+        device.change_count = device.save_count = 0   # /stats counts what happens after start
         faults = Faults(seed=None if self.seed is None else self.seed * 100_003 + index)
         if opts.faults:
             faults.update(**opts.faults)
@@ -282,12 +290,16 @@ class Lab:
             else:
                 assert self._ca is not None
                 ctx = self._ca.server_context(*hosts)
+            from keyturn.sim.iosxe_restconf import RestconfFrontend
+
             lab_dev.restconf = RestconfFrontend(device, faults, errors_shape=opts.errors_shape,
                                                 save_delay=opts.save_delay)
             entry.restconf_port = await lab_dev.restconf.start(opts.host, planned.restconf_port or 0, ctx)
         else:
             entry.restconf_port = None
         if opts.ssh:
+            from keyturn.sim.iosxe_ssh import SshFrontend
+
             lab_dev.ssh = SshFrontend(device, faults, host_key=host_key)
             entry.ssh_port = await lab_dev.ssh.start(opts.host, planned.ssh_port or 0)
         else:
@@ -296,6 +308,10 @@ class Lab:
     async def _start_meraki(self) -> MerakiEntry:
         opts = self.options
         assert self.plan.meraki is not None and self._ca is not None
+        from keyturn.sim.meraki import MerakiFrontend
+        from keyturn.sim.meraki_proxy import MerakiProxy
+        from keyturn.sim.meraki_state import MerakiState
+
         planned = copy.deepcopy(self.plan.meraki)
         state = MerakiState(seed=self.seed)
         for org in planned.orgs:
@@ -425,7 +441,7 @@ class Lab:
                 self.meraki.faults_for(org.id).reset()
                 if faults_only:
                     continue
-                self.meraki.stats[org.id] = OrgStats()
+                self.meraki.stats.pop(org.id, None)   # recreated empty on next use
                 for net in org.networks:
                     for user in net.users:
                         try:
@@ -453,7 +469,8 @@ class Lab:
     def stats(self) -> dict[str, Any]:
         devices = {
             name: {"changes": d.device.change_count, "saves": d.device.save_count,
-                   "reboots": d.device.reboot_count, "auth_failures": d.device.last_auth_failures}
+                   "reboots": d.device.reboot_count, "auth_failures": d.device.last_auth_failures,
+                   "restconf_requests": d.restconf.requests if d.restconf is not None else 0}
             for name, d in self.devices.items()
         }
         meraki: dict[str, Any] = {}
