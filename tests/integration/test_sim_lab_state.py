@@ -79,7 +79,7 @@ async def test_sim_lab_initial_credentials_log_in(small_lab: RunningLab) -> None
     assert model.check_enable(dev.enable_secret)
     for user in dev.users:
         assert model.authenticate(user.username, user.password) is not None
-    assert not model.unsaved_changes()
+    assert not next(d for d in small_lab.lab.devices_info() if d["name"] == dev.name)["unsaved_changes"]
     async with small_lab.control() as ctl:
         net = small_lab.state.meraki.orgs[0].networks[0]  # type: ignore[union-attr]
         assert await ctl.verify_meraki(net.id, net.users[0].email, net.users[0].password)

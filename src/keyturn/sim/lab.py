@@ -52,7 +52,7 @@ from keyturn.sim.client import (
     MerakiUser,
 )
 from keyturn.sim.faults import Faults
-from keyturn.sim.iosxe_device import DeviceConfig, DeviceRefused, IosXeDevice
+from keyturn.sim.iosxe_device import Credential, DeviceConfig, DeviceRefused, IosXeDevice
 from keyturn.sim.restconf_errors import ErrorsShape
 from keyturn.sim.tls import SimCA, self_signed_context
 
@@ -148,6 +148,36 @@ def raise_nofile_limit() -> int:
             return soft
         return want
     return soft
+
+
+def _same_credential(a: Credential | None, b: Credential | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    if (a.kind, a.encryption) != (b.kind, b.encryption):
+        return False
+    # Hashes are computed lazily with a fresh salt per copy, so two copies of one secret may show
+    # different $9$ strings: compare clear values where known, else check one against the other.
+    if a._clear is not None and b._clear is not None:
+        return a._clear == b._clear
+    if a._clear is not None:
+        return b.matches(a._clear)
+    if b._clear is not None:
+        return a.matches(b._clear)
+    return a.stored == b.stored
+
+
+def same_config(a: DeviceConfig, b: DeviceConfig) -> bool:
+    """True if two configurations hold the same users, privileges and credentials (hashing rarely)."""
+    if a.hostname != b.hostname or a.users.keys() != b.users.keys():
+        return False
+    if not _same_credential(a.enable_secret, b.enable_secret):
+        return False
+    for name, ua in a.users.items():
+        ub = b.users[name]
+        if (ua.privilege, ua.view) != (ub.privilege, ub.view) or not _same_credential(ua.credential,
+                                                                                      ub.credential):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -309,7 +339,6 @@ class Lab:
         opts = self.options
         assert self.plan.meraki is not None and self._ca is not None
         from keyturn.sim.meraki import MerakiFrontend
-        from keyturn.sim.meraki_proxy import MerakiProxy
         from keyturn.sim.meraki_state import MerakiState
 
         planned = copy.deepcopy(self.plan.meraki)
@@ -332,6 +361,8 @@ class Lab:
         port = await self._meraki_frontend.start(opts.host, opts.meraki_port)
         planned.base_url = f"http://{opts.host}:{port}/api/v1"
         if opts.proxy:
+            from keyturn.sim.meraki_proxy import MerakiProxy
+
             self._proxy = MerakiProxy(port, self._ca, upstream_host=opts.host)
             proxy_port = await self._proxy.start(opts.host, opts.proxy_port)
             planned.proxy_url = f"http://{opts.host}:{proxy_port}"
@@ -453,7 +484,7 @@ class Lab:
         return [
             {"name": name, "host": d.entry.host, "restconf_port": d.entry.restconf_port,
              "ssh_port": d.entry.ssh_port, "faults": d.faults.snapshot(),
-             "unsaved_changes": d.device.unsaved_changes()}
+             "unsaved_changes": not same_config(d.device.running, d.device.startup)}
             for name, d in self.devices.items()
         ]
 
