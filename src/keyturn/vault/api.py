@@ -1,0 +1,738 @@
+"""`Vault`: typed records and secret versions over the barrier and storage.
+
+Contract (what callers — CLI, engine, scripts runner, API — rely on):
+
+* Methods are synchronous and thread-safe: each call runs in its own database session/transaction,
+  so the async engine may call them through `asyncio.to_thread`.
+* Every write that returns has been committed (durable), together with its audit entry.
+* Plaintext leaves only as `Secret` objects; `reveal()` is the audited path for showing a value.
+* Errors: `VaultSealed` (no / wrong master key), `RecordNotFound`, `AmbiguousRecord`,
+  `DuplicateRecord`, `DecryptionFailed` (names record + field), `StorageUnavailable`, `VaultError`.
+
+Example::
+
+    vault = Vault.open(load_settings())
+    rec = vault.add(type="pamUser", title="router admin", fields=[Field("login", None, ["admin"]),
+                    Field("password", None, [Secret("s3cret")])])
+    v = vault.add_version(rec.uid, Secret("n3w"), rotation_id="r-1")      # pending, durable
+    vault.promote(rec.uid, v)                                              # current; old → previous
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from keyturn.audit.chain import AuditLog, canonical
+from keyturn.config import Settings
+from keyturn.errors import (
+    AmbiguousRecord,
+    DuplicateRecord,
+    RecordNotFound,
+    VaultError,
+    VaultSealed,
+)
+from keyturn.secret import Secret
+from keyturn.vault import versions as ver
+from keyturn.vault.barrier import Barrier
+from keyturn.vault.keys import (
+    KdfParams,
+    MasterKey,
+    create_key_file,
+    derive_from_passphrase,
+    key_from_env,
+    load_key_file,
+    pending_key_file,
+)
+from keyturn.vault.records import (
+    DEFAULT_PAM_CONFIGURATION_TITLE,
+    Field,
+    Record,
+    encode_fields,
+    is_secret_field,
+    new_uid,
+    secret_values,
+    slot_names,
+    title_key,
+    validate_title,
+)
+from keyturn.vault.storage import MetaRow, RecordRow, SecretVersionRow, Storage, sqlite_path, utcnow
+from keyturn.vault.versions import VersionInfo, VersionState
+
+_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_M_KEY_ID, _M_KEYCHECK, _M_KDF, _M_REKEY, _M_CREATED = "key_id", "keycheck", "kdf", "rekey", "created_at"
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A record to create (import / bulk add)."""
+
+    type: str
+    title: str
+    fields: Sequence[Field] = ()
+    custom: Sequence[Field] = ()
+    meta: Mapping[str, Any] | None = None
+    uid: str | None = None  # kept when free (imports), else a new one is made
+
+
+@dataclass(frozen=True)
+class RekeyProgress:
+    new_key_id: str
+    rewrapped: int  # rows rewrapped by this call
+    remaining: int  # rows still wrapped by another key
+    finished: bool
+
+
+@dataclass(frozen=True)
+class VaultStatus:
+    database: str
+    key_id: str
+    key_source: str
+    passphrase: bool
+    records: int
+    secret_versions: int
+    audit_entries: int
+    rekey_to: str | None
+    rekey_remaining: int
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def _unb64(s: str) -> bytes:
+    return base64.b64decode(s)
+
+
+class Vault:
+    """The vault. Build with `Vault.init` (new) or `Vault.open` (existing); `close()` when done."""
+
+    def __init__(self, settings: Settings, storage: Storage, barrier: Barrier, key_source: str) -> None:
+        self.settings = settings
+        self._storage = storage
+        self._barrier = barrier
+        self._key_source = key_source
+        self.audit = AuditLog(storage)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls, settings: Settings, *, passphrase: Secret | None = None, kdf: KdfParams | None = None,
+        timeout: float = 10.0, actor: str = "cli",
+    ) -> Vault:
+        """Create a vault: master key (new key file 0600, or Argon2id passphrase, or
+        `KEYTURN_MASTER_KEY`), schema, and the default PAM Configuration record.
+
+        Refuses (`VaultError`) when a vault already exists at the database URL, and (`ConfigError`)
+        when the key file already exists.
+        """
+        home = settings.home
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db_file = sqlite_path(settings.effective_database_url)
+        if db_file is not None and not db_file.exists():
+            # Create it 0600 ourselves: SQLite would use the umask, and its -wal/-shm files copy this mode.
+            db_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        storage = Storage(settings.effective_database_url, timeout=timeout)
+        try:
+            storage.migrate()
+            with storage.session() as s:
+                if s.get(MetaRow, _M_KEY_ID) is not None:
+                    raise VaultError(
+                        f"a vault already exists at {storage.display_url}; refusing to overwrite it"
+                    )
+            kdf_params: KdfParams | None = None
+            if passphrase is not None:
+                kdf_params = kdf or KdfParams.new()
+                key = derive_from_passphrase(passphrase, kdf_params)
+            elif settings.master_key is not None:
+                key = key_from_env(Secret(settings.master_key.get_secret_value()))
+            else:
+                key = create_key_file(settings.effective_key_file)
+            barrier = Barrier(key)
+            vault = cls(settings, storage, barrier, key.source)
+            with storage.session(write=True) as s:
+                if s.get(MetaRow, _M_KEY_ID) is not None:  # lost a race with another init
+                    raise VaultError(
+                        f"a vault already exists at {storage.display_url}; refusing to overwrite it"
+                    )
+                s.add(MetaRow(key=_M_KEY_ID, value=key.key_id))
+                s.add(MetaRow(key=_M_KEYCHECK, value=_b64(barrier.make_keycheck())))
+                s.add(MetaRow(key=_M_CREATED, value=utcnow().isoformat()))
+                if kdf_params is not None:
+                    s.add(MetaRow(key=_M_KDF, value=json.dumps(kdf_params.to_json())))
+                s.flush()
+                vault.audit.append_in(
+                    s, "vault.init", actor=actor, details={"key_id": key.key_id, "key_source": key.source}
+                )
+                vault._add_in(
+                    s, NewRecord(type="pamConfiguration", title=DEFAULT_PAM_CONFIGURATION_TITLE),
+                    allow_duplicate=False, actor=actor,
+                )
+            return vault
+        except BaseException:
+            storage.dispose()
+            raise
+
+    @classmethod
+    def open(
+        cls, settings: Settings, *, passphrase: Secret | None = None, new_key: MasterKey | None = None,
+        new_passphrase: Secret | None = None, timeout: float = 10.0,
+    ) -> Vault:
+        """Open an existing vault: run migrations, load and check the master key.
+
+        Raises `VaultSealed` when no key is available or it does not match this vault (nothing is
+        written in that case). While a `rekey` is in progress both keys are needed: the new one is
+        `new_key`, or derived from `new_passphrase`, or read from the pending key file
+        (`<key file>.new`) that the default rekey mode writes.
+        """
+        path = sqlite_path(settings.effective_database_url)
+        if path is not None and not path.exists():
+            raise VaultError(f"no vault at {path}; create one with `keyturn init`")
+        storage = Storage(settings.effective_database_url, timeout=timeout)
+        try:
+            storage.migrate()
+            with storage.session() as s:
+                meta = {r.key: r.value for r in s.scalars(sa.select(MetaRow))}
+            if _M_KEY_ID not in meta:
+                raise VaultError(f"no vault at {storage.display_url}; create one with `keyturn init`")
+            key = cls._current_key(settings, meta, passphrase)
+            rekey = json.loads(meta[_M_REKEY]) if _M_REKEY in meta else None
+            if rekey is None:
+                return cls(settings, storage, Barrier(key), key.source)
+            nk = cls._rekey_key(settings, rekey, new_key, new_passphrase)
+            return cls(settings, storage, Barrier(nk, [key], hmac_key=key), key.source)
+        except BaseException:
+            storage.dispose()
+            raise
+
+    @staticmethod
+    def _current_key(settings: Settings, meta: dict[str, str], passphrase: Secret | None) -> MasterKey:
+        want, check = meta[_M_KEY_ID], _unb64(meta[_M_KEYCHECK])
+        if settings.master_key is not None:
+            key = key_from_env(Secret(settings.master_key.get_secret_value()))
+        elif _M_KDF in meta:
+            pw = passphrase
+            if pw is None and settings.passphrase is not None:
+                pw = Secret(settings.passphrase.get_secret_value())
+            if pw is None:
+                raise VaultSealed("vault is sealed: this vault uses a passphrase; set KEYTURN_PASSPHRASE")
+            key = derive_from_passphrase(pw, KdfParams.from_json(json.loads(meta[_M_KDF])))
+        else:
+            key_file = settings.effective_key_file
+            pending = pending_key_file(key_file)
+            if pending.exists() and _M_REKEY not in meta:
+                # A rekey finished in the database but stopped before its key file replaced the old one.
+                nk = load_key_file(pending)
+                if nk.key_id == want and Barrier.verify_keycheck(nk, check):
+                    os.replace(pending, key_file)
+                    return replace(nk, source=f"key file {key_file}")
+            key = load_key_file(key_file)
+        if key.key_id != want or not Barrier.verify_keycheck(key, check):
+            raise VaultSealed(
+                f"vault is sealed: the master key does not match this vault (key id {key.key_id} from "
+                f"{key.source}; the vault needs key id {want})"
+            )
+        return key
+
+    @staticmethod
+    def _rekey_key(
+        settings: Settings, rekey: dict[str, Any], new_key: MasterKey | None, new_passphrase: Secret | None,
+    ) -> MasterKey:
+        want = rekey["key_id"]
+        if new_key is None and new_passphrase is not None and rekey.get("kdf"):
+            new_key = derive_from_passphrase(new_passphrase, KdfParams.from_json(rekey["kdf"]))
+        if new_key is None:
+            pending = pending_key_file(settings.effective_key_file)
+            if pending.exists():
+                new_key = load_key_file(pending)
+        if new_key is None or new_key.key_id != want or not Barrier.verify_keycheck(
+            new_key, _unb64(rekey["keycheck"])
+        ):
+            raise VaultSealed(
+                f"vault is sealed: a rekey to master key {want} is in progress and that key is not "
+                "available; resume it with `keyturn vault rekey` and the same new key"
+            )
+        return new_key
+
+    def close(self) -> None:
+        self._storage.dispose()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine; other subsystems add their tables through their own migrations."""
+        return self._storage.engine
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
+    @property
+    def barrier(self) -> Barrier:
+        return self._barrier
+
+    @property
+    def key_id(self) -> str:
+        return self._barrier.key_id
+
+    def hmac_value(self, value: Secret | str) -> str:
+        """Keyed HMAC of a value for audit details where equality matters (see `Barrier.hmac_value`)."""
+        return self._barrier.hmac_value(value)
+
+    # --- records ---------------------------------------------------------------------------------
+
+    def add(
+        self, *, type: str, title: str, fields: Sequence[Field] = (), custom: Sequence[Field] = (),
+        meta: Mapping[str, Any] | None = None, allow_duplicate: bool = False, actor: str = "cli",
+    ) -> Record:
+        """Create a record. Secret fields with a value get version 1 in state `current`.
+
+        `DuplicateRecord` when another record has the same title (case-insensitive) unless
+        `allow_duplicate`.
+        """
+        spec = NewRecord(type=type, title=title, fields=fields, custom=custom, meta=meta)
+        with self._storage.session(write=True) as s:
+            uid = self._add_in(s, spec, allow_duplicate=allow_duplicate, actor=actor)
+        return self.get(uid)
+
+    def add_many(
+        self, specs: Sequence[NewRecord], *, allow_duplicate: bool = False, actor: str = "cli",
+    ) -> list[str]:
+        """Create several records in ONE transaction: all are added or none (imports)."""
+        with self._storage.session(write=True) as s:
+            uids: list[str] = []
+            for i, spec in enumerate(specs):
+                try:
+                    uids.append(self._add_in(s, spec, allow_duplicate=allow_duplicate, actor=actor))
+                except VaultError as exc:
+                    raise type(exc)(f"record #{i + 1} ({spec.title!r}): {exc}") from exc
+            return uids
+
+    def _add_in(self, s: Session, spec: NewRecord, *, allow_duplicate: bool, actor: str) -> str:
+        self._storage.serialize(s)  # PostgreSQL: duplicate-title check + insert are atomic
+        title = validate_title(spec.title)
+        if not _TYPE_RE.match(spec.type):
+            raise VaultError(f"invalid record type {spec.type!r}")
+        if not allow_duplicate:
+            self._refuse_duplicate(s, title, exclude=None)
+        uid = spec.uid if spec.uid and re.fullmatch(r"[A-Za-z0-9_-]{16,32}", spec.uid) else new_uid()
+        if s.get(RecordRow, uid) is not None:
+            uid = new_uid()
+        now = utcnow()
+        row = RecordRow(
+            uid=uid, title=title, title_key=title_key(title), type=spec.type, fields_json="[]",
+            custom_json="[]", meta_json=canonical(dict(spec.meta or {})),
+            wrapped_key=self._barrier.new_data_key(uid), key_id=self._barrier.key_id,
+            created_at=now, updated_at=now,
+        )
+        s.add(row)
+        s.flush()
+        self._write_fields(s, row, list(spec.fields), list(spec.custom))
+        self.audit.append_in(s, "record.add", actor=actor, record_uid=uid,
+                             details={"title": title, "type": spec.type})
+        return uid
+
+    def _refuse_duplicate(self, s: Session, title: str, *, exclude: str | None) -> None:
+        q = sa.select(RecordRow.uid).where(RecordRow.title_key == title_key(title))
+        if exclude is not None:
+            q = q.where(RecordRow.uid != exclude)
+        other = s.scalars(q).first()
+        if other is not None:
+            raise DuplicateRecord(
+                f"a record titled {title!r} already exists (uid {other}); use --allow-duplicate to add anyway"
+            )
+
+    def _write_fields(
+        self, s: Session, row: RecordRow, fields: list[Field], custom: list[Field],
+    ) -> list[str]:
+        """Store plain fields in the row and secret values as new current versions (when changed).
+
+        Returns the names of secret slots that got a new version. An empty value list on a secret
+        field leaves its versions untouched.
+        """
+        items = slot_names(fields, custom)
+        changed: list[str] = []
+        for f, _is_custom, slot in items:
+            if slot is None:
+                continue
+            values = secret_values(f)
+            if len(values) > 1:
+                raise VaultError(f"secret field {f.name!r} has {len(values)} values; keyturn keeps one")
+            if not values:
+                continue
+            cur = ver.current_row(s, row.uid, slot)
+            if cur is not None and self._decrypt(row, cur) == values[0]:
+                continue
+            self._new_version(s, row, slot, values[0], VersionState.CURRENT, None)
+            changed.append(slot)
+        row.fields_json = json.dumps(
+            encode_fields([(f, slot) for f, c, slot in items if not c]), separators=(",", ":")
+        )
+        row.custom_json = json.dumps(
+            encode_fields([(f, slot) for f, c, slot in items if c]), separators=(",", ":")
+        )
+        return changed
+
+    def _new_version(
+        self, s: Session, row: RecordRow, slot: str, value: Secret, state: VersionState,
+        rotation_id: str | None,
+    ) -> int:
+        number = ver.next_version(s, row.uid, slot)
+        blob = self._barrier.encrypt(row.wrapped_key, row.uid, slot, number, value)
+        ver.insert(s, row.uid, slot, number, blob, state, rotation_id)
+        if state is VersionState.CURRENT:
+            ver.trim(s, row.uid, slot, self.settings.history_depth)
+        row.updated_at = utcnow()
+        return number
+
+    def _decrypt(self, row: RecordRow, v: SecretVersionRow) -> Secret:
+        return self._barrier.decrypt(row.wrapped_key, row.uid, v.field, v.version, v.ciphertext)
+
+    def _to_record(self, s: Session, row: RecordRow) -> Record:
+        def load(raw: str) -> list[Field]:
+            out: list[Field] = []
+            for item in json.loads(raw):
+                slot = item.get("slot")
+                if slot is None:
+                    out.append(Field(item["type"], item.get("label"), list(item.get("value", []))))
+                    continue
+                cur = ver.current_row(s, row.uid, slot)
+                out.append(Field(item["type"], item.get("label"), [self._decrypt(row, cur)] if cur else []))
+            return out
+
+        return Record(
+            uid=row.uid, title=row.title, type=row.type, fields=load(row.fields_json),
+            custom=load(row.custom_json), meta=json.loads(row.meta_json),
+            created_at=row.created_at, updated_at=row.updated_at,
+        )
+
+    def _row(self, s: Session, ref: str) -> RecordRow:
+        row = s.get(RecordRow, ref)
+        if row is not None:
+            return row
+        rows = list(s.scalars(sa.select(RecordRow).where(RecordRow.title_key == title_key(ref))))
+        if len(rows) == 1:
+            return rows[0]
+        if not rows:
+            raise RecordNotFound(f"no record with uid or title {ref!r} (see `keyturn record list`)")
+        cands = [f"{r.uid} {r.title!r} ({r.type})" for r in rows]
+        raise AmbiguousRecord(
+            f"title {ref!r} matches {len(rows)} records; use a uid: " + "; ".join(cands), candidates=cands
+        )
+
+    def get(self, ref: str) -> Record:
+        """Record by uid or unique title (case-insensitive). `RecordNotFound` / `AmbiguousRecord`."""
+        with self._storage.session() as s:
+            return self._to_record(s, self._row(s, ref))
+
+    def resolve(self, ref: str) -> str:
+        """The uid for a uid or unique title (no decryption)."""
+        with self._storage.session() as s:
+            return self._row(s, ref).uid
+
+    def find(
+        self, *, type: str | None = None, title: str | None = None, custom: Mapping[str, str] | None = None,
+    ) -> list[Record]:
+        """Records matching all filters, ordered by title. `title` is a case-insensitive substring;
+        `custom` matches plain custom field values exactly (labels as in `Record.custom_value`)."""
+        q = sa.select(RecordRow).order_by(RecordRow.title_key, RecordRow.uid)
+        if type is not None:
+            q = q.where(RecordRow.type == type)
+        if title is not None:
+            q = q.where(RecordRow.title_key.contains(title_key(title), autoescape=True))
+        with self._storage.session() as s:
+            records = [self._to_record(s, r) for r in s.scalars(q)]
+        if custom:
+            records = [
+                r for r in records
+                if all(
+                    (v := r.custom_value(label)) is not None and not isinstance(v, Secret) and str(v) == want
+                    for label, want in custom.items()
+                )
+            ]
+        return records
+
+    def update(
+        self, uid: str, *, title: str | None = None, fields: Sequence[Field] | None = None,
+        custom: Sequence[Field] | None = None, allow_duplicate: bool = False, actor: str = "cli",
+    ) -> Record:
+        """Change title and/or replace the standard / custom field lists.
+
+        A secret field whose value differs from its current version gets a new `current` version
+        (old → `previous`); an empty value list keeps the current one.
+        """
+        with self._storage.session(write=True) as s:
+            self._storage.serialize(s)
+            row = self._row(s, uid)
+            details: dict[str, Any] = {}
+            if title is not None and title.strip() != row.title:
+                new_title = validate_title(title)
+                if not allow_duplicate:
+                    self._refuse_duplicate(s, new_title, exclude=row.uid)
+                details["title"] = {"from": row.title, "to": new_title}
+                row.title, row.title_key = new_title, title_key(new_title)
+            if fields is not None or custom is not None:
+                current = self._to_record(s, row)
+                new_fields = list(fields) if fields is not None else current.fields
+                new_custom = list(custom) if custom is not None else current.custom
+                details["new_versions"] = self._write_fields(s, row, new_fields, new_custom)
+                details["fields"] = fields is not None
+                details["custom"] = custom is not None
+            row.updated_at = utcnow()
+            self.audit.append_in(s, "record.update", actor=actor, record_uid=row.uid, details=details)
+            result = self._to_record(s, row)
+        return result
+
+    def set_meta(self, uid: str, key: str, value: Any, *, actor: str = "cli") -> None:
+        """Set `meta[key] = value` (JSON, non-secret: e.g. "rotation" profile, "scripts")."""
+        with self._storage.session(write=True) as s:
+            row = self._row(s, uid)
+            meta = json.loads(row.meta_json)
+            meta[key] = value
+            row.meta_json = canonical(meta)  # refuses Secret values
+            row.updated_at = utcnow()
+            self.audit.append_in(s, "record.meta", actor=actor, record_uid=row.uid, details={"key": key})
+
+    def remove(self, uid: str, *, actor: str = "cli") -> None:
+        """Delete a record and all its secret versions."""
+        with self._storage.session(write=True) as s:
+            row = self._row(s, uid)
+            s.execute(sa.delete(SecretVersionRow).where(SecretVersionRow.record_uid == row.uid))
+            self.audit.append_in(s, "record.remove", actor=actor, record_uid=row.uid,
+                                 details={"title": row.title, "type": row.type})
+            s.delete(row)
+
+    # --- secret versions -------------------------------------------------------------------------
+
+    def _slot(self, s: Session, row: RecordRow, name: str, *, create: bool = False) -> str:
+        """Slot for a field name: slot name, standard type, standard label, custom label (then -i)."""
+        std, cus = json.loads(row.fields_json), json.loads(row.custom_json)
+        slots = [i["slot"] for i in std + cus if "slot" in i]
+        if name in slots:
+            return name
+        for key in ("type", "label"):
+            for i in std:
+                if "slot" in i and i.get(key) == name:
+                    return str(i["slot"])
+        for fold in (False, True):
+            for i in cus:
+                label = i.get("label") or ""
+                if "slot" in i and ((label.casefold() == name.casefold()) if fold else label == name):
+                    return str(i["slot"])
+        if not create:
+            if s.scalar(sa.select(SecretVersionRow.id).where(
+                    SecretVersionRow.record_uid == row.uid, SecretVersionRow.field == name).limit(1)):
+                return name
+            raise VaultError(f"record {row.uid} has no secret field {name!r}")
+        # First version of a field the record does not list yet: add it, so `get` shows it.
+        if is_secret_field(name, custom=False):
+            std.append({"type": name, "label": None, "slot": name})
+            row.fields_json = json.dumps(std, separators=(",", ":"))
+            return name
+        slot = f"custom:{name}"
+        cus.append({"type": "secret", "label": name, "slot": slot})
+        row.custom_json = json.dumps(cus, separators=(",", ":"))
+        return slot
+
+    def secret(self, uid: str, field: str = "password") -> Secret | None:
+        """The current version's value of a secret field, or None when it has none."""
+        with self._storage.session() as s:
+            row = self._row(s, uid)
+            try:
+                slot = self._slot(s, row, field)
+            except VaultError:
+                return None
+            cur = ver.current_row(s, row.uid, slot)
+            return self._decrypt(row, cur) if cur is not None else None
+
+    def versions(self, uid: str, field: str = "password") -> list[VersionInfo]:
+        """All versions of a secret field, newest first (metadata only)."""
+        with self._storage.session() as s:
+            row = self._row(s, uid)
+            try:
+                slot = self._slot(s, row, field)
+            except VaultError:
+                return []
+            return [ver.info(v) for v in ver.list_rows(s, row.uid, slot)]
+
+    def version_secret(self, uid: str, version: int, field: str = "password") -> Secret:
+        with self._storage.session() as s:
+            row = self._row(s, uid)
+            return self._decrypt(row, ver.get_row(s, row.uid, self._slot(s, row, field), version))
+
+    def add_version(
+        self, uid: str, value: Secret, *, field: str = "password", state: VersionState = VersionState.PENDING,
+        rotation_id: str | None = None, actor: str = "engine",
+    ) -> int:
+        """Store a new encrypted version (default `pending`); committed when this returns."""
+        if not isinstance(value, Secret):
+            raise TypeError("add_version takes a Secret")
+        with self._storage.session(write=True) as s:
+            row = self._row(s, uid)
+            slot = self._slot(s, row, field, create=True)
+            number = self._new_version(s, row, slot, value, VersionState(state), rotation_id)
+            self.audit.append_in(s, "version.add", actor=actor, record_uid=row.uid, details={
+                "field": slot, "version": number, "state": str(state), "rotation_id": rotation_id,
+            })
+            return number
+
+    def set_version_state(
+        self, uid: str, version: int, state: VersionState, *, field: str = "password", actor: str = "engine",
+    ) -> None:
+        """Set a version's state; `current` is the same as `promote`. The current version cannot be
+        demoted directly (promote another one instead)."""
+        if VersionState(state) is VersionState.CURRENT:
+            self.promote(uid, version, field=field, actor=actor)
+            return
+        with self._storage.session(write=True) as s:
+            row = self._row(s, uid)
+            slot = self._slot(s, row, field)
+            vrow = ver.get_row(s, row.uid, slot, version)
+            old = vrow.state
+            ver.set_state(s, vrow, VersionState(state))
+            self.audit.append_in(s, "version.state", actor=actor, record_uid=row.uid, details={
+                "field": slot, "version": version, "from": old, "to": str(state),
+            })
+
+    def promote(self, uid: str, version: int, *, field: str = "password", actor: str = "engine") -> None:
+        """One transaction: `version` → current, old current → previous, history trimmed."""
+        with self._storage.session(write=True) as s:
+            self._storage.serialize(s)
+            row = self._row(s, uid)
+            slot = self._slot(s, row, field)
+            vrow = ver.get_row(s, row.uid, slot, version)
+            old = ver.current_row(s, row.uid, slot)
+            ver.set_state(s, vrow, VersionState.CURRENT)
+            ver.trim(s, row.uid, slot, self.settings.history_depth)
+            row.updated_at = utcnow()
+            self.audit.append_in(s, "version.promote", actor=actor, record_uid=row.uid, details={
+                "field": slot, "version": version, "previous": old.version if old is not None else None,
+            })
+
+    def reveal(self, uid: str, *, field: str = "password", actor: str) -> Secret:
+        """The current value of a secret field, for showing to a person. Audited ("reveal")."""
+        with self._storage.session(write=True) as s:
+            row = self._row(s, uid)
+            slot = self._slot(s, row, field)
+            cur = ver.current_row(s, row.uid, slot)
+            if cur is None:
+                raise VaultError(f"record {row.uid} field {field!r} has no current value")
+            value = self._decrypt(row, cur)
+            self.audit.append_in(s, "reveal", actor=actor, record_uid=row.uid,
+                                 details={"field": slot, "version": cur.version})
+            return value
+
+    # --- master key --------------------------------------------------------------------------------
+
+    def rekey(
+        self, new_key: MasterKey, *, kdf: KdfParams | None = None, limit: int | None = None,
+        batch_size: int = 200, actor: str = "cli",
+    ) -> RekeyProgress:
+        """Rewrap every record's data key under `new_key` (record data is not re-encrypted).
+
+        Resumable: each row records which key wraps it, and only rows not yet under the new key are
+        processed, `batch_size` rows per committed transaction. `limit` stops after that many rows
+        (an interruption on purpose; call again to resume). While unfinished, the vault needs both
+        keys to open (see `open`). On completion the vault's key id, key check and KDF parameters
+        switch to the new key in one transaction; the old key is no longer accepted.
+        `kdf` is given when `new_key` was derived from a passphrase.
+        """
+        with self._storage.session(write=True) as s:
+            cur = s.get(MetaRow, _M_REKEY)
+            if cur is None:
+                if new_key.key_id == s.get(MetaRow, _M_KEY_ID).value:  # type: ignore[union-attr]
+                    raise VaultError("the new master key is the vault's current key")
+                plan = {
+                    "key_id": new_key.key_id, "keycheck": _b64(Barrier(new_key).make_keycheck()),
+                    "kdf": kdf.to_json() if kdf else None, "started_at": utcnow().isoformat(),
+                }
+                s.add(MetaRow(key=_M_REKEY, value=json.dumps(plan)))
+                self.audit.append_in(s, "vault.rekey.start", actor=actor, details={"to": new_key.key_id})
+            elif json.loads(cur.value)["key_id"] != new_key.key_id:
+                raise VaultError(
+                    f"a rekey to master key {json.loads(cur.value)['key_id']} is in progress; "
+                    "resume it with that key"
+                )
+        committed = self._barrier.hmac_master  # the key the vault is sealed with until the rekey ends
+        self._barrier = Barrier(new_key, [committed], hmac_key=committed)
+        done = 0
+        while limit is None or done < limit:
+            take = batch_size if limit is None else min(batch_size, limit - done)
+            with self._storage.session(write=True) as s:
+                rows = list(s.scalars(
+                    sa.select(RecordRow).where(RecordRow.key_id != new_key.key_id)
+                    .order_by(RecordRow.uid).limit(take)
+                ))
+                for r in rows:
+                    r.wrapped_key = self._barrier.rewrap(r.wrapped_key, r.uid)
+                    r.key_id = new_key.key_id
+            done += len(rows)
+            if len(rows) < take:
+                break
+        with self._storage.session(write=True) as s:
+            self._storage.serialize(s)
+            remaining = s.scalar(
+                sa.select(sa.func.count()).select_from(RecordRow).where(RecordRow.key_id != new_key.key_id)
+            ) or 0
+            if remaining:
+                return RekeyProgress(new_key.key_id, done, remaining, finished=False)
+            plan = json.loads(s.get(MetaRow, _M_REKEY).value)  # type: ignore[union-attr]
+            s.get(MetaRow, _M_KEY_ID).value = new_key.key_id  # type: ignore[union-attr]
+            s.get(MetaRow, _M_KEYCHECK).value = plan["keycheck"]  # type: ignore[union-attr]
+            kdf_row = s.get(MetaRow, _M_KDF)
+            if plan.get("kdf"):
+                if kdf_row is None:
+                    s.add(MetaRow(key=_M_KDF, value=json.dumps(plan["kdf"])))
+                else:
+                    kdf_row.value = json.dumps(plan["kdf"])
+            elif kdf_row is not None:
+                s.delete(kdf_row)
+            s.delete(s.get(MetaRow, _M_REKEY))
+            self.audit.append_in(s, "vault.rekey.done", actor=actor, details={"to": new_key.key_id})
+        self._barrier = Barrier(new_key)
+        self._key_source = new_key.source
+        return RekeyProgress(new_key.key_id, done, 0, finished=True)
+
+    def status(self) -> VaultStatus:
+        from keyturn.vault.storage import AuditRow
+
+        with self._storage.session() as s:
+            meta = {r.key: r.value for r in s.scalars(sa.select(MetaRow))}
+            def count(m: type[Any]) -> int:
+                return s.scalar(sa.select(sa.func.count()).select_from(m)) or 0
+
+            rekey = json.loads(meta[_M_REKEY]) if _M_REKEY in meta else None
+            remaining = 0
+            if rekey:
+                remaining = s.scalar(sa.select(sa.func.count()).select_from(RecordRow).where(
+                    RecordRow.key_id != rekey["key_id"])) or 0
+            return VaultStatus(
+                database=self._storage.display_url, key_id=meta[_M_KEY_ID], key_source=self._key_source,
+                passphrase=_M_KDF in meta, records=count(RecordRow), secret_versions=count(SecretVersionRow),
+                audit_entries=count(AuditRow), rekey_to=rekey["key_id"] if rekey else None,
+                rekey_remaining=remaining,
+            )
+
+    def rekey_in_progress(self) -> str | None:
+        """The new key id of an unfinished rekey, or None."""
+        with self._storage.session() as s:
+            row = s.get(MetaRow, _M_REKEY)
+            return str(json.loads(row.value)["key_id"]) if row is not None else None
+
+
+__all__ = ["NewRecord", "RekeyProgress", "Vault", "VaultStatus"]

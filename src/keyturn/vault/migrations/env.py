@@ -1,0 +1,15 @@
+"""Alembic environment: runs on the connection `keyturn.vault.storage.Storage.migrate` hands over."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from keyturn.vault.storage import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - keyturn always passes its own connection
+    raise RuntimeError("keyturn migrations run through keyturn.vault.storage.Storage.migrate()")
+
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+# The caller already opened the transaction (and holds the migration lock); Alembic joins it.
+context.run_migrations()

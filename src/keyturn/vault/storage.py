@@ -1,0 +1,232 @@
+"""Storage: SQLAlchemy 2 models, the engine, migrations, and transactions. Sees only ciphertext.
+
+* SQLite (embedded default, a file under KEYTURN_HOME) or PostgreSQL (`postgresql+psycopg://...`),
+  same schema, created/upgraded by Alembic at open (`upgrade head` over the migrations shipped in
+  `keyturn/vault/migrations/versions`; other subsystems add their own revisions there).
+* SQLite runs in WAL mode with a busy timeout and `check_same_thread=False` (the engine calls the
+  vault from worker threads). Write transactions start with ``BEGIN IMMEDIATE`` so concurrent
+  writers, including other processes, serialize instead of failing at commit.
+* PostgreSQL write transactions that must be linear (the audit chain) take a transaction-scoped
+  advisory lock (`Storage.serialize`).
+* Every driver `OperationalError` / `InterfaceError` (locked, unreachable) becomes
+  `StorageUnavailable` with the URL (password hidden) — see `Storage.session`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from keyturn.errors import KeyturnError, StorageUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+_ADVISORY_AUDIT = 0x6B74_6175  # "ktau": the audit-chain lock id on PostgreSQL
+_ADVISORY_MIGRATE = 0x6B74_6D67  # "ktmg"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset; we restore it)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored in the vault")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime}
+
+
+class MetaRow(Base):
+    """Vault-wide settings: key id, key-check value, KDF parameters, rekey progress, audit head."""
+
+    __tablename__ = "kt_meta"
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+
+
+class RecordRow(Base):
+    __tablename__ = "kt_records"
+    uid: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(512), index=True)
+    title_key: Mapped[str] = mapped_column(sa.String(512), index=True)  # casefolded, for lookup
+    type: Mapped[str] = mapped_column(sa.String(64), index=True)
+    fields_json: Mapped[str] = mapped_column(sa.Text)  # plain fields; secret ones hold only a slot name
+    custom_json: Mapped[str] = mapped_column(sa.Text)
+    meta_json: Mapped[str] = mapped_column(sa.Text)
+    wrapped_key: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    key_id: Mapped[str] = mapped_column(sa.String(16), index=True)  # which master key wraps it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SecretVersionRow(Base):
+    __tablename__ = "kt_secret_versions"
+    __table_args__ = (
+        sa.UniqueConstraint("record_uid", "field", "version", name="uq_kt_secret_versions_rfv"),
+        # Exactly one current per (record, field): enforced by the database, not by convention.
+        sa.Index(
+            "uq_kt_secret_versions_current", "record_uid", "field", unique=True,
+            sqlite_where=sa.text("state = 'current'"), postgresql_where=sa.text("state = 'current'"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    record_uid: Mapped[str] = mapped_column(
+        sa.String(32), sa.ForeignKey("kt_records.uid", ondelete="CASCADE"), index=True
+    )
+    field: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    state: Mapped[str] = mapped_column(sa.String(16))
+    rotation_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    ciphertext: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditRow(Base):
+    __tablename__ = "kt_audit"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[str] = mapped_column(sa.String(40))  # ISO text: hashed exactly as stored
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    record_uid: Mapped[str | None] = mapped_column(sa.String(32), nullable=True, index=True)
+    details: Mapped[str] = mapped_column(sa.Text)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return "<invalid database URL>"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a SQLite URL, or None for other databases / in-memory SQLite."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+class Storage:
+    """One engine + session factory. `session(write=True)` is the only way to write."""
+
+    def __init__(self, url: str, *, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
+        """`timeout`: seconds to wait for a SQLite lock, or for a PostgreSQL connection."""
+        self.url = url
+        self.display_url = safe_url(url)
+        try:
+            u = make_url(url)
+        except sa_exc.ArgumentError as exc:
+            raise StorageUnavailable(f"invalid database URL {self.display_url}") from exc
+        self.dialect = u.get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeout}
+        elif self.dialect == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": max(1, int(timeout))}
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: Engine = sa.create_engine(url, **kwargs)
+        except (sa_exc.ArgumentError, ImportError) as exc:
+            raise StorageUnavailable(f"cannot use database {self.display_url}: {exc}") from exc
+        if self.dialect == "sqlite":
+            _install_sqlite_hooks(self.engine, int(timeout * 1000))
+        self._local = threading.local()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction, committed on success, rolled back on error.
+
+        `write=True` starts the transaction as a writer (SQLite ``BEGIN IMMEDIATE``), so a
+        read-then-write inside it cannot race another writer.
+        """
+        try:
+            with Session(self.engine, expire_on_commit=False) as s, s.begin():
+                # First use of the connection: the "begin" hook sees the option and picks the lock mode.
+                s.connection(execution_options={"keyturn_write": write})
+                yield s
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            raise self.unavailable(exc) from exc
+        except sa_exc.DBAPIError as exc:
+            if isinstance(exc.orig, KeyturnError):  # pragma: no cover - defensive
+                raise exc.orig from exc
+            raise
+
+    def unavailable(self, exc: BaseException) -> StorageUnavailable:
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        return StorageUnavailable(f"database {self.display_url} is unavailable: {detail}")
+
+    def serialize(self, s: Session) -> None:
+        """Inside a write session: serialize with every other chain writer (all processes)."""
+        if self.dialect == "postgresql":
+            s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_AUDIT})
+        # SQLite: BEGIN IMMEDIATE already holds the single writer lock.
+
+    def migrate(self) -> None:
+        """`alembic upgrade head` over the shipped migrations, serialized across processes."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
+        cfg.set_main_option("version_locations", str(_MIGRATIONS_DIR / "versions"))
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(keyturn_write=True)
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_MIGRATE})
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            raise self.unavailable(exc) from exc
+
+
+def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite so "begin" below decides the lock mode.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        write = conn.get_execution_options().get("keyturn_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
