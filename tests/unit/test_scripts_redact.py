@@ -22,10 +22,18 @@ def test_every_form_of_a_secret_is_masked() -> None:
 def test_longest_first_and_blobs() -> None:
     red = Redactor([Secret("abc"), Secret("xxabcxx")], blobs=["BLOB=="])
     assert red("xxabcxx abc BLOB==") == f"{MASK} {MASK} {MASK}"
-    assert red.longest >= len("xxabcxx")
+
+
+def test_clip_tail_masks_a_partial_secret_or_blob() -> None:
+    blob = "B" * 40 + "secretish" + "C" * 40
+    red = Redactor([Secret("hunter2")], blobs=[blob])
+    assert red.clip_tail("log line hunt") == f"log line {MASK}"
+    assert red.clip_tail("log line ok") == "log line ok"
+    assert red.clip_tail("echo " + blob[:60]) == f"echo {MASK}"
+    assert red.clip_tail("echo " + "B" * 10) == "echo " + "B" * 10  # fixed JSON head only
 
 
 def test_empty_secrets_are_ignored() -> None:
     red = Redactor([Secret(""), ""])
     assert red("nothing to hide") == "nothing to hide"
-    assert red.longest == 0
+    assert red.clip_tail("nothing") == "nothing"

@@ -219,7 +219,7 @@ def _spawn_error(exc: OSError, argv: list[str]) -> str:
 
 
 class _Capture:
-    """Reads one pipe to EOF, keeping a bounded head (more than `limit` so redaction sees whole secrets)."""
+    """Reads one pipe to EOF (so the script never blocks on a full pipe), keeping a bounded head."""
 
     def __init__(self, keep: int) -> None:
         self.keep = keep
@@ -238,10 +238,9 @@ class _Capture:
     def text(self, redact: Redactor, limit: int) -> tuple[str, bool]:
         text = redact(self.buf.decode("utf-8", errors="replace"))
         dropped = self.total > len(self.buf)
-        if dropped and redact.longest:
-            # A secret may straddle the end of what was kept; its visible head is in the last
-            # `longest` characters, so they go (the output is marked truncated anyway).
-            text = text[: max(0, len(text) - redact.longest)]
+        if dropped:
+            # A secret may straddle the end of what was kept: mask its visible head.
+            text = redact.clip_tail(text)
         truncated = dropped or len(text) > limit
         if truncated:
             text = text[:limit] + f"\n[keyturn: output truncated: {self.total} bytes in all, head kept]"
@@ -307,7 +306,7 @@ async def run_script(
             )
         except OSError as exc:
             return _failed(att, owner_uid, _spawn_error(exc, argv), started)
-        keep = OUTPUT_LIMIT + redactor.longest + 4
+        keep = OUTPUT_LIMIT + 4  # room for a UTF-8 sequence cut at the limit
         out, err = _Capture(keep), _Capture(keep)
         tasks = [
             asyncio.create_task(_feed(proc.stdin, payload)),
