@@ -83,3 +83,14 @@ async def test_sim_lab_initial_credentials_log_in(small_lab: RunningLab) -> None
     async with small_lab.control() as ctl:
         net = small_lab.state.meraki.orgs[0].networks[0]  # type: ignore[union-attr]
         assert await ctl.verify_meraki(net.id, net.users[0].email, net.users[0].password)
+
+
+async def test_sim_lab_ssh_host_key_matches_state(small_lab: RunningLab) -> None:
+    import asyncssh
+
+    fingerprint = small_lab.state.extra["ssh_host_key_fingerprint"]
+    for dev in small_lab.state.iosxe[:2]:
+        async with asyncssh.connect("127.0.0.1", port=dev.ssh_port, username=dev.admin.username,
+                                    password=dev.admin.password, known_hosts=None) as conn:
+            key = conn.get_server_host_key()
+            assert key is not None and key.get_fingerprint("sha256") == fingerprint
