@@ -135,7 +135,7 @@ _DECOYS: dict[str, tuple[str, ...]] = {
     "write": ("erase", "network"),
     "config": ("aaa", "access-list", "alias", "banner", "boot", "cdp", "clock", "crypto", "default",
                "hostname", "interface", "ip", "ipv6", "line", "logging", "ntp", "router", "service",
-               "snmp-server", "spanning-tree", "user-name", "vlan"),
+               "snmp-server", "spanning-tree", "vlan"),
 }
 _FILTERS = ("append", "begin", "count", "exclude", "format", "include", "redirect", "section", "tee")
 _PIPEABLE = frozenset({"show_run", "show_version", "show_privilege"})
@@ -215,7 +215,7 @@ def _exec_decoys(extra: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
 
 
 _TRIES: dict[str, _Node] = {
-    "user": _compile(_USER_EXEC, {"exec": _DECOYS["exec"] + ("configure", "copy", "reload", "write")}),
+    "user": _compile(_USER_EXEC, {"exec": _DECOYS["exec"]}),
     "priv": _compile(_PRIV_EXEC, _exec_decoys(("copy",))),
     "config": _compile(_CONFIG, {"config": _DECOYS["config"]}),
 }
