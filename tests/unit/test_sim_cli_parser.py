@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from keyturn.sim.iosxe_cli import _TRIES, ParseError, Parsed, apply_filter, parse
+from keyturn.sim.iosxe_cli import COMMAND_TRIES, Parsed, ParseError, apply_filter, parse
 
-PRIV, USER, CONFIG = _TRIES["priv"], _TRIES["user"], _TRIES["config"]
+PRIV, USER, CONFIG = COMMAND_TRIES["priv"], COMMAND_TRIES["user"], COMMAND_TRIES["config"]
 
 
 @pytest.mark.parametrize(

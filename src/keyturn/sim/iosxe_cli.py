@@ -214,7 +214,7 @@ def _exec_decoys(extra: tuple[str, ...] = ()) -> dict[str, tuple[str, ...]]:
     return {k: v + extra if k == "exec" else v for k, v in _DECOYS.items() if k != "config"}
 
 
-_TRIES: dict[str, _Node] = {
+COMMAND_TRIES: dict[str, _Node] = {
     "user": _compile(_USER_EXEC, {"exec": _DECOYS["exec"]}),
     "priv": _compile(_PRIV_EXEC, _exec_decoys(("copy",))),
     "config": _compile(_CONFIG, {"config": _DECOYS["config"]}),
@@ -390,7 +390,7 @@ class CliSession:
         return Reply(text)
 
     def _command(self, line: str, prompt: str, *, offset: int = 0) -> Reply:
-        parsed = parse(_TRIES[self.mode.value], line)
+        parsed = parse(COMMAND_TRIES[self.mode.value], line)
         if parsed is None:
             return Reply()
         if isinstance(parsed, ParseError):
