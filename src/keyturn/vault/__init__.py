@@ -6,10 +6,11 @@ Layers: `storage` (SQLAlchemy, ciphertext only) → `barrier` (AES-256-GCM envel
 
 from __future__ import annotations
 
-from keyturn.vault.api import NewRecord, RekeyProgress, Vault, VaultStatus
+from keyturn.vault.api import NewRecord, RecordSummary, RekeyProgress, Vault, VaultStatus
 from keyturn.vault.records import Field, Record
 from keyturn.vault.versions import VersionInfo, VersionState
 
 __all__ = [
-    "Field", "NewRecord", "Record", "RekeyProgress", "Vault", "VaultStatus", "VersionInfo", "VersionState",
+    "Field", "NewRecord", "Record", "RecordSummary", "RekeyProgress", "Vault", "VaultStatus", "VersionInfo",
+    "VersionState",
 ]

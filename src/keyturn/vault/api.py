@@ -24,8 +24,9 @@ import base64
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -81,6 +82,16 @@ class NewRecord:
     custom: Sequence[Field] = ()
     meta: Mapping[str, Any] | None = None
     uid: str | None = None  # kept when free (imports), else a new one is made
+
+
+@dataclass(frozen=True)
+class RecordSummary:
+    """uid/title/type of a record, read without decrypting anything (listings)."""
+
+    uid: str
+    title: str
+    type: str
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -187,13 +198,15 @@ class Vault:
     def open(
         cls, settings: Settings, *, passphrase: Secret | None = None, new_key: MasterKey | None = None,
         new_passphrase: Secret | None = None, timeout: float = 10.0,
+        ask_passphrase: Callable[[], Secret] | None = None,
     ) -> Vault:
         """Open an existing vault: run migrations, load and check the master key.
 
         Raises `VaultSealed` when no key is available or it does not match this vault (nothing is
         written in that case). While a `rekey` is in progress both keys are needed: the new one is
         `new_key`, or derived from `new_passphrase`, or read from the pending key file
-        (`<key file>.new`) that the default rekey mode writes.
+        (`<key file>.new`) that the default rekey mode writes. `ask_passphrase` is called (e.g. a
+        hidden prompt) when the vault uses a passphrase and none was given.
         """
         path = sqlite_path(settings.effective_database_url)
         if path is not None and not path.exists():
@@ -205,6 +218,8 @@ class Vault:
                 meta = {r.key: r.value for r in s.scalars(sa.select(MetaRow))}
             if _M_KEY_ID not in meta:
                 raise VaultError(f"no vault at {storage.display_url}; create one with `keyturn init`")
+            if _M_KDF in meta and passphrase is None and settings.passphrase is None and ask_passphrase:
+                passphrase = ask_passphrase()
             key = cls._current_key(settings, meta, passphrase)
             rekey = json.loads(meta[_M_REKEY]) if _M_REKEY in meta else None
             if rekey is None:
@@ -466,6 +481,18 @@ class Vault:
                 )
             ]
         return records
+
+    def summaries(self, *, type: str | None = None, title: str | None = None) -> list[RecordSummary]:
+        """Like `find` (type / title substring) but without decrypting: for listings."""
+        q = sa.select(RecordRow.uid, RecordRow.title, RecordRow.type, RecordRow.updated_at).order_by(
+            RecordRow.title_key, RecordRow.uid
+        )
+        if type is not None:
+            q = q.where(RecordRow.type == type)
+        if title is not None:
+            q = q.where(RecordRow.title_key.contains(title_key(title), autoescape=True))
+        with self._storage.session() as s:
+            return [RecordSummary(*r) for r in s.execute(q)]
 
     def update(
         self, uid: str, *, title: str | None = None, fields: Sequence[Field] | None = None,
@@ -735,4 +762,4 @@ class Vault:
             return str(json.loads(row.value)["key_id"]) if row is not None else None
 
 
-__all__ = ["NewRecord", "RekeyProgress", "Vault", "VaultStatus"]
+__all__ = ["NewRecord", "RecordSummary", "RekeyProgress", "Vault", "VaultStatus"]
