@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 Clock = Callable[[], float]
+_EPSILON = 1e-9  # float drift in clock arithmetic must not cost a token
 
 
 class TokenBucket:
@@ -43,7 +44,7 @@ class TokenBucket:
     def wait(self) -> float:
         """Seconds until one token is available; 0.0 if one is available now."""
         self._refill()
-        if self._tokens >= 1.0:
+        if self._tokens >= 1.0 - _EPSILON:
             return 0.0
         return (1.0 - self._tokens) / self.rate
 
@@ -51,7 +52,7 @@ class TokenBucket:
         """Consume one token if available; True on success."""
         if self.wait() > 0.0:
             return False
-        self._tokens -= 1.0
+        self._tokens = max(0.0, self._tokens - 1.0)
         return True
 
 
