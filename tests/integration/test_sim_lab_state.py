@@ -94,3 +94,19 @@ async def test_sim_lab_ssh_host_key_matches_state(small_lab: RunningLab) -> None
                                     password=dev.admin.password, known_hosts=None) as conn:
             key = conn.get_server_host_key()
             assert key is not None and key.get_fingerprint("sha256") == fingerprint
+
+
+async def test_sim_lab_meraki_api_key_and_ids_work(small_lab: RunningLab) -> None:
+    import httpx
+
+    meraki = small_lab.state.meraki
+    assert meraki is not None
+    headers = {"Authorization": f"Bearer {meraki.api_key}"}
+    async with httpx.AsyncClient(base_url=meraki.base_url, headers=headers) as http:
+        orgs = (await http.get("/organizations")).json()
+        assert [o["id"] for o in orgs] == [meraki.orgs[0].id]
+        net = meraki.orgs[0].networks[0]
+        users = (await http.get(f"/networks/{net.id}/merakiAuthUsers")).json()
+        assert sorted(u["email"] for u in users) == sorted(u.email for u in net.users)
+        wrong = {"Authorization": "Bearer " + "0" * 40}
+        assert (await http.get("/organizations", headers=wrong)).status_code == 401
