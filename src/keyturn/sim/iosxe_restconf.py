@@ -296,7 +296,7 @@ class RestconfFrontend:
         runner = web.ServerRunner(web.Server(self._handle, access_log=None), shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port, ssl_context=ssl, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, host, port, ssl_context=ssl)
             await site.start()
         except OSError as exc:
             await runner.cleanup()
