@@ -7,6 +7,8 @@ import stat
 import string
 from pathlib import Path
 
+import pytest
+
 from keyturn.sim.client import LabState
 from keyturn.sim.lab import make_plan
 from tests.lab_fixtures import RunningLab, small_lab_fixture
@@ -110,3 +112,24 @@ async def test_sim_lab_meraki_api_key_and_ids_work(small_lab: RunningLab) -> Non
         assert sorted(u["email"] for u in users) == sorted(u.email for u in net.users)
         wrong = {"Authorization": "Bearer " + "0" * 40}
         assert (await http.get("/organizations", headers=wrong)).status_code == 401
+
+
+async def test_sim_lab_self_signed_devices_have_their_own_ca(tmp_path: Path) -> None:
+    import ssl
+
+    import httpx
+
+    from tests.lab_fixtures import running_lab
+
+    async with running_lab(tmp_path, iosxe=1, meraki_orgs=0, ssh=False, tls="self-signed") as lab:
+        dev = lab.state.iosxe[0]
+        assert dev.ssh_port is None and lab.state.meraki is None
+        assert dev.ca_cert is not None
+        assert Path(dev.ca_cert).read_bytes() != Path(lab.state.ca_cert).read_bytes()
+        url = f"{dev.restconf_url}/data/Cisco-IOS-XE-native:native/username"
+        auth = (dev.admin.username, dev.admin.password)
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=dev.ca_cert)) as own:
+            assert (await own.get(url, auth=auth)).status_code == 200
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=lab.state.ca_cert)) as lab_ca:
+            with pytest.raises(httpx.ConnectError):
+                await lab_ca.get(url, auth=auth)
