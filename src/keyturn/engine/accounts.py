@@ -1,0 +1,194 @@
+"""Records → the `Account` a target works on (issue 4, "Records the targets read").
+
+* IOS XE resource: a `pamNetworkDevice` record, standard field `host` = ``HOST[:PORT]`` (RESTCONF
+  port, default 443; Keeper's ``{"hostName", "port"}`` object is accepted too) and optional custom
+  fields `ssh_port`, `ca_bundle`, `fingerprint`, `insecure`.
+* Meraki resource: a `pamMerakiNetwork` record, custom `network_id`, optional `org_id`, `base_url`,
+  `verify_url`.
+* Keeper-style "Cisco Authentication Record": a `login` record with custom `host_endpoint` (IOS XE)
+  or `network_id` (Meraki) — usable as resource and admin at once.
+* Admin credential: a `login`/`pamUser` record; its password is the admin password (Meraki: the API
+  key); an optional custom secret `enable_secret` carries the IOS enable secret.
+* The rotated user: `pamUser`/`login` with `login` (Meraki: the e-mail) and the current `password`.
+
+Other text custom fields of the resource and the profile's options land in `Endpoint.options`
+(e.g. `verify_url`), the profile's options in `Account.options` (e.g. `mode=password`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keyturn.engine.ports import RecordLike, VaultLike
+from keyturn.engine.profile import NOOP_KIND, RotationProfile, default_configuration, is_noop
+from keyturn.errors import ProfileError
+from keyturn.secret import Secret
+from keyturn.targets.base import Account, AdminCredential, Endpoint
+
+IOSXE_TYPES = ("pamNetworkDevice",)
+MERAKI_TYPES = ("pamMerakiNetwork",)
+# Custom fields with a dedicated Endpoint attribute (not copied into Endpoint.options).
+_ENDPOINT_FIELDS = ("host_endpoint", "ssh_port", "ca_bundle", "fingerprint", "insecure", "network_id",
+                    "org_id", "base_url")
+_TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedAccount:
+    """Everything one rotation needs, read from the vault at its start."""
+
+    account: Account
+    profile: RotationProfile
+    user: Any            # keyturn.vault.Record (RecordLike)
+    resource: Any | None
+    admin: Any | None
+    provider: Any        # the pamConfiguration record (the scripts' providerRecordUid)
+    noop: bool
+
+    @property
+    def verifier_kind(self) -> str | None:
+        """The target kind that checks logins for this account (None: nothing can)."""
+        if self.profile.verify_with:
+            return self.profile.verify_with
+        if self.profile.target != NOOP_KIND:
+            return self.profile.target
+        return None
+
+
+def parse_host(value: Any, *, default_port: int = 443) -> tuple[str, int]:
+    """``"host"``, ``"host:port"``, ``"[v6]:port"`` or Keeper's ``{"hostName", "port"}`` → (host, port)."""
+    if isinstance(value, Mapping):
+        host = str(value.get("hostName") or "").strip()
+        port_text = str(value.get("port") or "").strip()
+    else:
+        text = str(value or "").strip()
+        if text.startswith("["):
+            host, _, rest = text[1:].partition("]")
+            port_text = rest.lstrip(":")
+        elif text.count(":") == 1:
+            host, _, port_text = text.partition(":")
+        else:
+            host, port_text = text, ""
+    if not host:
+        raise ProfileError("the resource has no host; set its `host` field to HOST[:PORT]")
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError as exc:
+        raise ProfileError(f"the resource's port {port_text!r} is not a number") from exc
+    if not 0 < port < 65536:
+        raise ProfileError(f"the resource's port {port} is out of range")
+    return host, port
+
+
+def _text(record: RecordLike, label: str) -> str | None:
+    value = record.custom_value(label)
+    if value is None or isinstance(value, Secret):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _port(record: RecordLike, label: str) -> int | None:
+    text = _text(record, label)
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise ProfileError(f"record {record.title!r}: custom field {label} {text!r} is not a port") from exc
+
+
+def _as_secret(value: Any) -> Secret | None:
+    if value is None or isinstance(value, Secret):
+        return value
+    text = str(value)
+    return Secret(text) if text else None
+
+
+def _extra_options(record: RecordLike, profile: RotationProfile) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for f in record.custom:
+        label = getattr(f, "label", None)
+        values = getattr(f, "value", None) or []
+        if not label or label in _ENDPOINT_FIELDS or not values or isinstance(values[0], Secret):
+            continue
+        if isinstance(values[0], str | int | float | bool):
+            options[label] = str(values[0])
+    options.update(profile.options)
+    return options
+
+
+def resource_kind(record: RecordLike) -> str:
+    """"iosxe" or "meraki" for a resource record; `ProfileError` if it is neither."""
+    if record.type in IOSXE_TYPES or _text(record, "host_endpoint"):
+        return "iosxe"
+    if record.type in MERAKI_TYPES or _text(record, "network_id"):
+        return "meraki"
+    raise ProfileError(
+        f"record {record.title!r} ({record.type}) is not a resource: use a pamNetworkDevice or "
+        "pamMerakiNetwork record, or a login record with custom host_endpoint / network_id"
+    )
+
+
+def build_endpoint(record: RecordLike, profile: RotationProfile) -> Endpoint:
+    options = _extra_options(record, profile)
+    insecure = (_text(record, "insecure") or "").lower() in _TRUE
+    if resource_kind(record) == "iosxe":
+        raw = record.field("host") if record.type in IOSXE_TYPES else None
+        host, port = parse_host(raw if raw else _text(record, "host_endpoint"))
+        return Endpoint(host=host, port=port, ssh_port=_port(record, "ssh_port"),
+                        ca_bundle=_text(record, "ca_bundle"), fingerprint=_text(record, "fingerprint"),
+                        insecure=insecure, options=options)
+    network_id = _text(record, "network_id")
+    if not network_id:
+        raise ProfileError(f"Meraki resource {record.title!r} has no network_id custom field")
+    base_url = _text(record, "base_url")
+    return Endpoint(host=base_url or "api.meraki.com", base_url=base_url, network_id=network_id,
+                    org_id=_text(record, "org_id"), ca_bundle=_text(record, "ca_bundle"),
+                    fingerprint=_text(record, "fingerprint"), insecure=insecure, options=options)
+
+
+def build_admin(vault: VaultLike, record: RecordLike) -> AdminCredential:
+    secret = vault.secret(record.uid)
+    if secret is None:
+        raise ProfileError(f"admin record {record.title!r} has no password")
+    username = record.field("login") or _text(record, "login") or ""
+    return AdminCredential(username=str(username), secret=secret,
+                           enable_secret=_as_secret(record.custom_value("enable_secret")))
+
+
+def resolve_account(vault: VaultLike, user: RecordLike, profile: RotationProfile) -> ResolvedAccount:
+    """Read the user, resource, admin and configuration records of `profile` into an account.
+
+    Raises `ProfileError` (or the vault's `RecordNotFound`) with what to fix.
+    """
+    noop = is_noop(profile, user)
+    resource = vault.get(profile.resource) if profile.resource else None
+    admin = vault.get(profile.admin) if profile.admin else None
+    provider = vault.get(profile.configuration or default_configuration(vault))
+    checked_kind = profile.verify_with or (profile.target if profile.target != NOOP_KIND else None)
+    meraki_target = (checked_kind or "").startswith("meraki")
+    if resource is None:
+        if not noop or profile.verify_with:
+            raise ProfileError(f"the rotation profile of {user.title!r} names no resource")
+        endpoint = Endpoint(host="", options=dict(profile.options))
+    else:
+        endpoint = build_endpoint(resource, profile)
+        kind = resource_kind(resource)
+        if checked_kind is not None and meraki_target != (kind == "meraki"):
+            raise ProfileError(f"resource {resource.title!r} is an {kind} resource; it does not fit target "
+                               f"{checked_kind}")
+    username = user.field("login") or user.field("email") or _text(user, "login")
+    if not username:
+        raise ProfileError(f"record {user.title!r} has no login (Meraki: the user's e-mail)")
+    admin_cred = build_admin(vault, admin) if admin is not None else None
+    if meraki_target and admin_cred is None:
+        raise ProfileError("a Meraki target needs --admin: the record whose password is the API key")
+    account = Account(
+        record_uid=user.uid, username=str(username), endpoint=endpoint, admin=admin_cred,
+        enable_secret=_as_secret(user.custom_value("enable_secret")), options=dict(profile.options),
+    )
+    return ResolvedAccount(account=account, profile=profile, user=user, resource=resource, admin=admin,
+                           provider=provider, noop=noop)

@@ -1,0 +1,21 @@
+"""Test hook: abort the process at a rotation step boundary, to prove crash safety.
+
+Set `KEYTURN_TEST_KILL_AT=<step>` (a `Step` value, e.g. `write_ahead`) and the engine calls
+`os._exit(137)` — no cleanup, no finally blocks, like `kill -9` — right after that step has been durably
+journaled. Unset (the normal case) it does nothing. It exists only so integration tests can kill the
+engine between any two steps and then check that `keyturn recover` leaves every account with a vault
+secret that logs in. Do not set it in production.
+"""
+
+from __future__ import annotations
+
+import os
+
+KILL_ENV = "KEYTURN_TEST_KILL_AT"
+KILL_EXIT_CODE = 137
+
+
+def kill_point(step: str) -> None:
+    """Exit the process at once if the kill hook names `step`."""
+    if os.environ.get(KILL_ENV) == step:
+        os._exit(KILL_EXIT_CODE)

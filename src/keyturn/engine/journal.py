@@ -1,0 +1,265 @@
+"""The rotation journal: one row per rotation, one row per step, and the account lock table.
+
+Tables live in the vault's database (same SQLAlchemy engine; created by the Alembic revision
+`0002_rotations`). Nothing secret is ever written here: steps carry a status and a one-line message,
+scripts' output is stored as the runner returns it (already redacted).
+
+A rotation row is created before the lock is taken and before the candidate is written ahead, and its
+`state` stays `running` (or `unverified` / `needs_attention`) until an outcome is final, so recovery
+finds every unfinished rotation from this table alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+
+from keyturn.engine.outcome import Outcome, RotationState, ScriptSummary, StepStatus, state_for
+from keyturn.errors import StorageUnavailable
+
+metadata = sa.MetaData()
+
+rotations = sa.Table(
+    "rotations", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("record_uid", sa.String(64), nullable=False, index=True),
+    sa.Column("title", sa.String(512), nullable=False, server_default=""),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("lock_key", sa.String(512), nullable=False, server_default=""),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("last_step", sa.String(32), nullable=False, server_default=""),
+    sa.Column("candidate_version", sa.Integer, nullable=True),
+    sa.Column("old_version", sa.Integer, nullable=True),
+    sa.Column("applied", sa.String(16), nullable=False, server_default=""),
+    sa.Column("scripts", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("host", sa.String(255), nullable=False, server_default=""),
+    sa.Column("pid", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+rotation_steps = sa.Table(
+    "rotation_steps", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rotation_id", sa.String(32), sa.ForeignKey("rotations.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("step", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+)
+
+rotation_locks = sa.Table(
+    "rotation_locks", metadata,
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("owner", sa.String(32), nullable=False),
+    sa.Column("host", sa.String(255), nullable=False, server_default=""),
+    sa.Column("pid", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("expires_at", sa.Float, nullable=False),   # epoch seconds: compared, never displayed
+)
+
+OPEN_STATES = (RotationState.RUNNING, RotationState.UNVERIFIED, RotationState.NEEDS_ATTENTION)
+HOST = socket.gethostname()
+
+
+@contextlib.contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A write transaction; on SQLite it starts as ``BEGIN IMMEDIATE`` (the vault's storage hook) so a
+    read-then-write cannot deadlock with another process's writer."""
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(keyturn_write=True)
+            with conn.begin():
+                yield conn
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise StorageUnavailable(f"rotation journal unavailable: {type(exc.orig).__name__}") from exc
+
+
+@contextlib.contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+        raise StorageUnavailable(f"rotation journal unavailable: {type(exc.orig).__name__}") from exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything we store is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    step: str
+    status: StepStatus
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RotationRow:
+    id: str
+    record_uid: str
+    title: str
+    target: str
+    lock_key: str
+    state: RotationState
+    outcome: Outcome | None
+    reason: str
+    last_step: str
+    candidate_version: int | None
+    old_version: int | None
+    applied: str
+    scripts: tuple[ScriptSummary, ...]
+    host: str
+    pid: int
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def duration(self) -> float:
+        end = self.finished_at or self.updated_at
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "record_uid": self.record_uid, "title": self.title, "target": self.target,
+            "state": str(self.state), "outcome": str(self.outcome) if self.outcome else None,
+            "reason": self.reason, "last_step": self.last_step,
+            "candidate_version": self.candidate_version, "old_version": self.old_version,
+            "applied": self.applied, "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration": round(self.duration, 3), "scripts": [s.to_json() for s in self.scripts],
+        }
+
+
+def _row(m: sa.RowMapping) -> RotationRow:
+    started = _aware(m["started_at"])
+    updated = _aware(m["updated_at"])
+    assert started is not None and updated is not None
+    return RotationRow(
+        id=m["id"], record_uid=m["record_uid"], title=m["title"], target=m["target"],
+        lock_key=m["lock_key"], state=RotationState(m["state"]),
+        outcome=Outcome(m["outcome"]) if m["outcome"] else None, reason=m["reason"],
+        last_step=m["last_step"], candidate_version=m["candidate_version"],
+        old_version=m["old_version"], applied=m["applied"],
+        scripts=tuple(ScriptSummary.from_json(s) for s in json.loads(m["scripts"] or "[]")),
+        host=m["host"], pid=m["pid"], started_at=started, updated_at=updated,
+        finished_at=_aware(m["finished_at"]),
+    )
+
+
+class Journal:
+    """Durable record of rotations and their steps. Every method commits before returning."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_tables(self) -> None:
+        """Create the journal tables directly (tests on a bare engine; the vault uses Alembic)."""
+        metadata.create_all(self.engine)
+
+    def start(self, *, rotation_id: str, record_uid: str, title: str, target: str, lock_key: str) -> None:
+        now = _now()
+        with write_tx(self.engine) as conn:
+            conn.execute(rotations.insert().values(
+                id=rotation_id, record_uid=record_uid, title=title, target=target, lock_key=lock_key,
+                state=RotationState.RUNNING.value, reason="", last_step="", scripts="[]",
+                host=HOST, pid=os.getpid(), started_at=now, updated_at=now,
+            ))
+
+    def step(self, rotation_id: str, step: str, status: StepStatus, message: str = "",
+             **fields: Any) -> None:
+        """Append one step and (in the same transaction) update the rotation's columns in `fields`."""
+        now = _now()
+        values = {**self._encode(fields), "updated_at": now, "last_step": step}
+        with write_tx(self.engine) as conn:
+            conn.execute(rotation_steps.insert().values(
+                rotation_id=rotation_id, step=step, status=status.value, message=message, at=now,
+            ))
+            conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(**values))
+
+    def update(self, rotation_id: str, **fields: Any) -> None:
+        values = {**self._encode(fields), "updated_at": _now()}
+        with write_tx(self.engine) as conn:
+            conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(**values))
+
+    def finish(self, rotation_id: str, outcome: Outcome, reason: str) -> None:
+        """Record the outcome; `unverified` / `needs_attention` keep the rotation open for recovery."""
+        state = state_for(outcome)
+        now = _now()
+        with write_tx(self.engine) as conn:
+            conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(
+                state=state.value, outcome=outcome.value, reason=reason, updated_at=now,
+                finished_at=now if state is RotationState.DONE else None,
+            ))
+
+    def get(self, rotation_id: str) -> RotationRow | None:
+        with read_tx(self.engine) as conn:
+            m = conn.execute(rotations.select().where(rotations.c.id == rotation_id)).mappings().first()
+        return _row(m) if m else None
+
+    def find_prefix(self, prefix: str) -> list[RotationRow]:
+        """Rotations whose id starts with `prefix` (so users can type a short id)."""
+        with read_tx(self.engine) as conn:
+            ms = conn.execute(rotations.select().where(rotations.c.id.startswith(prefix)).limit(10))
+            return [_row(m) for m in ms.mappings()]
+
+    def steps(self, rotation_id: str) -> list[StepRow]:
+        with read_tx(self.engine) as conn:
+            ms = conn.execute(rotation_steps.select().where(rotation_steps.c.rotation_id == rotation_id)
+                              .order_by(rotation_steps.c.id)).mappings().all()
+        out = []
+        for m in ms:
+            at = _aware(m["at"])
+            assert at is not None
+            out.append(StepRow(step=m["step"], status=StepStatus(m["status"]), message=m["message"], at=at))
+        return out
+
+    def for_record(self, record_uid: str, *, limit: int = 50) -> list[RotationRow]:
+        """Rotations of one record, newest first."""
+        with read_tx(self.engine) as conn:
+            ms = conn.execute(rotations.select().where(rotations.c.record_uid == record_uid)
+                              .order_by(rotations.c.started_at.desc(), rotations.c.id).limit(limit))
+            return [_row(m) for m in ms.mappings()]
+
+    def open_rotations(self, record_uid: str | None = None) -> list[RotationRow]:
+        """Rotations not in a final state (running, unverified, needs_attention), oldest first."""
+        query = rotations.select().where(rotations.c.state.in_([s.value for s in OPEN_STATES]))
+        if record_uid is not None:
+            query = query.where(rotations.c.record_uid == record_uid)
+        with read_tx(self.engine) as conn:
+            return [_row(m) for m in conn.execute(query.order_by(rotations.c.started_at)).mappings()]
+
+    @staticmethod
+    def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+        out = dict(fields)
+        if "scripts" in out:
+            scripts: Sequence[ScriptSummary] = out["scripts"]
+            out["scripts"] = json.dumps([s.to_json() for s in scripts])
+        return out

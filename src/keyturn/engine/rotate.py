@@ -1,0 +1,533 @@
+"""The rotation state machine: the ten steps of DESIGN §3, exactly, for one account.
+
+    1 lock · 2 verify current · 3 generate · 4 write-ahead · 5 apply · 6 persist · 7 verify new
+    · 8 commit · 9 post-rotation scripts · 10 audit
+
+Every step is journaled (`rotation_steps`, committed before the next step starts) and audited as
+`rotation.<step>`; neither ever carries a secret value. The candidate secret is stored encrypted as a
+`pending` version *before* the device is touched, so a crash at any point leaves something recovery can
+finish forward or backward (`keyturn.engine.recovery`). Three verdicts drive three paths: `ok` goes on,
+`rejected` rolls back, `inconclusive` keeps both secrets and leaves the rotation `unverified` — the
+engine never guesses.
+
+Use:
+
+    engine = RotationEngine(vault)
+    result = await engine.rotate("sw01-netops")      # RotationResult(outcome=Outcome.ROTATED, ...)
+    await engine.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from keyturn.engine.accounts import ResolvedAccount, resolve_account
+from keyturn.engine.hooks import kill_point
+from keyturn.engine.journal import Journal
+from keyturn.engine.locks import LockManager
+from keyturn.engine.outcome import Outcome, RotationResult, ScriptSummary, Step, StepStatus
+from keyturn.engine.ports import ScriptResultLike, ScriptsRunner, VaultLike
+from keyturn.engine.profile import NOOP_KIND, RotationProfile, load_profile
+from keyturn.errors import (
+    AccountNotFound,
+    ChangeRejected,
+    KeyturnError,
+    RateLimited,
+    TargetAuthRejected,
+    TargetError,
+)
+from keyturn.secret import Secret
+from keyturn.targets.base import Account, Persisting, Target, Verdict
+from keyturn.vault.versions import VersionState
+
+log = logging.getLogger("keyturn.engine")
+T = TypeVar("T")
+
+# Errors from `change` that prove nothing was changed on the device: the candidate is dropped.
+REFUSED = (ChangeRejected, AccountNotFound, TargetAuthRejected, RateLimited)
+
+
+def can_verify(target: Target, account: Account) -> bool:
+    """Whether `target` can test a login for `account` (a per-account verifier may turn it on)."""
+    verifiable = getattr(target, "verifiable", None)
+    if callable(verifiable):
+        return bool(verifiable(account))
+    return bool(target.can_verify)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the journal: our errors carry safe messages; foreign ones are named, not quoted."""
+    return str(exc) if isinstance(exc, KeyturnError) else f"internal error ({type(exc).__name__})"
+
+
+class TargetPool:
+    """One target instance per kind, shared by every rotation (connection reuse); closed together."""
+
+    def __init__(self, factory: Callable[[str], Target] | None = None) -> None:
+        self._factory = factory
+        self._targets: dict[str, Target] = {}
+
+    def get(self, kind: str) -> Target:
+        target = self._targets.get(kind)
+        if target is None:
+            if self._factory is not None:
+                target = self._factory(kind)
+            else:
+                from keyturn.targets.registry import create_target
+                target = create_target(kind)
+            self._targets[kind] = target
+        return target
+
+    async def aclose(self) -> None:
+        targets, self._targets = list(self._targets.values()), {}
+        for target in targets:
+            try:
+                await target.aclose()
+            except Exception:  # closing must not hide the rotation results
+                log.warning("closing target %s failed", target.kind, exc_info=True)
+
+
+async def _default_scripts(**kwargs: Any) -> Sequence[ScriptResultLike]:
+    from keyturn.scripts import run_rotation_scripts
+    return await run_rotation_scripts(**kwargs)
+
+
+def summarize(results: Sequence[ScriptResultLike]) -> tuple[ScriptSummary, ...]:
+    return tuple(ScriptSummary(
+        name=r.name, ok=r.ok, exit_code=r.exit_code, duration=r.duration, error=r.error,
+        stdout=r.stdout, stderr=r.stderr, owner_uid=r.owner_uid,
+    ) for r in results)
+
+
+def scripts_message(scripts: Sequence[ScriptSummary]) -> str:
+    failed = [s for s in scripts if not s.ok]
+    if not scripts:
+        return "no post-rotation scripts attached"
+    if not failed:
+        return f"{len(scripts)} script(s) succeeded"
+    first = failed[0]
+    why = first.error or f"exit code {first.exit_code}"
+    return f"{len(failed)} of {len(scripts)} script(s) failed; first: {first.name} ({why})"
+
+
+class RotationEngine:
+    """Rotates accounts. Thread-safe vault calls run off the event loop; one instance per process.
+
+    `targets` shares target instances; `scripts` runs post-rotation scripts (default
+    `keyturn.scripts.run_rotation_scripts`); `attempts`/`backoff` bound retries of inconclusive
+    verifications (exponential back-off from `backoff` seconds, at most `backoff_max`).
+    """
+
+    def __init__(
+        self, vault: VaultLike, *, targets: TargetPool | None = None, scripts: ScriptsRunner | None = None,
+        locks: LockManager | None = None, journal: Journal | None = None, backoff: float = 1.0,
+        backoff_max: float = 10.0, actor: str = "engine",
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.vault = vault
+        self.targets = targets or TargetPool()
+        self.scripts: ScriptsRunner = scripts or _default_scripts
+        self.locks = locks or LockManager(vault.engine)
+        self.journal = journal or Journal(vault.engine)
+        self.backoff = backoff
+        self.backoff_max = backoff_max
+        self.actor = actor
+        self.sleep = sleep
+        # SQLite serialises writers anyway; one DB thread avoids lock contention between our own threads.
+        workers = 1 if vault.engine.dialect.name == "sqlite" else 8
+        self._db_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keyturn-db")
+
+    async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a synchronous vault/journal call off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_pool, lambda: fn(*args, **kwargs))
+
+    async def aclose(self) -> None:
+        await self.targets.aclose()
+        self._db_pool.shutdown(wait=True)
+
+    async def verify(self, target: Target, account: Account, secret: Secret, attempts: int) -> Verdict:
+        """`target.verify` with bounded back-off retries while it is inconclusive."""
+        for attempt in range(max(1, attempts)):
+            try:
+                verdict = await target.verify(account, secret)
+            except KeyturnError as exc:  # the contract says verify never raises; be safe anyway
+                log.info("verify raised %s; treating as inconclusive", describe(exc))
+                verdict = Verdict.INCONCLUSIVE
+            if verdict is not Verdict.INCONCLUSIVE:
+                return verdict
+            if attempt + 1 < attempts:
+                await self.sleep(min(self.backoff * 2 ** attempt, self.backoff_max))
+        return Verdict.INCONCLUSIVE
+
+    async def run_scripts(self, ra: ResolvedAccount, new: Secret,
+                          old: Secret | None) -> tuple[ScriptSummary, ...]:
+        """Run the attached post-rotation scripts; a runner crash is reported as one failed script."""
+        try:
+            results = await self.scripts(
+                get_record=self.vault.get, provider=ra.provider, resource=ra.resource, user=ra.user,
+                new_password=new, old_password=old,
+            )
+        except Exception as exc:
+            return (ScriptSummary(name="(script runner)", ok=False, exit_code=None, duration=0.0,
+                                  error=describe(exc)),)
+        return summarize(results)
+
+    async def rotate(self, ref: str) -> RotationResult:
+        """Rotate the account of record `ref` (uid or unique title). Never raises for rotation trouble:
+        every failure is an outcome with a reason that says what happens next."""
+        started = time.monotonic()
+        try:
+            user = await self.db(self.vault.get, ref)
+        except KeyturnError as exc:
+            return RotationResult(record_uid="", title=ref, target="", outcome=Outcome.FAILED,
+                                  reason=str(exc), duration=time.monotonic() - started)
+        rid = uuid.uuid4().hex
+        target_kind = str((user.meta.get("rotation") or {}).get("target") or "")
+        try:
+            profile = load_profile(user)
+            ra = await self.db(resolve_account, self.vault, user, profile)
+        except KeyturnError as exc:
+            await self.db(self.journal.start, rotation_id=rid, record_uid=user.uid, title=user.title,
+                          target=target_kind or "?", lock_key="")
+            run = _Rotation(self, rid, user.uid, user.title, target_kind or "?", None, started)
+            return await run.finish(Outcome.FAILED, str(exc), Step.LOCK)
+        # A previous rotation of this record that never finished is settled first (forward or back).
+        if await self.db(self.journal.open_rotations, user.uid) or await self._has_pending(user.uid):
+            from keyturn.engine.recovery import Recovery
+            await Recovery(self).recover_record(user.uid)
+            ra = await self.db(resolve_account, self.vault, await self.db(self.vault.get, user.uid), profile)
+        await self.db(self.journal.start, rotation_id=rid, record_uid=user.uid, title=user.title,
+                      target=profile.target, lock_key=ra.account.lock_key)
+        run = _Rotation(self, rid, user.uid, user.title, profile.target, ra, started)
+        return await run.execute()
+
+    async def _has_pending(self, uid: str) -> bool:
+        versions = await self.db(self.vault.versions, uid)
+        return any(v.state == VersionState.PENDING for v in versions)
+
+    async def recover(self, *, full: bool = True) -> list[RotationResult]:
+        """Finish every interrupted rotation (see `keyturn.engine.recovery`)."""
+        from keyturn.engine.recovery import Recovery
+        return await Recovery(self).recover(full=full)
+
+
+class _Rotation:
+    """One run of the state machine. Holds only non-secret bookkeeping besides the two secrets."""
+
+    def __init__(self, engine: RotationEngine, rid: str, uid: str, title: str, kind: str,
+                 ra: ResolvedAccount | None, started: float) -> None:
+        self.e = engine
+        self.rid = rid
+        self.uid = uid
+        self.title = title
+        self.kind = kind
+        self.ra = ra
+        self.started = started
+        self.version: int | None = None
+        self.scripts: tuple[ScriptSummary, ...] = ()
+        self.locked = False
+
+    # --- bookkeeping ---------------------------------------------------------------------------------
+
+    async def step(self, step: Step, status: StepStatus, message: str, **fields: Any) -> None:
+        """Journal + audit one step durably, then honour the test kill hook."""
+        await self.e.db(self.e.journal.step, self.rid, step.value, status, message, **fields)
+        await self.e.db(self.e.vault.audit.append, f"rotation.{step.value}", actor=self.e.actor,
+                        record_uid=self.uid, details={"rotation_id": self.rid, "status": status.value,
+                                                      "message": message})
+        kill_point(step.value)
+
+    async def finish(self, outcome: Outcome, reason: str, at: Step | None = None) -> RotationResult:
+        """Step 10: record the outcome (journal + audit) and release the lock."""
+        if at is not None and at is not Step.AUDIT:
+            await self.e.db(self.e.journal.step, self.rid, at.value, StepStatus.FAILED, reason)
+        await self.e.db(self.e.journal.finish, self.rid, outcome, reason)
+        await self.e.db(self.e.vault.audit.append, "rotation.audit", actor=self.e.actor, record_uid=self.uid,
+                        details={"rotation_id": self.rid, "target": self.kind, "outcome": outcome.value,
+                                 "reason": reason, "candidate_version": self.version})
+        await self.e.db(self.e.journal.step, self.rid, Step.AUDIT.value, StepStatus.OK,
+                        f"outcome {outcome.value}")
+        kill_point(Step.AUDIT.value)
+        if self.locked and self.ra is not None:
+            await self.e.db(self.e.locks.release, self.ra.account.lock_key, self.rid)
+            self.locked = False
+        return RotationResult(record_uid=self.uid, title=self.title, target=self.kind, outcome=outcome,
+                              reason=reason, rotation_id=self.rid,
+                              duration=time.monotonic() - self.started, scripts=self.scripts)
+
+    async def drop_candidate(self) -> None:
+        if self.version is not None:
+            await self.e.db(self.e.vault.set_version_state, self.uid, self.version, VersionState.FAILED)
+
+    # --- the ten steps --------------------------------------------------------------------------------
+
+    async def execute(self) -> RotationResult:
+        assert self.ra is not None
+        key = self.ra.account.lock_key
+        try:
+            await self.e.db(self.e.locks.acquire, key, self.rid)
+        except KeyturnError as exc:
+            return await self.finish(Outcome.FAILED, str(exc), Step.LOCK)
+        self.locked = True
+        try:
+            await self.step(Step.LOCK, StepStatus.OK, f"account {key} locked")
+            return await self._run(self.ra)
+        except Exception as exc:
+            log.exception("rotation %s of %s stopped on an unexpected error", self.rid, self.uid)
+            if self.version is None:
+                return await self.finish(Outcome.FAILED, f"{describe(exc)}; nothing was changed")
+            return await self.finish(Outcome.UNVERIFIED, f"{describe(exc)}; both secrets kept; "
+                                     "`keyturn recover` will probe the device and finish")
+        finally:
+            if self.locked:
+                await self.e.db(self.e.locks.release, key, self.rid)
+
+    async def _run(self, ra: ResolvedAccount) -> RotationResult:
+        e, account, profile = self.e, ra.account, ra.profile
+        attempts = profile.max_attempts
+        target = None if ra.noop else e.targets.get(profile.target)
+        verifier_kind = ra.verifier_kind
+        verifier = e.targets.get(verifier_kind) if verifier_kind else None
+        checks = verifier is not None and can_verify(verifier, account)
+
+        versions = await e.db(e.vault.versions, self.uid)
+        if any(v.state == VersionState.PENDING for v in versions):
+            return await self.finish(Outcome.FAILED, "an earlier rotation of this account is still unsettled "
+                                     "(its candidate is pending); run `keyturn recover` when the device is "
+                                     "reachable, then rotate again", Step.VERIFY_CURRENT)
+        old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
+        old = await e.db(e.vault.secret, self.uid)
+
+        # 2 verify current
+        if checks and old is not None:
+            assert verifier is not None
+            verdict = await e.verify(verifier, account, old, attempts)
+            if verdict is Verdict.INCONCLUSIVE:
+                return await self.finish(Outcome.FAILED, "device unreachable before change; will retry "
+                                         "(nothing was changed)", Step.VERIFY_CURRENT)
+            if verdict is Verdict.REJECTED:
+                if account.admin is None:
+                    return await self.finish(Outcome.FAILED, "current password rejected by the device; "
+                                                             "set an "
+                                             "admin credential to reconcile", Step.VERIFY_CURRENT)
+                await self.step(Step.VERIFY_CURRENT, StepStatus.FAILED, "current secret rejected by the "
+                                                                        "device; "
+                                "reconciling through the admin credential")
+            else:
+                await self.step(Step.VERIFY_CURRENT, StepStatus.OK, "current secret logs in")
+        elif old is None:
+            if account.admin is None and not ra.noop:
+                return await self.finish(Outcome.FAILED, "the record has no current password and the profile "
+                                         "no admin credential to set one", Step.VERIFY_CURRENT)
+            await self.step(Step.VERIFY_CURRENT, StepStatus.SKIPPED, "no current secret in the vault; the "
+                            "admin credential sets the first one")
+        else:
+            await self.step(Step.VERIFY_CURRENT, StepStatus.SKIPPED, "the target cannot test a login")
+
+        # 3 generate
+        from keyturn.policy import effective, generate, parse_policy
+        rules_target = target or verifier
+        rules = rules_target.constraints if rules_target is not None else e.targets.get(NOOP_KIND).constraints
+        new = generate(effective(parse_policy(profile.policy), rules))
+        await self.step(Step.GENERATE, StepStatus.OK, f"new secret of {len(new)} characters generated")
+
+        # 4 write-ahead: durable before the device is touched
+        self.version = await e.db(e.vault.add_version, self.uid, new, state=VersionState.PENDING,
+                                  rotation_id=self.rid)
+        await self.step(Step.WRITE_AHEAD, StepStatus.OK, f"candidate stored as pending version "
+                                                         f"{self.version}",
+                        candidate_version=self.version, old_version=old_version)
+
+        if ra.noop:
+            return await self._noop(ra, verifier if checks else None, new, old, attempts)
+        assert target is not None
+
+        # 5 apply
+        applied = "yes"
+        try:
+            await target.change(account, old, new)
+        except REFUSED as exc:
+            await self.drop_candidate()
+            await self.step(Step.APPLY, StepStatus.FAILED, str(exc), applied="no")
+            return await self.finish(Outcome.FAILED, f"{exc}; the old secret stays current")
+        except (TargetError, OSError) as exc:
+            applied = "unknown"
+            await self.step(Step.APPLY, StepStatus.UNKNOWN, f"{describe(exc)}; outcome unknown, "
+                            "checking with the device", applied="unknown")
+        else:
+            await self.step(Step.APPLY, StepStatus.OK, "the device accepted the new secret", applied="yes")
+
+        # 6 persist
+        persist_error = await self._persist(target, account, attempts) if applied == "yes" else None
+        if applied != "yes":
+            await self.step(Step.PERSIST, StepStatus.SKIPPED, "change not confirmed; nothing to save yet")
+
+        # 7 verify new
+        if can_verify(target, account):
+            verdict = await e.verify(target, account, new, attempts)
+            if verdict is Verdict.REJECTED:
+                await self.step(Step.VERIFY_NEW, StepStatus.FAILED, "the device rejected the new secret")
+                return await self._roll_back(target, account, new, old, applied, attempts)
+            if verdict is Verdict.INCONCLUSIVE:
+                await self.step(Step.VERIFY_NEW, StepStatus.UNKNOWN, "could not reach the device to verify")
+                return await self.finish(Outcome.UNVERIFIED, "device state unknown: the new secret "
+                                                             "could not be "
+                                         "verified; both secrets kept, `keyturn recover` will probe and "
+                                         "finish")
+            await self.step(Step.VERIFY_NEW, StepStatus.OK, "new secret logs in")
+            verified = True
+        elif applied == "yes":
+            await self.step(Step.VERIFY_NEW, StepStatus.SKIPPED, "the target cannot test a login; the change "
+                            "was confirmed by the target")
+            verified = False
+        else:
+            await self.step(Step.VERIFY_NEW, StepStatus.UNKNOWN, "the target cannot test a login and "
+                                                                 "the change "
+                            "was not confirmed")
+            return await self.finish(Outcome.UNVERIFIED, "device state unknown (change not confirmed); both "
+                                     "secrets kept, `keyturn recover` will re-apply and finish")
+        if applied == "unknown" and isinstance(target, Persisting):
+            persist_error = await self._persist(target, account, attempts)
+
+        # 8 commit
+        await e.db(e.vault.promote, self.uid, self.version)
+        await self.step(Step.COMMIT, StepStatus.OK, f"version {self.version} is current"
+                        + (f", version {old_version} previous" if old_version else ""))
+
+        # 9 scripts
+        self.scripts = await self.e.run_scripts(ra, new, old)
+        ok = all(s.ok for s in self.scripts)
+        await self.step(Step.SCRIPTS, StepStatus.OK if ok else StepStatus.FAILED,
+                        scripts_message(self.scripts), scripts=list(self.scripts))
+
+        # 10 audit
+        if persist_error is not None:
+            return await self.finish(Outcome.NEEDS_ATTENTION, f"new secret works but saving the "
+                                                              f"configuration "
+                                     f"failed ({persist_error}); a reboot would restore the old one — "
+                                     "`keyturn recover` will retry the save")
+        if not ok:
+            return await self.finish(Outcome.ROTATED_SCRIPT_ERRORS, f"rotated, but "
+                                                                    f"{scripts_message(self.scripts)}"
+                                     f"; see `keyturn rotation log {self.rid[:12]}`")
+        if verified:
+            return await self.finish(Outcome.ROTATED, "rotated and verified")
+        return await self.finish(Outcome.ROTATED_UNVERIFIABLE, "rotated; the target cannot test a login, "
+                                 "so the new secret is not verified")
+
+    async def _persist(self, target: Target, account: Account, attempts: int) -> str | None:
+        """Step 6 with bounded retries; returns the error text if saving failed."""
+        if not isinstance(target, Persisting):
+            await self.step(Step.PERSIST, StepStatus.SKIPPED, "the target needs no save")
+            return None
+        error = ""
+        for attempt in range(max(1, attempts)):
+            try:
+                await target.persist(account)
+            except (TargetError, OSError) as exc:
+                error = describe(exc)
+                if attempt + 1 < attempts:
+                    await self.e.sleep(min(self.e.backoff * 2 ** attempt, self.e.backoff_max))
+                continue
+            await self.step(Step.PERSIST, StepStatus.OK, "configuration saved")
+            return None
+        await self.step(Step.PERSIST, StepStatus.FAILED, error)
+        return error
+
+    async def _roll_back(self, target: Target, account: Account, new: Secret, old: Secret | None,
+                         applied: str, attempts: int) -> RotationResult:
+        """Step 7, rejected: restore the old secret, verify it, drop the candidate."""
+        e = self.e
+        if old is None:
+            return await self.finish(Outcome.NEEDS_ATTENTION, "the device rejected the new secret and "
+                                                              "there is "
+                                     "no old one to restore; both kept, a person must look")
+        if applied == "unknown" and await e.verify(target, account, old, attempts) is Verdict.OK:
+            await self.drop_candidate()
+            await self.step(Step.ROLLBACK, StepStatus.SKIPPED, "the change never landed; the old secret "
+                                                               "works")
+            return await self.finish(Outcome.FAILED, "the device was unreachable during the change and "
+                                                     "still has "
+                                     "the old secret; candidate dropped, will retry")
+        note = ""
+        try:
+            await target.change(account, new, old)   # through the admin, or with the candidate as login
+        except (TargetError, OSError) as exc:
+            note = f" (restore attempt: {describe(exc)})"
+        if isinstance(target, Persisting):
+            try:
+                await target.persist(account)
+            except (TargetError, OSError) as exc:
+                note += f" (save after restore: {describe(exc)})"
+        if await e.verify(target, account, old, attempts) is Verdict.OK:
+            await self.drop_candidate()
+            await self.step(Step.ROLLBACK, StepStatus.OK, "old secret restored and verified" + note)
+            return await self.finish(Outcome.ROLLED_BACK, "the device rejected the new secret; the old "
+                                                          "secret "
+                                     "was restored and verified and stays current")
+        await self.step(Step.ROLLBACK, StepStatus.FAILED, "the old secret does not log in either" + note)
+        return await self.finish(Outcome.NEEDS_ATTENTION, "rollback failed: neither secret verified; "
+                                                          "both kept, "
+                                 "a person must look (`keyturn recover` will probe again)")
+
+    async def _noop(self, ra: ResolvedAccount, verifier: Target | None, new: Secret, old: Secret | None,
+                    attempts: int) -> RotationResult:
+        """NOOP profiles: the scripts are the change (step 5); verified when a verifier is configured."""
+        e, account = self.e, ra.account
+        self.scripts = await e.run_scripts(ra, new, old)
+        ok = all(s.ok for s in self.scripts)
+        await self.step(Step.APPLY, StepStatus.OK if ok else StepStatus.FAILED,
+                        "scripts are the change: " + scripts_message(self.scripts),
+                        scripts=list(self.scripts), applied="scripts" if ok else "scripts-failed")
+        await self.step(Step.PERSIST, StepStatus.SKIPPED, "scripts-only profile")
+        if verifier is None:
+            await self.step(Step.VERIFY_NEW, StepStatus.SKIPPED, "no verifier configured (--verify-with)")
+            if not ok:
+                await self.drop_candidate()
+                return await self.finish(Outcome.FAILED, f"{scripts_message(self.scripts)}; the old "
+                                                         f"secret stays "
+                                         f"current; see `keyturn rotation log {self.rid[:12]}`")
+            return await self._commit_noop(Outcome.ROTATED_UNVERIFIABLE, "scripts succeeded; no verifier "
+                                           "configured, so the new secret is not verified")
+        verdict = await e.verify(verifier, account, new, attempts)
+        if verdict is Verdict.INCONCLUSIVE:
+            await self.step(Step.VERIFY_NEW, StepStatus.UNKNOWN, "could not reach the device to verify")
+            return await self.finish(Outcome.UNVERIFIED, "device state unknown after the scripts ran; both "
+                                     "secrets kept, `keyturn recover` will probe and finish")
+        if verdict is Verdict.OK:
+            await self.step(Step.VERIFY_NEW, StepStatus.OK, "new secret logs in")
+            if ok:
+                return await self._commit_noop(Outcome.ROTATED, "scripts succeeded and the new secret "
+                                                                "verified")
+            # The device has the new secret: the vault must follow it or the credential is lost.
+            return await self._commit_noop(Outcome.NEEDS_ATTENTION, f"{scripts_message(self.scripts)}, "
+                                                                    f"yet the "
+                                           "new secret logs in; the vault follows the device — check "
+                                           "the scripts")
+        await self.step(Step.VERIFY_NEW, StepStatus.FAILED, "the device rejected the new secret")
+        old_ok = old is not None and await e.verify(verifier, account, old, attempts) is Verdict.OK
+        if old_ok:
+            await self.drop_candidate()
+            why = (scripts_message(self.scripts) if not ok
+                   else "the scripts exited 0 but the device did not take the new secret")
+            return await self.finish(Outcome.FAILED, f"{why}; the old secret still works and stays current")
+        return await self.finish(Outcome.NEEDS_ATTENTION, "neither the new nor the old secret logs in "
+                                                          "after the "
+                                 "scripts ran; both kept, a person must look")
+
+    async def _commit_noop(self, outcome: Outcome, reason: str) -> RotationResult:
+        assert self.version is not None
+        await self.e.db(self.e.vault.promote, self.uid, self.version)
+        await self.step(Step.COMMIT, StepStatus.OK, f"version {self.version} is current")
+        await self.step(Step.SCRIPTS, StepStatus.SKIPPED, "the scripts ran as the change (step 5)")
+        return await self.finish(outcome, reason)
+
+
+__all__ = ["RotationEngine", "RotationProfile", "TargetPool", "can_verify", "describe"]
