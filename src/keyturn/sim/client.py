@@ -181,7 +181,8 @@ class LabState:
     def wait_for(cls, path: str | Path, timeout: float = 60.0, *, poll: float = 0.05) -> LabState:
         """Poll until a lab writes `path` (it does so only once every listener is up), then load it.
 
-        For a lab running in another process; raises `SimulatorError` after `timeout` seconds.
+        For a lab running in another process; raises `SimulatorError` after `timeout` seconds. Async
+        callers: `await asyncio.to_thread(LabState.wait_for, path)`.
         """
         deadline = time.monotonic() + timeout
         while not Path(path).exists():
