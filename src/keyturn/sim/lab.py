@@ -57,6 +57,9 @@ from keyturn.sim.restconf_errors import ErrorsShape
 from keyturn.sim.tls import SimCA, self_signed_context
 
 if TYPE_CHECKING:  # front-ends are imported when used: `sim meraki` needs no SSH stack, and so on
+    from asyncssh import SSHKey
+
+    from keyturn.sim.control import ControlServer
     from keyturn.sim.iosxe_restconf import RestconfFrontend
     from keyturn.sim.iosxe_ssh import SshFrontend
     from keyturn.sim.meraki import MerakiFrontend
@@ -228,7 +231,7 @@ class Lab:
         self._tmpdir: str | None = None
         self._meraki_frontend: MerakiFrontend | None = None
         self._proxy: MerakiProxy | None = None
-        self._control: Any = None
+        self._control: ControlServer | None = None
         self._org_ids: set[str] = set()
         self._network_ids: set[str] = set()
 
@@ -253,21 +256,23 @@ class Lab:
             self._ca = SimCA.create()
             ca_path = self._ca_path()
             self._ca.write_ca(ca_path)
-            host_key = None
+            host_key: SSHKey | None = None
             if opts.ssh and self.plan.iosxe:
                 from keyturn.sim.iosxe_ssh import generate_host_key
 
                 host_key = generate_host_key()
+            for index, planned in enumerate(self.plan.iosxe):   # built in plan order, then listening
+                self._build_device(index, planned)
             sem = asyncio.Semaphore(_START_CONCURRENCY)
 
-            async def start_one(index: int, entry: IosXeEntry) -> None:
+            async def start_one(dev: LabDevice) -> None:
                 async with sem:
-                    await self._start_device(index, entry, host_key, ca_path.parent)
+                    await self._start_listeners(dev, host_key, ca_path.parent)
 
-            await asyncio.gather(*(start_one(i, e) for i, e in enumerate(self.plan.iosxe)))
+            await asyncio.gather(*(start_one(d) for d in self.devices.values()))
             meraki = await self._start_meraki() if self.plan.meraki else None
-            self._control = ControlServer(self)
-            control_port = await self._control.start(opts.host, opts.control_port)
+            control = self._control = ControlServer(self)
+            control_port = await control.start(opts.host, opts.control_port)
             self.control_url = f"http://{opts.host}:{control_port}"
         except BaseException:
             await self.stop()
@@ -275,7 +280,7 @@ class Lab:
         self.startup_seconds = time.monotonic() - began
         extra = {**self.plan.extra, "version": STATE_VERSION, "pid": os.getpid(), "tls": opts.tls,
                  "startup_seconds": round(self.startup_seconds, 3)}
-        if host_key is not None and hasattr(host_key, "get_fingerprint"):
+        if host_key is not None:
             extra["ssh_host_key_fingerprint"] = host_key.get_fingerprint("sha256")
         self.state = LabState(control_url=self.control_url, ca_cert=str(ca_path),
                               iosxe=[d.entry for d in self.devices.values()], meraki=meraki, extra=extra)
@@ -295,8 +300,10 @@ class Lab:
         self._tmpdir = tempfile.mkdtemp(prefix="keyturn-lab-")
         return Path(self._tmpdir) / "ca.pem"
 
-    async def _start_device(self, index: int, planned: IosXeEntry, host_key: Any, ca_dir: Path) -> None:
+    def _build_device(self, index: int, planned: IosXeEntry) -> None:
         opts = self.options
+        if planned.name in self.devices:
+            raise SimulatorError(f"device name {planned.name!r} appears twice in the plan")
         entry = copy.deepcopy(planned)
         entry.host = opts.host
         device = IosXeDevice(entry.name)
@@ -310,8 +317,13 @@ class Lab:
         faults = Faults(seed=None if self.seed is None else self.seed * 100_003 + index)
         if opts.faults:
             faults.update(**opts.faults)
-        lab_dev = LabDevice(entry=entry, device=device, faults=faults, initial=copy.deepcopy(device.startup))
-        self.devices[entry.name] = lab_dev
+        self.devices[entry.name] = LabDevice(entry=entry, device=device, faults=faults,
+                                             initial=copy.deepcopy(device.startup))
+
+    async def _start_listeners(self, lab_dev: LabDevice, host_key: SSHKey | None, ca_dir: Path) -> None:
+        opts = self.options
+        entry, device, faults = lab_dev.entry, lab_dev.device, lab_dev.faults
+        requested_restconf, requested_ssh = entry.restconf_port or 0, entry.ssh_port or 0
         if opts.restconf:
             hosts = ("127.0.0.1", "localhost", entry.name, *({opts.host} - {"127.0.0.1", "localhost"}))
             if opts.tls == "self-signed":
@@ -324,14 +336,14 @@ class Lab:
 
             lab_dev.restconf = RestconfFrontend(device, faults, errors_shape=opts.errors_shape,
                                                 save_delay=opts.save_delay)
-            entry.restconf_port = await lab_dev.restconf.start(opts.host, planned.restconf_port or 0, ctx)
+            entry.restconf_port = await lab_dev.restconf.start(opts.host, requested_restconf, ctx)
         else:
             entry.restconf_port = None
         if opts.ssh:
             from keyturn.sim.iosxe_ssh import SshFrontend
 
             lab_dev.ssh = SshFrontend(device, faults, host_key=host_key)
-            entry.ssh_port = await lab_dev.ssh.start(opts.host, planned.ssh_port or 0)
+            entry.ssh_port = await lab_dev.ssh.start(opts.host, requested_ssh)
         else:
             entry.ssh_port = None
 
