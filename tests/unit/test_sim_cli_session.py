@@ -38,16 +38,23 @@ def test_enable_flow(device: IosXeDevice) -> None:
     s = CliSession(device, privilege=1)
     s.handle("enable")
     assert (s.prompt, s.input_mode) == ("Password: ", "secret")
-    assert s.handle("wrong").text == "% Access denied\n"
-    assert s.prompt == "Password: "
-    s.handle("wrong")
-    assert s.handle("wrong").text == "% Access denied\n% Bad secrets\n\n"
+    assert s.handle("wrong").text == "% Access denied\n\n"
     assert s.prompt == "r1>"
     s.handle("en")
     s.handle("en4ble")
     assert (s.prompt, s.privilege, s.input_mode) == ("r1#", 15, "line")
     assert run(s, "show privilege") == "r1#show privilege\nCurrent privilege level is 15\n"
     s.handle("disable")
+    assert s.prompt == "r1>"
+
+
+def test_enable_classic_style_asks_three_times(device: IosXeDevice) -> None:
+    s = CliSession(device, privilege=1, enable_style="classic")
+    s.handle("enable")
+    assert s.handle("wrong").text == ""
+    assert (s.prompt, s.input_mode) == ("Password: ", "secret")
+    s.handle("")
+    assert s.handle("wrong").text == "% Bad secrets\n\n"
     assert s.prompt == "r1>"
 
 

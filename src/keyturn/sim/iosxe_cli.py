@@ -69,6 +69,10 @@ CONFIG_PROMPT_HOSTNAME_MAX = 20
 DEFAULT_TERMINAL_LENGTH = 24   # vty default; clients send `terminal length 0` before anything else
 DEFAULT_TERMINAL_WIDTH = 80
 ENABLE_ATTEMPTS = 3
+# How a wrong enable secret is answered. "aaa" (`aaa new-model`, the usual production setup): one
+# attempt, `% Access denied`, back to the `>` prompt. "classic" (no AAA): `Password:` is asked again
+# silently, and the third failure prints `% Bad secrets`.
+EnableStyle = Literal["aaa", "classic"]
 IOS_VERSION = "17.18.1"
 
 # A stored hash given with `secret 5|8|9 HASH` must look like one, or IOS refuses it.
@@ -341,8 +345,9 @@ class CliSession:
     `[confirm]`, `--More--`). `faults` provides `refuse_passwords` (consumed here, per change)."""
 
     def __init__(self, device: IosXeDevice, *, privilege: int, faults: Faults | None = None,
-                 booted_at: float | None = None) -> None:
+                 booted_at: float | None = None, enable_style: EnableStyle = "aaa") -> None:
         self.device = device
+        self.enable_style = enable_style
         self.faults = faults or Faults()
         self.mode = Mode.PRIV_EXEC if privilege >= 15 else Mode.USER_EXEC
         self.privilege = privilege
@@ -456,11 +461,12 @@ class CliSession:
         if self.device.check_enable(password):
             self.mode, self.privilege = Mode.PRIV_EXEC, 15
             return Reply()
+        if self.enable_style == "aaa":
+            return Reply(_lines(MESSAGES["access_denied"], ""))
         self._enable_failures += 1
         if self._enable_failures >= ENABLE_ATTEMPTS:
-            return Reply(_lines(MESSAGES["access_denied"], MESSAGES["bad_secrets"], ""))
-        return self._ask(MESSAGES["enable_prompt"], "secret", self._enable_answer,
-                         _lines(MESSAGES["access_denied"]))
+            return Reply(_lines(MESSAGES["bad_secrets"], ""))
+        return self._ask(MESSAGES["enable_prompt"], "secret", self._enable_answer)
 
     def _do_disable(self, parsed: Parsed) -> Reply:
         if self.mode is Mode.PRIV_EXEC:

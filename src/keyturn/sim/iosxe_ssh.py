@@ -37,7 +37,7 @@ import asyncssh
 
 from keyturn.errors import SimulatorError
 from keyturn.sim.faults import Faults
-from keyturn.sim.iosxe_cli import CliSession, Reply
+from keyturn.sim.iosxe_cli import CliSession, EnableStyle, Reply
 from keyturn.sim.iosxe_device import IosXeDevice
 
 _ENTER = "\r\n"
@@ -71,9 +71,11 @@ class SshFrontend:
         self.faults = faults
         self.host_key = host_key or generate_host_key()
         self.booted_at = time.monotonic()
+        self.enable_style: EnableStyle = "aaa"   # how a wrong enable secret is answered (iosxe_cli)
         self.sessions_opened = 0
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int | None:
@@ -99,7 +101,17 @@ class SshFrontend:
             await acceptor.wait_closed()
         for conn in list(self._connections):
             conn.abort()
+        tasks = list(self._tasks)
+        if tasks:
+            # Sessions end on their own once their connection is gone; cancel any that do not.
+            _, pending = await asyncio.wait(tasks, timeout=2)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         self._connections.clear()
+        # Let aborted transports finish closing before the caller may close the loop.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def _track(self, conn: asyncssh.SSHServerConnection, alive: bool) -> None:
         if alive:
@@ -153,7 +165,7 @@ class _VtySession(asyncssh.SSHServerSession[str]):
         self._frontend = frontend
         self._conn = conn
         self._cli = CliSession(frontend.device, privilege=privilege, faults=frontend.faults,
-                               booted_at=frontend.booted_at)
+                               booted_at=frontend.booted_at, enable_style=frontend.enable_style)
         self._chan: asyncssh.SSHServerChannel[str] | None = None
         self._command: str | None = None
         self._buf = ""
@@ -180,7 +192,10 @@ class _VtySession(asyncssh.SSHServerSession[str]):
         return True
 
     def session_started(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        task = asyncio.get_running_loop().create_task(self._run())
+        self._task = task
+        self._frontend._tasks.add(task)
+        task.add_done_callback(self._frontend._tasks.discard)
 
     def data_received(self, data: str, datatype: asyncssh.DataType) -> None:
         self._buf = self._buf[self._pos:] + data
