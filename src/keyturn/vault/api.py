@@ -755,6 +755,13 @@ class Vault:
                 rekey_remaining=remaining,
             )
 
+    def rekey_kdf(self) -> KdfParams | None:
+        """KDF parameters of an unfinished passphrase rekey (to derive the same new key), else None."""
+        with self._storage.session() as s:
+            row = s.get(MetaRow, _M_REKEY)
+        plan = json.loads(row.value) if row is not None else None
+        return KdfParams.from_json(plan["kdf"]) if plan and plan.get("kdf") else None
+
     def rekey_in_progress(self) -> str | None:
         """The new key id of an unfinished rekey, or None."""
         with self._storage.session() as s:

@@ -1,0 +1,156 @@
+"""Shared CLI plumbing: settings/vault access, JSON/Rich output, and error → exit code.
+
+Every command is wrapped with `@handle_errors`: a `KeyturnError` ends as ONE red line on stderr
+(``error: <message>``) and the exit code from `EXIT_CODES`; never a traceback.
+
+    exit 0  success
+    exit 1  generic failure (incl. audit chain broken, duplicate record, import failed)
+    exit 2  usage / configuration error
+    exit 3  vault sealed (no / wrong master key)
+    exit 4  record not found / ambiguous
+    exit 5  storage unavailable (database locked / unreachable)
+
+Commands of other groups use the same helpers: `settings()`, `open_vault()`, `actor()`,
+`echo_json()`, `table()`, `warn()`, `read_secret()`.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+
+from keyturn.errors import (
+    AmbiguousRecord,
+    ConfigError,
+    KeyturnError,
+    RecordNotFound,
+    StorageUnavailable,
+    VaultSealed,
+)
+from keyturn.secret import Secret
+
+if TYPE_CHECKING:
+    from keyturn.config import Settings
+    from keyturn.vault import Vault
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_GENERIC, EXIT_USAGE, EXIT_SEALED, EXIT_NOT_FOUND, EXIT_STORAGE = 1, 2, 3, 4, 5
+EXIT_CODES: tuple[tuple[type[KeyturnError], int], ...] = (
+    (VaultSealed, EXIT_SEALED),
+    (RecordNotFound, EXIT_NOT_FOUND),
+    (AmbiguousRecord, EXIT_NOT_FOUND),
+    (StorageUnavailable, EXIT_STORAGE),
+    (ConfigError, EXIT_USAGE),
+    (KeyturnError, EXIT_GENERIC),
+)
+
+# Global options from the root callback (`--home`, `--database-url`), applied by `settings()`.
+OVERRIDES: dict[str, Any] = {}
+
+
+def exit_code(exc: KeyturnError) -> int:
+    return next(code for cls, code in EXIT_CODES if isinstance(exc, cls))
+
+
+def error(message: str) -> None:
+    """One red line on stderr (plain when stderr is not a terminal)."""
+    typer.echo(typer.style(f"error: {message}", fg="red"), err=True)
+
+
+def fail(message: str, code: int = EXIT_GENERIC) -> NoReturn:
+    error(message)
+    raise typer.Exit(code)
+
+
+def warn(message: str) -> None:
+    typer.echo(typer.style(f"warning: {message}", fg="yellow"), err=True)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for commands: KeyturnError → one line + exit code; Ctrl-C → exit 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except KeyturnError as exc:
+            error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise typer.Exit(exit_code(exc)) from None
+        except KeyboardInterrupt:
+            error("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def settings() -> Settings:
+    from keyturn.config import load_settings
+
+    return load_settings(**OVERRIDES)
+
+
+def _prompt_passphrase() -> Secret:
+    if not sys.stdin.isatty():
+        raise VaultSealed("vault is sealed: this vault uses a passphrase; set KEYTURN_PASSPHRASE")
+    return Secret(typer.prompt("Vault passphrase", hide_input=True))
+
+
+def open_vault(**kwargs: Any) -> Vault:
+    """Open the vault from settings; prompts (hidden) for a passphrase on a terminal when needed."""
+    from keyturn.vault import Vault
+
+    kwargs.setdefault("ask_passphrase", _prompt_passphrase)
+    return Vault.open(settings(), **kwargs)
+
+
+def actor() -> str:
+    """Audit actor for CLI actions: ``cli:<os user>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def echo_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=False, default=str))
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
+    """A Rich table on stdout (no colour / wrapping surprises when piped)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(*columns, title=title, box=None, pad_edge=False, header_style="bold")
+    for row in rows:
+        t.add_row(*(str(c) if c is not None else "" for c in row))
+    # Piped output: one row per line (no wrapping at an assumed 80 columns) for grep/awk.
+    console = Console() if sys.stdout.isatty() else Console(width=100_000, no_color=True)
+    console.print(t)
+
+
+def read_secret(value: str | None, *, what: str, prompt: bool) -> Secret | None:
+    """A secret from an option: ``-`` reads one line from stdin; a literal value is allowed with a
+    warning (process list / shell history); None prompts (hidden, confirmed) when `prompt` and
+    stdin is a terminal, else gives None."""
+    if value == "-":
+        line = sys.stdin.readline()
+        if not line:
+            fail(f"--{what} -: nothing on stdin", EXIT_USAGE)
+        return Secret(line.rstrip("\r\n"))
+    if value is not None:
+        warn(f"a {what} given on the command line can leak via the process list and shell history; "
+             f"prefer --{what} - (stdin)")
+        return Secret(value)
+    if prompt and sys.stdin.isatty():
+        entered = typer.prompt(f"{what.capitalize()} (empty for none)", default="", hide_input=True,
+                               confirmation_prompt=True, show_default=False)
+        return Secret(entered) if entered else None
+    return None

@@ -1,0 +1,362 @@
+"""`keyturn record add|list|show|edit|rm|import|export` and `keyturn reveal`.
+
+Scriptable forms (stable)::
+
+    keyturn record add --type pamUser --title "core-sw1 admin" --login admin --password - < pw.txt
+    keyturn record add --type pamNetworkDevice --title core-sw1 --field host=10.0.0.1 --custom site=hq
+    keyturn record add ... --secret-custom enable_secret=-         # secret custom field from stdin
+
+`record add` prints the new uid alone on stdout. Secrets are never printed except by `reveal`
+(audited), which prints the value alone and a newline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from keyturn.cli.output import (
+    EXIT_USAGE,
+    actor,
+    echo_json,
+    fail,
+    handle_errors,
+    open_vault,
+    read_secret,
+    table,
+    warn,
+)
+from keyturn.secret import Secret
+
+if TYPE_CHECKING:
+    from keyturn.vault import Field, Record
+
+app = typer.Typer(help="Add, list, show, edit, remove, import and export records.", no_args_is_help=True)
+
+MASK = "********"
+# Record types that normally carry a password: `record add` prompts for one on a terminal.
+PASSWORD_TYPES = frozenset({"login", "pamUser", "serverCredentials", "databaseCredentials"})
+FORMATS_HELP = "keyturn or keeper (Keeper Commander JSON)"
+
+TypeOpt = Annotated[str, typer.Option("--type", help="Record type (login, pamUser, pamNetworkDevice, ...).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+LoginOpt = Annotated[str | None, typer.Option("--login", help="The login field.", show_default=False)]
+PasswordOpt = Annotated[
+    str | None,
+    typer.Option("--password", help="'-' reads one line from stdin; omitted on a terminal: prompt.",
+                 show_default=False),
+]
+FieldOpt = Annotated[
+    list[str] | None,
+    typer.Option("--field", help="Standard field TYPE[:LABEL]=VALUE (repeatable; secret types accept '-').",
+                 show_default=False),
+]
+CustomOpt = Annotated[
+    list[str] | None,
+    typer.Option("--custom", help="Text custom field LABEL=VALUE (repeatable).", show_default=False),
+]
+SecretCustomOpt = Annotated[
+    list[str] | None,
+    typer.Option("--secret-custom", show_default=False,
+                 help="Secret custom field LABEL=VALUE, VALUE '-' reads stdin (repeatable)."),
+]
+AllowDupOpt = Annotated[bool, typer.Option("--allow-duplicate", help="Allow a title that already exists.")]
+
+
+class _Stdin:
+    """Only one option may read stdin per command."""
+
+    def __init__(self) -> None:
+        self.used_by: str | None = None
+
+    def claim(self, who: str) -> None:
+        if self.used_by is not None:
+            fail(f"both {self.used_by} and {who} want stdin; only one may use '-'", EXIT_USAGE)
+        self.used_by = who
+
+
+def _split(spec: str, opt: str) -> tuple[str, str]:
+    name, sep, value = spec.partition("=")
+    if not sep or not name.strip():
+        fail(f"{opt} {spec.split('=')[0]!r}: expected NAME=VALUE", EXIT_USAGE)
+    return name.strip(), value
+
+
+def _secret_value(value: str, opt: str, stdin: _Stdin) -> Secret:
+    if value == "-":
+        stdin.claim(opt)
+        result = read_secret("-", what=opt.lstrip("-"), prompt=False)
+        assert result is not None
+        return result
+    warn(f"{opt}: a secret given on the command line can leak via the process list and shell history; "
+         "use VALUE '-' (stdin)")
+    return Secret(value)
+
+
+def _build_fields(
+    login: str | None, password: Secret | None, specs: list[str], stdin: _Stdin,
+) -> list[Field]:
+    from keyturn.vault import Field
+    from keyturn.vault.records import is_secret_field
+
+    fields: list[Field] = []
+    if login is not None:
+        fields.append(Field("login", None, [login]))
+    if password is not None:
+        fields.append(Field("password", None, [password]))
+    for spec in specs:
+        name, value = _split(spec, "--field")
+        ftype, _, label = name.partition(":")
+        if is_secret_field(ftype, custom=False):
+            fields.append(Field(ftype, label or None, [_secret_value(value, "--field", stdin)]))
+        else:
+            fields.append(Field(ftype, label or None, [value]))
+    return fields
+
+
+def _build_custom(texts: list[str], secrets: list[str], stdin: _Stdin) -> list[Field]:
+    from keyturn.vault import Field
+
+    custom = [Field("text", label, [value]) for label, value in (_split(s, "--custom") for s in texts)]
+    for spec in secrets:
+        label, value = _split(spec, "--secret-custom")
+        custom.append(Field("secret", label, [_secret_value(value, "--secret-custom", stdin)]))
+    return custom
+
+
+def _password(value: str | None, stdin: _Stdin, *, prompt: bool) -> Secret | None:
+    if value == "-":
+        stdin.claim("--password")
+    return read_secret(value, what="password", prompt=prompt)
+
+
+@app.command("add")
+@handle_errors
+def add(
+    type_: TypeOpt,
+    title: Annotated[str, typer.Option("--title", help="Record title (unique unless --allow-duplicate).")],
+    login: LoginOpt = None,
+    password: PasswordOpt = None,
+    field: FieldOpt = None,
+    custom: CustomOpt = None,
+    secret_custom: SecretCustomOpt = None,
+    allow_duplicate: AllowDupOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a record; prints its uid."""
+    stdin = _Stdin()
+    pw = _password(password, stdin, prompt=type_ in PASSWORD_TYPES)
+    fields = _build_fields(login, pw, field or [], stdin)
+    cust = _build_custom(custom or [], secret_custom or [], stdin)
+    with open_vault() as vault:
+        rec = vault.add(type=type_, title=title, fields=fields, custom=cust, allow_duplicate=allow_duplicate,
+                        actor=actor())
+    if as_json:
+        echo_json(_record_json(rec))
+    else:
+        typer.echo(rec.uid)
+
+
+@app.command("list")
+@handle_errors
+def list_(
+    type_: Annotated[str | None, typer.Option("--type", help="Only this type.", show_default=False)] = None,
+    title: Annotated[str | None, typer.Option("--title", help="Title contains (case-insensitive).",
+                                              show_default=False)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List records (uid, type, title); nothing is decrypted."""
+    with open_vault() as vault:
+        rows = vault.summaries(type=type_, title=title)
+    if as_json:
+        echo_json([{"uid": r.uid, "title": r.title, "type": r.type, "updated_at": r.updated_at.isoformat()}
+                   for r in rows])
+    elif not rows:
+        typer.echo("no records")
+    else:
+        table(["UID", "TYPE", "TITLE"], [(r.uid, r.type, r.title) for r in rows])
+
+
+def _value_json(v: Any, *, mask: bool) -> Any:
+    if isinstance(v, Secret):
+        return MASK if mask else v.reveal()
+    return v
+
+
+def _fields_json(fields: list[Field], *, mask: bool = True) -> list[dict[str, Any]]:
+    return [{"type": f.type, "label": f.label, "value": [_value_json(v, mask=mask) for v in f.value]}
+            for f in fields]
+
+
+def _record_json(rec: Record) -> dict[str, Any]:
+    return {
+        "uid": rec.uid, "title": rec.title, "type": rec.type, "fields": _fields_json(rec.fields),
+        "custom": _fields_json(rec.custom), "meta": rec.meta,
+        "created_at": rec.created_at.isoformat(), "updated_at": rec.updated_at.isoformat(),
+    }
+
+
+def _show_value(values: list[Any]) -> str:
+    shown = [MASK if isinstance(v, Secret) else (json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+             for v in values]
+    return ", ".join(shown)
+
+
+@app.command("show")
+@handle_errors
+def show(
+    ref: Annotated[str, typer.Argument(help="Record uid or unique title.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a record; secret values appear as ********."""
+    with open_vault() as vault:
+        rec = vault.get(ref)
+    if as_json:
+        echo_json(_record_json(rec))
+        return
+    lines = [("uid", rec.uid), ("title", rec.title), ("type", rec.type)]
+    lines += [(f.name, _show_value(f.value)) for f in rec.fields]
+    lines += [(f"custom {f.label or f.type}", _show_value(f.value)) for f in rec.custom]
+    lines += [(f"meta {k}", json.dumps(v, sort_keys=True)) for k, v in sorted(rec.meta.items())]
+    width = max(len(k) for k, _ in lines)
+    for k, v in lines:
+        typer.echo(f"{k + ':':<{width + 1}} {v}")
+
+
+def _replace(fields: list[Field], new: list[Field], *, by_label: bool) -> list[Field]:
+    """Replace the first field with the same type(/label) as each new one, else append."""
+    out = list(fields)
+    for nf in new:
+        for i, f in enumerate(out):
+            same = (f.label == nf.label) if by_label else (f.type == nf.type and f.label == nf.label)
+            if same:
+                out[i] = nf
+                break
+        else:
+            out.append(nf)
+    return out
+
+
+@app.command("edit")
+@handle_errors
+def edit(
+    ref: Annotated[str, typer.Argument(help="Record uid or unique title.")],
+    title: Annotated[str | None, typer.Option("--title", help="New title.", show_default=False)] = None,
+    login: LoginOpt = None,
+    password: Annotated[
+        str | None,
+        typer.Option("--password", help="New password; '-' reads one line from stdin.", show_default=False),
+    ] = None,
+    field: FieldOpt = None,
+    custom: CustomOpt = None,
+    secret_custom: SecretCustomOpt = None,
+    remove_field: Annotated[
+        list[str] | None,
+        typer.Option("--remove-field", show_default=False,
+                     help="Remove a standard field (type or label) or custom field (label)."),
+    ] = None,
+    allow_duplicate: AllowDupOpt = False,
+) -> None:
+    """Change a record's title or fields (a changed secret becomes a new current version)."""
+    stdin = _Stdin()
+    pw = _password(password, stdin, prompt=False)
+    new_fields = _build_fields(login, pw, field or [], stdin)
+    new_custom = _build_custom(custom or [], secret_custom or [], stdin)
+    with open_vault() as vault:
+        rec = vault.get(ref)
+        fields = _replace(rec.fields, new_fields, by_label=False)
+        cust = _replace(rec.custom, new_custom, by_label=True)
+        for name in remove_field or []:
+            keep_f = [f for f in fields if name not in (f.type, f.label)]
+            keep_c = [f for f in cust if f.label != name]
+            if len(keep_f) == len(fields) and len(keep_c) == len(cust):
+                fail(f"record {rec.uid} has no field {name!r}", EXIT_USAGE)
+            fields, cust = keep_f, keep_c
+        changed_fields = bool(new_fields or remove_field)
+        changed_custom = bool(new_custom or remove_field)
+        vault.update(
+            rec.uid, title=title, fields=fields if changed_fields else None,
+            custom=cust if changed_custom else None, allow_duplicate=allow_duplicate, actor=actor(),
+        )
+    typer.echo(f"updated {rec.uid}")
+
+
+@app.command("rm")
+@handle_errors
+def rm(
+    ref: Annotated[str, typer.Argument(help="Record uid or unique title.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove a record and all its secret versions."""
+    with open_vault() as vault:
+        summary = vault.get(ref)
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("refusing to remove without confirmation; pass --yes", EXIT_USAGE)
+            typer.confirm(f"Remove {summary.type} record {summary.title!r} ({summary.uid})?", abort=True)
+        vault.remove(summary.uid, actor=actor())
+    typer.echo(f"removed {summary.uid} {summary.title!r}")
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    file: Annotated[Path, typer.Argument(help="JSON file to import.", exists=True, dir_okay=False)],
+    fmt: Annotated[str, typer.Option("--format", help=FORMATS_HELP)] = "keyturn",
+    allow_duplicate: AllowDupOpt = False,
+) -> None:
+    """Import records, all or nothing."""
+    from keyturn.errors import ImportFailed
+    from keyturn.vault.importers import parse
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportFailed(f"cannot read {file}: {exc}") from exc
+    specs = parse(text, fmt, source=str(file))
+    with open_vault() as vault:
+        uids = vault.add_many(specs, allow_duplicate=allow_duplicate, actor=actor())
+        vault.audit.append("record.import", actor=actor(), details={"format": fmt, "count": len(uids)})
+    typer.echo(f"imported {len(uids)} records")
+
+
+@app.command("export")
+@handle_errors
+def export(
+    file: Annotated[Path, typer.Argument(help="File to write (must not exist).", dir_okay=False)],
+    fmt: Annotated[str, typer.Option("--format", help=FORMATS_HELP)] = "keyturn",
+) -> None:
+    """Export every record WITH SECRETS IN CLEAR to a new file (mode 0600)."""
+    from keyturn.vault.importers import export as build
+
+    with open_vault() as vault:
+        doc = build([vault.get(s.uid) for s in vault.summaries()], fmt)
+        try:
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            fail(f"{file} already exists; refusing to overwrite it")
+        except OSError as exc:
+            fail(f"cannot create {file}: {exc.strerror}")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=2)
+            fh.write("\n")
+        vault.audit.append("record.export", actor=actor(),
+                           details={"format": fmt, "count": len(doc["records"]), "file": str(file)})
+    warn(f"{file} contains every secret in clear (created with mode 0600); delete it when done")
+    typer.echo(f"exported {len(doc['records'])} records to {file}")
+
+
+@handle_errors
+def reveal(
+    ref: Annotated[str, typer.Argument(help="Record uid or unique title.")],
+    field: Annotated[str, typer.Option("--field", help="Secret field (type or label).")] = "password",
+) -> None:
+    """Print one secret value (alone, then a newline). Audited."""
+    with open_vault() as vault:
+        value = vault.reveal(vault.resolve(ref), field=field, actor=actor())
+    typer.echo(value.reveal())

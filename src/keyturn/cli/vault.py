@@ -1,0 +1,160 @@
+"""`keyturn init`, `keyturn vault rekey`, `keyturn vault status`.
+
+Rekey — how the new key is supplied (both keys are needed until it completes):
+
+* default: a new random key is written to ``<key file>.new`` (0600). Re-running the command resumes
+  with it; `open` also picks it up automatically, so the vault stays usable mid-rekey. When every
+  data key is rewrapped the vault switches to the new key and ``.new`` atomically replaces the key
+  file (the old key is then gone).
+* ``--new-key-file P``: use (or create) the key file P; re-run with the same P to resume. When done,
+  point ``KEYTURN_KEY_FILE`` at P.
+* ``--new-passphrase``: Argon2id from a new passphrase (``KEYTURN_NEW_PASSPHRASE`` or a hidden
+  prompt); its salt is stored when the rekey starts, so resuming with the same passphrase works.
+
+``--limit N`` stops after N records (a deliberate interruption; run again to resume).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keyturn.cli.output import (
+    EXIT_USAGE,
+    actor,
+    echo_json,
+    fail,
+    handle_errors,
+    open_vault,
+    settings,
+    warn,
+)
+from keyturn.secret import Secret
+
+app = typer.Typer(help="Master key and vault state.", no_args_is_help=True)
+
+
+def _ask_new(label: str, env: str) -> Secret:
+    value = os.environ.get(env)
+    if value:
+        return Secret(value)
+    if not sys.stdin.isatty():
+        fail(f"no {label}: set {env} or run on a terminal", EXIT_USAGE)
+    entered = typer.prompt(label.capitalize(), hide_input=True, confirmation_prompt=True)
+    if not entered:
+        fail(f"the {label} must not be empty", EXIT_USAGE)
+    return Secret(entered)
+
+
+@handle_errors
+def init(
+    passphrase: Annotated[
+        bool,
+        typer.Option("--passphrase", help="Derive the master key from a passphrase (Argon2id) instead of a "
+                     "key file; env KEYTURN_PASSPHRASE or a hidden prompt."),
+    ] = False,
+) -> None:
+    """Create the data directory, master key and vault. Refuses to overwrite an existing vault."""
+    from keyturn.vault import Vault
+
+    cfg = settings()
+    pw: Secret | None = None
+    if passphrase:
+        pw = (Secret(cfg.passphrase.get_secret_value()) if cfg.passphrase
+              else _ask_new("vault passphrase", "KEYTURN_PASSPHRASE"))
+    with Vault.init(cfg, passphrase=pw, actor=actor()) as vault:
+        default = vault.summaries(type="pamConfiguration")[0]
+        key_id = vault.key_id
+        source = vault.status().key_source
+    typer.echo(f"initialised vault in {cfg.home}")
+    typer.echo(f"database: {vault.storage.display_url}")
+    typer.echo(f"master key: {source} (key id {key_id})")
+    if pw is None and cfg.master_key is None:
+        typer.echo("back up the key file: without it the vault cannot be opened")
+    typer.echo(f"default PAM configuration: {default.uid}")
+
+
+@app.command("rekey")
+@handle_errors
+def rekey(
+    new_key_file: Annotated[
+        Path | None,
+        typer.Option("--new-key-file", help="New key file (created 0600 if missing).", show_default=False,
+                     dir_okay=False),
+    ] = None,
+    new_passphrase: Annotated[
+        bool, typer.Option("--new-passphrase", help="New passphrase (env KEYTURN_NEW_PASSPHRASE or prompt).")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Stop after N records (resume later).",
+                                 show_default=False)
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Records per transaction.")] = 200,
+) -> None:
+    """Rewrap every data key under a new master key (record data is not re-encrypted). Resumable."""
+    from keyturn.vault.keys import (
+        KdfParams,
+        create_key_file,
+        derive_from_passphrase,
+        load_key_file,
+        pending_key_file,
+    )
+
+    if new_key_file is not None and new_passphrase:
+        fail("choose --new-key-file or --new-passphrase, not both", EXIT_USAGE)
+    cfg = settings()
+    key_file = cfg.effective_key_file
+    if new_passphrase:
+        pw = _ask_new("new vault passphrase", "KEYTURN_NEW_PASSPHRASE")
+        vault = open_vault(new_passphrase=pw)
+        plan_kdf = vault.rekey_kdf()
+        kdf = plan_kdf or KdfParams.new()
+        new_key = derive_from_passphrase(pw, kdf)
+        mode = "passphrase"
+    else:
+        path = new_key_file or pending_key_file(key_file)
+        new_key = load_key_file(path) if path.exists() else create_key_file(path)
+        kdf = None
+        vault = open_vault(new_key=new_key)
+        mode = "file" if new_key_file is not None else "default"
+    with vault:
+        progress = vault.rekey(new_key, kdf=kdf, limit=limit, batch_size=batch_size, actor=actor())
+    if not progress.finished:
+        typer.echo(f"rewrapped {progress.rewrapped} records; {progress.remaining} still under the old key")
+        typer.echo("run `keyturn vault rekey` again with the same new key to resume")
+        raise typer.Exit(0)
+    if mode == "default":
+        os.replace(pending_key_file(key_file), key_file)
+        where = f"key file {key_file}"
+    elif mode == "file":
+        where = f"key file {new_key_file}"
+        warn(f"set KEYTURN_KEY_FILE={new_key_file}: the old key no longer opens the vault")
+    else:
+        where = "the new passphrase"
+    typer.echo(f"rekey complete: rewrapped {progress.rewrapped} records; vault now sealed by {where} "
+               f"(key id {progress.new_key_id})")
+
+
+@app.command("status")
+@handle_errors
+def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False) -> None:
+    """Database, master key id and source, counts, rekey progress."""
+    with open_vault() as vault:
+        st = vault.status()
+    if as_json:
+        echo_json(st.__dict__)
+        return
+    rows = [
+        ("database", st.database),
+        ("master key", f"{st.key_id} ({st.key_source})"),
+        ("records", str(st.records)),
+        ("secret versions", str(st.secret_versions)),
+        ("audit entries", str(st.audit_entries)),
+        ("rekey", f"to {st.rekey_to}: {st.rekey_remaining} records remaining" if st.rekey_to else "none"),
+    ]
+    for k, v in rows:
+        typer.echo(f"{k + ':':<16} {v}")
