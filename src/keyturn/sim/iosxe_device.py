@@ -101,10 +101,13 @@ class Credential:
     encryption: str
     _stored: str | None = None         # type-7 string or $8$/$9$ hash once computed
     _clear: str | None = field(default=None, repr=False)
+    # Drawn when the secret is set, so every copy (running, startup) hashes to the same string.
+    _salt: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_clear(cls, kind: Literal["password", "secret"], clear: str, encryption: str) -> Credential:
-        return cls(kind=kind, encryption=encryption, _clear=clear)
+        return cls(kind=kind, encryption=encryption, _clear=clear,
+                   _salt=_salt() if kind == "secret" else None)
 
     @classmethod
     def from_stored(cls, kind: Literal["password", "secret"], encryption: str, stored: str) -> Credential:
@@ -118,9 +121,9 @@ class Credential:
             if self.kind == "password":
                 self._stored = type7_encode(self._clear) if self.encryption == "7" else self._clear
             elif self.encryption == "8":
-                self._stored = type8_hash(self._clear)
+                self._stored = type8_hash(self._clear, self._salt)
             else:
-                self._stored = type9_hash(self._clear)
+                self._stored = type9_hash(self._clear, self._salt)
         return self._stored
 
     def matches(self, clear: str) -> bool:
