@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -214,9 +215,9 @@ class MerakiFrontend:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._stopping = asyncio.Event()
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+        site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as exc:
@@ -338,7 +339,11 @@ class MerakiFrontend:
             stats.refused_down += 1
             raise _Drop
         if faults.latency > 0:
-            await asyncio.sleep(faults.latency)  # the fault itself: delay the answer
+            # the fault itself: delay the answer (cut short by stop(), which then drops it)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), faults.latency)
+            if self._stopping.is_set():
+                raise _Drop
         if faults.roll(faults.reset_rate):
             stats.resets += 1
             raise _Drop
@@ -354,7 +359,9 @@ class MerakiFrontend:
     def _redirect(self, request: web.Request, raw: str, org_id: str, faults: Faults) -> Reply:
         status = faults.redirect_status if faults.redirect_status in REDIRECT_STATUSES else 302
         shard = self.state.orgs[org_id].shard
-        location = f"{_scheme(request)}://n{shard}.meraki.com{raw}"
+        # Shards are https, except for clients that reached us as a plain-HTTP Meraki host via the proxy
+        scheme = "http" if request.headers.get("X-Forwarded-Proto") == "http" else "https"
+        location = f"{scheme}://n{shard}.meraki.com{raw}"
         return Reply(status, {"errors": [f"Moved to n{shard}.meraki.com"]}, {"Location": location})
 
     @staticmethod
