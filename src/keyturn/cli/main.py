@@ -17,6 +17,7 @@ from keyturn.cli import output
 from keyturn.cli import records as records_cli
 from keyturn.cli import rotation as rotation_cli
 from keyturn.cli import scripts as scripts_cli
+from keyturn.cli import sim as sim_cli
 from keyturn.cli import vault as vault_cli
 
 app = typer.Typer(
@@ -55,6 +56,7 @@ app.add_typer(records_cli.app, name="record")
 app.add_typer(vault_cli.app, name="vault")
 app.add_typer(audit_cli.app, name="audit")
 app.add_typer(scripts_cli.app, name="script")
+app.add_typer(sim_cli.app, name="sim")
 app.add_typer(rotation_cli.app, name="rotation")
 for _name in ("rotate", "history", "recover"):
     app.command(_name)(getattr(rotation_cli, _name))
