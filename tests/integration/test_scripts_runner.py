@@ -348,3 +348,17 @@ async def test_order_user_resource_provider_and_failures_do_not_stop_the_run(tmp
         ("r2.sh", "RES", True), ("p1.sh", "PROV", True),
     ]
     assert results[2].error == "additional record unavailable: no record MISSING"
+
+
+async def test_shell_field_of_the_resource_is_the_default_prefix(tmp_path: Path) -> None:
+    plain = script(tmp_path, "plain.py", "import sys; print('via', sys.argv[0].rsplit('/', 1)[-1])\n",
+                   shebang="", mode=0o644)
+    own = script(tmp_path, "own.sh", "echo own\n", shebang="#!/bin/sh\n")
+    user = R("USER", "u", meta={"scripts": to_meta([ScriptAttachment(str(plain)),
+                                                    ScriptAttachment(str(own), prefix="/bin/sh")])})
+    resource = R("RES", "r", custom=[F("text", label="Shell", value=[sys.executable])])
+    results = await run_rotation_scripts(
+        get_record={}.__getitem__, provider=R("PROV", "p"), resource=resource, user=user,
+        new_password=Secret(NEW), old_password=None, base_env={"PATH": os.defpath},
+    )
+    assert [(r.ok, r.stdout) for r in results] == [(True, "via plain.py\n"), (True, "own\n")]

@@ -150,3 +150,12 @@ def test_build_payload_without_resource_and_first_rotation() -> None:
         provider=provider, resource=None, user=user, extra=[],
         new_password=Secret("\xff\xfe>>>???"), old_password=None, user_login="",
     )
+
+
+def test_is_noop_any_case_custom_field_only() -> None:
+    from keyturn.scripts.payload import is_noop
+
+    assert is_noop(R(uid="u", title="t", custom=[F("text", label="NOOP", value=["tRuE"])]))
+    assert not is_noop(R(uid="u", title="t", custom=[F("text", label="NOOP", value=["false"])]))
+    assert not is_noop(R(uid="u", title="t", custom=[F("text", label="noop", value=["True"])]))
+    assert not is_noop(R(uid="u", title="t"))

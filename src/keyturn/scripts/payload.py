@@ -173,6 +173,22 @@ def login_of(record: RecordLike) -> str:
     return ""
 
 
+def custom_text(record: RecordLike, label: str) -> str | None:
+    """The first non-empty plain value of the custom field `label` (exact label), else None."""
+    for f in record.custom:
+        if f.label == label:
+            for v in f.value:
+                if isinstance(v, str) and v.strip():
+                    return v.strip()
+    return None
+
+
+def is_noop(record: RecordLike) -> bool:
+    """Keeper's "run PAM scripts only": a custom field labelled `NOOP` whose value is `True` (any case)."""
+    value = custom_text(record, "NOOP")
+    return value is not None and value.lower() == "true"
+
+
 def secret_values(record: RecordLike) -> list[Secret]:
     """Every password-like value of a record: `Secret` values and values of secret field types."""
     found: list[Secret] = []

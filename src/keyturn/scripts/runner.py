@@ -41,13 +41,20 @@ import signal
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from keyturn.errors import ConfigError, KeyturnError
 from keyturn.scripts.attachments import ScriptAttachment, attachments_of
-from keyturn.scripts.payload import RecordLike, build_payload, login_of, records_for, secret_values
+from keyturn.scripts.payload import (
+    RecordLike,
+    build_payload,
+    custom_text,
+    login_of,
+    records_for,
+    secret_values,
+)
 from keyturn.scripts.redact import Redactor
 from keyturn.secret import Secret
 
@@ -386,10 +393,14 @@ async def run_rotation_scripts(
     meta is malformed, or an additional record that cannot be read, yields a failed result for that
     entry (with `exit_code=None`). The secrets redacted are the new and old password and every
     password-like value of every record the script sees.
+
+    Keeper's `Shell` custom field on the resource record (e.g. `pwsh` or `/bin/bash`) is the command
+    prefix of every attachment that has none of its own; an attachment's own prefix wins.
     """
     results: list[ScriptResult] = []
     owners = [r for r in (user, resource, provider) if r is not None]
     login = login_of(user)
+    shell = custom_text(resource, "Shell") if resource is not None else None
     for owner in owners:
         try:
             attachments = attachments_of(owner)
@@ -400,6 +411,12 @@ async def run_rotation_scripts(
             ))
             continue
         for att in attachments:
+            if shell and att.prefix is None:
+                try:
+                    att = replace(att, prefix=shell)
+                except ConfigError as exc:
+                    results.append(_failed(att, owner.uid, f"Shell field of the resource record: {exc}"))
+                    continue
             try:
                 extra = [get_record(uid) for uid in att.with_records]
             except KeyturnError as exc:
