@@ -14,10 +14,13 @@
     ├── PolicyError                impossible password policy (refused when set)
     ├── TargetError(target, record)
     │   ├── TargetUnreachable      connect failed, reset, 5xx before the change is known
+    │   │   └── TlsVerificationFailed  the peer's certificate is not trusted (CA / pinned fingerprint)
     │   ├── TargetTimeout          (also a TimeoutError)
     │   ├── TargetAuthRejected     the credential used was refused
     │   ├── AccountNotFound        the user does not exist on the device
+    │   │   └── AmbiguousAccount   several accounts match (lists their ids)
     │   ├── ChangeRejected         the device refused the new secret
+    │   │   └── AccountNotRotatable  the platform does not let this account's secret be set
     │   └── RateLimited(retry_after)
     ├── RotationError
     │   ├── RotationLocked         another rotation holds the account
@@ -108,6 +111,10 @@ class TargetUnreachable(TargetError):
     pass
 
 
+class TlsVerificationFailed(TargetUnreachable):
+    pass
+
+
 class TargetTimeout(TargetError, TimeoutError):
     pass
 
@@ -120,7 +127,15 @@ class AccountNotFound(TargetError):
     pass
 
 
+class AmbiguousAccount(AccountNotFound):
+    pass
+
+
 class ChangeRejected(TargetError):
+    pass
+
+
+class AccountNotRotatable(ChangeRejected):
     pass
 
 
