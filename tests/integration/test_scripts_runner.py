@@ -362,3 +362,11 @@ async def test_shell_field_of_the_resource_is_the_default_prefix(tmp_path: Path)
         new_password=Secret(NEW), old_password=None, base_env={"PATH": os.defpath},
     )
     assert [(r.ok, r.stdout) for r in results] == [(True, "via plain.py\n"), (True, "own\n")]
+
+
+async def test_any_payload_shape_is_accepted(tmp_path: Path) -> None:
+    path = script(tmp_path, "cat.sh", "cat\n", shebang="#!/bin/sh\n")
+    for payload in (b"hello\n", base64.b64encode(b'{"a": 1}') + b"\n", base64.b64encode(b"[1]") + b"\n"):
+        result = await run(ScriptAttachment(str(path)), payload=payload)
+        assert result.ok, result.error
+        assert result.stdout == "********\n"  # the payload line itself is always redacted

@@ -275,7 +275,7 @@ def _payload_blobs(payload: bytes) -> list[str]:
     """The payload line and its inner `records` string: redacted whole if a script echoes them."""
     line = payload.decode("ascii", errors="replace").strip()
     blobs = [line]
-    with contextlib.suppress(ValueError, TypeError, AttributeError):
+    with contextlib.suppress(ValueError, TypeError, KeyError):
         inner = json.loads(base64.b64decode(line, validate=True))
         blobs.append(str(inner["records"]))
     return blobs
