@@ -86,7 +86,7 @@ def can_login(port: int, username: str, password: str) -> bool:
 
 def netmiko_params(port: int, **extra: Any) -> dict[str, Any]:
     return {"device_type": "cisco_xe", "host": "127.0.0.1", "port": port, "username": OPS,
-            "password": OPS_PW, "secret": ENABLE, "fast_cli": False, **extra}
+            "password": OPS_PW, "secret": ENABLE, **extra}
 
 
 def test_netmiko_rotates_saves_and_the_new_secret_logs_in(threaded_device: ThreadedDevice) -> None:

@@ -11,7 +11,9 @@ shell behaves like a vty line, which is what netmiko, scrapli and Ansible `netwo
 characters are echoed as they are read (type-ahead is not echoed early, so a password typed ahead of
 the `Password:` prompt never appears on screen), Enter echoes CRLF, output uses CRLF, the prompt is
 printed again after every input, backspace / Ctrl-U edit the line, Ctrl-V quotes the next key, and
-Ctrl-Z / Ctrl-C leave configuration mode. An `exec` request runs one command and closes.
+Ctrl-Z / Ctrl-C leave configuration mode. An `exec` request runs one command and closes. Not modelled:
+`?` context help (a `?` is taken literally, so a client that forgets the Ctrl-V escape a real device
+needs will not notice here) and Tab completion.
 
 The asyncssh line editor is off on purpose: it wraps long lines with cursor sequences that break
 clients' echo matching and it echoes type-ahead before the session can turn echo off.
