@@ -8,13 +8,18 @@ This is not a fake of keyturn: the engine runs unchanged, only the device is sim
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from keyturn.config import Settings
+from keyturn.engine.profile import RotationProfile
+from keyturn.engine.rotate import RotationEngine, TargetPool
 from keyturn.errors import AccountNotFound, ChangeRejected, TargetAuthRejected, TargetUnreachable
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, SecretRules, Verdict
+from keyturn.vault import Field, Vault
 
 KNOBS = {
     "down": False,               # unreachable: verify inconclusive, change/persist raise TargetUnreachable
@@ -73,6 +78,7 @@ class FakeTarget:
 
     def __init__(self) -> None:
         self.closed = False
+        self.gate: Any = None          # an asyncio.Event: when set up, changes wait for it
         self.parallel: dict[str, int] = {}
         self.max_parallel: dict[str, int] = {}
 
@@ -92,6 +98,8 @@ class FakeTarget:
         self.parallel[host] = self.parallel.get(host, 0) + 1
         self.max_parallel[host] = max(self.max_parallel.get(host, 0), self.parallel[host])
         try:
+            if self.gate is not None:
+                await self.gate.wait()
             await self._change(dev, account, old, new)
         finally:
             self.parallel[host] -= 1
@@ -177,3 +185,55 @@ def make_factory() -> Any:
 
     targets = {"fake": FakeTarget(), "blind": BlindTarget(), "noop": Noop()}
     return targets
+
+
+OLD = "Old-Passw0rd-1"
+ADMIN = "Adm1n-Secret-9"
+
+
+class World:
+    def __init__(self, tmp_path, vault: Vault) -> None:
+        self.tmp_path = tmp_path
+        self.vault = vault
+        self.targets = make_factory()
+        self.dev = DeviceFile(tmp_path / "device.json")
+        self.dev.set_user("netops", OLD)
+        self.dev.add_admin("admin", ADMIN)
+        self.resource = vault.add(type="pamNetworkDevice", title="sw1",
+                                  fields=[Field("host", value=[str(self.dev.path)])])
+        self.admin = vault.add(type="pamUser", title="sw1-admin",
+                               fields=[Field("login", value=["admin"]),
+                                       Field("password", value=[Secret(ADMIN)])])
+        self.user = self.add_user("u1", "netops", OLD)
+
+    def add_user(self, title: str, login: str, password: str | None, **profile: object) -> str:
+        fields = [Field("login", value=[login])]
+        if password is not None:
+            fields.append(Field("password", value=[Secret(password)]))
+        rec = self.vault.add(type="pamUser", title=title, fields=fields)
+        self.set_profile(rec.uid, **profile)
+        return rec.uid
+
+    def set_profile(self, uid: str, **kw: object) -> None:
+        data: dict[str, object] = {"target": "fake", "resource": self.resource.uid, "admin": None}
+        data.update(kw)
+        self.vault.set_meta(uid, "rotation", RotationProfile(**data).to_meta())  # type: ignore[arg-type]
+
+    def engine(self) -> RotationEngine:
+        return RotationEngine(self.vault, targets=TargetPool(lambda kind: self.targets[kind]), backoff=0.0)
+
+    def current(self, uid: str | None = None) -> str | None:
+        s = self.vault.secret(uid or self.user)
+        return None if s is None else s.reveal()
+
+    def states(self, uid: str | None = None) -> list[str]:
+        return [str(v.state) for v in self.vault.versions(uid or self.user)]
+
+
+def open_world(tmp_path: Any) -> Iterator[World]:
+    """A fresh vault in tmp_path with one device, its admin and one user record (use as a fixture)."""
+    vault = Vault.init(Settings(home=tmp_path / "home"))
+    try:
+        yield World(tmp_path, vault)
+    finally:
+        vault.close()

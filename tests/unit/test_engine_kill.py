@@ -21,7 +21,7 @@ from keyturn.engine.locks import LockManager
 from keyturn.engine.outcome import STEPS
 from keyturn.engine.rotate import RotationEngine, TargetPool
 from keyturn.vault import Vault
-from tests.unit.test_engine_rotate import World
+from tests.unit.engine_world import World
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = """

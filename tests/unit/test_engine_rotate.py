@@ -5,65 +5,16 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from keyturn.config import Settings
 from keyturn.engine.journal import Journal, rotation_steps, rotations
 from keyturn.engine.outcome import STEPS, Outcome
-from keyturn.engine.profile import RotationProfile
-from keyturn.engine.rotate import RotationEngine, TargetPool
 from keyturn.secret import Secret
-from keyturn.vault import Field, Vault, VersionState
-from tests.unit.engine_world import DeviceFile, make_factory
-
-OLD = "Old-Passw0rd-1"
-ADMIN = "Adm1n-Secret-9"
-
-
-class World:
-    def __init__(self, tmp_path, vault: Vault) -> None:
-        self.tmp_path = tmp_path
-        self.vault = vault
-        self.targets = make_factory()
-        self.dev = DeviceFile(tmp_path / "device.json")
-        self.dev.set_user("netops", OLD)
-        self.dev.add_admin("admin", ADMIN)
-        self.resource = vault.add(type="pamNetworkDevice", title="sw1",
-                                  fields=[Field("host", value=[str(self.dev.path)])])
-        self.admin = vault.add(type="pamUser", title="sw1-admin",
-                               fields=[Field("login", value=["admin"]),
-                                       Field("password", value=[Secret(ADMIN)])])
-        self.user = self.add_user("u1", "netops", OLD)
-
-    def add_user(self, title: str, login: str, password: str | None, **profile: object) -> str:
-        fields = [Field("login", value=[login])]
-        if password is not None:
-            fields.append(Field("password", value=[Secret(password)]))
-        rec = self.vault.add(type="pamUser", title=title, fields=fields)
-        self.set_profile(rec.uid, **profile)
-        return rec.uid
-
-    def set_profile(self, uid: str, **kw: object) -> None:
-        data: dict[str, object] = {"target": "fake", "resource": self.resource.uid, "admin": None}
-        data.update(kw)
-        self.vault.set_meta(uid, "rotation", RotationProfile(**data).to_meta())  # type: ignore[arg-type]
-
-    def engine(self) -> RotationEngine:
-        return RotationEngine(self.vault, targets=TargetPool(lambda kind: self.targets[kind]), backoff=0.0)
-
-    def current(self, uid: str | None = None) -> str | None:
-        s = self.vault.secret(uid or self.user)
-        return None if s is None else s.reveal()
-
-    def states(self, uid: str | None = None) -> list[str]:
-        return [str(v.state) for v in self.vault.versions(uid or self.user)]
+from keyturn.vault import Field, VersionState
+from tests.unit.engine_world import ADMIN, OLD, World, open_world
 
 
 @pytest.fixture
 def world(tmp_path):
-    vault = Vault.init(Settings(home=tmp_path / "home"))
-    try:
-        yield World(tmp_path, vault)
-    finally:
-        vault.close()
+    yield from open_world(tmp_path)
 
 
 async def rotate(world: World, uid: str | None = None):
