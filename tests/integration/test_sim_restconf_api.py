@@ -87,7 +87,8 @@ def _dumps(doc: dict[str, Any] | None) -> bytes | None:
 def validating_hook(yang: YangValidator) -> Callable[[httpx.Response], Coroutine[Any, Any, None]]:
     async def hook(response: httpx.Response) -> None:
         await response.aread()
-        if response.headers.get("content-type") == "application/yang-data+json":
+        is_json = response.headers.get("content-type") == "application/yang-data+json"
+        if is_json and response.request.method != "HEAD":
             assert response.content.endswith(b"\n")
             yang.validate(response.json())
 
@@ -437,3 +438,19 @@ async def test_overlapping_write_gets_lock_denied(yang: YangValidator, ca: SimCA
     finally:
         await r.client.aclose()
         await r.frontend.stop()
+
+
+async def test_type7_password_input_is_stored_and_shown_as_sent(rig: Rig) -> None:
+    doc = entry_doc(name="netops", password={"encryption": "7", "password": "0822455D0A16"})
+    assert (await rig.send("PATCH", f"{USERS}=netops", doc)).status_code == 204
+    got = (await rig.client.get(f"{USERS}=netops")).json()["Cisco-IOS-XE-native:username"][0]
+    assert got["password"] == {"encryption": "7", "password": "0822455D0A16"}
+    async with rig.other_client(("netops", "cisco")) as client:
+        assert (await client.get(f"{USERS}=netops")).status_code == 200
+
+
+async def test_head_answers_headers_only(rig: Rig) -> None:
+    resp = await rig.client.head(USERS)
+    assert resp.status_code == 200
+    assert resp.content == b""
+    assert resp.headers["content-type"] == "application/yang-data+json"
