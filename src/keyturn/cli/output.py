@@ -124,16 +124,22 @@ def echo_json(obj: Any) -> None:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
-    """A Rich table on stdout (no colour / wrapping surprises when piped)."""
+    """A Rich table on a terminal; plain aligned columns, one row per line, when piped (grep/awk)."""
+    cells = [[str(c) if c is not None else "" for c in row] for row in rows]
+    if not sys.stdout.isatty():
+        widths = [max(len(x) for x in col) for col in zip(columns, *cells, strict=True)]
+        if title:
+            typer.echo(title)
+        for line in (list(columns), *cells):
+            typer.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+        return
     from rich.console import Console
     from rich.table import Table
 
     t = Table(*columns, title=title, box=None, pad_edge=False, header_style="bold")
-    for row in rows:
-        t.add_row(*(str(c) if c is not None else "" for c in row))
-    # Piped output: one row per line (no wrapping at an assumed 80 columns) for grep/awk.
-    console = Console() if sys.stdout.isatty() else Console(width=100_000, no_color=True)
-    console.print(t)
+    for row in cells:
+        t.add_row(*row)
+    Console().print(t)
 
 
 def read_secret(value: str | None, *, what: str, prompt: bool) -> Secret | None:

@@ -199,7 +199,7 @@ class Storage:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
-        cfg.set_main_option("version_locations", str(_MIGRATIONS_DIR / "versions"))
+        cfg.set_main_option("path_separator", "os")  # versions live in the default <script>/versions
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(keyturn_write=True)
