@@ -239,3 +239,13 @@ def test_long_hostname_is_cut_in_config_mode() -> None:
     assert s.prompt == "a-very-long-hostname-for-the-lab#"
     s.handle("conf t")
     assert s.prompt == "a-very-long-hostname(config)#"
+
+
+def test_hostname_changes_the_prompt_and_stored_enable_secret(device: IosXeDevice) -> None:
+    s = CliSession(device, privilege=15)
+    s.handle("conf t")
+    s.handle("hostname edge-01")
+    assert s.prompt == "edge-01(config)#"
+    vector = "$8$dsYGNam3K1SIJO$7nv/35M/qr6t.dVc7UY9zrJDWRVqncHub1PE9UlMQFs"
+    assert s.handle(f"enable secret 8 {vector}").applied
+    assert device.check_enable("cisco")

@@ -126,6 +126,7 @@ _CONFIG: dict[str, str] = {
     "enable secret LINE=value": "enable_secret",
     "enable algorithm-type {md5|sha256|scrypt}=algorithm secret LINE=value": "enable_secret",
     "security passwords min-length <1-16>=length": "min_length",
+    "hostname WORD=hostname": "hostname",
     "end": "end",
     "exit": "end",
     "do LINE=command": "do",
@@ -138,7 +139,7 @@ _DECOYS: dict[str, tuple[str, ...]] = {
              "processes", "sessions", "ssh", "startup-config", "users"),
     "write": ("erase", "network"),
     "config": ("aaa", "access-list", "alias", "banner", "boot", "cdp", "clock", "crypto", "default",
-               "hostname", "interface", "ip", "ipv6", "line", "logging", "ntp", "router", "service",
+               "interface", "ip", "ipv6", "line", "logging", "ntp", "router", "service",
                "snmp-server", "spanning-tree", "vlan"),
 }
 _FILTERS = ("append", "begin", "count", "exclude", "format", "include", "redirect", "section", "tee")
@@ -631,10 +632,10 @@ class CliSession:
         value = args["value"]
         encryption = "0" if "algorithm" in args else args.get("type", "0")
         if encryption in _HASH_FORMATS:
-            # The device API takes clear text only; an already-hashed enable secret is out of scope.
             if not _HASH_FORMATS[encryption].fullmatch(value.strip()):
                 return Reply(_lines(MESSAGES["bad_hash"].format(type=encryption)))
-            return self._do_not_modelled(parsed)
+            self.device.set_enable_secret_stored(value.strip(), encryption)
+            return Reply(applied=True)
         refused = self._refused_by_policy()
         if refused is not None:
             return refused
@@ -643,6 +644,10 @@ class CliSession:
         except DeviceRefused as exc:
             return Reply(_lines(exc.message))
         return Reply(applied=True)
+
+    def _do_hostname(self, parsed: Parsed) -> Reply:
+        self.device.set_hostname(parsed.args["hostname"])
+        return Reply()
 
     def _do_min_length(self, parsed: Parsed) -> Reply:
         self.device.running.min_length = int(parsed.args["length"])
