@@ -1,0 +1,168 @@
+"""Shared HTTP plumbing for HTTP targets: TLS trust from an `Endpoint`, and the httpx error boundary.
+
+Trust, per endpoint (DESIGN §4 "TLS"):
+
+* default — system trust store, hostname checked;
+* `ca_bundle` — only that PEM bundle is trusted (hostname still checked);
+* `fingerprint` — the peer certificate's SHA-256 must equal the pin. The check runs right after the
+  TLS handshake, **before any request byte (and so any credential) is sent**. With a pin alone the
+  chain and hostname are not checked (the pin is the trust: devices present self-signed certs); with
+  a pin and a CA bundle both must hold;
+* `insecure` — no verification at all; explicit, and logged as a warning every time a client is built.
+
+`map_httpx_errors` is the ONE place httpx exceptions become keyturn errors; targets wrap their I/O in
+it and never catch httpx exceptions themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import ssl
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpcore
+import httpx
+
+from keyturn.errors import TargetError, TargetTimeout, TargetUnreachable, TlsVerificationFailed
+from keyturn.targets.base import Endpoint
+
+log = logging.getLogger("keyturn.targets.http")
+
+
+def normalize_fingerprint(value: str) -> str:
+    """``"AB:CD:..."`` / ``"abcd..."`` / ``"sha256:..."`` → 64 lower-case hex digits; ValueError otherwise."""
+    text = value.strip().lower()
+    text = text.removeprefix("sha256:").replace(":", "").replace(" ", "")
+    if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError("a SHA-256 fingerprint is 64 hex digits (colons optional)")
+    return text
+
+
+class PinMismatch(httpcore.ConnectError):
+    """The peer's certificate does not match the pinned fingerprint (raised inside the transport)."""
+
+
+# httpcore's stream/backend interface takes `timeout` arguments (ASYNC109 is about our own APIs).
+class _PinnedStream(httpcore.AsyncNetworkStream):
+    def __init__(self, inner: httpcore.AsyncNetworkStream, pin: str) -> None:
+        self._inner = inner
+        self._pin = pin
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:  # noqa: ASYNC109
+        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        ssl_object = tls.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        seen = hashlib.sha256(der).hexdigest() if der else ""
+        if not hmac.compare_digest(seen, self._pin):
+            await tls.aclose()
+            raise PinMismatch("the server certificate does not match the pinned SHA-256 fingerprint")
+        return tls
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _PinningBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, pin: str) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._pin = pin
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _PinnedStream(stream, self._pin)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def ssl_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """The client TLS context an endpoint asks for (see the module docstring)."""
+    if endpoint.insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    ctx = ssl.create_default_context(cafile=endpoint.ca_bundle) if endpoint.ca_bundle else (
+        ssl.create_default_context())
+    if endpoint.fingerprint and not endpoint.ca_bundle:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def build_client(endpoint: Endpoint, *, base_url: str, timeout: float,
+                 headers: dict[str, str] | None = None, max_connections: int = 4) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` for one endpoint with its TLS trust applied (pooled, keep-alive).
+
+    Redirects are never followed automatically: targets that allow them follow them explicitly.
+    """
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    if endpoint.insecure:
+        log.warning("TLS verification is OFF for %s (endpoint marked insecure): the peer is not "
+                    "authenticated and credentials can be intercepted", endpoint.host)
+    try:
+        ctx = ssl_context(endpoint)
+        pin = normalize_fingerprint(endpoint.fingerprint) if endpoint.fingerprint and not endpoint.insecure \
+            else None
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise TlsVerificationFailed(f"cannot set up TLS trust for {endpoint.host}: {exc}") from exc
+    transport = httpx.AsyncHTTPTransport(verify=ctx, limits=limits)
+    if pin is not None:
+        # httpx has no hook to check the peer before the request is written, so give its pool a
+        # network backend that checks the pin right after the handshake (private attribute; the
+        # pin tests in tests/unit/test_target_http_tls.py catch any change in httpx).
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ctx, max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry, network_backend=_PinningBackend(pin),
+        )
+    return httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout,
+                             headers=headers or {}, follow_redirects=False)
+
+
+def _tls_cause(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, PinMismatch):
+            return "certificate does not match the pinned fingerprint"
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate not trusted ({seen.verify_message or 'verification failed'})"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@contextmanager
+def map_httpx_errors(*, target: str, record: str | None, host: str, doing: str) -> Iterator[None]:
+    """Turn httpx transport errors into keyturn errors (the one httpx boundary).
+
+    Timeouts → `TargetTimeout`; untrusted certificates → `TlsVerificationFailed`; every other
+    transport failure → `TargetUnreachable`. HTTP status codes are the caller's business.
+    """
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise TargetTimeout(f"{host}: timed out while {doing}", target=target, record=record) from exc
+    except httpx.TransportError as exc:
+        tls = _tls_cause(exc)
+        if tls is not None:
+            raise TlsVerificationFailed(f"{host}: {tls}", target=target, record=record) from exc
+        raise TargetUnreachable(f"{host}: {type(exc).__name__} while {doing}", target=target,
+                                record=record) from exc
+    except httpx.InvalidURL as exc:
+        raise TargetError(f"{host}: invalid URL while {doing}", target=target, record=record) from exc

@@ -1,0 +1,268 @@
+"""`iosxe-restconf`: rotate an IOS XE local user's secret over RESTCONF (RFC 8040), then save.
+
+Wire facts (reference cisco-iosxe.md §1.7, §2):
+
+* the user lives at ``/restconf/data/Cisco-IOS-XE-native:native/username=NAME``; we GET it first
+  because a merge on `native` would *create* a missing user, and rotation never creates accounts;
+* the change is a PATCH (merge) of that entry with ``secret {encryption "0", secret NEW}`` — the
+  device hashes it (type 9 on current releases) and keeps privilege/view. ``mode=password`` (profile
+  option) writes the reversible `password` instead, for parity with KeeperPAM's sample script;
+* a user holds a password *or* a secret, never both: switching kinds is refused up front;
+* writes land in running-config only: `persist` POSTs ``cisco-ia:save-config`` (slow: seconds);
+* HTTP Basic on every request, as the admin (reconcile path) or as the user with its old secret;
+* 409 lock-denied and 5xx are transient (the device serialises config writes): bounded retries;
+* error bodies come as ``{"ietf-restconf:errors": ...}`` (17.12+) or bare ``{"errors": ...}``.
+
+`verify` authenticates as the user. RESTCONF only admits privilege-15 users, so for a lower-privilege
+account a 401/403 does **not** prove the password wrong — set the profile option ``verify_via=ssh``
+for such accounts and verification logs in over SSH instead (`IosXeSshTarget.verify`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from keyturn.errors import (
+    AccountNotFound,
+    ChangeRejected,
+    ProfileError,
+    TargetAuthRejected,
+    TargetError,
+    TargetUnreachable,
+)
+from keyturn.secret import REDACTED, Secret
+from keyturn.targets.base import Account, Endpoint, SecretRules, Target, Verdict
+from keyturn.targets.http import build_client, map_httpx_errors
+
+log = logging.getLogger("keyturn.targets.iosxe_restconf")
+
+KIND = "iosxe-restconf"
+YANG_JSON = "application/yang-data+json"
+USER_PATH = "/restconf/data/Cisco-IOS-XE-native:native/username={name}"
+SAVE_PATH = "/restconf/operations/cisco-ia:save-config"
+# Body of the PATCH per mode: container name and its value leaf (RFC 7951; enums as strings).
+MODES: Mapping[str, tuple[str, str]] = {"secret": ("secret", "secret"), "password": ("password", "password")}
+# Status codes worth another try: the datastore is locked by another writer, or the server hiccuped.
+RETRY_STATUSES = frozenset({409, 500, 502, 503, 504})
+# IOS XE: max 127 characters; `?` would be context help on the CLI side of the translation.
+IOSXE_RULES = SecretRules(min_length=1, max_length=127, forbidden="?")
+
+ClientFactory = Callable[[Endpoint], httpx.AsyncClient]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def restconf_errors(response: httpx.Response) -> list[dict[str, Any]]:
+    """The `error` entries of a RESTCONF error body, in either shape; [] if none/unparsable."""
+    try:
+        doc = response.json()
+    except ValueError:
+        return []
+    if not isinstance(doc, dict):
+        return []
+    root = doc.get("ietf-restconf:errors", doc.get("errors"))
+    errors = root.get("error") if isinstance(root, dict) else None
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def describe_errors(response: httpx.Response, *, scrub: Secret | None = None) -> str:
+    """``"<status> <tag>: <message>"`` for a RESTCONF error response, secrets scrubbed."""
+    parts = [f"{e.get('error-tag', '?')}: {e.get('error-message', '')}".rstrip(": ")
+             for e in restconf_errors(response)]
+    text = "; ".join(parts) or response.reason_phrase or "no detail"
+    if scrub is not None and scrub.reveal():
+        text = text.replace(scrub.reveal(), REDACTED)
+    return f"HTTP {response.status_code} ({text[:300]})"
+
+
+class IosXeRestconfTarget:
+    """Rotates IOS XE local-user secrets over RESTCONF; one pooled client per device (host, port)."""
+
+    kind: ClassVar[str] = KIND
+    constraints: ClassVar[SecretRules] = IOSXE_RULES
+    can_verify: ClassVar[bool] = True
+
+    def __init__(self, client_factory: ClientFactory | None = None, *, timeout: float = 15.0,
+                 save_timeout: float = 60.0, retries: int = 3, backoff: float = 0.5,
+                 sleep: Sleep = asyncio.sleep, ssh_verifier: Target | None = None) -> None:
+        self._factory = client_factory or self._default_client
+        self._timeout = timeout
+        self._save_timeout = save_timeout
+        self._retries = max(1, retries)
+        self._backoff = backoff
+        self._sleep = sleep
+        self._clients: dict[tuple[str, int | None, str | None], httpx.AsyncClient] = {}
+        # Credential that must save the config after a self-change (the old one no longer works).
+        self._save_auth: dict[str, tuple[str, Secret]] = {}
+        self._ssh_verifier = ssh_verifier
+
+    # ---- plumbing ----------------------------------------------------------------------------------
+    def _default_client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        base = endpoint.base_url or f"https://{endpoint.host}:{endpoint.port or 443}"
+        return build_client(endpoint, base_url=base, timeout=self._timeout,
+                            headers={"Accept": YANG_JSON, "Content-Type": YANG_JSON})
+
+    def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        key = (endpoint.host, endpoint.port, endpoint.base_url)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = self._factory(endpoint)
+        return client
+
+    def _err(self, cls: type[TargetError], account: Account, message: str) -> TargetError:
+        return cls(f"{account.endpoint.host}: {message}", target=KIND, record=account.record_uid)
+
+    @staticmethod
+    def _mode(account: Account) -> str:
+        mode = account.options.get("mode", "secret")
+        if mode not in MODES:
+            raise ProfileError(f"iosxe-restconf: option mode must be 'secret' or 'password', not {mode!r}")
+        return mode
+
+    @staticmethod
+    def _user_path(account: Account) -> str:
+        return USER_PATH.format(name=quote(account.username, safe=""))
+
+    async def _request(self, account: Account, method: str, path: str, auth: tuple[str, Secret], *,
+                       doing: str, json: Any = None, request_timeout: float | None = None) -> httpx.Response:
+        """One request with bounded retries on transient statuses; transport errors mapped."""
+        client = self._client(account.endpoint)
+        response: httpx.Response | None = None
+        for attempt in range(self._retries):
+            with map_httpx_errors(target=KIND, record=account.record_uid, host=account.endpoint.host,
+                                  doing=doing):
+                response = await client.request(
+                    method, path, json=json, auth=httpx.BasicAuth(auth[0], auth[1].reveal()),
+                    headers={"Accept": YANG_JSON, "Content-Type": YANG_JSON},
+                    timeout=request_timeout if request_timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                )
+            log.debug("%s %s %s -> %s", KIND, account.endpoint.host, doing, response.status_code)
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            if attempt + 1 < self._retries:
+                await self._sleep(self._backoff * 2 ** attempt)
+        assert response is not None
+        raise self._err(TargetUnreachable, account, f"{doing}: still failing after {self._retries} "
+                                                    f"attempts, {describe_errors(response)}")
+
+    def _login(self, account: Account, old: Secret | None) -> tuple[str, Secret]:
+        if account.admin is not None:
+            return account.admin.username, account.admin.secret
+        if old is None:
+            raise self._err(TargetAuthRejected, account, "no credential to log in with (no admin "
+                                                         "credential and no current secret)")
+        return account.username, old
+
+    # ---- the contract ------------------------------------------------------------------------------
+    async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
+        """GET the user (never create it), PATCH its secret/password; see the module docstring."""
+        mode = self._mode(account)
+        container, leaf = MODES[mode]
+        auth = self._login(account, old)
+        path = self._user_path(account)
+        response = await self._request(account, "GET", path, auth, doing="reading the user")
+        entry = self._check_read(account, response, auth_is_admin=account.admin is not None)
+        other = "password" if container == "secret" else "secret"
+        if other in entry:
+            raise self._err(ChangeRejected, account, f"user {account.username!r} holds a {other}, and IOS "
+                            f"refuses a {container} beside it; set the profile option mode={other} or "
+                            "convert the user on the device")
+        body = {"Cisco-IOS-XE-native:username": [
+            {"name": account.username, container: {"encryption": "0", leaf: new.reveal()}}]}
+        response = await self._request(account, "PATCH", path, auth, doing="setting the secret", json=body)
+        status = response.status_code
+        if status in (200, 204):
+            # After a self-change the old secret is dead: remember the live one for `persist`.
+            self._save_auth[account.lock_key] = auth if account.admin is not None else (account.username, new)
+            return
+        if status == 400:
+            raise self._err(ChangeRejected, account, f"device refused the new {container}: "
+                                                     f"{describe_errors(response, scrub=new)}")
+        if status in (401, 403):
+            raise self._err(TargetAuthRejected, account, f"credential refused ({describe_errors(response)})")
+        if status == 404:
+            raise self._err(AccountNotFound, account, f"user {account.username!r} not found")
+        raise self._err(TargetError, account, f"unexpected answer to the change: "
+                                              f"{describe_errors(response, scrub=new)}")
+
+    def _check_read(self, account: Account, response: httpx.Response, *,
+                    auth_is_admin: bool) -> dict[str, Any]:
+        status = response.status_code
+        if status == 200:
+            try:
+                users = response.json().get("Cisco-IOS-XE-native:username", [])
+            except (ValueError, AttributeError):
+                users = []
+            for user in users if isinstance(users, list) else []:
+                if isinstance(user, dict) and user.get("name") == account.username:
+                    return user
+            raise self._err(AccountNotFound, account, f"user {account.username!r} not in the device's answer")
+        if status in (204, 404):
+            raise self._err(AccountNotFound, account, f"user {account.username!r} does not exist on the "
+                                                      "device (keyturn never creates accounts)")
+        if status in (401, 403):
+            who = "the admin credential" if auth_is_admin else "the current secret"
+            raise self._err(TargetAuthRejected, account, f"{who} was refused ({describe_errors(response)}); "
+                                                         "RESTCONF needs a privilege-15 login")
+        raise self._err(TargetError, account,
+                        f"unexpected answer reading the user: {describe_errors(response)}")
+
+    async def persist(self, account: Account, secret: Secret | None = None) -> None:
+        """Save running-config to startup-config (``cisco-ia:save-config``, own longer timeout).
+
+        Logs in as the admin if the account has one, else with `secret`, else with the credential
+        that made the last change of this account in this process.
+        """
+        if account.admin is not None:
+            auth: tuple[str, Secret] | None = (account.admin.username, account.admin.secret)
+        elif secret is not None:
+            auth = (account.username, secret)
+        else:
+            auth = self._save_auth.get(account.lock_key)
+        if auth is None:
+            raise self._err(TargetAuthRejected, account, "no credential to save the configuration with")
+        response = await self._request(account, "POST", SAVE_PATH, auth, doing="saving the configuration",
+                                       request_timeout=self._save_timeout)
+        if response.status_code in (200, 204):
+            self._save_auth.pop(account.lock_key, None)
+            return
+        if response.status_code in (401, 403):
+            raise self._err(TargetAuthRejected, account, f"save-config refused the login "
+                                                         f"({describe_errors(response)})")
+        raise self._err(TargetError, account, f"save-config failed: {describe_errors(response)}")
+
+    async def verify(self, account: Account, secret: Secret) -> Verdict:
+        """Log in as the user: 2xx/404 → OK, 401/403 → REJECTED, anything else → INCONCLUSIVE."""
+        if account.options.get("verify_via") == "ssh":
+            return await self._ssh(account).verify(account, secret)
+        try:
+            response = await self._request(account, "GET", self._user_path(account),
+                                           (account.username, secret), doing="verifying the login")
+        except TargetError as exc:
+            log.info("%s %s: verify inconclusive: %s", KIND, account.endpoint.host, exc)
+            return Verdict.INCONCLUSIVE
+        status = response.status_code
+        if status in (200, 204, 404):
+            return Verdict.OK  # authenticated; what the GET found does not matter here
+        if status in (401, 403):
+            return Verdict.REJECTED
+        return Verdict.INCONCLUSIVE
+
+    def _ssh(self, account: Account) -> Target:
+        if self._ssh_verifier is None:
+            from keyturn.targets.iosxe_ssh import IosXeSshTarget
+            self._ssh_verifier = IosXeSshTarget()
+        return self._ssh_verifier
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        self._save_auth.clear()
+        for client in clients:
+            await client.aclose()
+        if self._ssh_verifier is not None:
+            await self._ssh_verifier.aclose()
