@@ -130,10 +130,17 @@ class AuditLog:
         """Id of the first broken entry (modified, deleted, reordered), or None if the chain holds."""
         prev, last_id = GENESIS, 0
         with self._storage.session() as s:
-            for row in s.scalars(sa.select(AuditRow).order_by(AuditRow.id).execution_options(yield_per=500)):
-                if row.prev_hash != prev or entry_hash(row) != row.hash:
-                    return row.id
-                prev, last_id = row.hash, row.id
+            while True:  # keyset pages: bounded memory, no server-side cursor left open on early return
+                page = list(s.scalars(
+                    sa.select(AuditRow).where(AuditRow.id > last_id).order_by(AuditRow.id).limit(1000)
+                ))
+                for row in page:
+                    if row.prev_hash != prev or entry_hash(row) != row.hash:
+                        return row.id
+                    prev, last_id = row.hash, row.id
+                s.expunge_all()
+                if len(page) < 1000:
+                    break
             head = s.get(MetaRow, HEAD_KEY)
         if head is None:
             return None if last_id == 0 else last_id
