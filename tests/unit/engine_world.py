@@ -138,7 +138,7 @@ class FakeTarget:
             raise TargetUnreachable("connection reset", target=self.kind)
         dev.save(data)
 
-    async def persist(self, account: Account) -> None:
+    async def persist(self, account: Account, secret: Secret | None = None) -> None:
         dev = self.device(account)
         data = dev.load()
         if data["down"]:

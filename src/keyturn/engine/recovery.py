@@ -29,7 +29,7 @@ from keyturn.engine.journal import HOST, RotationRow
 from keyturn.engine.locks import _pid_alive
 from keyturn.engine.outcome import Outcome, RotationResult, RotationState, ScriptSummary, Step, StepStatus
 from keyturn.engine.profile import load_profile
-from keyturn.engine.rotate import REFUSED, can_verify, describe, scripts_message
+from keyturn.engine.rotate import REFUSED, can_verify, describe, save_config, scripts_message
 from keyturn.errors import KeyturnError, RecordNotFound, RotationLocked, TargetError
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, Persisting, Target, Verdict
@@ -182,7 +182,7 @@ class Recovery:
         persist_error = None
         save_failed = [s for s in steps if s.step == Step.PERSIST.value][-1:]
         if target is not None and save_failed and save_failed[0].status is StepStatus.FAILED:
-            persist_error = await self._persist(target, ra.account, ra.profile.max_attempts)
+            persist_error = await self._persist(target, ra.account, new, ra.profile.max_attempts)
         scripts = row.scripts
         if not ra.noop and not any(s.step == Step.SCRIPTS.value for s in steps):
             scripts = await e.run_scripts(ra, new, await self._old_secret(row))
@@ -207,13 +207,14 @@ class Recovery:
         outcome = Outcome.ROTATED if verified else Outcome.ROTATED_UNVERIFIABLE
         return await self._finish(row, outcome, f"recovered forward: {how}", StepStatus.OK, scripts)
 
-    async def _persist(self, target: Target, account: Account, attempts: int) -> str | None:
+    async def _persist(self, target: Target, account: Account, secret: Secret | None,
+                       attempts: int) -> str | None:
         if not isinstance(target, Persisting):
             return None
         error = None
         for _ in range(max(1, attempts)):
             try:
-                await target.persist(account)
+                await save_config(target, account, secret)
                 return None
             except (TargetError, OSError) as exc:
                 error = describe(exc)
@@ -225,7 +226,7 @@ class Recovery:
         target = None if ra.noop else e.targets.get(ra.profile.target)
         persist_error = None
         if target is not None:
-            persist_error = await self._persist(target, ra.account, ra.profile.max_attempts)
+            persist_error = await self._persist(target, ra.account, new, ra.profile.max_attempts)
         await e.db(e.vault.promote, row.record_uid, cand)
         await e.db(e.journal.step, row.id, Step.COMMIT.value, StepStatus.OK, f"version {cand} is "
                                                                              f"current (recovery)")
@@ -289,7 +290,7 @@ class Recovery:
                                       "lets keyturn reconcile)", StepStatus.FAILED)
         try:
             await target.change(account, new, old)
-            await self._persist(target, account, ra.profile.max_attempts)
+            await self._persist(target, account, old, ra.profile.max_attempts)
         except (TargetError, OSError) as exc:
             log.info("reconcile of %s failed: %s", row.record_uid, describe(exc))
         if await e.verify(target, account, old, ra.profile.max_attempts) is Verdict.OK:

@@ -20,6 +20,7 @@ Use:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 import uuid
@@ -59,6 +60,19 @@ def can_verify(target: Target, account: Account) -> bool:
     if callable(verifiable):
         return bool(verifiable(account))
     return bool(target.can_verify)
+
+
+async def save_config(target: Persisting, account: Account, secret: Secret | None) -> None:
+    """`target.persist`, handing over the secret that now logs in when the target accepts one (a
+    self-service account must save with its new secret: the old one no longer works)."""
+    try:
+        accepts_secret = "secret" in inspect.signature(target.persist).parameters
+    except (TypeError, ValueError):
+        accepts_secret = False
+    if accepts_secret:
+        await target.persist(account, secret=secret)  # type: ignore[call-arg]
+    else:
+        await target.persist(account)
 
 
 def describe(exc: BaseException) -> str:
@@ -365,7 +379,7 @@ class _Rotation:
             await self.step(Step.APPLY, StepStatus.OK, "the device accepted the new secret", applied="yes")
 
         # 6 persist
-        persist_error = await self._persist(target, account, attempts) if applied == "yes" else None
+        persist_error = await self._persist(target, account, new, attempts) if applied == "yes" else None
         if applied != "yes":
             await self.step(Step.PERSIST, StepStatus.SKIPPED, "change not confirmed; nothing to save yet")
 
@@ -394,7 +408,7 @@ class _Rotation:
             return await self.finish(Outcome.UNVERIFIED, "device state unknown (change not confirmed); both "
                                      "secrets kept, `keyturn recover` will re-apply and finish")
         if applied == "unknown" and isinstance(target, Persisting):
-            persist_error = await self._persist(target, account, attempts)
+            persist_error = await self._persist(target, account, new, attempts)
 
         # 8 commit
         await e.db(e.vault.promote, self.uid, self.version)
@@ -422,7 +436,8 @@ class _Rotation:
         return await self.finish(Outcome.ROTATED_UNVERIFIABLE, "rotated; the target cannot test a login, "
                                  "so the new secret is not verified")
 
-    async def _persist(self, target: Target, account: Account, attempts: int) -> str | None:
+    async def _persist(self, target: Target, account: Account, secret: Secret,
+                       attempts: int) -> str | None:
         """Step 6 with bounded retries; returns the error text if saving failed."""
         if not isinstance(target, Persisting):
             await self.step(Step.PERSIST, StepStatus.SKIPPED, "the target needs no save")
@@ -430,7 +445,7 @@ class _Rotation:
         error = ""
         for attempt in range(max(1, attempts)):
             try:
-                await target.persist(account)
+                await save_config(target, account, secret)
             except (TargetError, OSError) as exc:
                 error = describe(exc)
                 if attempt + 1 < attempts:
@@ -463,7 +478,7 @@ class _Rotation:
             note = f" (restore attempt: {describe(exc)})"
         if isinstance(target, Persisting):
             try:
-                await target.persist(account)
+                await save_config(target, account, old)
             except (TargetError, OSError) as exc:
                 note += f" (save after restore: {describe(exc)})"
         if await e.verify(target, account, old, attempts) is Verdict.OK:

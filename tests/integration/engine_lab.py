@@ -1,0 +1,80 @@
+"""Load a simulator lab into a vault the way a user would: records, admin credentials, profiles.
+
+Used by the engine integration tests. `Account` rows returned here know how to ask the lab's control
+API whether the vault's current secret logs in (`current_logs_in`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keyturn.engine.profile import set_profile
+from keyturn.secret import Secret
+from keyturn.sim.client import ControlClient, LabState
+from keyturn.vault import Field, Vault
+
+
+@dataclass(frozen=True)
+class LabAccount:
+    uid: str
+    kind: str                 # target kind
+    device: str | None        # IOS XE device name
+    network: str | None       # Meraki network id
+    login: str                # username / e-mail
+
+    async def logs_in(self, ctl: ControlClient, password: str) -> bool:
+        if self.device is not None:
+            return await ctl.verify_iosxe(self.device, self.login, password)
+        assert self.network is not None
+        return await ctl.verify_meraki(self.network, self.login, password)
+
+    async def current_logs_in(self, vault: Vault, ctl: ControlClient) -> bool:
+        secret = vault.secret(self.uid)
+        return secret is not None and await self.logs_in(ctl, secret.reveal())
+
+
+def add_iosxe(vault: Vault, state: LabState, kind: str, *, devices: int | None = None,
+              users: int | None = None, admin: bool = True) -> list[LabAccount]:
+    """Records for the lab's IOS XE devices; users rotated with target `kind` (iosxe-restconf / -ssh)."""
+    out = []
+    fingerprint = state.extra.get("ssh_host_key_fingerprint")
+    for dev in state.iosxe[:devices]:
+        custom = [Field("text", "ssh_port", [str(dev.ssh_port)]), Field("text", "ca_bundle", [state.ca_cert])]
+        if fingerprint:
+            custom.append(Field("text", "host_key_fingerprint", [str(fingerprint)]))
+        res = vault.add(type="pamNetworkDevice", title=f"{dev.name}-{kind}", allow_duplicate=True,
+                        fields=[Field("host", None, [f"{dev.host}:{dev.restconf_port}"])], custom=custom)
+        adm = vault.add(type="pamUser", title=f"{dev.name}-{kind}-admin", allow_duplicate=True,
+                        fields=[Field("login", None, [dev.admin.username]),
+                                Field("password", None, [Secret(dev.admin.password)])],
+                        custom=[Field("secret", "enable_secret", [Secret(dev.enable_secret)])])
+        for user in dev.users[:users]:
+            rec = vault.add(type="pamUser", title=f"{dev.name}-{kind}-{user.username}", allow_duplicate=True,
+                            fields=[Field("login", None, [user.username]),
+                                    Field("password", None, [Secret(user.password)])])
+            set_profile(vault, rec.uid, target=kind, resource=res.uid, admin=adm.uid if admin else None)
+            out.append(LabAccount(rec.uid, kind, dev.name, None, user.username))
+    return out
+
+
+def add_meraki(vault: Vault, state: LabState, *, networks: int | None = None,
+               users: int | None = None) -> list[LabAccount]:
+    """Records for the lab's Meraki networks; the control API's /verify is the configured verifier."""
+    assert state.meraki is not None
+    out = []
+    key = vault.add(type="login", title="meraki-api-key", allow_duplicate=True,
+                    fields=[Field("login", None, ["api"]),
+                            Field("password", None, [Secret(state.meraki.api_key)])])
+    nets = [(org, net) for org in state.meraki.orgs for net in org.networks][:networks]
+    for org, net in nets:
+        res = vault.add(type="pamMerakiNetwork", title=f"meraki-{net.id}", allow_duplicate=True, custom=[
+            Field("text", "network_id", [net.id]), Field("text", "org_id", [org.id]),
+            Field("text", "base_url", [state.meraki.base_url]),
+            Field("text", "verify_url", [f"{state.control_url}/verify"])])
+        for user in net.users[:users]:
+            rec = vault.add(type="pamUser", title=f"{net.id}-{user.email}", allow_duplicate=True,
+                            fields=[Field("login", None, [user.email]),
+                                    Field("password", None, [Secret(user.password)])])
+            set_profile(vault, rec.uid, target="meraki-auth-user", resource=res.uid, admin=key.uid)
+            out.append(LabAccount(rec.uid, "meraki-auth-user", None, net.id, user.email))
+    return out
