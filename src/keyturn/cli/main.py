@@ -49,6 +49,15 @@ def main(
     output.OVERRIDES.update({"home": home, "database_url": database_url})
 
 
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's temporary directory.")] = False,
+) -> None:
+    """Start a simulator lab, rotate every device and user in a fresh vault, prove it, stop the lab."""
+    from keyturn.demo import run_demo
+
+    raise typer.Exit(run_demo(keep=keep))
+
+
 # --- sub-apps (one line each) ---
 app.command("init")(vault_cli.init)
 app.command("reveal")(records_cli.reveal)
@@ -60,6 +69,7 @@ app.add_typer(sim_cli.app, name="sim")
 app.add_typer(rotation_cli.app, name="rotation")
 for _name in ("rotate", "history", "recover"):
     app.command(_name)(getattr(rotation_cli, _name))
+app.command("demo")(demo)
 # --- end sub-apps ---
 
 

@@ -1,0 +1,282 @@
+"""`keyturn demo`: the main job end to end, on the embedded default (SQLite vault + simulators).
+
+What it does, printing every `keyturn` command it runs so a newcomer can repeat them by hand:
+
+1. starts a simulator lab (`keyturn sim lab`) — 3 IOS XE devices, 1 Meraki organisation;
+2. creates a fresh vault in a temporary `KEYTURN_HOME` (`keyturn init`);
+3. imports the devices, admin credentials and users (`keyturn record import`);
+4. attaches rotation profiles: IOS XE over RESTCONF (self-service and through the admin), IOS XE over
+   SSH, Meraki auth users (with the simulator's login check as verifier), and one NOOP profile whose
+   change is made by an example KeeperPAM-style post-rotation script, verified over RESTCONF;
+5. rotates everything (`keyturn rotate --all`), then proves every new secret against the simulators
+   (the lab's login check) and that the old one is refused;
+6. shows the history of one record, verifies the audit chain, and stops the lab.
+
+The lab's initial passwords are read from its state file (mode 0600) and imported; nothing secret
+is printed or passed on a command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from keyturn.errors import KeyturnError
+from keyturn.sim.client import IosXeEntry, LabState
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scripts"
+console = Console(highlight=False)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One account the demo rotates, and how the lab checks its login."""
+
+    title: str
+    kind: str                  # "iosxe" or "meraki"
+    where: str                 # device name or network id
+    login: str
+    initial: str
+    target: str
+
+
+class DemoError(KeyturnError):
+    pass
+
+
+class Demo:
+    def __init__(self, workdir: Path, *, keep: bool) -> None:
+        self.workdir = workdir
+        self.keep = keep
+        self.home = workdir / "home"
+        self.state_file = workdir / "lab.json"
+        self.env = {**os.environ, "KEYTURN_HOME": str(self.home)}
+        self.env.pop("KEYTURN_DATABASE_URL", None)
+        self.env.pop("KEYTURN_MASTER_KEY", None)
+        self.env.pop("KEYTURN_PASSPHRASE", None)
+        self.lab: subprocess.Popen[bytes] | None = None
+        self.keyturn = [sys.executable, "-m", "keyturn.cli.main"]
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def run(self, *args: str, check: bool = True, show: bool = True, quiet: bool = False) -> str:
+        shown = "keyturn " + " ".join(shlex.quote(a) for a in args)
+        if show:
+            console.print(f"[bold cyan]$ {shown}[/]")
+        proc = subprocess.run([*self.keyturn, *args], env=self.env, capture_output=True, text=True,
+                              check=False)
+        if proc.stdout and not quiet:
+            console.print(proc.stdout.rstrip(), markup=False)
+        if proc.stderr.strip() and (proc.returncode != 0 or not quiet):
+            console.print(proc.stderr.rstrip(), style="yellow", markup=False)
+        if check and proc.returncode != 0:
+            raise DemoError(f"`{shown}` exited {proc.returncode}")
+        return proc.stdout
+
+    def start_lab(self) -> LabState:
+        args = ["sim", "lab", "--iosxe", "3", "--meraki-orgs", "1", "--users-per-network", "3",
+                "--users-per-device", "2", "--seed", "2026", "--state-file", str(self.state_file)]
+        console.print(f"[bold cyan]$ keyturn {' '.join(args)} &[/]")
+        log = (self.workdir / "lab.log").open("wb")
+        self.lab = subprocess.Popen([*self.keyturn, *args], env=self.env, stdout=log, stderr=log,
+                                    start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not self.state_file.exists():
+            if self.lab.poll() is not None:
+                raise DemoError(f"the simulator lab exited ({self.lab.returncode}); see {log.name}")
+            if time.monotonic() > deadline:
+                raise DemoError("the simulator lab did not start within 60 s")
+            time.sleep(0.1)
+        state = LabState.load(self.state_file)
+        for dev in state.iosxe:
+            console.print(f"  {dev.name}: RESTCONF https://{dev.host}:{dev.restconf_port}  "
+                          f"SSH {dev.host}:{dev.ssh_port}  users {', '.join(u.username for u in dev.users)}")
+        if state.meraki:
+            for org in state.meraki.orgs:
+                for net in org.networks:
+                    console.print(f"  Meraki org {org.name} network {net.id}: "
+                                  f"{len(net.users)} auth users at {state.meraki.base_url}")
+        return state
+
+    def stop_lab(self) -> None:
+        if self.lab is None or self.lab.poll() is not None:
+            return
+        console.print("[bold cyan]$ kill -TERM <lab>[/]")
+        os.killpg(self.lab.pid, signal.SIGTERM)
+        try:
+            self.lab.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.lab.pid, signal.SIGKILL)
+            self.lab.wait()
+
+    # ---- the records -------------------------------------------------------------------------------
+    @staticmethod
+    def _device_records(dev: IosXeEntry, ca: str) -> list[dict[str, Any]]:
+        device = {"type": "pamNetworkDevice", "title": dev.name,
+                  "fields": [{"type": "host", "value": [f"{dev.host}:{dev.restconf_port}"]}],
+                  "custom": [{"type": "text", "label": "ssh_port", "value": [str(dev.ssh_port)]},
+                             {"type": "text", "label": "ca_bundle", "value": [ca]}]}
+        admin = {"type": "login", "title": f"{dev.name} admin",
+                 "fields": [{"type": "login", "value": [dev.admin.username]},
+                            {"type": "password", "value": [dev.admin.password]}],
+                 "custom": [{"type": "secret", "label": "enable_secret", "value": [dev.enable_secret]}]}
+        users = [{"type": "pamUser", "title": f"{u.username} @ {dev.name}",
+                  "fields": [{"type": "login", "value": [u.username]},
+                             {"type": "password", "value": [u.password]}]} for u in dev.users]
+        return [device, admin, *users]
+
+    def write_import(self, state: LabState) -> tuple[Path, list[Planned]]:
+        records: list[dict[str, Any]] = []
+        planned: list[Planned] = []
+        targets = ["iosxe-restconf", "iosxe-ssh", "noop"]
+        for dev, target in zip(state.iosxe, targets, strict=False):
+            records += self._device_records(dev, state.ca_cert)
+            planned += [Planned(f"{u.username} @ {dev.name}", "iosxe", dev.name, u.username, u.password,
+                                target) for u in dev.users]
+        if state.meraki:
+            net = state.meraki.orgs[0].networks[0]
+            records.append({"type": "pamMerakiNetwork", "title": f"Meraki {net.name}",
+                            "custom": [{"type": "text", "label": "network_id", "value": [net.id]},
+                                       {"type": "text", "label": "org_id",
+                                        "value": [state.meraki.orgs[0].id]},
+                                       {"type": "text", "label": "base_url",
+                                        "value": [state.meraki.base_url]},
+                                       {"type": "text", "label": "verify_url",
+                                        "value": [f"{state.control_url}/verify"]}]})
+            records.append({"type": "login", "title": "Meraki API key",
+                            "fields": [{"type": "login", "value": ["dashboard-api"]},
+                                       {"type": "password", "value": [state.meraki.api_key]}]})
+            for u in net.users:
+                records.append({"type": "pamUser", "title": u.email,
+                                "fields": [{"type": "login", "value": [u.email]},
+                                           {"type": "password", "value": [u.password]}]})
+                planned.append(Planned(u.email, "meraki", net.id, u.email, u.password, "meraki-auth-user"))
+        path = self.workdir / "lab-records.json"
+        path.touch(mode=0o600)
+        path.write_text(json.dumps({"records": records}, indent=2))
+        return path, planned
+
+    def set_profiles(self, state: LabState, planned: Sequence[Planned]) -> None:
+        for p in planned:
+            if p.kind == "meraki":
+                net = state.meraki.orgs[0].networks[0] if state.meraki else None
+                assert net is not None
+                self.run("rotation", "set", p.title, "--target", p.target, "--resource",
+                         f"Meraki {net.name}", "--admin", "Meraki API key")
+            elif p.target == "noop":
+                self.run("rotation", "set", p.title, "--target", "noop", "--verify-with", "iosxe-restconf",
+                         "--resource", p.where, "--admin", f"{p.where} admin", "--policy", "24,2,2,2,2")
+                script = EXAMPLES / "iosxe_restconf_update.py"
+                self.run("script", "attach", p.title, str(script), "--prefix", sys.executable,
+                         "--with", f"{p.where} admin", "--env", f"REQUESTS_CA_BUNDLE={state.ca_cert}",
+                         "--timeout", "60")
+            elif p.login == state.device(p.where).users[0].username and p.target == "iosxe-restconf":
+                # self-service: the user changes its own secret with its current one
+                self.run("rotation", "set", p.title, "--target", p.target, "--resource", p.where,
+                         "--policy", "32,4,4,4,4")
+            else:
+                self.run("rotation", "set", p.title, "--target", p.target, "--resource", p.where,
+                         "--admin", f"{p.where} admin")
+
+    # ---- proof -------------------------------------------------------------------------------------
+    def prove(self, state: LabState, planned: Sequence[Planned]) -> bool:
+        from keyturn.config import load_settings
+        from keyturn.vault import Vault
+
+        table = Table(title="every account checked against the simulators (a real login)")
+        for col in ("account", "target", "new secret logs in", "old secret refused", "changed"):
+            table.add_column(col)
+        all_ok = True
+        vault = Vault.open(load_settings(home=self.home))
+        try:
+            with httpx.Client(timeout=30) as client:
+                for p in planned:
+                    uid = vault.get(p.title).uid
+                    current = vault.reveal(uid, actor="demo").reveal()
+                    new_ok = self._login(client, state, p, current)
+                    old_refused = not self._login(client, state, p, p.initial)
+                    changed = current != p.initial
+                    ok = new_ok and old_refused and changed
+                    all_ok &= ok
+                    table.add_row(p.title, p.target, _mark(new_ok), _mark(old_refused), _mark(changed))
+        finally:
+            vault.close()
+        console.print(table)
+        return all_ok
+
+    @staticmethod
+    def _login(client: httpx.Client, state: LabState, p: Planned, password: str) -> bool:
+        body = ({"kind": "iosxe", "device": p.where, "username": p.login, "password": password}
+                if p.kind == "iosxe" else
+                {"kind": "meraki", "network": p.where, "email": p.login, "password": password})
+        resp = client.post(f"{state.control_url}/verify", json=body)
+        resp.raise_for_status()
+        return bool(resp.json()["ok"])
+
+    # ---- the whole job -----------------------------------------------------------------------------
+    def main(self) -> int:
+        started = time.monotonic()
+        try:
+            console.rule("1. a simulator lab: 3 Cisco IOS XE devices, 1 Meraki organisation")
+            state = self.start_lab()
+            console.rule("2. a fresh encrypted vault (SQLite, key file 0600)")
+            console.print(f"  KEYTURN_HOME={self.home}")
+            self.run("init")
+            console.rule("3. devices, admin credentials and users, imported in one transaction")
+            path, planned = self.write_import(state)
+            self.run("record", "import", str(path), "--format", "keyturn")
+            path.unlink()
+            self.run("record", "list")
+            console.rule("4. rotation profiles (checked now: records, target, password policy)")
+            self.set_profiles(state, planned)
+            console.rule("5. rotate everything")
+            self.run("rotate", "--all", "--concurrency", "16", check=False)
+            console.rule("6. proof")
+            ok = self.prove(state, planned)
+            console.rule("7. history and audit")
+            self.run("history", planned[0].title)
+            self.run("audit", "verify")
+        finally:
+            self.stop_lab()
+        took = time.monotonic() - started
+        if ok:
+            console.print(f"[bold green]demo finished in {took:.1f} s: every account rotated and "
+                          "verified on its device.[/]")
+            return 0
+        console.print(f"[bold red]demo finished in {took:.1f} s: some account was not rotated; "
+                      "see the table above.[/]")
+        return 1
+
+
+def _mark(ok: bool) -> str:
+    return "[green]yes[/]" if ok else "[red]NO[/]"
+
+
+def run_demo(*, keep: bool = False) -> int:
+    """Run the demo in a temporary directory (kept, and its path printed, with `keep=True`)."""
+    workdir = Path(tempfile.mkdtemp(prefix="keyturn-demo-"))
+    try:
+        return Demo(workdir, keep=keep).main()
+    except KeyturnError as exc:
+        console.print(f"[bold red]demo failed: {exc}[/]")
+        return 1
+    finally:
+        if keep:
+            console.print(f"demo files kept in {workdir}")
+        else:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
