@@ -6,10 +6,12 @@ Every environment variable keyturn reads is a field here:
     KEYTURN_DATABASE_URL  SQLAlchemy URL (default: sqlite file `keyturn.db` under KEYTURN_HOME)
     KEYTURN_MASTER_KEY    base64 32-byte master key (overrides the key file)
     KEYTURN_PASSPHRASE    passphrase for an Argon2id-derived master key
+    KEYTURN_NEW_PASSPHRASE  the new passphrase for `keyturn vault rekey --new-passphrase`
     KEYTURN_KEY_FILE      master key file (default: KEYTURN_HOME/master.key)
     KEYTURN_CONFIG        TOML config file (default: KEYTURN_HOME/keyturn.toml)
     KEYTURN_LOG_LEVEL     logging level
     KEYTURN_CONCURRENCY   default number of rotations in flight
+    KEYTURN_DEBUG         show tracebacks of unexpected errors (never on by default)
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     master_key: SecretStr | None = None
     passphrase: SecretStr | None = None
+    new_passphrase: SecretStr | None = None
+    debug: bool = False
     key_file: Path | None = None
     config: Path | None = None
     log_level: str = "WARNING"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
@@ -87,6 +88,15 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             error("interrupted")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            # A bug, not a user error: its text may hold anything, so show only its type by default.
+            if os.environ.get("KEYTURN_DEBUG", "").lower() in ("1", "true", "yes"):
+                raise
+            error(f"internal error ({type(exc).__name__}); run again with KEYTURN_DEBUG=1 for the "
+                  "traceback and please report it")
+            raise typer.Exit(EXIT_GENERIC) from None
 
     return wrapper
 

@@ -39,9 +39,10 @@ app = typer.Typer(help="Master key and vault state.", no_args_is_help=True)
 
 
 def _ask_new(label: str, env: str) -> Secret:
-    value = os.environ.get(env)
-    if value:
-        return Secret(value)
+    name = env.removeprefix("KEYTURN_").lower()
+    configured = getattr(settings(), name)
+    if configured is not None and configured.get_secret_value():
+        return Secret(configured.get_secret_value())
     if not sys.stdin.isatty():
         fail(f"no {label}: set {env} or run on a terminal", EXIT_USAGE)
     entered = typer.prompt(label.capitalize(), hide_input=True, confirmation_prompt=True)
