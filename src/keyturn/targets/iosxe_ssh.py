@@ -1,0 +1,384 @@
+"""`iosxe-ssh` and `iosxe-enable-secret`: rotate IOS XE secrets over the SSH CLI.
+
+Built on asyncssh directly with a small prompt-driven session (one coroutine per device, no thread):
+the dialogue is six commands, and owning it lets us keep the secret out of every error text (the vty
+echoes what we type), escape `?` with Ctrl-V, and check the IOS error table below — classic scrapli's
+failure list misses ``ERROR: Can not have both`` and ``% Invalid Password length`` anyway
+(reference cisco-iosxe.md §4.4).
+
+The dialogue (§4.1): log in (the admin, or the user with its old secret) → ``enable`` when the login
+lands in ``>`` (with `Account.enable_secret`, else the admin's) → check the user exists
+(``show running-config | include ^username NAME``; rotation never creates accounts) →
+``configure terminal`` → ``username NAME algorithm-type scrypt secret NEW`` (privilege is kept) →
+``end``. `persist` runs ``write memory`` and expects ``[OK]``. `verify` is a fresh login as the user.
+
+Host keys, per endpoint (`Endpoint.options`):
+* ``ssh_known_hosts`` = path of an OpenSSH known_hosts file → strict checking against it;
+* ``host_key_fingerprint`` = ``SHA256:...`` (as ``ssh-keygen -l`` prints it) → pinned;
+* ``ssh_host_key`` = ``accept-any`` → no checking (labs/simulators only; logged as a warning);
+* otherwise **trust on first use, per process**: the first key seen for host:port is remembered
+  and any later different key is refused. Record the fingerprint (`host_keys`) to pin it for good.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import asyncssh
+
+from keyturn.errors import (
+    AccountNotFound,
+    ChangeRejected,
+    ProfileError,
+    TargetAuthRejected,
+    TargetError,
+    TargetTimeout,
+    TargetUnreachable,
+)
+from keyturn.secret import REDACTED, Secret
+from keyturn.targets.base import Account, AdminCredential, Endpoint, SecretRules, Verdict
+
+log = logging.getLogger("keyturn.targets.iosxe_ssh")
+
+# ---- platform quirks as data -------------------------------------------------------------------------
+PROMPT = re.compile(r"(?:^|[\r\n])[\w.\-@/:]{1,63}(?:\([\w.\-@/:+]{0,32}\))?[>#]\s*$")
+EXEC_PROMPT = re.compile(r"[\w.\-@/:]{1,63}>\s*$")
+PRIV_PROMPT = re.compile(r"[\w.\-@/:]{1,63}#\s*$")
+CONFIG_PROMPT = re.compile(r"[\w.\-@/:]{1,63}\([\w.\-@/:+]{0,32}\)#\s*$")
+PASSWORD_PROMPT = re.compile(r"(?:^|[\r\n])(?:enable\s)?password:\s?$", re.IGNORECASE)
+# Lines that mean the device refused what we typed (§4.2); `% Password` covers policy violations.
+CLI_ERRORS = ("% Invalid", "% Incomplete", "% Ambiguous", "% Unknown command", "ERROR: Can not have both",
+              "% Password", "% Invalid Password length", "% Bad secrets", "% Access denied",
+              "% No password set", "Command authorization failed")
+ENABLE_DENIED = ("% Access denied", "% Bad secrets", "% No password set")
+SAVE_OK = "[OK]"
+QUOTE_NEXT = "\x16"  # Ctrl-V: makes the next `?` literal instead of context help
+SET_SECRET = {"secret": "username {name} algorithm-type scrypt secret {value}",
+              "password": "username {name} password 0 {value}"}
+SET_ENABLE = "enable algorithm-type scrypt secret {value}"
+IOSXE_RULES = SecretRules(min_length=1, max_length=127, forbidden="?")
+ENABLE_RULES = SecretRules(min_length=1, max_length=127, forbidden="?")
+
+Connect = Callable[..., Awaitable[Any]]
+
+
+@contextmanager
+def map_ssh_errors(*, target: str, record: str | None, host: str, doing: str) -> Iterator[None]:
+    """The one asyncssh boundary: transport trouble → `TargetUnreachable` / `TargetTimeout`."""
+    try:
+        yield
+    except asyncssh.PermissionDenied as exc:
+        raise TargetAuthRejected(f"{host}: login refused while {doing}", target=target,
+                                 record=record) from exc
+    except asyncssh.HostKeyNotVerifiable as exc:
+        raise TargetUnreachable(f"{host}: SSH host key not trusted while {doing}", target=target,
+                                record=record) from exc
+    except TimeoutError as exc:
+        raise TargetTimeout(f"{host}: timed out while {doing}", target=target, record=record) from exc
+    except (OSError, asyncssh.Error, EOFError) as exc:
+        raise TargetUnreachable(f"{host}: {type(exc).__name__} while {doing}", target=target,
+                                record=record) from exc
+
+
+class _HostKeyCheck(asyncssh.SSHClient):
+    """Pins a host key fingerprint, or trusts the first key seen for host:port (TOFU)."""
+
+    def __init__(self, expected: str | None, tofu: dict[str, str], where: str) -> None:
+        self._expected = expected
+        self._tofu = tofu
+        self._where = where
+
+    def validate_host_public_key(self, host: str, addr: str, port: int,
+                                 key: asyncssh.SSHKey) -> bool:
+        seen = str(key.get_fingerprint("sha256"))
+        expected = self._expected or self._tofu.setdefault(self._where, seen)
+        return hmac.compare_digest(seen, expected)
+
+
+class _Cli:
+    """A prompt-driven vty session over one asyncssh process."""
+
+    def __init__(self, conn: Any, process: Any, timeout: float) -> None:
+        self.conn = conn
+        self.process = process
+        self.timeout = timeout
+        self.prompt = ""
+
+    async def read_until(self, *patterns: re.Pattern[str]) -> str:
+        buffer = ""
+        async with asyncio.timeout(self.timeout):
+            while True:
+                chunk: str = await self.process.stdout.read(4096)
+                if not chunk:
+                    raise EOFError("the device closed the session")
+                buffer += chunk
+                tail = buffer[-300:]
+                if any(p.search(tail) for p in patterns):
+                    return buffer
+
+    async def send(self, line: str, *expect: re.Pattern[str]) -> str:
+        self.process.stdin.write(line + "\n")
+        out = await self.read_until(*(expect or (PROMPT,)))
+        self.prompt = str(out).rstrip().rsplit("\n", 1)[-1].strip()
+        return str(out)
+
+    async def close(self) -> None:
+        self.conn.close()
+        # Best effort: the session did its job or already failed.
+        with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
+            await asyncio.wait_for(self.conn.wait_closed(), self.timeout)
+
+
+def _errors(output: str, *secrets_: Secret | None) -> list[str]:
+    """The error lines of `output` with every given secret blanked (the vty echoes our input)."""
+    lines = []
+    for raw in output.replace("\r", "").split("\n"):
+        line = raw.strip()
+        if any(line.startswith(marker) or marker in line for marker in CLI_ERRORS):
+            for s in secrets_:
+                if s is not None and s.reveal():
+                    line = line.replace(s.reveal(), REDACTED)
+            lines.append(line)
+    return lines
+
+
+def _cli_value(secret: Secret) -> str:
+    return secret.reveal().replace("?", QUOTE_NEXT + "?")
+
+
+class _SshBase:
+    """Connection handling shared by the two SSH targets."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, connect: Connect | None = None, *, timeout: float = 20.0,
+                 save_timeout: float = 60.0) -> None:
+        self._connect = connect or asyncssh.connect
+        self._timeout = timeout
+        self._save_timeout = save_timeout
+        self.host_keys: dict[str, str] = {}   # host:port → SHA256 fingerprint seen (TOFU memory)
+        self._save_auth: dict[str, tuple[str, Secret]] = {}
+
+    def _err(self, cls: type[TargetError], account: Account, message: str) -> TargetError:
+        return cls(f"{account.endpoint.host}: {message}", target=self.kind, record=account.record_uid)
+
+    def _port(self, endpoint: Endpoint) -> int:
+        return endpoint.ssh_port or int(endpoint.options.get("ssh_port", 22))
+
+    def _host_key_options(self, endpoint: Endpoint) -> dict[str, Any]:
+        opts = endpoint.options
+        where = f"{endpoint.host}:{self._port(endpoint)}"
+        if opts.get("ssh_known_hosts"):
+            return {"known_hosts": opts["ssh_known_hosts"]}
+        if opts.get("ssh_host_key") == "accept-any":
+            log.warning("SSH host key checking is OFF for %s (ssh_host_key=accept-any)", where)
+            return {"known_hosts": None}
+        pinned = opts.get("host_key_fingerprint")
+        # An empty trusted list makes asyncssh ask the client object about every key.
+        return {"known_hosts": ([], [], []),
+                "client_factory": lambda: _HostKeyCheck(pinned, self.host_keys, where)}
+
+    async def _open(self, account: Account, username: str, password: Secret, doing: str) -> _Cli:
+        ep = account.endpoint
+        with map_ssh_errors(target=self.kind, record=account.record_uid, host=ep.host, doing=doing):
+            async with asyncio.timeout(self._timeout):
+                conn = await self._connect(
+                    ep.host, self._port(ep), username=username, password=password.reveal(),
+                    client_keys=None, agent_path=None, preferred_auth="password,keyboard-interactive",
+                    **self._host_key_options(ep),
+                )
+            try:
+                process = await conn.create_process(term_type="vt100", term_size=(511, 24))
+                cli = _Cli(conn, process, self._timeout)
+                await cli.read_until(PROMPT)
+            except BaseException:
+                conn.close()
+                raise
+        return cli
+
+    async def _login(self, account: Account, old: Secret | None,
+                     doing: str) -> tuple[_Cli, tuple[str, Secret]]:
+        if account.admin is not None:
+            auth = (account.admin.username, account.admin.secret)
+        elif old is not None:
+            auth = (account.username, old)
+        else:
+            raise self._err(TargetAuthRejected, account, "no credential to log in with (no admin credential "
+                                                         "and no current secret)")
+        return await self._open(account, auth[0], auth[1], doing), auth
+
+    async def _enable(self, account: Account, cli: _Cli, doing: str) -> None:
+        """Reach privileged EXEC (`#`), using the account's or the admin's enable secret."""
+        if cli.prompt.endswith("#"):
+            return
+        secret = account.enable_secret or (account.admin.enable_secret if account.admin else None)
+        if secret is None:
+            raise self._err(TargetAuthRejected, account, "the login lands in user EXEC (>) and no enable "
+                                                         "secret is configured")
+        await self._run(account, cli, "enable", doing, PASSWORD_PROMPT, PROMPT)
+        if cli.prompt.endswith("#"):
+            return  # no enable password configured for this line: already privileged
+        out = await self._run(account, cli, secret.reveal(), doing, PROMPT, PASSWORD_PROMPT)
+        if not cli.prompt.endswith("#"):
+            detail = "; ".join(_errors(out, secret)) or "no # prompt"
+            raise self._err(TargetAuthRejected, account, f"enable refused ({detail})")
+
+    async def _run(self, account: Account, cli: _Cli, line: str, doing: str, *expect: re.Pattern[str]) -> str:
+        with map_ssh_errors(target=self.kind, record=account.record_uid, host=account.endpoint.host,
+                            doing=doing):
+            out = await cli.send(line, *expect)
+        # The prompt for `send` is the last line; keep `Password:` visible to callers via cli.prompt.
+        return out
+
+    async def _configure(self, account: Account, cli: _Cli, command: str, new: Secret, doing: str) -> None:
+        """``configure terminal`` → `command` → ``end``; `ChangeRejected` on any IOS error line."""
+        await self._run(account, cli, "configure terminal", doing, CONFIG_PROMPT, PROMPT)
+        if not CONFIG_PROMPT.search(cli.prompt):
+            raise self._err(TargetError, account, "could not enter configuration mode")
+        out = await self._run(account, cli, command, doing, PROMPT)
+        errors = _errors(out, new)
+        await self._run(account, cli, "end", doing, PROMPT)
+        if errors:
+            raise self._err(ChangeRejected, account, f"device refused the change: {' / '.join(errors)[:300]}")
+
+    async def persist(self, account: Account, secret: Secret | None = None) -> None:
+        """``write memory`` (expects ``[OK]``) as the admin, with `secret`, or as the last change's login."""
+        if account.admin is not None:
+            auth: tuple[str, Secret] | None = (account.admin.username, account.admin.secret)
+        elif secret is not None:
+            auth = (account.username, secret)
+        else:
+            auth = self._save_auth.get(self._save_key(account))
+        if auth is None:
+            raise self._err(TargetAuthRejected, account, "no credential to save the configuration with")
+        cli = await self._open(account, auth[0], auth[1], "saving the configuration")
+        try:
+            await self._enable(account, cli, "saving the configuration")
+            cli.timeout = self._save_timeout
+            out = await self._run(account, cli, "write memory", "saving the configuration", PROMPT)
+        finally:
+            await cli.close()
+        if SAVE_OK not in out:
+            detail = "; ".join(_errors(out)) or "no [OK]"
+            raise self._err(TargetError, account, f"write memory failed ({detail})")
+        self._save_auth.pop(self._save_key(account), None)
+
+    def _save_key(self, account: Account) -> str:
+        return f"{self.kind}/{account.lock_key}"
+
+    async def aclose(self) -> None:
+        self._save_auth.clear()
+
+
+class IosXeSshTarget(_SshBase):
+    """Rotates an IOS XE local user's secret over the SSH CLI (``username X algorithm-type scrypt``)."""
+
+    kind: ClassVar[str] = "iosxe-ssh"
+    constraints: ClassVar[SecretRules] = IOSXE_RULES
+    can_verify: ClassVar[bool] = True
+
+    async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
+        mode = account.options.get("mode", "secret")
+        if mode not in SET_SECRET:
+            raise ProfileError(f"iosxe-ssh: option mode must be 'secret' or 'password', not {mode!r}")
+        doing = "changing the secret"
+        cli, auth = await self._login(account, old, doing)
+        try:
+            await self._enable(account, cli, doing)
+            await self._run(account, cli, "terminal length 0", doing, PROMPT)
+            show = f"show running-config | include ^username {account.username} "
+            out = await self._run(account, cli, show, doing, PROMPT)
+            lines = [ln.strip() for ln in out.replace("\r", "").split("\n")
+                     if ln.strip().startswith(f"username {account.username} ")]
+            if not lines:
+                raise self._err(AccountNotFound, account, f"user {account.username!r} does not exist on the "
+                                                          "device (keyturn never creates accounts)")
+            other = "password" if mode == "secret" else "secret"
+            if f" {other} " in lines[0]:
+                raise self._err(ChangeRejected, account, f"user {account.username!r} holds a {other}, and "
+                                f"IOS refuses a {mode} beside it; set the profile option mode={other} or "
+                                "convert the user on the device")
+            command = SET_SECRET[mode].format(name=account.username, value=_cli_value(new))
+            await self._configure(account, cli, command, new, doing)
+        finally:
+            await cli.close()
+        live = auth if account.admin is not None else (account.username, new)  # the old one is dead now
+        self._save_auth[self._save_key(account)] = live
+
+    async def verify(self, account: Account, secret: Secret) -> Verdict:
+        """A fresh login as the user: accepted → OK, refused → REJECTED, no answer → INCONCLUSIVE."""
+        try:
+            cli = await self._open(account, account.username, secret, "verifying the login")
+        except TargetAuthRejected:
+            return Verdict.REJECTED
+        except TargetError as exc:
+            log.info("%s %s: verify inconclusive: %s", self.kind, account.endpoint.host, exc)
+            return Verdict.INCONCLUSIVE
+        await cli.close()
+        return Verdict.OK
+
+
+class IosXeEnableSecretTarget(_SshBase):
+    """Rotates the device's ``enable secret``; logs in with the admin credential (required).
+
+    `old` is the current enable secret (used when the admin lands in user EXEC); `verify` logs in as
+    the admin, drops to user EXEC and runs ``enable`` with the secret: ``#`` → OK,
+    ``% Access denied`` / ``% Bad secrets`` → REJECTED.
+    """
+
+    kind: ClassVar[str] = "iosxe-enable-secret"
+    constraints: ClassVar[SecretRules] = ENABLE_RULES
+    can_verify: ClassVar[bool] = True
+
+    def _admin(self, account: Account) -> AdminCredential:
+        if account.admin is None:
+            raise ProfileError("iosxe-enable-secret needs an admin credential (a login to reach the device)")
+        return account.admin
+
+    async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
+        admin = self._admin(account)
+        doing = "changing the enable secret"
+        cli = await self._open(account, admin.username, admin.secret, doing)
+        try:
+            enable = old or account.enable_secret or admin.enable_secret
+            await self._enable(_with_enable(account, enable), cli, doing)
+            await self._configure(account, cli, SET_ENABLE.format(value=_cli_value(new)), new, doing)
+        finally:
+            await cli.close()
+
+    async def verify(self, account: Account, secret: Secret) -> Verdict:
+        try:
+            admin = self._admin(account)
+            cli = await self._open(account, admin.username, admin.secret, "verifying the enable secret")
+        except TargetError as exc:
+            log.info("%s %s: verify inconclusive: %s", self.kind, account.endpoint.host, exc)
+            return Verdict.INCONCLUSIVE
+        try:
+            if cli.prompt.endswith("#") or PRIV_PROMPT.search(cli.prompt):
+                await self._run(account, cli, "disable", "verifying the enable secret", PROMPT)
+            out = await self._run(account, cli, "enable", "verifying", PASSWORD_PROMPT, PROMPT)
+            if cli.prompt.endswith("#"):
+                return Verdict.INCONCLUSIVE  # no password asked: nothing learned about the secret
+            out = await self._run(account, cli, secret.reveal(), "verifying", PROMPT, PASSWORD_PROMPT)
+        except TargetError as exc:
+            log.info("%s %s: verify inconclusive: %s", self.kind, account.endpoint.host, exc)
+            return Verdict.INCONCLUSIVE
+        finally:
+            await cli.close()
+        if cli.prompt.endswith("#"):
+            return Verdict.OK
+        if PASSWORD_PROMPT.search(out[-300:]) or any(m in out for m in ENABLE_DENIED):
+            return Verdict.REJECTED
+        return Verdict.INCONCLUSIVE
+
+
+def _with_enable(account: Account, enable: Secret | None) -> Account:
+    from dataclasses import replace
+    return replace(account, enable_secret=enable)
