@@ -121,13 +121,12 @@ class _Cli:
                 buffer += chunk
                 tail = buffer[-300:]
                 if any(p.search(tail) for p in patterns):
+                    self.prompt = buffer.rstrip().rsplit("\n", 1)[-1].strip()
                     return buffer
 
     async def send(self, line: str, *expect: re.Pattern[str]) -> str:
         self.process.stdin.write(line + "\n")
-        out = await self.read_until(*(expect or (PROMPT,)))
-        self.prompt = str(out).rstrip().rsplit("\n", 1)[-1].strip()
-        return str(out)
+        return await self.read_until(*(expect or (PROMPT,)))
 
     async def close(self) -> None:
         self.conn.close()

@@ -1,0 +1,272 @@
+"""The contract every target must pass against its simulator (STYLE "Tests", DESIGN §4):
+
+set → verify new OK → verify old REJECTED → set the same again OK (idempotent) → an unreachable
+device gives `verify` INCONCLUSIVE and `change` raises `TargetUnreachable`.
+
+Real sockets on 127.0.0.1, ephemeral ports. One case per (target, login path).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from keyturn.errors import TargetAuthRejected, TargetUnreachable, TlsVerificationFailed
+from keyturn.secret import Secret
+from keyturn.sim.faults import Faults
+from keyturn.sim.iosxe_device import IosXeDevice
+from keyturn.sim.iosxe_restconf import RestconfFrontend
+from keyturn.sim.iosxe_ssh import SshFrontend
+from keyturn.sim.meraki import MerakiFrontend
+from keyturn.sim.meraki_state import MerakiState
+from keyturn.sim.tls import self_signed_context
+from keyturn.targets.base import Account, AdminCredential, Endpoint, Persisting, Target, Verdict
+from keyturn.targets.registry import create_target
+from keyturn.targets.tofu import fetch_fingerprint
+
+OLD = "Old-pass-1!"
+NEW = "N3w-pass;`~|{}!"  # specials that trip naive quoting; never `?` (forbidden on IOS)
+ADMIN_PW = "Adm1n-pw!"
+ENABLE_PW = "En4ble-pw!"
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    sock.close()
+    return port
+
+
+@dataclass
+class Case:
+    target: Target
+    account: Account
+    unreachable: Account
+    device_has: Callable[[str], bool]      # ground truth from the simulator
+    saved_has: Callable[[str], bool] | None = None
+
+
+async def _iosxe_device() -> IosXeDevice:
+    device = IosXeDevice("sw1")
+    device.set_user("admin", kind="secret", clear=ADMIN_PW, privilege=15)
+    device.set_user("bob", kind="secret", clear=OLD, privilege=15)
+    device.set_user("carol", kind="secret", clear=OLD, privilege=1)
+    device.set_enable_secret(OLD)
+    device.save()
+    return device
+
+
+def _authenticates(device: IosXeDevice, user: str) -> Callable[[str], bool]:
+    return lambda pw: device.authenticate(user, pw) is not None
+
+
+def _startup_has(device: IosXeDevice, user: str) -> Callable[[str], bool]:
+    def check(pw: str) -> bool:
+        saved = device.startup.users.get(user)
+        return saved is not None and saved.credential is not None and saved.credential.matches(pw)
+    return check
+
+
+async def restconf_case(admin: bool) -> tuple[Case, Callable[[], Awaitable[None]]]:
+    device = await _iosxe_device()
+    server_ctx, _ = self_signed_context("127.0.0.1")
+    frontend = RestconfFrontend(device, Faults())
+    port = await frontend.start("127.0.0.1", 0, server_ctx)
+    pin = await fetch_fingerprint("127.0.0.1", port)  # trust on first use, then pinned
+    endpoint = Endpoint(host="127.0.0.1", port=port, fingerprint=pin)
+    admin_cred = AdminCredential("admin", Secret(ADMIN_PW)) if admin else None
+    account = Account(record_uid="rc", username="bob", endpoint=endpoint, admin=admin_cred)
+    dead = replace(account, endpoint=replace(endpoint, port=closed_port()))
+    target = create_target("iosxe-restconf", retries=2, backoff=0.01)
+    return Case(target, account, dead, _authenticates(device, "bob"), _startup_has(device, "bob")), frontend.stop
+
+
+async def ssh_case(admin: bool, user: str = "bob") -> tuple[Case, Callable[[], Awaitable[None]]]:
+    device = await _iosxe_device()
+    frontend = SshFrontend(device, Faults())
+    port = await frontend.start("127.0.0.1", 0)
+    endpoint = Endpoint(host="127.0.0.1", ssh_port=port)
+    admin_cred = AdminCredential("admin", Secret(ADMIN_PW), enable_secret=Secret(OLD)) if admin else None
+    account = Account(record_uid="sc", username=user, endpoint=endpoint, admin=admin_cred,
+                      enable_secret=Secret(OLD) if user == "carol" else None)
+    dead = replace(account, endpoint=replace(endpoint, ssh_port=closed_port()))
+    target = create_target("iosxe-ssh", timeout=10)
+    return Case(target, account, dead, _authenticates(device, user), _startup_has(device, user)), frontend.stop
+
+
+async def enable_case() -> tuple[Case, Callable[[], Awaitable[None]]]:
+    device = await _iosxe_device()
+    frontend = SshFrontend(device, Faults())
+    port = await frontend.start("127.0.0.1", 0)
+    endpoint = Endpoint(host="127.0.0.1", ssh_port=port)
+    account = Account(record_uid="ec", username="enable", endpoint=endpoint,
+                      admin=AdminCredential("admin", Secret(ADMIN_PW)))
+    dead = replace(account, endpoint=replace(endpoint, ssh_port=closed_port()))
+    target = create_target("iosxe-enable-secret", timeout=10)
+
+    def saved(pw: str) -> bool:
+        cred = device.startup.enable_secret
+        return cred is not None and cred.matches(pw)
+
+    return Case(target, account, dead, device.check_enable, saved), frontend.stop
+
+
+async def meraki_case() -> tuple[Case, Callable[[], Awaitable[None]]]:
+    state = MerakiState(seed=1)
+    org = state.add_org("Contract Org")
+    net = state.add_network(org.id, "Contract Net")
+    state.add_auth_user(net.id, "Jane.Roe@example.com", OLD)
+    key = state.add_api_key()
+    frontend = MerakiFrontend(state)
+    port = await frontend.start("127.0.0.1", 0)
+
+    async def verify(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"ok": state.verify_login(body["network"], body["email"], body["password"])})
+
+    app = web.Application()
+    app.router.add_post("/verify", verify)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    vport = runner.addresses[0][1]
+    endpoint = Endpoint(host="127.0.0.1", base_url=f"http://127.0.0.1:{port}/api/v1", network_id=net.id,
+                        org_id=org.id, options={"verify_url": f"http://127.0.0.1:{vport}/verify"})
+    account = Account(record_uid="mc", username="jane.roe@EXAMPLE.com", endpoint=endpoint,
+                      admin=AdminCredential("api", Secret(key)))
+    dead_port = closed_port()
+    dead = replace(account, endpoint=replace(endpoint, base_url=f"http://127.0.0.1:{dead_port}/api/v1",
+                                             options={"verify_url": f"http://127.0.0.1:{dead_port}/verify"}))
+    target = create_target("meraki-auth-user", max_5xx=2, backoff=0.01)
+
+    async def stop() -> None:
+        await runner.cleanup()
+        await frontend.stop()
+
+    return Case(target, account, dead, lambda pw: state.verify_login(net.id, "jane.roe@example.com", pw)), stop
+
+
+CASES: dict[str, Callable[[], Awaitable[tuple[Case, Callable[[], Awaitable[None]]]]]] = {
+    "iosxe-restconf/self": lambda: restconf_case(admin=False),
+    "iosxe-restconf/admin": lambda: restconf_case(admin=True),
+    "iosxe-ssh/self": lambda: ssh_case(admin=False),
+    "iosxe-ssh/admin": lambda: ssh_case(admin=True),
+    "iosxe-ssh/self-enable": lambda: ssh_case(admin=False, user="carol"),
+    "iosxe-enable-secret/admin": enable_case,
+    "meraki-auth-user/api-key": meraki_case,
+}
+
+
+@pytest.fixture(params=sorted(CASES))
+async def case(request: pytest.FixtureRequest) -> AsyncIterator[Case]:
+    made, stop = await CASES[request.param]()
+    try:
+        yield made
+    finally:
+        await made.target.aclose()
+        await stop()
+
+
+async def test_contract(case: Case) -> None:
+    target, account = case.target, case.account
+    assert isinstance(target, Target)
+    old, new = Secret(OLD), Secret(NEW)
+
+    # set
+    await target.change(account, old, new)
+    if isinstance(target, Persisting):
+        await target.persist(account)
+        if case.saved_has is not None:
+            assert case.saved_has(NEW), "persist did not reach startup-config"
+    assert case.device_has(NEW) and not case.device_has(OLD)
+
+    # verify new OK, old REJECTED (through the verifier for Meraki)
+    assert await target.verify(account, new) is Verdict.OK
+    assert await target.verify(account, old) is Verdict.REJECTED
+
+    # set the same again: idempotent
+    await target.change(account, new, new)
+    assert case.device_has(NEW)
+    assert await target.verify(account, new) is Verdict.OK
+
+    # unreachable: verify inconclusive, change raises TargetUnreachable (outcome unknown)
+    assert await target.verify(case.unreachable, new) is Verdict.INCONCLUSIVE
+    with pytest.raises(TargetUnreachable):
+        await target.change(case.unreachable, new, Secret("Another-1!"))
+    assert case.device_has(NEW)
+
+
+async def test_wrong_current_secret_is_refused(case: Case) -> None:
+    if case.account.admin is not None:
+        pytest.skip("the admin path does not use the current secret")
+    with pytest.raises(TargetAuthRejected):
+        await case.target.change(case.account, Secret("Wrong-1!"), Secret(NEW))
+    assert case.device_has(OLD)
+
+
+# ---- TLS trust for RESTCONF (real TLS listener) ------------------------------------------------------
+
+@pytest.fixture
+async def tls_device(tmp_path: Path) -> AsyncIterator[tuple[int, Path, IosXeDevice]]:
+    device = await _iosxe_device()
+    server_ctx, ca = self_signed_context("127.0.0.1")
+    frontend = RestconfFrontend(device, Faults())
+    port = await frontend.start("127.0.0.1", 0, server_ctx)
+    yield port, ca.write_ca(tmp_path / "ca.pem"), device
+    await frontend.stop()
+
+
+def _bob(endpoint: Endpoint) -> Account:
+    return Account(record_uid="t", username="bob", endpoint=endpoint)
+
+
+async def test_tls_ca_bundle_trusted(tls_device: tuple[int, Path, IosXeDevice]) -> None:
+    port, ca_path, _ = tls_device
+    target: Any = create_target("iosxe-restconf")
+    assert await target.verify(_bob(Endpoint("127.0.0.1", port, ca_bundle=str(ca_path))), Secret(OLD)) is Verdict.OK
+    await target.aclose()
+
+
+async def test_tls_untrusted_by_default_and_wrong_pin(tls_device: tuple[int, Path, IosXeDevice]) -> None:
+    port, _, device = tls_device
+    before = device.last_auth_failures
+    for endpoint in (Endpoint("127.0.0.1", port), Endpoint("127.0.0.1", port, fingerprint="ab" * 32)):
+        target: Any = create_target("iosxe-restconf", retries=1)
+        with pytest.raises(TlsVerificationFailed):
+            await target.change(_bob(endpoint), Secret(OLD), Secret(NEW))
+        assert await target.verify(_bob(endpoint), Secret(OLD)) is Verdict.INCONCLUSIVE
+        await target.aclose()
+    assert device.authenticate("bob", OLD) is not None and device.last_auth_failures == before
+
+
+async def test_tls_insecure_is_explicit_and_warned(tls_device: tuple[int, Path, IosXeDevice],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    port, _, _ = tls_device
+    target: Any = create_target("iosxe-restconf")
+    assert await target.verify(_bob(Endpoint("127.0.0.1", port, insecure=True)), Secret(OLD)) is Verdict.OK
+    assert any("TLS verification is OFF" in r.getMessage() for r in caplog.records)
+    await target.aclose()
+
+
+async def test_tofu_fingerprint_matches_served_certificate(tls_device: tuple[int, Path, IosXeDevice]) -> None:
+    port, _, _ = tls_device
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    import asyncio
+    import hashlib
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    assert await fetch_fingerprint("127.0.0.1", port) == hashlib.sha256(der).hexdigest()
+    with pytest.raises(TargetUnreachable):
+        await fetch_fingerprint("127.0.0.1", closed_port())
