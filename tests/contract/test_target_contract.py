@@ -86,7 +86,8 @@ async def restconf_case(admin: bool) -> tuple[Case, Callable[[], Awaitable[None]
     account = Account(record_uid="rc", username="bob", endpoint=endpoint, admin=admin_cred)
     dead = replace(account, endpoint=replace(endpoint, port=closed_port()))
     target = create_target("iosxe-restconf", retries=2, backoff=0.01)
-    return Case(target, account, dead, _authenticates(device, "bob"), _startup_has(device, "bob")), frontend.stop
+    case = Case(target, account, dead, _authenticates(device, "bob"), _startup_has(device, "bob"))
+    return case, frontend.stop
 
 
 async def ssh_case(admin: bool, user: str = "bob") -> tuple[Case, Callable[[], Awaitable[None]]]:
@@ -99,7 +100,8 @@ async def ssh_case(admin: bool, user: str = "bob") -> tuple[Case, Callable[[], A
                       enable_secret=Secret(OLD) if user == "carol" else None)
     dead = replace(account, endpoint=replace(endpoint, ssh_port=closed_port()))
     target = create_target("iosxe-ssh", timeout=10)
-    return Case(target, account, dead, _authenticates(device, user), _startup_has(device, user)), frontend.stop
+    case = Case(target, account, dead, _authenticates(device, user), _startup_has(device, user))
+    return case, frontend.stop
 
 
 async def enable_case() -> tuple[Case, Callable[[], Awaitable[None]]]:
@@ -152,7 +154,8 @@ async def meraki_case() -> tuple[Case, Callable[[], Awaitable[None]]]:
         await runner.cleanup()
         await frontend.stop()
 
-    return Case(target, account, dead, lambda pw: state.verify_login(net.id, "jane.roe@example.com", pw)), stop
+    case = Case(target, account, dead, lambda pw: state.verify_login(net.id, "jane.roe@example.com", pw))
+    return case, stop
 
 
 CASES: dict[str, Callable[[], Awaitable[tuple[Case, Callable[[], Awaitable[None]]]]]] = {
@@ -232,7 +235,8 @@ def _bob(endpoint: Endpoint) -> Account:
 async def test_tls_ca_bundle_trusted(tls_device: tuple[int, Path, IosXeDevice]) -> None:
     port, ca_path, _ = tls_device
     target: Any = create_target("iosxe-restconf")
-    assert await target.verify(_bob(Endpoint("127.0.0.1", port, ca_bundle=str(ca_path))), Secret(OLD)) is Verdict.OK
+    endpoint = Endpoint("127.0.0.1", port, ca_bundle=str(ca_path))
+    assert await target.verify(_bob(endpoint), Secret(OLD)) is Verdict.OK
     await target.aclose()
 
 
