@@ -274,3 +274,36 @@ async def test_tofu_fingerprint_matches_served_certificate(tls_device: tuple[int
     assert await fetch_fingerprint("127.0.0.1", port) == hashlib.sha256(der).hexdigest()
     with pytest.raises(TargetUnreachable):
         await fetch_fingerprint("127.0.0.1", closed_port())
+
+
+# ---- Meraki through the api.meraki.com proxy: shard redirects on write ----------------------------------
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_meraki_redirect_on_write_keeps_the_put(tmp_path: Path, status: int) -> None:
+    from keyturn.sim.meraki_proxy import MerakiProxy
+    from keyturn.sim.tls import SimCA
+
+    state = MerakiState(seed=2)
+    org = state.add_org("Redirect Org")
+    net = state.add_network(org.id, "Redirect Net")
+    state.add_auth_user(net.id, "r@example.com", OLD)
+    key = state.add_api_key()
+    state.faults_for(org.id).update(redirect_on_write=True, redirect_status=status)
+    frontend = MerakiFrontend(state)
+    ca = SimCA.create()
+    proxy = MerakiProxy(await frontend.start("127.0.0.1", 0), ca)
+    proxy_port = await proxy.start("127.0.0.1", 0)
+    endpoint = Endpoint(host="api.meraki.com", network_id=net.id, org_id=org.id,
+                        ca_bundle=str(ca.write_ca(tmp_path / "ca.pem")),
+                        options={"proxy": f"http://127.0.0.1:{proxy_port}"})
+    account = Account(record_uid="mr", username="r@example.com", endpoint=endpoint,
+                      admin=AdminCredential("api", Secret(key)))
+    target: Any = create_target("meraki-auth-user")
+    try:
+        await target.change(account, None, Secret(NEW))
+        assert state.stats_for(org.id).redirected == 1  # the PUT was redirected once, and re-sent as PUT
+        assert state.verify_login(net.id, "r@example.com", NEW)
+    finally:
+        await target.aclose()
+        await proxy.stop()
+        await frontend.stop()
