@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from keyturn.errors import TargetAuthRejected, TargetUnreachable, TlsVerificationFailed
+from keyturn.errors import (
+    AccountNotFound,
+    ChangeRejected,
+    TargetAuthRejected,
+    TargetUnreachable,
+    TlsVerificationFailed,
+)
 from keyturn.secret import Secret
 from keyturn.sim.faults import Faults
 from keyturn.sim.iosxe_device import IosXeDevice
@@ -307,3 +313,58 @@ async def test_meraki_redirect_on_write_keeps_the_put(tmp_path: Path, status: in
         await target.aclose()
         await proxy.stop()
         await frontend.stop()
+
+
+# ---- IOS XE error paths against the simulators ----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["iosxe-restconf", "iosxe-ssh"])
+async def test_iosxe_refusals(kind: str) -> None:
+    made, stop = await (restconf_case(admin=True) if kind == "iosxe-restconf" else ssh_case(admin=True))
+    target, account = made.target, made.account
+    try:
+        # a user that does not exist is never created
+        ghost = replace(account, username="ghost")
+        with pytest.raises(AccountNotFound):
+            await target.change(ghost, None, Secret(NEW))
+        # the device refuses the password (policy) → ChangeRejected, nothing changed
+        _faults_of(stop).update(refuse_passwords=1)
+        with pytest.raises(ChangeRejected) as err:
+            await target.change(account, None, Secret(NEW))
+        assert NEW not in str(err.value)
+        assert made.device_has(OLD)
+        # a user holding a reversible password cannot get a secret beside it
+        device = _device_of(stop)
+        device.delete_user("bob")
+        device.set_user("bob", kind="password", clear=OLD, privilege=15)
+        with pytest.raises(ChangeRejected, match="mode=password"):
+            await target.change(account, None, Secret(NEW))
+        await target.change(replace(account, options={"mode": "password"}), None, Secret(NEW))
+        assert made.device_has(NEW)
+    finally:
+        await target.aclose()
+        await stop()
+
+
+async def test_ssh_drop_after_apply_is_unreachable_and_applied() -> None:
+    made, stop = await ssh_case(admin=True)
+    try:
+        _faults_of(stop).update(drop_after_apply=1)
+        with pytest.raises(TargetUnreachable):
+            await made.target.change(made.account, None, Secret(NEW))
+        assert made.device_has(NEW)  # outcome unknown to the caller; verify finds out
+        assert await made.target.verify(made.account, Secret(NEW)) is Verdict.OK
+    finally:
+        await made.target.aclose()
+        await stop()
+
+
+def _faults_of(stop: Callable[[], Awaitable[None]]) -> Faults:
+    frontend = stop.__self__  # type: ignore[attr-defined]
+    assert isinstance(frontend.faults, Faults)
+    return frontend.faults
+
+
+def _device_of(stop: Callable[[], Awaitable[None]]) -> IosXeDevice:
+    device = stop.__self__.device  # type: ignore[attr-defined]
+    assert isinstance(device, IosXeDevice)
+    return device
