@@ -368,3 +368,31 @@ def _device_of(stop: Callable[[], Awaitable[None]]) -> IosXeDevice:
     device = stop.__self__.device  # type: ignore[attr-defined]
     assert isinstance(device, IosXeDevice)
     return device
+
+
+# ---- SSH host keys: pin, TOFU -------------------------------------------------------------------------
+
+async def test_ssh_host_key_pin_and_tofu() -> None:
+    device = await _iosxe_device()
+    frontend = SshFrontend(device, Faults())
+    port = await frontend.start("127.0.0.1", 0)
+    right = str(frontend.host_key.get_fingerprint("sha256"))
+    base = Endpoint(host="127.0.0.1", ssh_port=port)
+    admin = AdminCredential("admin", Secret(ADMIN_PW))
+    target: Any = create_target("iosxe-ssh", timeout=10)
+    try:
+        wrong = replace(base, options={"host_key_fingerprint": "SHA256:" + "A" * 43})
+        with pytest.raises(TargetUnreachable, match="host key not trusted"):
+            await target.change(Account("h", "bob", wrong, admin=admin), None, Secret(NEW))
+        assert await target.verify(Account("h", "bob", wrong), Secret(OLD)) is Verdict.INCONCLUSIVE
+        assert device.authenticate("bob", OLD) is not None
+        pinned = replace(base, options={"host_key_fingerprint": right})
+        assert await target.verify(Account("h", "bob", pinned), Secret(OLD)) is Verdict.OK
+        # TOFU: the first key seen is remembered; a different key on the same address is refused
+        assert await target.verify(Account("h", "bob", base), Secret(OLD)) is Verdict.OK
+        assert target.host_keys == {f"127.0.0.1:{port}": right}
+        target.host_keys[f"127.0.0.1:{port}"] = "SHA256:" + "B" * 43
+        assert await target.verify(Account("h", "bob", base), Secret(OLD)) is Verdict.INCONCLUSIVE
+    finally:
+        await target.aclose()
+        await frontend.stop()
