@@ -259,3 +259,11 @@ async def test_client_reused_per_device(device: FakeDevice) -> None:
     await tgt.verify(other, Secret("old-pw"))
     assert made == ["sw1", "sw2"]
     await tgt.aclose()
+
+
+async def test_persist_after_verify_fresh(device: FakeDevice, target: IosXeRestconfTarget) -> None:
+    # Recovery: a new process verifies the candidate, then saves with no admin credential.
+    device.users["bob"]["clear"] = "candidate"
+    assert await target.verify(account(), Secret("candidate")) is Verdict.OK
+    await target.persist(account())
+    assert device.saved == 1 and basic_user(device.requests[-1]) == "bob"

@@ -216,7 +216,7 @@ class IosXeRestconfTarget:
         """Save running-config to startup-config (``cisco-ia:save-config``, own longer timeout).
 
         Logs in as the admin if the account has one, else with `secret`, else with the credential
-        that made the last change of this account in this process.
+        that last changed or verified OK for this account in this process.
         """
         if account.admin is not None:
             auth: tuple[str, Secret] | None = (account.admin.username, account.admin.secret)
@@ -248,7 +248,10 @@ class IosXeRestconfTarget:
             return Verdict.INCONCLUSIVE
         status = response.status_code
         if status in (200, 204, 404):
-            return Verdict.OK  # authenticated; what the GET found does not matter here
+            # Authenticated; what the GET found does not matter. This login is live: `persist` may
+            # use it (recovery verifies a candidate, then saves, possibly in a fresh process).
+            self._save_auth[account.lock_key] = (account.username, secret)
+            return Verdict.OK
         if status in (401, 403):
             return Verdict.REJECTED
         return Verdict.INCONCLUSIVE

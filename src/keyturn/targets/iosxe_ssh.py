@@ -248,7 +248,10 @@ class _SshBase:
             raise self._err(ChangeRejected, account, f"device refused the change: {' / '.join(errors)[:300]}")
 
     async def persist(self, account: Account, secret: Secret | None = None) -> None:
-        """``write memory`` (expects ``[OK]``) as the admin, with `secret`, or as the last change's login."""
+        """``write memory`` (expects ``[OK]``) as the admin, with `secret`, or the last live login.
+
+        "Last live login" = the credential that last changed or verified OK for this account here.
+        """
         if account.admin is not None:
             auth: tuple[str, Secret] | None = (account.admin.username, account.admin.secret)
         elif secret is not None:
@@ -321,6 +324,7 @@ class IosXeSshTarget(_SshBase):
             log.info("%s %s: verify inconclusive: %s", self.kind, account.endpoint.host, exc)
             return Verdict.INCONCLUSIVE
         await cli.close()
+        self._save_auth[self._save_key(account)] = (account.username, secret)  # live login, for persist
         return Verdict.OK
 
 
