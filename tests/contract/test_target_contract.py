@@ -396,3 +396,21 @@ async def test_ssh_host_key_pin_and_tofu() -> None:
     finally:
         await target.aclose()
         await frontend.stop()
+
+
+async def test_restconf_verify_via_ssh_for_low_privilege_users() -> None:
+    device = await _iosxe_device()
+    rest, ssh_front = RestconfFrontend(device, Faults()), SshFrontend(device, Faults())
+    port, ssh_port = await rest.start("127.0.0.1", 0), await ssh_front.start("127.0.0.1", 0)
+    endpoint = Endpoint(host="127.0.0.1", port=port, ssh_port=ssh_port, base_url=f"http://127.0.0.1:{port}")
+    target: Any = create_target("iosxe-restconf")
+    try:
+        carol = Account("v", "carol", endpoint)  # privilege 1: RESTCONF refuses even the right secret
+        assert await target.verify(carol, Secret(OLD)) is Verdict.REJECTED
+        via_ssh = replace(carol, options={"verify_via": "ssh"})
+        assert await target.verify(via_ssh, Secret(OLD)) is Verdict.OK
+        assert await target.verify(via_ssh, Secret(NEW)) is Verdict.REJECTED
+    finally:
+        await target.aclose()
+        await rest.stop()
+        await ssh_front.stop()
