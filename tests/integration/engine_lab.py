@@ -58,8 +58,12 @@ def add_iosxe(vault: Vault, state: LabState, kind: str, *, devices: int | None =
 
 
 def add_meraki(vault: Vault, state: LabState, *, networks: int | None = None,
-               users: int | None = None) -> list[LabAccount]:
-    """Records for the lab's Meraki networks; the control API's /verify is the configured verifier."""
+               users: int | None = None, via_proxy: bool = False) -> list[LabAccount]:
+    """Records for the lab's Meraki networks; the control API's /verify is the configured verifier.
+
+    `via_proxy`: talk to https://api.meraki.com through the lab's proxy (so redirects to shard hosts
+    such as n123.meraki.com resolve to the simulator), trusting the lab CA.
+    """
     assert state.meraki is not None
     out = []
     key = vault.add(type="login", title="meraki-api-key", allow_duplicate=True,
@@ -67,10 +71,16 @@ def add_meraki(vault: Vault, state: LabState, *, networks: int | None = None,
                             Field("password", None, [Secret(state.meraki.api_key)])])
     nets = [(org, net) for org in state.meraki.orgs for net in org.networks][:networks]
     for org, net in nets:
-        res = vault.add(type="pamMerakiNetwork", title=f"meraki-{net.id}", allow_duplicate=True, custom=[
-            Field("text", "network_id", [net.id]), Field("text", "org_id", [org.id]),
-            Field("text", "base_url", [state.meraki.base_url]),
-            Field("text", "verify_url", [f"{state.control_url}/verify"])])
+        custom = [Field("text", "network_id", [net.id]), Field("text", "org_id", [org.id]),
+                  Field("text", "verify_url", [f"{state.control_url}/verify"])]
+        if via_proxy and state.meraki.proxy_url:
+            custom += [Field("text", "base_url", ["https://api.meraki.com/api/v1"]),
+                       Field("text", "proxy", [state.meraki.proxy_url]),
+                       Field("text", "ca_bundle", [state.ca_cert])]
+        else:
+            custom.append(Field("text", "base_url", [state.meraki.base_url]))
+        res = vault.add(type="pamMerakiNetwork", title=f"meraki-{net.id}", allow_duplicate=True,
+                        custom=custom)
         for user in net.users[:users]:
             rec = vault.add(type="pamUser", title=f"{net.id}-{user.email}", allow_duplicate=True,
                             fields=[Field("login", None, [user.email]),

@@ -366,7 +366,7 @@ class _Rotation:
         # 5 apply
         applied = "yes"
         try:
-            await target.change(account, old, new)
+            await self._change(target, account, old, new, attempts)
         except REFUSED as exc:
             await self.drop_candidate()
             await self.step(Step.APPLY, StepStatus.FAILED, str(exc), applied="no")
@@ -435,6 +435,18 @@ class _Rotation:
             return await self.finish(Outcome.ROTATED, "rotated and verified")
         return await self.finish(Outcome.ROTATED_UNVERIFIABLE, "rotated; the target cannot test a login, "
                                  "so the new secret is not verified")
+
+    async def _change(self, target: Target, account: Account, old: Secret | None, new: Secret,
+                      attempts: int) -> None:
+        """Step 5; a rate-limited request changed nothing, so it is retried after the advised pause."""
+        for attempt in range(max(1, attempts)):
+            try:
+                await target.change(account, old, new)
+                return
+            except RateLimited as exc:
+                if attempt + 1 >= attempts:
+                    raise
+                await self.e.sleep(min(exc.retry_after or self.e.backoff, self.e.backoff_max))
 
     async def _persist(self, target: Target, account: Account, secret: Secret,
                        attempts: int) -> str | None:
