@@ -12,6 +12,7 @@ Every environment variable keyturn reads is a field here:
     KEYTURN_LOG_LEVEL     logging level
     KEYTURN_CONCURRENCY   default number of rotations in flight
     KEYTURN_DEBUG         show tracebacks of unexpected errors (never on by default)
+    KEYTURN_AUDIT_SINKS   audit sinks as JSON (normally `[[keyturn.audit_sinks]]` tables in the TOML)
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keyturn.errors import ConfigError
@@ -30,6 +31,41 @@ from keyturn.errors import ConfigError
 
 def _default_home() -> Path:
     return Path(platformdirs.user_data_dir("keyturn", appauthor=False))
+
+
+class AuditSinkConfig(BaseModel):
+    """One `[[keyturn.audit_sinks]]` table. The webhook HMAC key is never in the file: `hmac_record`
+    names a vault record (uid or title) whose password is the key. `name` keys the sink's durable
+    cursor and spool (KEYTURN_HOME/spool/<name>.sqlite), so renaming a sink restarts it from the
+    first audit entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    type: Literal["jsonl", "syslog", "webhook"]
+    format: Literal["jsonl", "cef"] = "jsonl"
+    path: Path | None = None  # jsonl
+    host: str | None = None  # syslog
+    port: int | None = Field(default=None, ge=1, le=65535)  # syslog; default 514 (udp/tcp), 6514 (tls)
+    protocol: Literal["udp", "tcp", "tls"] = "tls"
+    facility: int = Field(default=10, ge=0, le=23)  # 10 = authpriv (security/authorization)
+    hostname: str | None = None  # syslog HOSTNAME override
+    url: str | None = None  # webhook (https only)
+    ca_bundle: Path | None = None  # tls / webhook: trust this CA instead of the system store
+    hmac_record: str | None = None  # webhook: vault record whose password is the HMAC key
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    spool_max: int = Field(default=100_000, ge=1, le=10_000_000)
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _required_per_type(self) -> AuditSinkConfig:
+        need = {"jsonl": ("path",), "syslog": ("host",), "webhook": ("url", "hmac_record")}[self.type]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.type} sink needs {', '.join(missing)}")
+        if self.type == "webhook" and not str(self.url).lower().startswith("https://"):
+            raise ValueError("a webhook sink url must be https://")
+        return self
 
 
 class Settings(BaseSettings):
@@ -49,6 +85,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=64, ge=1, le=10_000)
     per_device_concurrency: int = Field(default=1, ge=1, le=64)
     history_depth: int = Field(default=10, ge=1, le=1000)
+    audit_sinks: list[AuditSinkConfig] = Field(default_factory=list)
 
     @property
     def effective_database_url(self) -> str:

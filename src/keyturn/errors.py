@@ -10,7 +10,9 @@
     │   ├── DuplicateRecord
     │   ├── StorageUnavailable     database locked / unreachable
     │   └── ImportFailed           malformed import file (names line / record)
-    ├── AuditError ── AuditChainBroken
+    ├── AuditError
+    │   ├── AuditChainBroken
+    │   └── AuditSinkUnavailable(delivered)  a sink refused / could not take a batch (spooled, retried)
     ├── PolicyError                impossible password policy (refused when set)
     ├── TargetError(target, record)
     │   ├── TargetUnreachable      connect failed, reset, 5xx before the change is known
@@ -93,6 +95,14 @@ class AuditChainBroken(AuditError):
     def __init__(self, message: str, *, entry_id: int | None = None) -> None:
         super().__init__(message)
         self.entry_id = entry_id
+
+
+class AuditSinkUnavailable(AuditError):
+    """An audit sink could not take (all of) a batch; `delivered` leading messages did arrive."""
+
+    def __init__(self, message: str, *, delivered: int = 0) -> None:
+        super().__init__(message)
+        self.delivered = delivered
 
 
 class PolicyError(KeyturnError):
