@@ -1,0 +1,209 @@
+"""The REST API: `create_app(vault, engine_factory=...)` builds the FastAPI app (OpenAPI 3 at
+``/openapi.json``, docs at ``/docs``).
+
+    app = create_app(vault, engine_factory=lambda actor: RotationEngine(vault, actor=actor))
+
+The vault is synchronous and thread-safe; routes call it through `ApiContext.db` (a worker thread).
+Rotations run in the app's `RotationRunner` on the serving event loop; `keyturn.serve` drains it on
+shutdown. Authorisation is the table in `keyturn.api.auth`.
+
+Error mapping (one place, `_keyturn_error`): record not found → 404; ambiguous / duplicate → 409;
+invalid input the vault or engine refuses (profile, policy, config, vault rules) → 422; vault sealed or
+database unavailable → 503. Request validation → 422 with field paths (the offending input is not
+echoed back: it may be a secret). Bodies over `max_body` bytes → 413. Anything unexpected → 500 with no
+detail (logged by type).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from keyturn.api.context import ApiContext, SchedulerLike
+from keyturn.api.jobs import EngineFactory, RotationRunner
+from keyturn.api.metrics import Metrics
+from keyturn.api.routes import audit, health, profiles, records, reveal, rotations, schedules
+from keyturn.api.tokens import TokenStore
+from keyturn.errors import (
+    AmbiguousRecord,
+    ConfigError,
+    DuplicateRecord,
+    KeyturnError,
+    PolicyError,
+    ProfileError,
+    RecordNotFound,
+    StorageUnavailable,
+    VaultError,
+    VaultSealed,
+)
+from keyturn.vault import Vault
+
+log = logging.getLogger("keyturn.api")
+MAX_BODY = 1024 * 1024
+
+# KeyturnError class → HTTP status, first match wins (subclasses before their parents).
+ERROR_STATUS: tuple[tuple[type[KeyturnError], int], ...] = (
+    (RecordNotFound, 404),
+    (AmbiguousRecord, 409),
+    (DuplicateRecord, 409),
+    (VaultSealed, 503),
+    (StorageUnavailable, 503),
+    (ProfileError, 422),
+    (PolicyError, 422),
+    (ConfigError, 422),
+    (VaultError, 422),
+)
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413: by Content-Length up front, else while reading."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            code = 413 if length.isdigit() else 400
+            response = JSONResponse({"detail": "request body too large" if code == 413
+                                     else "bad Content-Length"}, status_code=code)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # FastAPI re-raises HTTPException from body reading, so this becomes the 413.
+                    raise HTTPException(413, "request body too large")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+class RequestLog:
+    """One JSON log line and one metric per request: method, route template, status, duration, actor."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            state = scope.get("state") or {}
+            self.metrics.request(scope["method"], route, status)
+            log.info("%s %s %d", scope["method"], route, status, extra={
+                "method": scope["method"], "path": route, "status": status,
+                "duration_ms": round((time.perf_counter() - t0) * 1000, 2),
+                "actor": state.get("actor") if isinstance(state, dict) else None,
+            })
+
+
+def _status_for(exc: KeyturnError) -> int:
+    return next((code for cls, code in ERROR_STATUS if isinstance(exc, cls)), 500)
+
+
+async def _keyturn_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KeyturnError)
+    code = _status_for(exc)
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if code >= 500:
+        log.warning("request failed: %s", message, extra={"status": code})
+    return JSONResponse({"detail": message}, status_code=code)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+              for e in exc.errors()]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("internal error (%s)", type(exc).__name__, exc_info=exc)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+def create_app(
+    vault: Vault, *, engine_factory: EngineFactory, scheduler: SchedulerLike | None = None,
+    scheduler_alive: Callable[[], bool] | None = None, concurrency: int = 16, per_device: int = 1,
+    max_body: int = MAX_BODY, rate_limited: Callable[[], int] | None = None,
+) -> FastAPI:
+    """The API app over an open `vault`.
+
+    `engine_factory(actor)` makes the rotation engine for one audit actor (called lazily, once per
+    actor). `scheduler` (optional) is reloaded after schedule/profile changes and reported by `/readyz`
+    and `/metrics`; `scheduler_alive()` tells `/readyz` whether its loop still runs. `rate_limited()`
+    returns the number of HTTP 429s device APIs have answered (for `/metrics`).
+    """
+    metrics = Metrics(vault.engine)
+    runner = RotationRunner(engine_factory, concurrency=concurrency, per_device=per_device, metrics=metrics)
+    ctx = ApiContext(vault=vault, tokens=TokenStore(vault.engine), runner=runner, metrics=metrics,
+                     scheduler=scheduler, scheduler_alive=scheduler_alive)
+    metrics.api_queue_depth = lambda: runner.queue_depth
+    metrics.in_flight = lambda: runner.in_flight
+    if scheduler is not None:
+        metrics.scheduler_queue_depth = scheduler.queue_depth
+        metrics.next_due = lambda: _earliest(scheduler)
+    if rate_limited is not None:
+        metrics.rate_limited = rate_limited
+
+    app = FastAPI(
+        title="keyturn", version=_version(),
+        description="Privileged-credential rotation: records, rotation profiles, schedules, rotations, "
+                    "audit. Authenticate with `Authorization: Bearer <token>` (`keyturn token create`).",
+    )
+    app.state.ctx = ctx
+    for module in (records, reveal, profiles, schedules, rotations, audit, health):
+        app.include_router(module.router)
+    app.add_exception_handler(KeyturnError, _keyturn_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(RequestLog, metrics=metrics)
+    return app
+
+
+def _earliest(scheduler: SchedulerLike) -> Any:
+    due = scheduler.next_due()
+    return min((d for _uid, d in due), default=None)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("keyturn")
+    except PackageNotFoundError:
+        return "0"
+
+
+__all__ = ["ERROR_STATUS", "MAX_BODY", "create_app"]
