@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from keyturn.cli.audit_export import export, sinks
 from keyturn.cli.output import echo_json, fail, handle_errors, open_vault, table
 
 app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
@@ -47,3 +48,7 @@ def list_(
         table(["ID", "TIME", "ACTOR", "ACTION", "RECORD", "DETAILS"],
               [(e.id, e.ts.strftime("%Y-%m-%d %H:%M:%S"), e.actor, e.action, e.record_uid or "",
                 json.dumps(e.details, sort_keys=True)) for e in entries])
+
+
+app.command("export")(export)
+app.command("sinks")(sinks)
