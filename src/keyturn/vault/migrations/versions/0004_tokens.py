@@ -1,7 +1,7 @@
 """API bearer tokens, stored hashed (owned by `keyturn.api.tokens`).
 
 Revision ID: 0004_tokens
-Revises: 0002_rotations
+Revises: 0003_schedules
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_tokens"
-down_revision = "0002_rotations"
+down_revision = "0003_schedules"
 branch_labels = None
 depends_on = None
 
