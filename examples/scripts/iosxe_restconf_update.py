@@ -5,7 +5,8 @@ Input: one base64 line on stdin (keys providerRecordUid, resourceRecordUid, user
 oldPassword, user, records). Which device and which credential:
 
 * device: the `host_endpoint` field ("10.0.0.1" or "10.0.0.1:8443") of the record titled
-  "Cisco Authentication Record", else of the resource record, else the resource record's `host` field;
+  "Cisco Authentication Record", else of the resource record, else the resource record's `host` field
+  (a "host[:port]" string or Keeper's {hostName, port} object);
 * RESTCONF login: `login`/`password` of the "Cisco Authentication Record" (a privilege-15 admin), else
   the rotated user itself with its *old* password (self-rotation).
 
@@ -57,11 +58,13 @@ def device_base(params):
         if rec and rec.get("host_endpoint"):
             endpoint = rec["host_endpoint"]
             break
-    if endpoint is None and resource and isinstance(resource.get("host"), dict):
-        host = resource["host"]
+    host = resource.get("host") if resource else None
+    if endpoint is None and isinstance(host, dict):  # Keeper's {hostName, port} object
         endpoint = host.get("hostName", "")
         if host.get("port"):
             endpoint += f":{host['port']}"
+    elif endpoint is None and isinstance(host, str):  # "host" or "host:port"
+        endpoint = host
     if not endpoint:
         fail("no device address: add a host_endpoint field to the resource or Cisco Authentication Record")
     if auth and auth.get("login") and auth.get("password"):

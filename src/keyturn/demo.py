@@ -39,7 +39,8 @@ from keyturn.errors import KeyturnError
 from keyturn.sim.client import IosXeEntry, LabState
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scripts"
-console = Console(highlight=False)
+# Wide enough for the summary tables when the output is piped (make, CI logs).
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 130)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Demo:
         self.home = workdir / "home"
         self.state_file = workdir / "lab.json"
         self.env = {**os.environ, "KEYTURN_HOME": str(self.home)}
+        self.env.setdefault("COLUMNS", str(max(console.width, 130)))
         self.env.pop("KEYTURN_DATABASE_URL", None)
         self.env.pop("KEYTURN_MASTER_KEY", None)
         self.env.pop("KEYTURN_PASSPHRASE", None)
