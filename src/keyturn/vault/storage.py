@@ -196,6 +196,7 @@ class Storage:
         """`alembic upgrade head` over the shipped migrations, serialized across processes."""
         from alembic import command
         from alembic.config import Config
+        from alembic.util import CommandError
 
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
@@ -210,6 +211,10 @@ class Storage:
                     command.upgrade(cfg, "head")
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
             raise self.unavailable(exc) from exc
+        except CommandError as exc:
+            # A broken migration chain or a database newer than this keyturn: refuse, touch nothing.
+            raise StorageUnavailable(f"database {self.display_url}: schema migration failed: "
+                                     f"{str(exc).splitlines()[0]}") from exc
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
