@@ -1,0 +1,113 @@
+"""`python -m bench` (`make bench`): every benchmark, each against its own simulator lab; tables on stdout.
+
+    python -m bench                      # full sizes (RESTCONF 1,000, SSH 1,000, Meraki 5,000, scaling)
+    python -m bench --quick              # small sizes, a few minutes
+    python -m bench --only restconf,meraki --restconf-devices 500
+    python -m bench --markdown out.md    # also write the tables as Markdown
+
+Benchmarks assert nothing: they print what they measured, including failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.report import Row, console, markdown, print_table
+
+ALL = ("restconf", "ssh", "meraki", "scaling")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--concurrency", type=int, default=100, help="keyturn rotations in flight")
+    p.add_argument("--restconf-devices", type=int)
+    p.add_argument("--baseline-limit", type=int, default=None,
+                   help="run the per-process RESTCONF baselines on the first N devices only")
+    p.add_argument("--ssh-devices", type=int)
+    p.add_argument("--ssh-baseline", choices=("auto", "ansible", "netmiko"), default="auto")
+    p.add_argument("--meraki-orgs", type=int)
+    p.add_argument("--meraki-users", type=int, help="auth users in total, spread over the orgs")
+    p.add_argument("--scaling", default=None, help="device counts for the scaling curve, e.g. 100,1000,5000")
+    p.add_argument("--markdown", type=Path, default=None, help="also write the tables here (Markdown)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = p.parse_args(argv)
+    q = args.quick
+    args.restconf_devices = args.restconf_devices or (100 if q else 1000)
+    args.ssh_devices = args.ssh_devices or (100 if q else 1000)
+    args.meraki_orgs = args.meraki_orgs or (2 if q else 10)
+    args.meraki_users = args.meraki_users or (200 if q else 5000)
+    args.scaling = [int(x) for x in (args.scaling or ("50,200" if q else "100,1000,5000")).split(",")]
+    args.only = [x.strip() for x in args.only.split(",") if x.strip()]
+    unknown = set(args.only) - set(ALL)
+    if unknown:
+        p.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {ALL}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="keyturn-bench-"))
+    rows: list[Row] = []
+    sections: list[tuple[str, list[Row], list[str]]] = []
+    console.print(f"keyturn benchmarks on {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}; "
+                  f"work dir {workdir}")
+    began = time.monotonic()
+    try:
+        for name in args.only:
+            sub = workdir / name
+            sub.mkdir()
+            console.rule(name)
+            t0 = time.monotonic()
+            notes: list[str] = []
+            if name == "restconf":
+                from bench import bench_restconf
+
+                got = bench_restconf.run(sub, devices=args.restconf_devices, concurrency=args.concurrency,
+                                         seed=args.seed, baseline_limit=args.baseline_limit)
+            elif name == "ssh":
+                from bench import bench_ssh
+
+                got, notes = bench_ssh.run(sub, devices=args.ssh_devices, concurrency=args.concurrency,
+                                           seed=args.seed, baseline=args.ssh_baseline)
+            elif name == "meraki":
+                from bench import bench_meraki
+
+                got, notes = bench_meraki.run(sub, orgs=args.meraki_orgs, users=args.meraki_users,
+                                              concurrency=args.concurrency, seed=args.seed)
+            else:
+                from bench import bench_scaling
+
+                got, notes = bench_scaling.run(sub, sizes=args.scaling, concurrency=args.concurrency,
+                                               seed=args.seed)
+            print_table(f"{name} ({time.monotonic() - t0:.0f} s)", got)
+            for n in notes:
+                console.print(f"  {n}")
+            rows += got
+            sections.append((name, got, notes))
+    finally:
+        if args.keep:
+            console.print(f"work dir kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    console.rule("all")
+    print_table(f"keyturn benchmarks ({time.monotonic() - began:.0f} s in total)", rows)
+    if args.markdown:
+        parts = []
+        for name, got, notes in sections:
+            parts.append(f"### {name}\n\n{markdown(got)}\n" + "".join(f"\n- {n}" for n in notes))
+        args.markdown.write_text("\n\n".join(parts) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

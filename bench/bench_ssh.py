@@ -1,0 +1,118 @@
+"""IOS XE SSH CLI: keyturn `rotate --all` (target iosxe-ssh) vs Ansible `cisco.ios.ios_user` + write memory.
+
+Ansible lives in its own venv, `bench/.venv-ansible`, created on first use: `ansible-core` plus the
+`cisco.ios` and `ansible.netcommon` collections from Galaxy; when Galaxy is unreachable (only package
+registries are), the PyPI `ansible` package, which bundles those collections. If neither works, the
+baseline is a sequential Netmiko loop, clearly labelled as such.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.bench_restconf import new_password
+from bench.harness import Acct, Home, Lab, Usage, lab_records, rotate_json, run_measured, verify_all
+from bench.report import Row
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".venv-ansible"
+PLAYBOOK = HERE / "baselines" / "ansible_ios_user.yml"
+NETMIKO = HERE / "baselines" / "netmiko_user.py"
+FORKS = 20
+
+
+def _bundled_cisco_ios() -> bool:
+    return any((VENV / "lib").glob("python3*/site-packages/ansible_collections/cisco/ios/plugins/modules/ios_user.py"))
+
+
+def ensure_ansible(notes: list[str]) -> bool:
+    """Create the Ansible venv if needed; True when `ansible-playbook` with cisco.ios is usable."""
+    play = VENV / "bin" / "ansible-playbook"
+    collections = VENV / "collections"
+    if play.exists() and (_bundled_cisco_ios() or (collections / "ansible_collections" / "cisco" / "ios").exists()):
+        return True
+    pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    run = dict(capture_output=True, text=True, check=False)
+    if not (VENV / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    subprocess.run([*pip, "ansible-core", "paramiko"], **run)  # type: ignore[call-overload]
+    galaxy = subprocess.run([str(VENV / "bin" / "ansible-galaxy"), "collection", "install", "cisco.ios",
+                             "ansible.netcommon", "-p", str(collections)], timeout=300, **run)  # type: ignore[call-overload]
+    if galaxy.returncode == 0:
+        notes.append("Ansible: ansible-core + cisco.ios/ansible.netcommon from Galaxy")
+        return True
+    notes.append("Ansible: Galaxy unreachable; installed the PyPI `ansible` package (bundles cisco.ios)")
+    subprocess.run([*pip, "ansible", "paramiko"], **run)  # type: ignore[call-overload]
+    return play.exists() and _bundled_cisco_ios()
+
+
+def run_ansible(workdir: Path, lab: Lab, accts: list[Acct], news: dict[str, str]) -> Usage:
+    assert lab.state is not None
+    hosts = {}
+    for a in accts:
+        dev = lab.state.device(a.where)
+        hosts[dev.name] = {"ansible_host": dev.host, "ansible_port": dev.ssh_port,
+                           "ansible_user": dev.admin.username, "ansible_password": dev.admin.password,
+                           "ansible_become_password": dev.enable_secret, "rotate_user": a.login,
+                           "new_password": news[a.title]}
+    inventory = workdir / "inventory.json"
+    fd = os.open(inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"devices": {"hosts": hosts}}, fh)
+    env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_FORKS": str(FORKS),
+           "ANSIBLE_COLLECTIONS_PATH": str(VENV / "collections"), "ANSIBLE_RETRY_FILES_ENABLED": "False",
+           "ANSIBLE_PERSISTENT_COMMAND_TIMEOUT": "60", "ANSIBLE_PERSISTENT_CONNECT_TIMEOUT": "60",
+           "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"), "ANSIBLE_HOME": str(workdir / "ansible-home"),
+           "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_DISPLAY_OK_HOSTS": "False",
+           "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "False", "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}"}
+    return run_measured([str(VENV / "bin" / "ansible-playbook"), "-i", str(inventory), "-f", str(FORKS),
+                         str(PLAYBOOK)], env=env, stdout=workdir / "ansible.out", stderr=workdir / "ansible.err")
+
+
+def run_netmiko(workdir: Path, lab: Lab, accts: list[Acct], news: dict[str, str]) -> Usage:
+    assert lab.state is not None
+    jobs = []
+    for a in accts:
+        dev = lab.state.device(a.where)
+        jobs.append({"host": dev.host, "port": dev.ssh_port, "admin": dev.admin.username,
+                     "password": dev.admin.password, "enable": dev.enable_secret, "user": a.login,
+                     "new": news[a.title]})
+    return run_measured([sys.executable, str(NETMIKO)], stdin=json.dumps(jobs).encode(),
+                        stdout=workdir / "netmiko.out", stderr=workdir / "netmiko.err")
+
+
+def run(workdir: Path, *, devices: int, concurrency: int, seed: int, baseline: str = "auto"
+        ) -> tuple[list[Row], list[str]]:
+    name = f"SSH {devices} dev"
+    rows: list[Row] = []
+    notes: list[str] = []
+    use_ansible = baseline != "netmiko" and ensure_ansible(notes)
+    if baseline == "ansible" and not use_ansible:
+        notes.append("Ansible could not be installed: falling back to the Netmiko baseline")
+    label = f"ansible forks {FORKS}" if use_ansible else "netmiko sequential (Ansible unavailable)"
+    # RESTCONF stays on only so each device record has a distinct host:port: the engine's account lock
+    # key is built from the RESTCONF address, so without it every device shares 127.0.0.1:443 (reported).
+    with Lab(workdir, iosxe=devices, users_per_device=1, seed=seed) as lab:
+        assert lab.state is not None
+        records, accts = lab_records(lab.state, iosxe_targets=("iosxe-ssh",))
+        home = Home(workdir, "home-ssh")
+        home.setup(records, accts)
+        usage, counts = rotate_json(home, workdir, concurrency=concurrency, per_device=1)
+        bad = verify_all(lab, accts, home.current_secrets(accts))
+        rows.append(Row(name, "keyturn", len(accts), usage, len(accts) - len(bad), baseline_of=label,
+                        note=f"--concurrency {concurrency}; " + ", ".join(f"{v} {k}" for k, v in counts.items())))
+        lab.reset()
+        news = {a.title: new_password() for a in accts}
+        usage = (run_ansible if use_ansible else run_netmiko)(workdir, lab, accts, news)
+        bad = verify_all(lab, accts, news)
+        saves = sum(1 for d in lab.stats()["iosxe"].values() if d["saves"] > 0)
+        rows.append(Row(name, label, len(accts), usage, len(accts) - len(bad),
+                        note=f"exit {usage.returncode}; {saves} devices saved"))
+    if use_ansible:
+        notes.append("Ansible CPU counts ansible-playbook and its forks; persistent `ansible-connection` "
+                     "daemons detach and are not counted (in Ansible's favour)")
+    return rows, notes
