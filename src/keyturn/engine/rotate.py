@@ -20,7 +20,6 @@ Use:
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 import uuid
@@ -63,16 +62,9 @@ def can_verify(target: Target, account: Account) -> bool:
 
 
 async def save_config(target: Persisting, account: Account, secret: Secret | None) -> None:
-    """`target.persist`, handing over the secret that now logs in when the target accepts one (a
-    self-service account must save with its new secret: the old one no longer works)."""
-    try:
-        accepts_secret = "secret" in inspect.signature(target.persist).parameters
-    except (TypeError, ValueError):
-        accepts_secret = False
-    if accepts_secret:
-        await target.persist(account, secret=secret)  # type: ignore[call-arg]
-    else:
-        await target.persist(account)
+    """`target.persist` with the secret that now logs in (a self-service account must save with its
+    new secret: the old one no longer works)."""
+    await target.persist(account, secret=secret)
 
 
 def describe(exc: BaseException) -> str:

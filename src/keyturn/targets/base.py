@@ -120,9 +120,13 @@ class Target(Protocol):
 
 @runtime_checkable
 class Persisting(Protocol):
-    """A target whose change lands in volatile state and must be saved (IOS XE startup-config)."""
+    """A target whose change lands in volatile state and must be saved (IOS XE startup-config).
 
-    async def persist(self, account: Account) -> None: ...
+    `secret` is the credential to log in with when the account saves its own change (self-service:
+    after a change the *new* secret is the one that works); None = use the admin credential.
+    """
+
+    async def persist(self, account: Account, secret: Secret | None = None) -> None: ...
 
 
 @runtime_checkable

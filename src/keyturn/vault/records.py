@@ -39,7 +39,10 @@ DEFAULT_PAM_CONFIGURATION_TITLE = "Default PAM Configuration"
 
 def new_uid() -> str:
     """22-char URL-safe random id, as Keeper's."""
-    return secrets.token_urlsafe(16)
+    # A leading '-' would read as an option on every command line that takes a uid.
+    while (uid := secrets.token_urlsafe(16)).startswith("-"):
+        pass
+    return uid
 
 
 def is_secret_field(field_type: str, *, custom: bool) -> bool:
