@@ -171,9 +171,6 @@ def create_app(
                      scheduler=scheduler, scheduler_alive=scheduler_alive)
     metrics.api_queue_depth = lambda: runner.queue_depth
     metrics.in_flight = lambda: runner.in_flight
-    if scheduler is not None:
-        metrics.scheduler_queue_depth = scheduler.queue_depth
-        metrics.next_due = lambda: _earliest(scheduler)
     if rate_limited is not None:
         metrics.rate_limited = rate_limited
 
@@ -190,7 +187,19 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(RequestLog, metrics=metrics)
+    if scheduler is not None:
+        attach_scheduler(app, scheduler, alive=scheduler_alive)
     return app
+
+
+def attach_scheduler(app: FastAPI, scheduler: SchedulerLike, *,
+                     alive: Callable[[], bool] | None = None) -> None:
+    """Wire a scheduler created after the app (it needs the app's runner): reloads, readiness, metrics."""
+    ctx: ApiContext = app.state.ctx
+    ctx.scheduler = scheduler
+    ctx.scheduler_alive = alive
+    ctx.metrics.scheduler_queue_depth = scheduler.queue_depth
+    ctx.metrics.next_due = lambda: _earliest(scheduler)
 
 
 def _earliest(scheduler: SchedulerLike) -> Any:
@@ -206,4 +215,4 @@ def _version() -> str:
         return "0"
 
 
-__all__ = ["ERROR_STATUS", "MAX_BODY", "create_app"]
+__all__ = ["ERROR_STATUS", "MAX_BODY", "attach_scheduler", "create_app"]

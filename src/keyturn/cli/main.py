@@ -17,7 +17,9 @@ from keyturn.cli import output
 from keyturn.cli import records as records_cli
 from keyturn.cli import rotation as rotation_cli
 from keyturn.cli import scripts as scripts_cli
+from keyturn.cli import serve as serve_cli
 from keyturn.cli import sim as sim_cli
+from keyturn.cli import tokens as tokens_cli
 from keyturn.cli import vault as vault_cli
 
 app = typer.Typer(
@@ -70,6 +72,8 @@ app.add_typer(rotation_cli.app, name="rotation")
 for _name in ("rotate", "history", "recover"):
     app.command(_name)(getattr(rotation_cli, _name))
 app.command("demo")(demo)
+app.command("serve")(serve_cli.serve)
+app.add_typer(tokens_cli.app, name="token")
 # --- end sub-apps ---
 
 

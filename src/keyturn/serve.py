@@ -1,0 +1,189 @@
+"""`keyturn serve`: the API, the scheduler and the rotation workers in one process, on one event loop.
+
+    exit = asyncio.run(serve(vault, ServeOptions(port=8443, cert=..., key=...)))
+
+Start: JSON logging → shared targets (one Meraki per-org budget, whose 429 count feeds `/metrics`) →
+the API app → the scheduler (engine recovery runs first inside it) → uvicorn on `host:port` (TLS when
+`cert`/`key` are given; 127.0.0.1 by default).
+
+SIGTERM / SIGINT: uvicorn stops accepting connections and finishes open requests; the scheduler stops
+dispatching; rotations in flight get `grace` seconds to finish; any still running are cancelled and
+left *parked* — their journal row stays open and their candidate pending, so recovery on the next start
+probes the device and finishes them forward or backward. A second signal cancels at once. Exit 0 after
+a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keyturn.engine.ratelimit import OrgBudgets
+    from keyturn.engine.rotate import RotationEngine, TargetPool
+    from keyturn.vault import Vault
+
+log = logging.getLogger("keyturn.serve")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    cert: Path | None = None
+    key: Path | None = None
+    concurrency: int = 16
+    per_device: int = 1
+    grace: float = 30.0
+    scheduler: bool = True
+    log_level: str = "INFO"
+
+
+def shared_targets() -> tuple[TargetPool, OrgBudgets]:
+    """One target per kind for every engine in the process, and the Meraki budget they share."""
+    from keyturn.engine.ratelimit import OrgBudgets
+    from keyturn.engine.rotate import TargetPool
+    from keyturn.targets.registry import create_target
+
+    budgets = OrgBudgets()
+
+    def make(kind: str) -> Any:
+        return create_target(kind, budget=budgets) if kind == "meraki-auth-user" else create_target(kind)
+
+    return TargetPool(make), budgets
+
+
+def rate_limited(budgets: OrgBudgets) -> Callable[[], int]:
+    """HTTP 429s received so far: every 429 penalises its organisation's bucket once."""
+    return lambda: sum(budgets.bucket(org).penalties for org in budgets.orgs())
+
+
+class _Server:
+    """uvicorn's Server with our signal handling: no re-raise of the signal after shutdown (so the
+    process can drain rotations and exit 0), and a hook to stop the scheduler at the same moment."""
+
+    def __init__(self, config: Any, on_signal: Callable[[int], None]) -> None:
+        import uvicorn
+
+        outer = self
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, outer.signal, sig)
+                try:
+                    yield
+                finally:
+                    pass  # handlers stay until `serve` returns: a second signal means "now"
+
+        self.server = Server(config)
+        self.on_signal = on_signal
+        self.signals = 0
+
+    def signal(self, sig: int) -> None:
+        self.signals += 1
+        self.server.should_exit = True
+        if self.signals > 1:
+            self.server.force_exit = True
+        self.on_signal(sig)
+
+
+async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | None = None,
+                started: Callable[[int], None] | None = None) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit code. `sock` (tests) is an already bound socket;
+    `started(port)` is called once the server listens."""
+    import uvicorn
+
+    from keyturn.api.app import attach_scheduler, create_app
+    from keyturn.engine.rotate import RotationEngine
+
+    pool, budgets = shared_targets()
+
+    def engine_factory(actor: str) -> RotationEngine:
+        return RotationEngine(vault, targets=pool, actor=actor)
+
+    app = create_app(vault, engine_factory=engine_factory, concurrency=options.concurrency,
+                     per_device=options.per_device, rate_limited=rate_limited(budgets))
+    runner = app.state.ctx.runner
+    stop = asyncio.Event()
+    sched_task: asyncio.Task[None] | None = None
+    if options.scheduler:
+        from keyturn.scheduler.service import Scheduler
+
+        recover_engine = runner.engine("scheduler")
+
+        async def rotate(uid: str) -> Any:
+            return await runner.rotate(uid, actor="scheduler")
+
+        scheduler = Scheduler(vault, rotate, concurrency=options.concurrency,
+                              recover=recover_engine.recover)
+        sched_task = asyncio.create_task(scheduler.run(stop), name="keyturn-scheduler")
+        attach_scheduler(app, scheduler, alive=lambda: sched_task is not None and not sched_task.done())
+
+    config = uvicorn.Config(
+        app, host=options.host, port=options.port, log_config=None, access_log=False, lifespan="off",
+        ssl_certfile=str(options.cert) if options.cert else None,
+        ssl_keyfile=str(options.key) if options.key else None, server_header=False,
+    )
+    cancelled_now = False
+
+    def on_signal(sig: int) -> None:
+        nonlocal cancelled_now
+        log.info("signal %s: shutting down", signal.Signals(sig).name)
+        stop.set()
+        if server.signals > 1:
+            cancelled_now = True
+
+    server = _Server(config, on_signal)
+    if sock is None:
+        try:
+            sock = socket.create_server((options.host, options.port), reuse_port=False)
+        except OSError as exc:
+            log.error("cannot listen on %s:%d (%s)", options.host, options.port, exc.strerror or exc)
+            await _stop_scheduler(sched_task, stop, 0.0)
+            await runner.aclose()
+            return 1
+    port = sock.getsockname()[1]
+    log.info("keyturn serve listening on %s://%s:%d", "https" if options.cert else "http", options.host, port)
+    if started is not None:
+        started(port)
+    code = 0
+    try:
+        await server.server.serve(sockets=[sock])
+        if not server.server.started:
+            log.error("the API server did not start (see the previous message)")
+            code = 1
+    finally:
+        grace = 0.0 if cancelled_now else options.grace
+        await _stop_scheduler(sched_task, stop, grace)
+        finished, parked = await runner.drain(grace)
+        await runner.aclose()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        log.info("stopped: %d rotation(s) finished during shutdown, %d parked for recovery", finished, parked)
+    return code
+
+
+async def _stop_scheduler(task: asyncio.Task[None] | None, stop: asyncio.Event, grace: float) -> None:
+    stop.set()
+    if task is None:
+        return
+    _done, pending = await asyncio.wait({task}, timeout=grace)
+    if pending:
+        task.cancel()  # its rotations in flight are parked for recovery
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+__all__ = ["ServeOptions", "rate_limited", "serve", "shared_targets"]
