@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import random
 import string
-from urllib.parse import quote
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest

@@ -34,7 +34,8 @@ async def test_health_endpoints_need_no_token(api: Api) -> None:
 async def test_records_crud_secret_is_write_only(api: Api) -> None:
     h = api.auth("admin")
     body = {"type": "pamUser", "title": "api user",
-            "fields": [{"type": "login", "value": ["bob"]}, {"type": "password", "value": ["S3cret-Value-1"]}],
+            "fields": [{"type": "login", "value": ["bob"]},
+                       {"type": "password", "value": ["S3cret-Value-1"]}],
             "custom": [{"type": "text", "label": "site", "value": ["hq"]}]}
     r = await api.client.post("/records", json=body, headers=h)
     assert r.status_code == 201, r.text

@@ -1,0 +1,86 @@
+"""`keyturn serve` as a real subprocess: answers /healthz, serves the API, logs JSON without secrets,
+and exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+
+SECRET = "Integration-S3cret-Value-42"
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    env["KEYTURN_HOME"] = str(tmp_path / "home")
+    return env
+
+
+def _keyturn(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "keyturn.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_serve_subprocess_healthz_api_logs_and_sigterm(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    assert _keyturn("init", env=env).returncode == 0
+    made = _keyturn("token", "create", "--role", "admin", "--name", "it", "--expires", "1d", env=env)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("kt_")
+    listed = _keyturn("token", "list", "--json", env=env)
+    assert [t["name"] for t in json.loads(listed.stdout)] == ["it"] and token not in listed.stdout
+
+    argv = [sys.executable, "-m", "keyturn.cli.main", "serve", "--port", "0", "--grace", "5"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        port = None
+        while port is None:
+            line = lines.get(timeout=60)
+            seen.append(line)
+            msg = json.loads(line)["msg"]
+            if "listening on" in msg:
+                port = int(msg.rsplit(":", 1)[1])
+        base = f"http://127.0.0.1:{port}"
+        h = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, timeout=30) as c:
+            assert c.get("/healthz").json() == {"status": "ok"}
+            ready = c.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert ready.json()["checks"]["scheduler"] == "running"
+            assert c.get("/records").status_code == 401
+            r = c.post("/records", headers=h, json={"type": "pamUser", "title": "svc", "fields": [
+                {"type": "login", "value": ["svc"]}, {"type": "password", "value": [SECRET]}]})
+            assert r.status_code == 201, r.text
+            assert SECRET not in r.text
+            shown = c.post(f"/records/{r.json()['uid']}/reveal", headers=h)
+            assert shown.json()["value"] == SECRET
+            assert "keyturn_rotation_queue_depth" in c.get("/metrics").text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    while not lines.empty():
+        seen.append(lines.get())
+    records = [json.loads(x) for x in seen if x.strip()]   # every line is one JSON object
+    assert any(r["msg"] == "POST /records 201" and r.get("actor", "").startswith("api:it#") for r in records)
+    assert any("stopped:" in r["msg"] for r in records)
+    text = "\n".join(seen)
+    assert SECRET not in text and token not in text and token[3:] not in text
