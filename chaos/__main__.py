@@ -1,0 +1,75 @@
+"""`python -m chaos` (`make chaos`): faults + kill -9 over many rotations; exit 0 only if nothing was lost.
+
+    python -m chaos                                  # 2,000 rotations, 20 kills
+    python -m chaos --rotations 10000 --kills 50 --seed 7
+    python -m chaos --rotations 200 --kills 3        # the short variant `make test` runs
+
+See `chaos/supervisor.py` for what it does and the drift rule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from chaos.supervisor import Chaos, Options, dump
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    d = Options()
+    p = argparse.ArgumentParser(prog="python -m chaos", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rotations", type=int, default=d.rotations, help="rotations to attempt (at least)")
+    p.add_argument("--kills", type=int, default=d.kills, help="kill -9 of the keyturn process")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--restconf-devices", type=int, default=d.restconf_devices)
+    p.add_argument("--ssh-devices", type=int, default=d.ssh_devices)
+    p.add_argument("--users-per-device", type=int, default=d.users_per_device)
+    p.add_argument("--meraki-orgs", type=int, default=d.meraki_orgs)
+    p.add_argument("--users-per-org", type=int, default=d.users_per_org)
+    p.add_argument("--concurrency", type=int, default=d.concurrency)
+    p.add_argument("--no-timeouts", action="store_true", help="leave out the accept-never-answer switch")
+    p.add_argument("--json-out", type=Path, default=None, help="write the summary as JSON here")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (vault, logs)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse(argv)
+    opts = Options(rotations=a.rotations, kills=a.kills, seed=a.seed, restconf_devices=a.restconf_devices,
+                   ssh_devices=a.ssh_devices, users_per_device=a.users_per_device, meraki_orgs=a.meraki_orgs,
+                   users_per_org=a.users_per_org, concurrency=a.concurrency, timeouts=not a.no_timeouts)
+    workdir = Path(tempfile.mkdtemp(prefix="keyturn-chaos-"))
+    print(f"chaos: {opts.rotations} rotations, {opts.kills} kills, seed {opts.seed}; work dir {workdir}",
+          flush=True)
+    try:
+        summary = Chaos(opts, workdir, log=lambda m: print(m, flush=True)).main()
+    finally:
+        if not a.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if a.json_out:
+        dump(summary, a.json_out)
+    width = max(len(k) for k in summary)
+    print("-" * 60)
+    for key in ("accounts", "rounds", "attempted", "committed", "rolled_back", "failed", "open", "kills",
+                "reboots", "drifts", "drifted_accounts", "reconciled", "lost", "lockouts", "seconds"):
+        print(f"{key:<{width}}  {summary[key]}")
+    print("failed, by reason:")
+    for reason, n in summary["failed_reasons"].items():
+        print(f"  {n:5d}  {reason}")
+    print("faults injected:")
+    for name, n in sorted(summary["faults"].items()):
+        print(f"  {n:5d}  {name}")
+    if summary["lost_accounts"] or summary["lockout_accounts"]:
+        print(f"LOST: {summary['lost_accounts']}  LOCKED OUT: {summary['lockout_accounts']}")
+    verdict = "PASSED" if summary["passed"] else "FAILED"
+    print(f"chaos {verdict}: {summary['lost']} credentials lost, {summary['lockouts']} lockouts, "
+          f"{summary['kills']} kills survived")
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
