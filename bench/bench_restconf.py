@@ -47,7 +47,8 @@ def run_baseline(lab: Lab, accts: list[Acct], workers: int, env: dict[str, str])
     total = Usage()
 
     def one(a: Acct) -> Usage:
-        return run_measured([sys.executable, str(SCRIPT)], env=env, stdin=keeper_payload(lab, a, news[a.title]))
+        payload = keeper_payload(lab, a, news[a.title])
+        return run_measured([sys.executable, str(SCRIPT)], env=env, stdin=payload)
 
     began = time.monotonic()
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -73,7 +74,8 @@ def run(workdir: Path, *, devices: int, concurrency: int, seed: int, baseline_li
         usage, counts = rotate_json(home, workdir, concurrency=concurrency, per_device=1)
         bad = verify_all(lab, accts, home.current_secrets(accts))
         rows.append(Row(name, "keyturn", len(accts), usage, len(accts) - len(bad),
-                        note=f"--concurrency {concurrency}; " + ", ".join(f"{v} {k}" for k, v in counts.items()),
+                        note=f"--concurrency {concurrency}; "
+                             + ", ".join(f"{v} {k}" for k, v in counts.items()),
                         baseline_of="script seq,script pool8"))
         env = {**home.env, "REQUESTS_CA_BUNDLE": lab.state.ca_cert}
         sample = accts[:baseline_limit] if baseline_limit else accts

@@ -26,14 +26,16 @@ FORKS = 20
 
 
 def _bundled_cisco_ios() -> bool:
-    return any((VENV / "lib").glob("python3*/site-packages/ansible_collections/cisco/ios/plugins/modules/ios_user.py"))
+    pattern = "python3*/site-packages/ansible_collections/cisco/ios/plugins/modules/ios_user.py"
+    return any((VENV / "lib").glob(pattern))
 
 
 def ensure_ansible(notes: list[str]) -> bool:
     """Create the Ansible venv if needed; True when `ansible-playbook` with cisco.ios is usable."""
     play = VENV / "bin" / "ansible-playbook"
     collections = VENV / "collections"
-    if play.exists() and (_bundled_cisco_ios() or (collections / "ansible_collections" / "cisco" / "ios").exists()):
+    galaxy_ios = collections / "ansible_collections" / "cisco" / "ios"
+    if play.exists() and (_bundled_cisco_ios() or galaxy_ios.exists()):
         return True
     pip = [str(VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     run = dict(capture_output=True, text=True, check=False)
@@ -66,11 +68,13 @@ def run_ansible(workdir: Path, lab: Lab, accts: list[Acct], news: dict[str, str]
     env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_FORKS": str(FORKS),
            "ANSIBLE_COLLECTIONS_PATH": str(VENV / "collections"), "ANSIBLE_RETRY_FILES_ENABLED": "False",
            "ANSIBLE_PERSISTENT_COMMAND_TIMEOUT": "60", "ANSIBLE_PERSISTENT_CONNECT_TIMEOUT": "60",
-           "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"), "ANSIBLE_HOME": str(workdir / "ansible-home"),
+           "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+           "ANSIBLE_HOME": str(workdir / "ansible-home"),
            "ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_DISPLAY_OK_HOSTS": "False",
            "ANSIBLE_DISPLAY_SKIPPED_HOSTS": "False", "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}"}
     return run_measured([str(VENV / "bin" / "ansible-playbook"), "-i", str(inventory), "-f", str(FORKS),
-                         str(PLAYBOOK)], env=env, stdout=workdir / "ansible.out", stderr=workdir / "ansible.err")
+                         str(PLAYBOOK)], env=env, stdout=workdir / "ansible.out",
+                        stderr=workdir / "ansible.err")
 
 
 def run_netmiko(workdir: Path, lab: Lab, accts: list[Acct], news: dict[str, str]) -> Usage:
@@ -104,7 +108,8 @@ def run(workdir: Path, *, devices: int, concurrency: int, seed: int, baseline: s
         usage, counts = rotate_json(home, workdir, concurrency=concurrency, per_device=1)
         bad = verify_all(lab, accts, home.current_secrets(accts))
         rows.append(Row(name, "keyturn", len(accts), usage, len(accts) - len(bad), baseline_of=label,
-                        note=f"--concurrency {concurrency}; " + ", ".join(f"{v} {k}" for k, v in counts.items())))
+                        note=f"--concurrency {concurrency}; "
+                             + ", ".join(f"{v} {k}" for k, v in counts.items())))
         lab.reset()
         news = {a.title: new_password() for a in accts}
         usage = (run_ansible if use_ansible else run_netmiko)(workdir, lab, accts, news)

@@ -104,7 +104,8 @@ class Chaos:
         assert self.home is not None
         n = self.tally.rounds
         usage = run_measured([*KEYTURN, *args], env=self.home.env, kill_after=kill_after,
-                             stdout=self.workdir / f"{args[0]}-{n}.out", stderr=self.workdir / f"{args[0]}-{n}.err")
+                             stdout=self.workdir / f"{args[0]}-{n}.out",
+                             stderr=self.workdir / f"{args[0]}-{n}.err")
         return usage.returncode
 
     def journal(self) -> list[tuple[str, str | None, str]]:
@@ -135,8 +136,8 @@ class Chaos:
                     continue
                 label, switches = self.rng.choice(usable)
                 key = "device" if kind == "iosxe" else "org"
-                self.lab.call("POST", "/faults", {"kind": kind, key: ident,
-                                                  "faults": {**switches, "seed": self.rng.randrange(1 << 30)}})
+                seeded = {**switches, "seed": self.rng.randrange(1 << 30)}
+                self.lab.call("POST", "/faults", {"kind": kind, key: ident, "faults": seeded})
                 self.tally.faults[f"{kind} {label}"] += 1
 
     def event(self) -> None:
@@ -195,7 +196,8 @@ class Chaos:
             n = self.tally.rounds
             self.arm_faults()
             kill_at = None
-            if kill_rounds.get(n, 0) > 0 or (len(self.journal()) >= o.rotations and self.tally.kills < o.kills):
+            owed = len(self.journal()) >= o.rotations and self.tally.kills < o.kills
+            if kill_rounds.get(n, 0) > 0 or owed:
                 kill_at = self.rng.uniform(0.5, max(1.0, estimate * 0.9))
             stop = threading.Event()
             events = threading.Thread(target=self.events_during, args=(stop, max(1.0, estimate * 0.8)),

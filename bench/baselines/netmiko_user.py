@@ -18,7 +18,8 @@ def main():
     for job in jobs:
         try:
             with ConnectHandler(device_type="cisco_xe", host=job["host"], port=job["port"],
-                                username=job["admin"], password=job["password"], secret=job["enable"]) as conn:
+                                username=job["admin"], password=job["password"],
+                                secret=job["enable"]) as conn:
                 conn.enable()
                 conn.send_config_set([f"username {job['user']} secret {job['new']}"])
                 conn.save_config()
