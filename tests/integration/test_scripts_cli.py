@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from keyturn.cli.scripts import app
+from keyturn.cli.main import app
 from keyturn.config import load_settings
 from keyturn.scripts.attachments import attachments_of
 from keyturn.scripts.runner import run_rotation_scripts
@@ -44,7 +44,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def invoke(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
+    # Through the root command, as users run it (its callback resets per-invocation overrides).
+    result = runner.invoke(app, ["script", *args])
     return result.exit_code, result.output
 
 
