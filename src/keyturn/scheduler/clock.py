@@ -2,7 +2,9 @@
 
 `Clock.now()` is wall-clock time (aware, UTC): schedules are defined in wall-clock terms, so a step of
 the system clock (NTP, a VM resume) must be seen, not hidden behind a monotonic clock.
-`Clock.sleep_until(t)` returns once `now() >= t`; callers may cancel it at any time.
+`Clock.sleep_until(t)` returns an awaitable that completes once `now() >= t`; the wait is registered
+when `sleep_until` is *called* (so a test moving a `FakeClock` right after sees it); callers may
+cancel it at any time.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -23,8 +26,8 @@ class Clock(Protocol):
         """Current wall-clock time, timezone-aware UTC."""
         ...
 
-    async def sleep_until(self, when: datetime) -> None:
-        """Return when `now() >= when` (immediately if it already is). Cancellable."""
+    def sleep_until(self, when: datetime) -> Awaitable[None]:
+        """An awaitable done when `now() >= when` (at once if it already is). Cancellable."""
         ...
 
 
@@ -34,7 +37,10 @@ class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    async def sleep_until(self, when: datetime) -> None:
+    def sleep_until(self, when: datetime) -> Awaitable[None]:
+        return self._sleep(when)
+
+    async def _sleep(self, when: datetime) -> None:
         # Slices, not one long sleep: asyncio sleeps on the monotonic clock, which a wall-clock step
         # does not move; re-reading `now()` notices the step.
         while (left := (when - self.now()).total_seconds()) > 0:  # noqa: ASYNC110
@@ -57,12 +63,13 @@ class FakeClock:
     def now(self) -> datetime:
         return self._now
 
-    async def sleep_until(self, when: datetime) -> None:
-        if when <= self._now:
-            return
+    def sleep_until(self, when: datetime) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (when, next(self._seq), fut))
-        await fut
+        if when <= self._now:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._sleepers, (when, next(self._seq), fut))
+        return fut
 
     def next_wakeup(self) -> datetime | None:
         """The earliest time a live sleeper waits for (None when nobody sleeps)."""

@@ -36,6 +36,7 @@ import calendar
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -82,12 +83,28 @@ class CronRule:
     seconds: bool          # seconds-first field order (Quartz)
 
     def walls(self, start: datetime) -> Iterator[datetime]:
-        it = croniter(self.expr, start, second_at_beginning=self.seconds)
+        it = _croniter(self.expr, self.seconds)
+        it.set_current(start, force=True)
         while True:
             try:
                 yield it.get_next(datetime)
             except (CroniterError, ValueError, OverflowError):
                 return
+
+
+_CRON_CACHE = threading.local()
+
+
+def _croniter(expr: str, seconds: bool) -> croniter:
+    # Parsing an expression costs more than finding its next time; keep one parsed iterator per
+    # expression and thread (iterators are stateful, so never share them across threads).
+    cache: dict[tuple[str, bool], croniter] = _CRON_CACHE.__dict__.setdefault("iters", {})
+    it = cache.get((expr, seconds))
+    if it is None:
+        if len(cache) > 4096:
+            cache.clear()
+        it = cache[(expr, seconds)] = croniter(expr, datetime(2000, 1, 1), second_at_beginning=seconds)
+    return it
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +235,12 @@ def _whole_seconds(delta: timedelta) -> timedelta:
 def _next_wall_slot(rule: _WallRule, tz: tzinfo, after: datetime) -> datetime:
     # Walk wall times from a little before `after`: on DST days wall → UTC is not monotonic (a gap time
     # maps past later times), so keep the smallest UTC time > after among walls close to the first hit.
+    if tz is UTC:  # no DST: the first wall time after `after` is the answer
+        start = to_wall(after, tz)
+        for wall in rule.walls(start):
+            if (t := to_utc(wall, tz)) > after:
+                return t
+        raise ConfigError("the schedule has no future run time")
     best: datetime | None = None
     best_wall: datetime | None = None
     for i, wall in enumerate(rule.walls(to_wall(after, tz) - _DST_MARGIN)):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -35,12 +36,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import sqlalchemy as sa
+
 from keyturn.engine.outcome import Outcome, RotationResult, RotationState
 from keyturn.errors import ConfigError, KeyturnError
 from keyturn.scheduler.clock import Clock, SystemClock
 from keyturn.scheduler.queue import DueQueue
 from keyturn.scheduler.schedules import META_KEY, Schedule, from_meta
-from keyturn.scheduler.state import JournalProbe, ScheduledRecord, ScheduleState, StateStore
+from keyturn.scheduler.state import (
+    JournalProbe,
+    ScheduledRecord,
+    ScheduleState,
+    StateStore,
+    mark_in,
+    save_in,
+)
 
 if TYPE_CHECKING:
     from keyturn.vault import Vault
@@ -116,6 +126,10 @@ class Scheduler:
         self._sleeping = False
         self._sleeping_until: datetime | None = None
         self._db: ThreadPoolExecutor | None = None
+        self._ended = False
+        self._pending: list[tuple[Callable[[sa.Connection], None], asyncio.Future[None]]] = []
+        self._flushing = False
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -126,6 +140,7 @@ class Scheduler:
         settles them (engine recovery + journal), so nothing is lost or run twice.
         """
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyturn-scheduler-db")
+        self._ended = False
         try:
             if self._recover is not None:
                 await self._recover()
@@ -144,8 +159,12 @@ class Scheduler:
                 task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+            if self._flusher is not None:
+                await asyncio.gather(self._flusher, return_exceptions=True)
             self._db.shutdown(wait=True)
             self._db = None
+            self._ended = True
+            await self._notify()
 
     def reload(self) -> None:
         """Re-read schedules and states (call after a schedule or profile changes, or a manual rotate)."""
@@ -168,9 +187,9 @@ class Scheduler:
         return self._states.get(uid)
 
     async def wait_idle(self) -> None:
-        """Return once nothing is in flight and the loop waits for a future time (tests, shutdown)."""
+        """Return once nothing is in flight and the loop waits for a future time, or `run` ended."""
         async with self._changed:
-            await self._changed.wait_for(self._idle)
+            await self._changed.wait_for(lambda: self._ended or self._idle())
 
     # --- loop --------------------------------------------------------------------------------------
 
@@ -192,10 +211,10 @@ class Scheduler:
         if self.refresh_every is not None and self._last_load is not None:
             refresh = self._last_load + timedelta(seconds=self.refresh_every)
             until = refresh if until is None else min(until, refresh)
-        waits: list[asyncio.Task[Any]] = [asyncio.create_task(self._wake.wait()),
-                                          asyncio.create_task(stop.wait())]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait()),
+                                            asyncio.ensure_future(stop.wait())]
         if until is not None:
-            waits.append(asyncio.create_task(self.clock.sleep_until(until)))
+            waits.append(asyncio.ensure_future(self.clock.sleep_until(until)))
         self._sleeping, self._sleeping_until = True, until
         await self._notify()
         try:
@@ -205,6 +224,33 @@ class Scheduler:
             for w in waits:
                 w.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
+
+    async def _write(self, op: Callable[[sa.Connection], None]) -> None:
+        """Run one state write durably. Writes issued while another is in progress are committed
+        together in the next transaction (a burst of due records costs two transactions, not 2n)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, fut))
+        if not self._flushing:
+            self._flushing = True
+            self._flusher = asyncio.create_task(self._flush())
+        await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._call(self.store.transact, [op for op, _ in batch])
+                except Exception as exc:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                else:
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_result(None)
+        finally:
+            self._flushing = False
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._db is not None, "Scheduler.run() is not running"
@@ -320,9 +366,9 @@ class Scheduler:
                     st.next_due = entry.schedule.earliest(now)
                     log.info("record %s: missed its window while queued; next opening %s", uid,
                              st.next_due.isoformat())
-                    await self._call(self.store.save, [st])
+                    await self._write(functools.partial(save_in, states=[st]))
                     return
-                await self._call(self.store.mark_dispatched, st, now)
+                await self._write(functools.partial(mark_in, st=st, at=now))
                 try:
                     result = await self.rotate(uid)
                     outcome, reason, rid = result.outcome, result.reason, result.rotation_id
@@ -330,7 +376,7 @@ class Scheduler:
                     log.exception("record %s: rotate raised", uid)
                     outcome, reason, rid = Outcome.FAILED, f"rotation raised {type(exc).__name__}", None
                 self._settle(entry, st, outcome, reason, rid, now, self.clock.now())
-                await self._call(self.store.save, [st])
+                await self._write(functools.partial(save_in, states=[st]))
         except KeyturnError as exc:  # the state store failed: keep serving, try this record later
             log.error("record %s: scheduler state not saved (%s); retrying in %ss", uid, exc,
                       int(self.backoff_base))

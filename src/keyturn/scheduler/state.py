@@ -16,7 +16,7 @@ No secret is ever stored here. Times are aware UTC.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
@@ -114,30 +114,19 @@ class StateStore:
             m = conn.execute(q).mappings().first()
         return ScheduleState(**m) if m else None
 
-    def save(self, states: Iterable[ScheduleState], *, delete: Iterable[str] = ()) -> None:
+    def save(self, states: Iterable[ScheduleState], delete: Iterable[str] = ()) -> None:
         """Upsert `states` and delete rows of `delete`, in one transaction."""
-        now = datetime.now(UTC)
-        with write_tx(self.engine) as conn:
-            for st in states:
-                st.updated_at = now
-                values = st.values()
-                done = conn.execute(schedule_state.update()
-                                    .where(schedule_state.c.record_uid == st.record_uid).values(**values))
-                if done.rowcount == 0:
-                    conn.execute(schedule_state.insert().values(**values))
-            gone = list(delete)
-            if gone:
-                conn.execute(schedule_state.delete().where(schedule_state.c.record_uid.in_(gone)))
+        self.transact([lambda conn: save_in(conn, states, delete)])
 
     def mark_dispatched(self, st: ScheduleState, at: datetime) -> None:
         """Set the in-flight marker (with the journal count *now*) durably, before the rotation starts."""
+        self.transact([lambda conn: mark_in(conn, st, at)])
+
+    def transact(self, ops: Sequence[Callable[[sa.Connection], None]]) -> None:
+        """Run `ops` (`save_in` / `mark_in` partials) in one write transaction: all or none."""
         with write_tx(self.engine) as conn:
-            st.rotations_seen = _count(conn, st.record_uid)
-            st.dispatched_at = at
-            st.updated_at = datetime.now(UTC)
-            conn.execute(schedule_state.update().where(schedule_state.c.record_uid == st.record_uid)
-                         .values(dispatched_at=at, rotations_seen=st.rotations_seen,
-                                 updated_at=st.updated_at))
+            for op in ops:
+                op(conn)
 
     def probe(self, uid: str) -> JournalProbe:
         with read_tx(self.engine) as conn:
@@ -171,6 +160,28 @@ class StateStore:
                                 .values(needs_attention=False, attention_reason="", attempts=0,
                                         updated_at=datetime.now(UTC)))
         return bool(done.rowcount)
+
+
+def save_in(conn: sa.Connection, states: Iterable[ScheduleState], delete: Iterable[str] = ()) -> None:
+    now = datetime.now(UTC)
+    for st in states:
+        st.updated_at = now
+        values = st.values()
+        done = conn.execute(schedule_state.update()
+                            .where(schedule_state.c.record_uid == st.record_uid).values(**values))
+        if done.rowcount == 0:
+            conn.execute(schedule_state.insert().values(**values))
+    gone = list(delete)
+    if gone:
+        conn.execute(schedule_state.delete().where(schedule_state.c.record_uid.in_(gone)))
+
+
+def mark_in(conn: sa.Connection, st: ScheduleState, at: datetime) -> None:
+    st.rotations_seen = _count(conn, st.record_uid)
+    st.dispatched_at = at
+    st.updated_at = datetime.now(UTC)
+    conn.execute(schedule_state.update().where(schedule_state.c.record_uid == st.record_uid)
+                 .values(dispatched_at=at, rotations_seen=st.rotations_seen, updated_at=st.updated_at))
 
 
 def _count(conn: sa.Connection, uid: str) -> int:

@@ -104,7 +104,7 @@ class Window:
 
     def opening_at(self, t: datetime) -> tuple[datetime, datetime] | None:
         """The opening containing `t` (the one ending last when openings overlap), or None."""
-        hits = [(s, e) for s, e in self.openings(t) if s <= t < e]
+        hits = [(s, e) for s, e in self.openings(t, days_before=1, days_after=1) if s <= t < e]
         return max(hits, key=lambda se: se[1]) if hits else None
 
     def contains(self, t: datetime) -> bool:
