@@ -1,9 +1,8 @@
 """Background rotations for the API and the scheduler: bounded concurrency, ids known up front.
 
 `RotationRunner.submit(uid, actor=...)` returns at once with a `Job` whose id is the rotation id the
-API answers 202 with. When the engine accepts a ``rotation_id`` argument the same id names the journal
-row; otherwise the job maps its id to the engine's once the rotation has started (`GET /rotations/{id}`
-accepts both). `rotate(uid)` runs one rotation in the caller's task (the scheduler's dispatch callable)
+API answers 202 with; the engine journals the rotation under that same id. `rotate(uid)` runs one
+rotation in the caller's task (the scheduler's dispatch callable)
 under the same limits and metrics.
 
 Limits: at most `concurrency` rotations in flight, at most `per_device` on one resource (IOS XE
@@ -18,7 +17,6 @@ forward or backward.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
 import uuid
@@ -37,7 +35,7 @@ MAX_FINISHED_JOBS = 10_000
 
 
 class EngineLike(Protocol):
-    async def rotate(self, ref: str) -> RotationResult: ...
+    async def rotate(self, ref: str, *, rotation_id: str | None = None) -> RotationResult: ...
     async def aclose(self) -> None: ...
     @property
     def vault(self) -> Any: ...
@@ -71,13 +69,6 @@ class Job:
             "outcome": str(self.result.outcome) if self.result else None,
             "reason": self.result.reason if self.result else None,
         }
-
-
-def accepts_rotation_id(engine: EngineLike) -> bool:
-    try:
-        return "rotation_id" in inspect.signature(engine.rotate).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 class RotationRunner:
@@ -179,11 +170,8 @@ class RotationRunner:
         engine = self.engine(job.actor)
         t0 = time.monotonic()
         try:
-            if accepts_rotation_id(engine):
-                job.rotation_id = job.id
-                result = await engine.rotate(job.record_uid, rotation_id=job.id)  # type: ignore[call-arg]
-            else:
-                result = await engine.rotate(job.record_uid)
+            job.rotation_id = job.id
+            result = await engine.rotate(job.record_uid, rotation_id=job.id)
         except Exception as exc:  # a bug in one rotation must not kill the runner
             log.exception("rotation of %s stopped on an unexpected error", job.record_uid,
                           extra={"record_uid": job.record_uid, "request_id": job.id})
@@ -241,4 +229,4 @@ class RotationRunner:
                 log.warning("closing a rotation engine failed", exc_info=True)
 
 
-__all__ = ["EngineFactory", "EngineLike", "Job", "RotationRunner", "accepts_rotation_id"]
+__all__ = ["EngineFactory", "EngineLike", "Job", "RotationRunner"]

@@ -185,16 +185,19 @@ class RotationEngine:
                                   error=describe(exc)),)
         return summarize(results)
 
-    async def rotate(self, ref: str) -> RotationResult:
+    async def rotate(self, ref: str, *, rotation_id: str | None = None) -> RotationResult:
         """Rotate the account of record `ref` (uid or unique title). Never raises for rotation trouble:
-        every failure is an outcome with a reason that says what happens next."""
+        every failure is an outcome with a reason that says what happens next.
+
+        `rotation_id` lets a caller that must answer before the rotation ends (the API's 202) choose
+        the journal id; by default a fresh uuid4 hex."""
         started = time.monotonic()
         try:
             user = await self.db(self.vault.get, ref)
         except KeyturnError as exc:
             return RotationResult(record_uid="", title=ref, target="", outcome=Outcome.FAILED,
                                   reason=str(exc), duration=time.monotonic() - started)
-        rid = uuid.uuid4().hex
+        rid = rotation_id or uuid.uuid4().hex
         target_kind = str((user.meta.get("rotation") or {}).get("target") or "")
         try:
             profile = load_profile(user)
