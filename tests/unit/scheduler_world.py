@@ -17,15 +17,17 @@ from keyturn.scheduler import FakeClock, Scheduler, parse_schedule
 from keyturn.vault import NewRecord, Vault
 
 
-def add_scheduled(vault: Vault, specs: Sequence[Mapping[str, Any]], *, target: str = "noop") -> list[str]:
+def add_scheduled(vault: Vault, specs: Sequence[Mapping[str, Any]], *, target: str = "noop",
+                  targets: Sequence[str] | None = None) -> list[str]:
     """One pamUser per spec: {"spec", "tz"?, "window"?, "jitter"?, "anchor"?}, stored as
     `keyturn schedule set` stores it (validated by `parse_schedule`). Returns uids in order."""
     news = []
     for i, spec in enumerate(specs):
         sched = parse_schedule(spec["spec"], tz=spec.get("tz"), window=spec.get("window"),
                                jitter=spec.get("jitter"), anchor=spec.get("anchor"))
-        news.append(NewRecord(type="pamUser", title=f"user {i:04d}",
-                              meta={"rotation": {"target": target}, "schedule": sched.to_meta()}))
+        news.append(NewRecord(type="pamUser", title=f"user {uuid.uuid4().hex[:8]} {i:04d}",
+                              meta={"rotation": {"target": targets[i] if targets else target},
+                                    "schedule": sched.to_meta()}))
     return vault.add_many(news)
 
 
@@ -45,6 +47,7 @@ class FakeRotate:
     active: dict[str, int] = field(default_factory=dict)
     max_active: dict[str, int] = field(default_factory=dict)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def __call__(self, uid: str) -> RotationResult:
         self.calls.append((uid, self.clock.now()))
@@ -57,6 +60,8 @@ class FakeRotate:
             if self.journal is not None:
                 self.journal.start(rotation_id=rid, record_uid=uid, title=uid, target=kind, lock_key=uid)
             self.started.set()
+            async with self.changed:
+                self.changed.notify_all()
             if self.gate is not None:
                 await self.gate.wait()
             script = self.outcomes.get(uid)
@@ -68,6 +73,11 @@ class FakeRotate:
         finally:
             for key in ("*", kind):
                 self.active[key] -= 1
+
+    async def wait_active(self, n: int) -> None:
+        """Until `n` calls are in progress at once."""
+        async with asyncio.timeout(30), self.changed:
+            await self.changed.wait_for(lambda: self.active.get("*", 0) >= n)
 
     def times(self, uid: str) -> list[datetime]:
         return [t for u, t in self.calls if u == uid]
