@@ -52,7 +52,8 @@ def slots(spec: object, start: datetime, n: int, **kw: object) -> list[datetime]
     ('{"type": "MONTHLY_BY_WEEKDAY", "utcTime": "02:00", "weekday": "MONDAY", "occurrence": "FIFTH"}', {},
      "occurrence 'FIFTH'"),
     ('{"type": "MONTHLY_BY_DAY", "utcTime": "02:00", "monthDay": 32}', {}, "between 1 and 31"),
-    ('{"type": "YEARLY", "utcTime": "02:00", "monthDay": 30, "month": "FEBRUARY"}', {}, "month 2 has no day 30"),
+    ('{"type": "YEARLY", "utcTime": "02:00", "monthDay": 30, "month": "FEBRUARY"}', {},
+     "month 2 has no day 30"),
     ('{"type": "DAILY", "time": "02:00", "tz": "Europe/Berlin"}', {"tz": "UTC"}, "but --tz says 'UTC'"),
     ('{"type": "DAILY", ', {}, "schedule JSON is malformed"),
     ("", {}, "empty schedule"),
@@ -100,8 +101,10 @@ def test_quartz_translation(quartz: str, cron: str) -> None:
 
 
 def test_quartz_features_compute_right_days() -> None:
-    assert slots("0 15 10 ? * 6L", utc(2026, 1, 1), 2) == [utc(2026, 1, 30, 10, 15), utc(2026, 2, 27, 10, 15)]
-    assert slots("0 15 10 ? * 6#3", utc(2026, 1, 1), 2) == [utc(2026, 1, 16, 10, 15), utc(2026, 2, 20, 10, 15)]
+    assert slots("0 15 10 ? * 6L", utc(2026, 1, 1), 2) == [utc(2026, 1, 30, 10, 15),
+                                                            utc(2026, 2, 27, 10, 15)]
+    assert slots("0 15 10 ? * 6#3", utc(2026, 1, 1), 2) == [utc(2026, 1, 16, 10, 15),
+                                                             utc(2026, 2, 20, 10, 15)]
     assert slots("0 0 2 15W * ?", utc(2026, 2, 1), 1) == [utc(2026, 2, 16, 2)]  # 15 Feb 2026 is a Sunday
     assert slots("30 0 2 L * ? 2027", utc(2026, 1, 1), 1) == [utc(2027, 1, 31, 2, 0, 30)]
 
@@ -114,7 +117,8 @@ def test_keeper_json_objects() -> None:
               "intervalCount": 2}
     assert slots(weekly, anchor, 2, anchor=anchor) == [utc(2026, 1, 7, 1, 30), utc(2026, 1, 21, 1, 30)]
     by_day = {"type": "MONTHLY_BY_DAY", "utcTime": "03:00", "monthDay": 31}
-    assert slots(by_day, utc(2026, 3, 1), 3) == [utc(2026, 3, 31, 3), utc(2026, 4, 30, 3), utc(2026, 5, 31, 3)]
+    assert slots(by_day, utc(2026, 3, 1), 3) == [utc(2026, 3, 31, 3), utc(2026, 4, 30, 3),
+                                                 utc(2026, 5, 31, 3)]
     by_weekday = {"type": "MONTHLY_BY_WEEKDAY", "utcTime": "03:00", "weekday": "TUE", "occurrence": "SECOND",
                   "intervalCount": 3}
     assert slots(by_weekday, anchor, 2, anchor=anchor) == [utc(2026, 1, 13, 3), utc(2026, 4, 14, 3)]

@@ -79,7 +79,8 @@ async def test_success_after_failures_resets_attempts(vault: Vault) -> None:
     async with running(sched):
         await advance_to(sched, clock, T0 + timedelta(days=3, hours=1))
     d1 = T0 + timedelta(days=1)
-    assert rotate.times(uid) == [d1, d1 + timedelta(minutes=10), d1 + timedelta(days=1), d1 + timedelta(days=2)]
+    assert rotate.times(uid) == [d1, d1 + timedelta(minutes=10), d1 + timedelta(days=1),
+                                 d1 + timedelta(days=2)]
 
 
 async def test_ntp_step_back_does_not_rerun_and_forward_does_not_burst(vault: Vault) -> None:

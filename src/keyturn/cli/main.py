@@ -16,6 +16,7 @@ from keyturn.cli import audit as audit_cli
 from keyturn.cli import output
 from keyturn.cli import records as records_cli
 from keyturn.cli import rotation as rotation_cli
+from keyturn.cli import schedule as schedule_cli
 from keyturn.cli import scripts as scripts_cli
 from keyturn.cli import serve as serve_cli
 from keyturn.cli import sim as sim_cli
@@ -74,6 +75,7 @@ for _name in ("rotate", "history", "recover"):
 app.command("demo")(demo)
 app.command("serve")(serve_cli.serve)
 app.add_typer(tokens_cli.app, name="token")
+app.add_typer(schedule_cli.app, name="schedule")
 # --- end sub-apps ---
 
 

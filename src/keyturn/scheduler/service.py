@@ -293,6 +293,9 @@ class Scheduler:
                 st.needs_attention, st.attention_reason, st.attempts = False, "", 0
                 self._advance(entry, st, now)
                 changed.append(st)
+            elif st.next_due is None and not st.needs_attention:  # flag cleared by `schedule reset`
+                self._advance(entry, st, now)
+                changed.append(st)
             self._states[uid] = st
             if st.next_due is not None and not st.needs_attention:
                 self._queue.push(uid, st.next_due)

@@ -158,7 +158,7 @@ class StateStore:
             done = conn.execute(schedule_state.update()
                                 .where(schedule_state.c.record_uid == uid, schedule_state.c.needs_attention)
                                 .values(needs_attention=False, attention_reason="", attempts=0,
-                                        updated_at=datetime.now(UTC)))
+                                        next_due=None, updated_at=datetime.now(UTC)))
         return bool(done.rowcount)
 
 

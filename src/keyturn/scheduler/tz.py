@@ -56,13 +56,7 @@ def parse_duration(text: str, *, what: str = "duration") -> timedelta:
 
 
 def format_duration(delta: timedelta) -> str:
-    """The shortest `parse_duration` text for `delta` (`30d`, `1h30m`)."""
+    """`parse_duration` text for `delta` in the largest unit that fits exactly (`30d`, `2w`, `90m`)."""
     secs = int(delta.total_seconds())
-    if secs == 0:
-        return "0s"
-    out = []
-    for unit in ("w", "d", "h", "m", "s"):
-        n, secs = divmod(secs, _UNITS[unit])
-        if n:
-            out.append(f"{n}{unit}")
-    return "".join(out)
+    unit = next(u for u in ("w", "d", "h", "m", "s") if secs % _UNITS[u] == 0)
+    return f"{secs // _UNITS[unit]}{unit}"

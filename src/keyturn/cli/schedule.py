@@ -1,0 +1,98 @@
+"""Schedule commands: `keyturn schedule set|clear|list|reset`.
+
+Thin shells over `keyturn.scheduler.assign`. Spec forms (see `keyturn.scheduler.schedules`): cron
+(5 fields), Quartz (6-7 fields, seconds first, `?`), `every 30d`, or a Keeper JSON object; `--tz` is an
+IANA zone; `--window` e.g. "Sat 01:00-05:00" or "Mon-Fri 22:00-02:00"; `--jitter` e.g. 10m.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from keyturn.cli.output import actor, echo_json, handle_errors, open_vault, table
+from keyturn.errors import ConfigError
+
+app = typer.Typer(help="Rotation schedules: set, clear, list (next due time per record).",
+                  no_args_is_help=True, rich_markup_mode=None)
+
+
+def _when(t: datetime | None) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if t else "-"
+
+
+@app.command("set")
+@handle_errors
+def set_(
+    record: Annotated[str, typer.Argument(help="Record with a rotation profile (uid or unique title).")],
+    schedule: Annotated[str | None, typer.Option(
+        "--schedule", help="Cron (5 fields), Quartz (6-7 fields, seconds first), 'every 30d', or Keeper "
+        "schedule JSON.")] = None,
+    every: Annotated[str | None, typer.Option("--every", help="Interval, e.g. 30d, 12h, 2w.")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="IANA time zone of the schedule and window "
+                                           "(default UTC).")] = None,
+    window: Annotated[str | None, typer.Option("--window", help='Maintenance window, e.g. "Sat 01:00-05:00" '
+                                               'or "Mon-Fri 22:00-02:00".')] = None,
+    jitter: Annotated[str | None, typer.Option("--jitter", help="Spread start times by up to this much, "
+                                               "e.g. 10m (fixed per record).")] = None,
+) -> None:
+    """Set RECORD's rotation schedule; refused with the reason when anything is invalid."""
+    from keyturn.scheduler.assign import set_schedule
+
+    if (schedule is None) == (every is None):
+        raise ConfigError("give exactly one of --schedule SPEC or --every DURATION")
+    spec = schedule if schedule is not None else f"every {every}"
+    with open_vault() as vault:
+        sched = set_schedule(vault, record, spec, tz=tz, window=window, jitter=jitter, actor=actor())
+        title = vault.get(record).title
+        nxt = sched.due(sched.next_slot(datetime.now(UTC)), vault.resolve(record))[0]
+    typer.echo(f"schedule set on {title}: {sched.describe()}; next due {_when(nxt)}")
+
+
+@app.command("clear")
+@handle_errors
+def clear(record: Annotated[str, typer.Argument(help="Record uid or unique title.")]) -> None:
+    """Remove RECORD's schedule (it is then rotated on demand only)."""
+    from keyturn.scheduler.assign import clear_schedule
+
+    with open_vault() as vault:
+        had = clear_schedule(vault, record, actor=actor())
+        title = vault.get(record).title
+    typer.echo(f"schedule cleared on {title}" if had else f"{title} had no schedule")
+
+
+@app.command("reset")
+@handle_errors
+def reset(record: Annotated[str, typer.Argument(help="Record uid or unique title.")]) -> None:
+    """Clear RECORD's needs-attention flag so the scheduler retries it (after fixing the cause)."""
+    from keyturn.scheduler.assign import reset_attention
+
+    with open_vault() as vault:
+        done = reset_attention(vault, record, actor=actor())
+        title = vault.get(record).title
+    typer.echo(f"{title}: needs-attention flag cleared" if done else f"{title} was not flagged")
+
+
+@app.command("list")
+@handle_errors
+def list_(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """Scheduled records with their next due time, earliest first; flagged and invalid ones marked."""
+    from keyturn.scheduler.assign import schedule_rows
+
+    with open_vault() as vault:
+        rows = schedule_rows(vault)
+    if as_json:
+        echo_json([r.to_json() for r in rows])
+        return
+    if not rows:
+        typer.echo("no scheduled records; add one with `keyturn schedule set RECORD --schedule SPEC`")
+        return
+    table(["next due", "record", "title", "schedule", "last run", "outcome", "status"], [
+        (_when(r.next_due), r.uid, r.title, r.schedule, _when(r.last_run_at), r.last_outcome or "-",
+         ("NEEDS ATTENTION: " + r.problem) if r.needs_attention
+         else (f"NOT SCHEDULED: {r.problem}" if r.problem
+               else (f"retry {r.attempts}" if r.attempts else "ok")))
+        for r in rows
+    ])
