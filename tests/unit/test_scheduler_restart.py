@@ -5,12 +5,15 @@ plain stop/start keeps the schedule grid. Plus the real engine behind the schedu
 from __future__ import annotations
 
 import asyncio
+import secrets
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from keyturn.config import Settings
 from keyturn.engine.journal import Journal
@@ -25,10 +28,38 @@ T0 = datetime(2026, 1, 5, tzinfo=UTC)
 DUE = T0 + timedelta(days=1)
 
 
-@pytest.fixture
-def vault(tmp_path: Path) -> Iterator[Vault]:
-    with Vault.init(Settings(home=tmp_path)) as v:
-        yield v
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def vault(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Vault]:
+    """The same durable-state tests on SQLite and on PostgreSQL (a fresh schema per test)."""
+    if request.param == "sqlite":
+        with Vault.init(Settings(home=tmp_path)) as v:
+            yield v
+        return
+    if not _pg_up():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    schema = f"kt_sched_{secrets.token_hex(6)}"
+    admin = sa.create_engine(PG_ADMIN_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
+        with Vault.init(Settings(home=tmp_path, database_url=url)) as v:
+            yield v
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture
