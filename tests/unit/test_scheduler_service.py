@@ -129,8 +129,10 @@ async def test_overdue_at_restart_go_in_due_order_within_limits(vault: Vault) ->
     task = asyncio.create_task(sched.run(stop))
     await rotate.wait_active(5)
     assert rotate.active["*"] == 5 and rotate.active.get("slow", 0) <= 2
+    assert 0 < sched.backlog() <= 35
     gate.set()
     await sched.wait_idle()
+    assert sched.backlog() == 0
     stop.set()
     await task
     assert first.calls == []

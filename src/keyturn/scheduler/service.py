@@ -127,6 +127,7 @@ class Scheduler:
         self._sleeping_until: datetime | None = None
         self._db: ThreadPoolExecutor | None = None
         self._ended = False
+        self._waiting = 0
         self._pending: list[tuple[Callable[[sa.Connection], None], asyncio.Future[None]]] = []
         self._flushing = False
         self._flusher: asyncio.Task[None] | None = None
@@ -172,8 +173,12 @@ class Scheduler:
         self._wake.set()
 
     def queue_depth(self) -> int:
-        """Records waiting for their due time (not counting rotations in flight)."""
+        """Records waiting in the due-time queue (not counting rotations in flight)."""
         return len(self._queue)
+
+    def backlog(self) -> int:
+        """Rotations that are due but wait for a concurrency slot (global or per-target)."""
+        return self._waiting
 
     def next_due(self) -> list[tuple[str, datetime]]:
         """(record uid, due time) of every queued record, earliest first."""
@@ -304,7 +309,8 @@ class Scheduler:
         for uid, _ in self._queue.items():
             if uid not in entries:
                 self._queue.remove(uid)
-        gone = [uid for uid in states if uid not in entries and uid not in self._tasks]
+        # A schedule that became invalid keeps its row (history, flag) until it is fixed or removed.
+        gone = [uid for uid in states if uid not in entries and uid not in invalid and uid not in self._tasks]
         for uid in gone:
             self._states.pop(uid, None)
         self._records, self.invalid = entries, invalid
@@ -359,11 +365,16 @@ class Scheduler:
 
     async def _run_one(self, uid: str) -> None:
         entry, st = self._records.get(uid), self._states.get(uid)
+        waiting = False
         try:
             if entry is None or st is None:
                 return
             # Target limit first: a task waiting for a busy target must not hold a global slot.
+            self._waiting += 1
+            waiting = True
             async with self._target_sem(entry.target) or contextlib.nullcontext(), self._global:
+                self._waiting -= 1
+                waiting = False
                 now = self.clock.now()
                 if entry.schedule.window is not None and not entry.schedule.window.contains(now):
                     st.next_due = entry.schedule.earliest(now)
@@ -387,6 +398,8 @@ class Scheduler:
                 st.dispatched_at = None
                 st.next_due = self.clock.now() + timedelta(seconds=self.backoff_base)
         finally:
+            if waiting:
+                self._waiting -= 1
             self._tasks.pop(uid, None)
             current = self._records.get(uid)
             if current is None or st is None or current.schedule.fingerprint != st.fingerprint:
