@@ -99,9 +99,10 @@ class Account:
     @property
     def lock_key(self) -> str:
         """Identity of the account on the device, used for the rotation lock."""
-        scope = self.endpoint.org_id or self.endpoint.network_id or (
-            f"{self.endpoint.host}:{self.endpoint.port or ''}"
-        )
+        # Meraki identities are org-wide; a device is its address with *both* ports, so two SSH-only
+        # devices on one host (no RESTCONF port) never share a lock.
+        ep = self.endpoint
+        scope = ep.org_id or ep.network_id or f"{ep.host}:{ep.port or ''}:{ep.ssh_port or ''}"
         return f"{scope}/{self.username.lower()}"
 
 
