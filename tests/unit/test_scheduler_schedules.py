@@ -95,6 +95,9 @@ def test_hourly_cron_across_spring_forward_misses_no_real_hour() -> None:
     ("0 0 2 L * ? 2027", "0 0 2 L * * 2027"),
     ("0 0 2 15W * ? *", "0 0 2 15W * *"),
     ("0 0 2 ? * 1,7", "0 0 2 * * 0,6"),
+    ("0 0 2 ? * FRIL", "0 0 2 * * L5"),
+    ("0 0 2 ? * L", "0 0 2 * * 6"),
+    ("0 0 2 ? * MON#2", "0 0 2 * * MON#2"),
 ])
 def test_quartz_translation(quartz: str, cron: str) -> None:
     assert quartz_to_croniter(quartz) == cron

@@ -47,7 +47,7 @@ from croniter.croniter import CroniterError
 
 from keyturn.errors import ConfigError
 from keyturn.scheduler.tz import format_duration, parse_duration, to_utc, to_wall, zone
-from keyturn.scheduler.window import DAY_NAMES, Window, day_index, parse_window
+from keyturn.scheduler.window import Window, day_index, parse_window
 
 META_KEY = "schedule"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -55,6 +55,7 @@ _SCAN_LIMIT = 5000           # candidate wall times looked at for one next slot
 _DST_MARGIN = timedelta(hours=3)  # larger than any UTC-offset change
 KEEPER_TYPES = ("DAILY", "WEEKLY", "MONTHLY_BY_DAY", "MONTHLY_BY_WEEKDAY", "YEARLY")
 OCCURRENCES = ("FIRST", "SECOND", "THIRD", "FOURTH", "LAST")
+CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron / croniter numbering
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 
 
@@ -390,9 +391,15 @@ def _quartz_dow(part: str, text: str) -> str:
     if part == "*":
         return part
     up = part.upper()
-    if up.endswith("L") and len(up) > 1:          # nL: last weekday n of the month
+    if up == "L":                                 # alone in day-of-week, Quartz L means Saturday
+        return "6"
+    if up.endswith("L"):                          # nL: last weekday n of the month
         base = _quartz_dow_num(up[:-1], text)
-        return f"L{base if base.isdigit() else DAY_NAMES.index(base[:3].lower())}"
+        if not base.isdigit():
+            if base.lower() not in CRON_DAYS:
+                raise ConfigError(f"Quartz {text!r}: cannot read day-of-week {part!r}")
+            base = str(CRON_DAYS.index(base.lower()))
+        return f"L{base}"
     if "#" in up:
         base, _, k = up.partition("#")
         return f"{_quartz_dow_num(base, text)}#{k}"
