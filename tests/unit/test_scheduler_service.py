@@ -207,3 +207,18 @@ def test_bad_settings_are_refused(vault: Vault) -> None:
         Scheduler(vault, rotate, concurrency=0)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="per-target"):
         Scheduler(vault, rotate, per_target={"x": 0})  # type: ignore[arg-type]
+
+
+async def test_refresh_every_sees_changes_made_by_another_process(vault: Vault) -> None:
+    clock = FakeClock(T0)
+    rotate = FakeRotate(clock)
+    sched = Scheduler(vault, rotate, clock=clock, refresh_every=300)
+    async with running(sched):
+        assert sched.queue_depth() == 0
+        [uid] = add_scheduled(vault, [{"spec": "0 1 * * *"}])   # e.g. `keyturn schedule set` elsewhere
+        await advance_to(sched, clock, T0 + timedelta(minutes=4))
+        assert sched.queue_depth() == 0
+        await advance_to(sched, clock, T0 + timedelta(minutes=5))
+        assert sched.next_due() == [(uid, utc(2026, 1, 5, 1))]
+        await advance_to(sched, clock, utc(2026, 1, 5, 2))
+    assert rotate.times(uid) == [utc(2026, 1, 5, 1)]
