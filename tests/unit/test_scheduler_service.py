@@ -12,8 +12,8 @@ import pytest
 
 from keyturn.config import Settings
 from keyturn.engine.journal import Journal
-from keyturn.engine.outcome import Outcome
-from keyturn.errors import ConfigError
+from keyturn.engine.outcome import Outcome, RotationResult
+from keyturn.errors import ConfigError, StorageUnavailable
 from keyturn.scheduler import FakeClock, Scheduler, parse_schedule
 from keyturn.scheduler.state import StateStore
 from keyturn.vault import NewRecord, Vault
@@ -222,3 +222,26 @@ async def test_refresh_every_sees_changes_made_by_another_process(vault: Vault) 
         assert sched.next_due() == [(uid, utc(2026, 1, 5, 1))]
         await advance_to(sched, clock, utc(2026, 1, 5, 2))
     assert rotate.times(uid) == [utc(2026, 1, 5, 1)]
+
+
+async def test_failing_recovery_and_crashing_rotate_do_not_stop_the_loop(vault: Vault) -> None:
+    [uid] = add_scheduled(vault, [{"spec": "0 2 * * *"}])
+    clock = FakeClock(T0)
+    calls: list[datetime] = []
+
+    async def recover() -> None:
+        raise StorageUnavailable("database is unavailable: disk I/O error")
+
+    async def rotate(record_uid: str) -> RotationResult:
+        calls.append(clock.now())
+        if len(calls) == 1:
+            raise RuntimeError("bug in a target")
+        return RotationResult(record_uid=record_uid, title="", target="noop", outcome=Outcome.ROTATED,
+                              reason="ok")
+
+    sched = Scheduler(vault, rotate, clock=clock, recover=recover, backoff_base=60)
+    async with running(sched):
+        await advance_to(sched, clock, utc(2026, 1, 5, 3))
+    assert calls == [utc(2026, 1, 5, 2), utc(2026, 1, 5, 2, 1)]
+    st = StateStore(vault.engine).get(uid)
+    assert st is not None and st.last_outcome == "rotated" and st.attempts == 0

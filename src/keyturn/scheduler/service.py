@@ -128,6 +128,7 @@ class Scheduler:
         self._db: ThreadPoolExecutor | None = None
         self._ended = False
         self._waiting = 0
+        self._load_retry: datetime | None = None
         self._pending: list[tuple[Callable[[sa.Connection], None], asyncio.Future[None]]] = []
         self._flushing = False
         self._flusher: asyncio.Task[None] | None = None
@@ -144,11 +145,20 @@ class Scheduler:
         self._ended = False
         try:
             if self._recover is not None:
-                await self._recover()
+                try:
+                    await self._recover()
+                except KeyturnError as exc:
+                    # Safe to go on: the engine settles a record's open rotation before rotating it again.
+                    log.error("recovery before scheduling failed: %s", exc)
             while not stop.is_set():
                 self._wake.clear()
                 if self._reload or self._refresh_due():
-                    await self._load()
+                    try:
+                        await self._load()
+                    except KeyturnError as exc:  # e.g. database briefly unavailable: keep the old view
+                        self._reload, self._load_retry = True, self.clock.now() + timedelta(
+                            seconds=self.backoff_base)
+                        log.error("cannot read schedules (%s); retrying in %ss", exc, int(self.backoff_base))
                 now = self.clock.now()
                 while (item := self._queue.pop_due(now)) is not None:
                     self._tasks[item[0]] = asyncio.create_task(self._run_one(item[0]))
@@ -188,7 +198,7 @@ class Scheduler:
         return sorted(self._tasks)
 
     def state(self, uid: str) -> ScheduleState | None:
-        """The live state of a served record (a copy's worth of fields; do not mutate)."""
+        """The scheduler's live state of a served record (read it; do not mutate it)."""
         return self._states.get(uid)
 
     async def wait_idle(self) -> None:
@@ -213,6 +223,8 @@ class Scheduler:
     async def _sleep(self, stop: asyncio.Event) -> None:
         top = self._queue.peek()
         until = top[1] if top else None
+        if self._reload and self._load_retry is not None:
+            until = self._load_retry if until is None else min(until, self._load_retry)
         if self.refresh_every is not None and self._last_load is not None:
             refresh = self._last_load + timedelta(seconds=self.refresh_every)
             until = refresh if until is None else min(until, refresh)
@@ -271,8 +283,10 @@ class Scheduler:
         return records, states, probes
 
     async def _load(self) -> None:
-        self._reload = False
+        if self._load_retry is not None and self.clock.now() < self._load_retry:
+            return
         records, states, probes = await self._call(self._read)
+        self._reload, self._load_retry = False, None
         now = self.clock.now()
         self._last_load = now
         entries: dict[str, Entry] = {}
@@ -387,7 +401,9 @@ class Scheduler:
                     result = await self.rotate(uid)
                     outcome, reason, rid = result.outcome, result.reason, result.rotation_id
                 except Exception as exc:  # a crashing rotate must not stop the scheduler
-                    log.exception("record %s: rotate raised", uid)
+                    # A bug's message may hold anything: log only its type (traceback at debug level).
+                    log.error("record %s: rotate raised %s", uid, type(exc).__name__)
+                    log.debug("rotate traceback", exc_info=True)
                     outcome, reason, rid = Outcome.FAILED, f"rotation raised {type(exc).__name__}", None
                 self._settle(entry, st, outcome, reason, rid, now, self.clock.now())
                 await self._write(functools.partial(save_in, states=[st]))
