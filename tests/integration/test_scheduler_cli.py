@@ -85,3 +85,18 @@ def test_flagged_records_show_and_reset(run: Any, tmp_path: Path) -> None:
     [row] = json.loads(run("schedule", "list", "--json").stdout)
     assert not row["needs_attention"] and row["next_due"]
     assert run("schedule", "reset", "sw1 netops").stdout == "sw1 netops was not flagged\n"
+
+
+def test_rotation_show_lines(run: Any, tmp_path: Path) -> None:
+    from keyturn.scheduler.assign import show_rows
+
+    run("schedule", "set", "sw1 netops", "--schedule", '{"type": "DAILY", "utcTime": "02:00"}')
+    with Vault.open(Settings(home=tmp_path / "home")) as vault:
+        uid, other = vault.resolve("sw1 netops"), vault.resolve("sw2 netops")
+        lines = dict(show_rows(vault, uid))
+        assert lines["schedule"] == '{"type": "DAILY", "utcTime": "02:00"} · UTC'
+        assert lines["next due"].endswith(" 02:00:00Z")
+        assert show_rows(vault, other) == [("schedule", "on demand")]
+        StateStore(vault.engine).save([ScheduleState(record_uid=uid, needs_attention=True,
+                                                     attention_reason="device refused")])
+        assert dict(show_rows(vault, uid))["NEEDS ATTENTION"].startswith("device refused; fix, then")

@@ -8,12 +8,15 @@ IANA zone; `--window` e.g. "Sat 01:00-05:00" or "Mon-Fri 22:00-02:00"; `--jitter
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keyturn.cli.output import actor, echo_json, handle_errors, open_vault, table
 from keyturn.errors import ConfigError
+
+if TYPE_CHECKING:
+    from keyturn.vault import Vault
 
 app = typer.Typer(help="Rotation schedules: set, clear, list (next due time per record).",
                   no_args_is_help=True, rich_markup_mode=None)
@@ -21,6 +24,24 @@ app = typer.Typer(help="Rotation schedules: set, clear, list (next due time per 
 
 def _when(t: datetime | None) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if t else "-"
+
+
+def apply_options(vault: Vault, record: str, *, schedule: str | None, every: str | None, tz: str | None,
+                  window: str | None, jitter: str | None) -> str | None:
+    """For `keyturn rotation set --schedule/--every/--tz/--window/--jitter`: store the schedule when one
+    is given (validated) and return a one-line summary; None when no schedule option was used."""
+    from keyturn.scheduler.assign import set_schedule
+
+    if schedule is None and every is None:
+        if tz or window or jitter:
+            raise ConfigError("--tz, --window and --jitter need --schedule SPEC or --every DURATION")
+        return None
+    if schedule is not None and every is not None:
+        raise ConfigError("give exactly one of --schedule SPEC or --every DURATION")
+    sched = set_schedule(vault, record, schedule if schedule is not None else f"every {every}", tz=tz,
+                         window=window, jitter=jitter, actor=actor())
+    nxt = sched.due(sched.next_slot(datetime.now(UTC)), vault.resolve(record))[0]
+    return f"{sched.describe()}; next due {_when(nxt)}"
 
 
 @app.command("set")
@@ -39,16 +60,13 @@ def set_(
                                                "e.g. 10m (fixed per record).")] = None,
 ) -> None:
     """Set RECORD's rotation schedule; refused with the reason when anything is invalid."""
-    from keyturn.scheduler.assign import set_schedule
-
     if (schedule is None) == (every is None):
         raise ConfigError("give exactly one of --schedule SPEC or --every DURATION")
-    spec = schedule if schedule is not None else f"every {every}"
     with open_vault() as vault:
-        sched = set_schedule(vault, record, spec, tz=tz, window=window, jitter=jitter, actor=actor())
+        summary = apply_options(vault, record, schedule=schedule, every=every, tz=tz, window=window,
+                                jitter=jitter)
         title = vault.get(record).title
-        nxt = sched.due(sched.next_slot(datetime.now(UTC)), vault.resolve(record))[0]
-    typer.echo(f"schedule set on {title}: {sched.describe()}; next due {_when(nxt)}")
+    typer.echo(f"schedule set on {title}: {summary}")
 
 
 @app.command("clear")

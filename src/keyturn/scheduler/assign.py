@@ -105,3 +105,18 @@ def schedule_rows(vault: Vault, *, now: datetime | None = None) -> list[Schedule
                                 st.last_outcome, st.attempts, st.needs_attention, st.attention_reason))
     far = datetime.max.replace(tzinfo=UTC)
     return sorted(rows, key=lambda r: (r.problem != "" and not r.needs_attention, r.next_due or far, r.title))
+
+
+def show_rows(vault: Vault, uid: str, *, now: datetime | None = None) -> list[tuple[str, str]]:
+    """(label, value) lines about RECORD's schedule for `keyturn rotation show` (empty: on demand)."""
+    row = next((r for r in schedule_rows(vault, now=now) if r.uid == uid), None)
+    if row is None:
+        return [("schedule", "on demand")]
+    when = row.next_due.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if row.next_due else "-"
+    lines = [("schedule", row.schedule), ("next due", when)]
+    if row.needs_attention:
+        lines.append(("NEEDS ATTENTION", f"{row.problem}; fix, then rotate by hand or "
+                                         f"`keyturn schedule reset {uid}`"))
+    elif row.problem:
+        lines.append(("NOT SCHEDULED", row.problem))
+    return lines
