@@ -178,7 +178,10 @@ class Scheduler:
             await self._notify()
 
     def reload(self) -> None:
-        """Re-read schedules and states (call after a schedule or profile changes, or a manual rotate)."""
+        """Re-read schedules and states (call after a schedule or profile changes, or a manual rotate).
+
+        Call it from the scheduler's event loop thread (e.g. an API route); from another thread use
+        ``loop.call_soon_threadsafe(scheduler.reload)``."""
         self._reload = True
         self._wake.set()
 
