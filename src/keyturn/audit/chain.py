@@ -35,6 +35,13 @@ from keyturn.vault.storage import AuditRow, MetaRow, Storage, utcnow
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
 
+# Prebuilt statements for the append hot path (built once, parameters bound per call).
+_SELECT_HEAD = sa.select(MetaRow.value).where(MetaRow.key == HEAD_KEY)
+_SELECT_MAX_ID = sa.select(sa.func.max(AuditRow.id))
+_INSERT_ENTRY = sa.insert(AuditRow)
+_INSERT_HEAD = sa.insert(MetaRow)
+_UPDATE_HEAD = sa.update(MetaRow).where(MetaRow.key == HEAD_KEY).values(value=sa.bindparam("head_value"))
+
 
 @dataclass(frozen=True)
 class AuditEntry:
@@ -93,23 +100,37 @@ class AuditLog:
         details: Mapping[str, Any] | None = None,
     ) -> int:
         """Append inside the caller's write session (so a change and its audit entry commit together)."""
+        return self.append_on(s.connection(), action, actor=actor, record_uid=record_uid, details=details)
+
+    def append_on(
+        self, conn: sa.Connection, action: str, *, actor: str, record_uid: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append on the caller's connection, inside its write transaction.
+
+        Three prebuilt Core statements, not the ORM: an append sits on the rotation hot path (one per
+        step). The id is the head's id + 1, chosen under the chain lock, so the hash (which covers the
+        id) is known before the insert.
+        """
         text = canonical(dict(details or {}))
-        self._storage.serialize(s)
-        head = s.get(MetaRow, HEAD_KEY)
-        prev = json.loads(head.value)["hash"] if head is not None else GENESIS
-        row = AuditRow(
-            ts=utcnow().isoformat(timespec="microseconds"), actor=actor, action=action,
-            record_uid=record_uid, details=text, prev_hash=prev, hash="",
-        )
-        s.add(row)
-        s.flush()  # assigns the id, which the hash covers
+        self._storage.serialize(conn)
+        head = conn.execute(_SELECT_HEAD).scalar_one_or_none()
+        if head is not None:
+            last = json.loads(head)
+            prev, last_id = last["hash"], int(last["id"])
+        else:  # first entry (or a chain whose head was removed: continue after the newest row)
+            prev, last_id = GENESIS, int(conn.execute(_SELECT_MAX_ID).scalar_one() or 0)
+        row = AuditRow(id=last_id + 1, ts=utcnow().isoformat(timespec="microseconds"), actor=actor,
+                       action=action, record_uid=record_uid, details=text, prev_hash=prev)
         row.hash = entry_hash(row)
+        conn.execute(_INSERT_ENTRY, {"id": row.id, "ts": row.ts, "actor": actor, "action": action,
+                                     "record_uid": record_uid, "details": text, "prev_hash": prev,
+                                     "hash": row.hash})
         value = json.dumps({"id": row.id, "hash": row.hash})
-        if head is None:
-            s.add(MetaRow(key=HEAD_KEY, value=value))
+        if head is not None:
+            conn.execute(_UPDATE_HEAD, {"head_value": value})
         else:
-            head.value = value
-        s.flush()
+            conn.execute(_INSERT_HEAD, {"key": HEAD_KEY, "value": value})
         return row.id
 
     def list(

@@ -196,13 +196,18 @@ class Journal:
     def step(self, rotation_id: str, step: str, status: StepStatus, message: str = "",
              **fields: Any) -> None:
         """Append one step and (in the same transaction) update the rotation's columns in `fields`."""
+        with write_tx(self.engine) as conn:
+            self.step_on(conn, rotation_id, step, status, message, **fields)
+
+    def step_on(self, conn: Connection, rotation_id: str, step: str, status: StepStatus, message: str = "",
+                **fields: Any) -> None:
+        """`step` inside the caller's write transaction (so the step and its audit entry commit together)."""
         now = _now()
         values = {**self._encode(fields), "updated_at": now, "last_step": step}
-        with write_tx(self.engine) as conn:
-            conn.execute(rotation_steps.insert().values(
-                rotation_id=rotation_id, step=step, status=status.value, message=message, at=now,
-            ))
-            conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(**values))
+        conn.execute(rotation_steps.insert().values(
+            rotation_id=rotation_id, step=step, status=status.value, message=message, at=now,
+        ))
+        conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(**values))
 
     def update(self, rotation_id: str, **fields: Any) -> None:
         values = {**self._encode(fields), "updated_at": _now()}
@@ -211,13 +216,16 @@ class Journal:
 
     def finish(self, rotation_id: str, outcome: Outcome, reason: str) -> None:
         """Record the outcome; `unverified` / `needs_attention` keep the rotation open for recovery."""
+        with write_tx(self.engine) as conn:
+            self.finish_on(conn, rotation_id, outcome, reason)
+
+    def finish_on(self, conn: Connection, rotation_id: str, outcome: Outcome, reason: str) -> None:
         state = state_for(outcome)
         now = _now()
-        with write_tx(self.engine) as conn:
-            conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(
-                state=state.value, outcome=outcome.value, reason=reason, updated_at=now,
-                finished_at=now if state is RotationState.DONE else None,
-            ))
+        conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(
+            state=state.value, outcome=outcome.value, reason=reason, updated_at=now,
+            finished_at=now if state is RotationState.DONE else None,
+        ))
 
     def get(self, rotation_id: str) -> RotationRow | None:
         with read_tx(self.engine) as conn:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from keyturn.secret import Secret
 
@@ -41,6 +41,8 @@ class VersionInfoLike(Protocol):
 class AuditLike(Protocol):
     def append(self, action: str, *, actor: str, record_uid: str | None = None,
                details: Mapping[str, Any] | None = None) -> int: ...
+    def append_on(self, conn: Connection, action: str, *, actor: str, record_uid: str | None = None,
+                  details: Mapping[str, Any] | None = None) -> int: ...
 
 
 class VaultLike(Protocol):

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
 from keyturn.engine.hooks import kill_point
-from keyturn.engine.journal import Journal
+from keyturn.engine.journal import Journal, write_tx
 from keyturn.engine.locks import LockManager
 from keyturn.engine.outcome import Outcome, RotationResult, ScriptSummary, Step, StepStatus
 from keyturn.engine.ports import ScriptResultLike, ScriptsRunner, VaultLike
@@ -247,22 +247,31 @@ class _Rotation:
 
     async def step(self, step: Step, status: StepStatus, message: str, **fields: Any) -> None:
         """Journal + audit one step durably, then honour the test kill hook."""
-        await self.e.db(self.e.journal.step, self.rid, step.value, status, message, **fields)
-        await self.e.db(self.e.vault.audit.append, f"rotation.{step.value}", actor=self.e.actor,
-                        record_uid=self.uid, details={"rotation_id": self.rid, "status": status.value,
-                                                      "message": message})
+        def write() -> None:  # one transaction: the step and its audit entry
+            with write_tx(self.e.vault.engine) as conn:
+                self.e.journal.step_on(conn, self.rid, step.value, status, message, **fields)
+                self.e.vault.audit.append_on(
+                    conn, f"rotation.{step.value}", actor=self.e.actor, record_uid=self.uid,
+                    details={"rotation_id": self.rid, "status": status.value, "message": message})
+
+        await self.e.db(write)
         kill_point(step.value)
 
     async def finish(self, outcome: Outcome, reason: str, at: Step | None = None) -> RotationResult:
         """Step 10: record the outcome (journal + audit) and release the lock."""
-        if at is not None and at is not Step.AUDIT:
-            await self.e.db(self.e.journal.step, self.rid, at.value, StepStatus.FAILED, reason)
-        await self.e.db(self.e.journal.finish, self.rid, outcome, reason)
-        await self.e.db(self.e.vault.audit.append, "rotation.audit", actor=self.e.actor, record_uid=self.uid,
-                        details={"rotation_id": self.rid, "target": self.kind, "outcome": outcome.value,
-                                 "reason": reason, "candidate_version": self.version})
-        await self.e.db(self.e.journal.step, self.rid, Step.AUDIT.value, StepStatus.OK,
-                        f"outcome {outcome.value}")
+        def write() -> None:  # one transaction: the failed step, the outcome and its audit entry
+            with write_tx(self.e.vault.engine) as conn:
+                if at is not None and at is not Step.AUDIT:
+                    self.e.journal.step_on(conn, self.rid, at.value, StepStatus.FAILED, reason)
+                self.e.journal.finish_on(conn, self.rid, outcome, reason)
+                self.e.vault.audit.append_on(
+                    conn, "rotation.audit", actor=self.e.actor, record_uid=self.uid,
+                    details={"rotation_id": self.rid, "target": self.kind, "outcome": outcome.value,
+                             "reason": reason, "candidate_version": self.version})
+                self.e.journal.step_on(conn, self.rid, Step.AUDIT.value, StepStatus.OK,
+                                       f"outcome {outcome.value}")
+
+        await self.e.db(write)
         kill_point(Step.AUDIT.value)
         if self.locked and self.ra is not None:
             await self.e.db(self.e.locks.release, self.ra.account.lock_key, self.rid)

@@ -186,7 +186,7 @@ class Storage:
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
         return StorageUnavailable(f"database {self.display_url} is unavailable: {detail}")
 
-    def serialize(self, s: Session) -> None:
+    def serialize(self, s: Session | sa.Connection) -> None:
         """Inside a write session: serialize with every other chain writer (all processes)."""
         if self.dialect == "postgresql":
             s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_AUDIT})
