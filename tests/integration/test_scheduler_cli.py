@@ -100,3 +100,22 @@ def test_rotation_show_lines(run: Any, tmp_path: Path) -> None:
         StateStore(vault.engine).save([ScheduleState(record_uid=uid, needs_attention=True,
                                                      attention_reason="device refused")])
         assert dict(show_rows(vault, uid))["NEEDS ATTENTION"].startswith("device refused; fix, then")
+
+
+def test_rotation_set_with_schedule_options_and_show(run: Any, tmp_path: Path) -> None:
+    out = run("rotation", "set", "sw2 netops", "--target", "noop", "--every", "30d", "--window",
+              "Sat 01:00-05:00", "--tz", "Europe/Berlin").stdout.splitlines()
+    assert out[0] == "rotation profile set on sw2 netops: target noop"
+    assert out[1].startswith("schedule: every 30d · Europe/Berlin · window Sat 01:00-05:00; next due ")
+    shown = json.loads(run("rotation", "show", "sw2 netops", "--json").stdout)
+    assert shown["schedule"]["schedule"] == "every 30d · Europe/Berlin · window Sat 01:00-05:00"
+    assert json.loads(run("rotation", "show", "sw1 netops", "--json").stdout)["schedule"] == {
+        "schedule": "on demand"}
+    r = run("rotation", "set", "sw1 netops", "--target", "noop", "--window", "Sat 01:00-05:00", code=2)
+    assert r.stderr == "error: --tz, --window and --jitter need --schedule SPEC or --every DURATION\n"
+    with Vault.open(Settings(home=tmp_path / "home")) as vault:
+        flagged = ScheduleState(record_uid=vault.resolve("sw2 netops"), needs_attention=True,
+                                attention_reason="5 failed attempts")
+        StateStore(vault.engine).save([flagged])
+    shown_text = run("rotation", "show", "sw2 netops").stdout
+    assert "NEEDS ATTENTION  5 failed attempts; fix, then rotate by hand" in shown_text

@@ -135,8 +135,16 @@ def set_(
                                                       "record (default: Default PAM Configuration).")] = None,
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, max=20,
                                               help="Verification attempts before giving up.")] = 3,
+    schedule: Annotated[str | None, typer.Option("--schedule", help="Cron, Quartz, or Keeper schedule "
+                                                 "JSON (see `keyturn schedule set`).")] = None,
+    every: Annotated[str | None, typer.Option("--every", help="Rotate every DURATION, e.g. 30d.")] = None,
+    tz: Annotated[str | None, typer.Option("--tz", help="IANA time zone of the schedule.")] = None,
+    window: Annotated[str | None, typer.Option("--window", help='Maintenance window, e.g. '
+                                               '"Sat 01:00-05:00".')] = None,
+    jitter: Annotated[str | None, typer.Option("--jitter", help="Spread start times, e.g. 10m.")] = None,
 ) -> None:
     """Attach (or replace) the rotation profile of RECORD; validated now, not at rotation time."""
+    from keyturn.cli.schedule import apply_options
     from keyturn.engine.profile import set_profile
 
     with open_vault() as vault:
@@ -144,8 +152,12 @@ def set_(
                               configuration=configuration, policy=policy, verify_with=verify_with,
                               options=_parse_options(option or []), max_attempts=max_attempts,
                               actor=actor())
+        sched = apply_options(vault, record, schedule=schedule, every=every, tz=tz, window=window,
+                              jitter=jitter)
         title = vault.get(record).title
     typer.echo(f"rotation profile set on {title}: target {profile.target}")
+    if sched:
+        typer.echo(f"schedule: {sched}")
 
 
 @app.command("show")
@@ -157,6 +169,7 @@ def show(
     """Show RECORD's rotation profile and whether a rotation of it is unsettled."""
     from keyturn.engine.journal import Journal
     from keyturn.engine.profile import load_profile
+    from keyturn.scheduler.assign import show_rows
 
     with open_vault() as vault:
         rec = vault.get(record)
@@ -166,7 +179,8 @@ def show(
             if uid:
                 names[uid] = vault.get(uid).title
         open_rows = Journal(vault.engine).open_rotations(rec.uid)
-    data = {"record": rec.uid, "title": rec.title, **profile.to_meta(),
+        schedule_lines = show_rows(vault, rec.uid)
+    data = {"record": rec.uid, "title": rec.title, **profile.to_meta(), "schedule": dict(schedule_lines),
             "open_rotations": [{"id": r.id, "state": r.state.value, "reason": r.reason} for r in open_rows]}
     if as_json:
         echo_json(data)
@@ -181,6 +195,7 @@ def show(
              ("max attempts", str(profile.max_attempts))]
     for r in open_rows:
         rows.append(("UNSETTLED", f"rotation {_short(r.id)} {r.state.value}: {r.reason or 'in progress'}"))
+    rows += schedule_lines
     table(["", ""], rows)
 
 
