@@ -332,14 +332,18 @@ async def test_iosxe_refusals(kind: str) -> None:
             await target.change(account, None, Secret(NEW))
         assert NEW not in str(err.value)
         assert made.device_has(OLD)
-        # a user holding a reversible password cannot get a secret beside it
+        # a user holding a reversible password cannot be forced to a secret beside it ...
         device = _device_of(stop)
         device.delete_user("bob")
         device.set_user("bob", kind="password", clear=OLD, privilege=15)
         with pytest.raises(ChangeRejected, match="mode=password"):
-            await target.change(account, None, Secret(NEW))
-        await target.change(replace(account, options={"mode": "password"}), None, Secret(NEW))
+            await target.change(replace(account, options={"mode": "secret"}), None, Secret(NEW))
+        assert made.device_has(OLD)
+        # ... and by default (mode auto) keeps its kind
+        await target.change(account, None, Secret(NEW))
         assert made.device_has(NEW)
+        user = device.user("bob")
+        assert user is not None and user.credential is not None and user.credential.kind == "password"
     finally:
         await target.aclose()
         await stop()

@@ -140,8 +140,15 @@ async def test_secret_over_password_is_refused_before_writing(device: FakeDevice
                                                              target: IosXeRestconfTarget) -> None:
     device.users["bob"]["kind"] = "password"
     with pytest.raises(ChangeRejected, match="mode=password"):
-        await target.change(account(), Secret("old-pw"), Secret("new"))
+        await target.change(account(mode="secret"), Secret("old-pw"), Secret("new"))
     assert [r.method for r in device.requests] == ["GET"]
+
+
+async def test_auto_mode_keeps_the_kind_the_user_holds(device: FakeDevice,
+                                                       target: IosXeRestconfTarget) -> None:
+    device.users["bob"]["kind"] = "password"
+    await target.change(account(), Secret("old-pw"), Secret("new"))
+    assert device.users["bob"] == {"kind": "password", "clear": "new", "priv": 15}
 
 
 async def test_bad_mode_option(target: IosXeRestconfTarget) -> None:

@@ -5,9 +5,10 @@ Wire facts (reference cisco-iosxe.md §1.7, §2):
 * the user lives at ``/restconf/data/Cisco-IOS-XE-native:native/username=NAME``; we GET it first
   because a merge on `native` would *create* a missing user, and rotation never creates accounts;
 * the change is a PATCH (merge) of that entry with ``secret {encryption "0", secret NEW}`` — the
-  device hashes it (type 9 on current releases) and keeps privilege/view. ``mode=password`` (profile
-  option) writes the reversible `password` instead, for parity with KeeperPAM's sample script;
-* a user holds a password *or* a secret, never both: switching kinds is refused up front;
+  device hashes it (type 9 on current releases) and keeps privilege/view. The profile option `mode`:
+  ``auto`` (default) rotates whichever the user holds, ``secret`` / ``password`` insist on one
+  (``password`` is the reversible kind KeeperPAM's sample script writes);
+* a user holds a password *or* a secret, never both: a forced kind that differs is refused up front;
 * writes land in running-config only: `persist` POSTs ``cisco-ia:save-config`` (slow: seconds);
 * HTTP Basic on every request, as the admin (reconcile path) or as the user with its old secret;
 * 409 lock-denied and 5xx are transient (the device serialises config writes): bounded retries;
@@ -48,6 +49,8 @@ USER_PATH = "/restconf/data/Cisco-IOS-XE-native:native/username={name}"
 SAVE_PATH = "/restconf/operations/cisco-ia:save-config"
 # Body of the PATCH per mode: container name and its value leaf (RFC 7951; enums as strings).
 MODES: Mapping[str, tuple[str, str]] = {"secret": ("secret", "secret"), "password": ("password", "password")}
+# Default mode: rotate whichever the user holds (a hashed `secret`, or a reversible `password`).
+AUTO = "auto"
 # Status codes worth another try: the datastore is locked by another writer, or the server hiccuped.
 RETRY_STATUSES = frozenset({409, 500, 502, 503, 504})
 # IOS XE: max 127 characters; `?` would be context help on the CLI side of the translation.
@@ -119,9 +122,10 @@ class IosXeRestconfTarget:
 
     @staticmethod
     def _mode(account: Account) -> str:
-        mode = account.options.get("mode", "secret")
-        if mode not in MODES:
-            raise ProfileError(f"iosxe-restconf: option mode must be 'secret' or 'password', not {mode!r}")
+        mode = account.options.get("mode", AUTO)
+        if mode != AUTO and mode not in MODES:
+            raise ProfileError(f"iosxe-restconf: option mode must be 'auto', 'secret' or 'password', "
+                               f"not {mode!r}")
         return mode
 
     @staticmethod
@@ -162,11 +166,13 @@ class IosXeRestconfTarget:
     async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
         """GET the user (never create it), PATCH its secret/password; see the module docstring."""
         mode = self._mode(account)
-        container, leaf = MODES[mode]
         auth = self._login(account, old)
         path = self._user_path(account)
         response = await self._request(account, "GET", path, auth, doing="reading the user")
         entry = self._check_read(account, response, auth_is_admin=account.admin is not None)
+        if mode == AUTO:  # keep the kind the user has: switching needs a delete + re-add on IOS
+            mode = "password" if "password" in entry else "secret"
+        container, leaf = MODES[mode]
         other = "password" if container == "secret" else "secret"
         if other in entry:
             raise self._err(ChangeRejected, account, f"user {account.username!r} holds a {other}, and IOS "

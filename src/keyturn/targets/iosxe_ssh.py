@@ -9,7 +9,9 @@ failure list misses ``ERROR: Can not have both`` and ``% Invalid Password length
 The dialogue (§4.1): log in (the admin, or the user with its old secret) → ``enable`` when the login
 lands in ``>`` (with `Account.enable_secret`, else the admin's) → check the user exists
 (``show running-config | include ^username NAME``; rotation never creates accounts) →
-``configure terminal`` → ``username NAME algorithm-type scrypt secret NEW`` (privilege is kept) →
+``configure terminal`` → ``username NAME algorithm-type scrypt secret NEW`` (privilege is kept; a user
+holding a reversible password gets ``username NAME password 0 NEW`` unless the profile option
+``mode=secret`` insists) →
 ``end``. `persist` runs ``write memory`` and expects ``[OK]``. `verify` is a fresh login as the user.
 
 Host keys, per endpoint (`Endpoint.options`):
@@ -287,9 +289,9 @@ class IosXeSshTarget(_SshBase):
     can_verify: ClassVar[bool] = True
 
     async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
-        mode = account.options.get("mode", "secret")
-        if mode not in SET_SECRET:
-            raise ProfileError(f"iosxe-ssh: option mode must be 'secret' or 'password', not {mode!r}")
+        mode = account.options.get("mode", "auto")
+        if mode != "auto" and mode not in SET_SECRET:
+            raise ProfileError(f"iosxe-ssh: option mode must be 'auto', 'secret' or 'password', not {mode!r}")
         doing = "changing the secret"
         cli, auth = await self._login(account, old, doing)
         try:
@@ -302,6 +304,8 @@ class IosXeSshTarget(_SshBase):
             if not lines:
                 raise self._err(AccountNotFound, account, f"user {account.username!r} does not exist on the "
                                                           "device (keyturn never creates accounts)")
+            if mode == "auto":  # keep the kind the user has: switching needs `no username` + re-add
+                mode = "password" if " password " in f"{lines[0]} " else "secret"
             other = "password" if mode == "secret" else "secret"
             if f" {other} " in lines[0]:
                 raise self._err(ChangeRejected, account, f"user {account.username!r} holds a {other}, and "
