@@ -2,8 +2,9 @@
 
     results = await rotate_many(engine, refs, concurrency=64, per_device=1, progress=on_done)
 
-* at most `concurrency` rotations in flight, and at most `per_device` on one resource (a device or
-  a Meraki network) — IOS XE serialises configuration sessions, so one at a time is the safe default;
+* at most `concurrency` rotations in flight, and at most `per_device` on one device — IOS XE
+  serialises configuration sessions, so one at a time is the safe default. Meraki networks are not
+  limited per network: the per-organisation API budget (`engine.ratelimit`) paces them;
 * targets are shared per kind by the engine (connection reuse; the Meraki per-org budget is shared);
 * one failure never stops the others: every reference gets a `RotationResult`, in input order;
 * `progress(result, done, total)` is called after each rotation finishes (from the event loop).
@@ -13,6 +14,7 @@ Duplicate references to the same record are rotated once (the later ones get the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 
 from keyturn.engine.outcome import Outcome, RotationResult
@@ -20,17 +22,27 @@ from keyturn.engine.rotate import RotationEngine, describe
 from keyturn.errors import KeyturnError
 
 Progress = Callable[[RotationResult, int, int], None]
+_UNLIMITED = contextlib.nullcontext()
 
 
-async def _device_key(engine: RotationEngine, ref: str) -> tuple[str, str]:
-    """(record uid, per-device key) — the resource uid, or the record itself when it has none."""
+# Cloud APIs paced by their own per-organisation budget rather than a per-device session limit.
+_BUDGETED_PREFIXES = ("meraki",)
+
+
+async def _device_key(engine: RotationEngine, ref: str) -> tuple[str, str | None]:
+    """(record uid, per-device key): the resource uid; None when no per-device limit applies."""
     try:
         record = await engine.db(engine.vault.get, ref)
     except KeyturnError:
-        return ref, f"ref:{ref}"
+        return ref, None
     profile = record.meta.get("rotation") or {}
-    resource = profile.get("resource") if isinstance(profile, dict) else None
-    return record.uid, str(resource or record.uid)
+    if not isinstance(profile, dict):
+        return record.uid, None
+    checked = str(profile.get("verify_with") or profile.get("target") or "")
+    resource = profile.get("resource")
+    if resource is None or checked.startswith(_BUDGETED_PREFIXES):
+        return record.uid, None
+    return record.uid, str(resource)
 
 
 async def rotate_many(
@@ -47,9 +59,9 @@ async def rotate_many(
     total = len({uid for uid, _ in keys})
     done = 0
 
-    async def one(ref: str, device: str) -> RotationResult:
+    async def one(ref: str, device: str | None) -> RotationResult:
         nonlocal done
-        sem = devices.setdefault(device, asyncio.Semaphore(per_device))
+        sem = devices.setdefault(device, asyncio.Semaphore(per_device)) if device else _UNLIMITED
         async with sem, overall:
             try:
                 result = await engine.rotate(ref)
