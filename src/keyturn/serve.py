@@ -124,8 +124,10 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
         async def rotate(uid: str) -> Any:
             return await runner.rotate(uid, actor="scheduler")
 
+        # refresh_every: schedules set and manual rotations done from other processes (the CLI)
+        # are picked up within a minute, not only after an API call.
         scheduler = Scheduler(vault, rotate, concurrency=options.concurrency,
-                              recover=recover_engine.recover)
+                              recover=recover_engine.recover, refresh_every=60.0)
         sched_task = asyncio.create_task(scheduler.run(stop), name="keyturn-scheduler")
         attach_scheduler(app, scheduler, alive=lambda: sched_task is not None and not sched_task.done())
 

@@ -198,7 +198,7 @@ def attach_scheduler(app: FastAPI, scheduler: SchedulerLike, *,
     ctx: ApiContext = app.state.ctx
     ctx.scheduler = scheduler
     ctx.scheduler_alive = alive
-    ctx.metrics.scheduler_queue_depth = scheduler.queue_depth
+    ctx.metrics.scheduler_queue_depth = scheduler.backlog  # due, waiting for a slot
     ctx.metrics.next_due = lambda: _earliest(scheduler)
 
 

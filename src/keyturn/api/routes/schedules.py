@@ -1,9 +1,9 @@
 """Schedules: `PUT/GET/DELETE /records/{ref}/schedule` over `keyturn.scheduler.schedules`.
 
-`PUT` validates with `parse_schedule` (bad cron / Quartz feature / zone / window / jitter → 422 with the
-reason) and refuses a record without a rotation profile (422), then stores the schedule in the record's
-meta (key ``schedule``, anchored at the time it was set, as `keyturn schedule set` does) and asks the
-running scheduler to reload.
+`PUT` goes through `keyturn.scheduler.assign.set_schedule`, exactly as `keyturn schedule set`: bad cron /
+Quartz feature / zone / window / jitter, or a record without a rotation profile → 422 with the reason;
+stored in the record's meta (key ``schedule``, anchored at the time it was set), audited, and the
+running scheduler reloads.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from keyturn.api.auth import Permission, Principal, context, require
 from keyturn.api.context import ApiContext
-from keyturn.engine.profile import load_profile
-from keyturn.scheduler.schedules import META_KEY, from_meta, parse_schedule
+from keyturn.scheduler.assign import clear_schedule, set_schedule
+from keyturn.scheduler.schedules import META_KEY, from_meta
 from keyturn.vault import Vault
 
 router = APIRouter(prefix="/records", tags=["schedules"])
@@ -40,14 +40,13 @@ class ScheduleOut(BaseModel):
 
 
 def _set(vault: Vault, ref: str, body: ScheduleIn, actor: str) -> ScheduleOut:
-    rec = vault.get(ref)
     if isinstance(body.spec, str) and len(body.spec) > 512:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "schedule spec is too long")
-    load_profile(rec)  # a schedule needs a rotation profile: refused now, with how to set one
     now = datetime.now(UTC)
-    sched = parse_schedule(body.spec, tz=body.tz, window=body.window, jitter=body.jitter, anchor=now)
-    vault.set_meta(rec.uid, META_KEY, sched.to_meta(), actor=actor)
-    return ScheduleOut(record_uid=rec.uid, schedule=sched.to_meta(), description=sched.describe(),
+    # The same validation, storage and audit entry as `keyturn schedule set`.
+    sched = set_schedule(vault, ref, body.spec, tz=body.tz, window=body.window, jitter=body.jitter,
+                         actor=actor, now=now)
+    return ScheduleOut(record_uid=vault.resolve(ref), schedule=sched.to_meta(), description=sched.describe(),
                        next_slot=sched.next_slot(now))
 
 
@@ -86,8 +85,7 @@ async def put_schedule(
 async def delete_schedule(
     ref: str, ctx: Ctx, p: Annotated[Principal, Depends(require(Permission.ROTATION_WRITE))],
 ) -> Response:
-    uid = await ctx.db(ctx.vault.resolve, ref)
-    await ctx.db(ctx.vault.set_meta, uid, META_KEY, None, actor=p.actor)
+    await ctx.db(clear_schedule, ctx.vault, ref, actor=p.actor)
     ctx.reload_scheduler()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
