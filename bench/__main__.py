@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.report import Row, console, markdown, print_table
 
-ALL = ("restconf", "ssh", "meraki", "scaling")
+ALL = ("restconf", "ssh", "meraki", "scaling", "mixed")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +37,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ssh-baseline", choices=("auto", "ansible", "netmiko"), default="auto")
     p.add_argument("--meraki-orgs", type=int)
     p.add_argument("--meraki-users", type=int, help="auth users in total, spread over the orgs")
+    p.add_argument("--mixed-devices", type=int, help="IOS XE devices of the mixed lab (half over SSH)")
+    p.add_argument("--mixed-orgs", type=int)
+    p.add_argument("--mixed-users", type=int, help="Meraki users of the mixed lab, spread over its orgs")
     p.add_argument("--scaling", default=None, help="device counts for the scaling curve, e.g. 100,1000,5000")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here (Markdown)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -46,6 +49,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.ssh_devices = args.ssh_devices or (100 if q else 1000)
     args.meraki_orgs = args.meraki_orgs or (2 if q else 10)
     args.meraki_users = args.meraki_users or (200 if q else 5000)
+    args.mixed_devices = args.mixed_devices or (40 if q else 400)
+    args.mixed_orgs = args.mixed_orgs or (2 if q else 5)
+    args.mixed_users = args.mixed_users or (100 if q else 1000)
     args.scaling = [int(x) for x in (args.scaling or ("50,200" if q else "100,1000,5000")).split(",")]
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = set(args.only) - set(ALL)
@@ -84,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
 
                 got, notes = bench_meraki.run(sub, orgs=args.meraki_orgs, users=args.meraki_users,
                                               concurrency=args.concurrency, seed=args.seed)
+            elif name == "mixed":
+                from bench import bench_mixed
+
+                got, notes = bench_mixed.run(sub, devices=args.mixed_devices, orgs=args.mixed_orgs,
+                                             users=args.mixed_users, concurrency=args.concurrency,
+                                             seed=args.seed)
             else:
                 from bench import bench_scaling
 

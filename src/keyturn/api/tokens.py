@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from keyturn.engine.journal import read_tx, write_tx
 from keyturn.errors import ConfigError, VaultError
 from keyturn.secret import Secret
+from keyturn.vault.storage import UTCDateTime
 
 TOKEN_PREFIX = "kt_"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@:/-]{0,127}$")
@@ -41,9 +42,9 @@ api_tokens = sa.Table(
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
     sa.Column("created_by", sa.String(128), nullable=False, server_default=""),
 )
 
@@ -67,12 +68,6 @@ def parse_duration(text: str) -> timedelta:
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite returns naive datetimes; everything stored is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,10 +96,10 @@ class TokenInfo:
 
 
 def _info(m: sa.RowMapping) -> TokenInfo:
-    created = _aware(m["created_at"])
+    created = m["created_at"]
     assert created is not None
     return TokenInfo(id=m["id"], name=m["name"], role=Role(m["role"]), created_at=created,
-                     expires_at=_aware(m["expires_at"]), revoked_at=_aware(m["revoked_at"]),
+                     expires_at=m["expires_at"], revoked_at=m["revoked_at"],
                      created_by=m["created_by"])
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from keyturn.engine.outcome import Outcome, RotationState, ScriptSummary, StepStatus, state_for
 from keyturn.errors import StorageUnavailable
+from keyturn.vault.storage import UTCDateTime
 
 metadata = sa.MetaData()
 
@@ -46,9 +47,9 @@ rotations = sa.Table(
     sa.Column("scripts", sa.Text, nullable=False, server_default="[]"),
     sa.Column("host", sa.String(255), nullable=False, server_default=""),
     sa.Column("pid", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
 )
 
 rotation_steps = sa.Table(
@@ -59,7 +60,7 @@ rotation_steps = sa.Table(
     sa.Column("step", sa.String(32), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False, server_default=""),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
 )
 
 rotation_locks = sa.Table(
@@ -100,12 +101,6 @@ def read_tx(engine: Engine) -> Iterator[Connection]:
 def _now() -> datetime:
     return datetime.now(UTC)
 
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything we store is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +154,8 @@ class RotationRow:
 
 
 def _row(m: sa.RowMapping) -> RotationRow:
-    started = _aware(m["started_at"])
-    updated = _aware(m["updated_at"])
+    started = m["started_at"]
+    updated = m["updated_at"]
     assert started is not None and updated is not None
     return RotationRow(
         id=m["id"], record_uid=m["record_uid"], title=m["title"], target=m["target"],
@@ -170,7 +165,7 @@ def _row(m: sa.RowMapping) -> RotationRow:
         old_version=m["old_version"], applied=m["applied"],
         scripts=tuple(ScriptSummary.from_json(s) for s in json.loads(m["scripts"] or "[]")),
         host=m["host"], pid=m["pid"], started_at=started, updated_at=updated,
-        finished_at=_aware(m["finished_at"]),
+        finished_at=m["finished_at"],
     )
 
 
@@ -244,7 +239,7 @@ class Journal:
                               .order_by(rotation_steps.c.id)).mappings().all()
         out = []
         for m in ms:
-            at = _aware(m["at"])
+            at = m["at"]
             assert at is not None
             out.append(StepRow(step=m["step"], status=StepStatus(m["status"]), message=m["message"], at=at))
         return out
