@@ -131,6 +131,15 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
         sched_task = asyncio.create_task(scheduler.run(stop), name="keyturn-scheduler")
         attach_scheduler(app, scheduler, alive=lambda: sched_task is not None and not sched_task.done())
 
+    # Audit sinks (`[[keyturn.audit_sinks]]`): shipped from the durable audit table, spooled on outage.
+    dispatcher = None
+    sinks_task: asyncio.Task[None] | None = None
+    if vault.settings.audit_sinks:
+        from keyturn.audit.sinks.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher.from_settings(vault.settings, vault)
+        sinks_task = asyncio.create_task(dispatcher.run(stop), name="keyturn-audit-sinks")
+
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_config=None, access_log=False, lifespan="off",
         ssl_certfile=str(options.cert) if options.cert else None,
@@ -169,12 +178,26 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
         await _stop_scheduler(sched_task, stop, grace)
         finished, parked = await runner.drain(grace)
         await runner.aclose()
+        if dispatcher is not None:
+            await _stop_sinks(dispatcher, sinks_task, stop)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
         log.info("stopped: %d rotation(s) finished during shutdown, %d parked for recovery", finished, parked)
     return code
+
+
+async def _stop_sinks(dispatcher: Any, task: asyncio.Task[None] | None, stop: asyncio.Event) -> None:
+    """Stop the delivery loop, then one last pass so the shutdown's own audit entries go out too
+    (what a sink does not take stays spooled for the next start)."""
+    stop.set()
+    if task is not None:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(task, timeout=10)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(dispatcher.deliver_once(), timeout=10)
+    await dispatcher.aclose()
 
 
 async def _stop_scheduler(task: asyncio.Task[None] | None, stop: asyncio.Event, grace: float) -> None:

@@ -31,6 +31,9 @@ def _keyturn(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
 def test_serve_subprocess_healthz_api_logs_and_sigterm(tmp_path: Path) -> None:
     env = _env(tmp_path)
     assert _keyturn("init", env=env).returncode == 0
+    sink = tmp_path / "audit.jsonl"   # an audit sink: serve ships every audit entry to it
+    (tmp_path / "home" / "keyturn.toml").write_text(
+        f'[[keyturn.audit_sinks]]\nname = "file"\ntype = "jsonl"\npath = "{sink}"\n')
     made = _keyturn("token", "create", "--role", "admin", "--name", "it", "--expires", "1d", env=env)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()
@@ -84,3 +87,8 @@ def test_serve_subprocess_healthz_api_logs_and_sigterm(tmp_path: Path) -> None:
     assert any("stopped:" in r["msg"] for r in records)
     text = "\n".join(seen)
     assert SECRET not in text and token not in text and token[3:] not in text
+    shipped = [json.loads(x) for x in sink.read_text().splitlines()]
+    actions = [e["action"] for e in shipped]
+    assert [e["id"] for e in shipped] == list(range(1, len(shipped) + 1))   # in order, none twice
+    assert "reveal" in actions and any(a.startswith("record.") for a in actions), actions
+    assert SECRET not in sink.read_text()
