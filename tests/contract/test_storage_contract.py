@@ -7,7 +7,6 @@ afterwards); they are skipped with a message only when nothing listens on 5432.
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +19,7 @@ from keyturn.errors import DuplicateRecord, VaultSealed
 from keyturn.secret import Secret
 from keyturn.vault import Field, NewRecord, Vault, VersionState
 from keyturn.vault.keys import MasterKey, encode_key
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
+from tests.pg import pg_schema_url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -37,18 +27,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
     if request.param == "sqlite":
         yield Settings(home=tmp_path)
         return
-    if not _pg_up():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    schema = f"kt_contract_{secrets.token_hex(6)}"
-    admin = sa.create_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield Settings(home=tmp_path, database_url=f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}")
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema_url("kt_contract") as url:
+        yield Settings(home=tmp_path, database_url=url)
 
 
 @pytest.fixture

@@ -5,15 +5,12 @@ plain stop/start keeps the schedule grid. Plus the real engine behind the schedu
 from __future__ import annotations
 
 import asyncio
-import secrets
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from keyturn.config import Settings
 from keyturn.engine.journal import Journal
@@ -21,22 +18,12 @@ from keyturn.engine.outcome import Outcome
 from keyturn.scheduler import FakeClock, Scheduler, parse_schedule
 from keyturn.scheduler.state import StateStore
 from keyturn.vault import Vault
+from tests.pg import pg_schema_url
 from tests.unit.engine_world import OLD, World, open_world
 from tests.unit.scheduler_world import FakeRotate, add_scheduled, advance_to, running
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)
 DUE = T0 + timedelta(days=1)
-
-
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _pg_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -46,20 +33,8 @@ def vault(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Vault]:
         with Vault.init(Settings(home=tmp_path)) as v:
             yield v
         return
-    if not _pg_up():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-    schema = f"kt_sched_{secrets.token_hex(6)}"
-    admin = sa.create_engine(PG_ADMIN_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = f"{PG_ADMIN_URL}?options=-csearch_path%3D{schema}"
-        with Vault.init(Settings(home=tmp_path, database_url=url)) as v:
-            yield v
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema_url("kt_sched") as url, Vault.init(Settings(home=tmp_path, database_url=url)) as v:
+        yield v
 
 
 @pytest.fixture
