@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from keyturn.sim.meraki import MerakiFrontend
 from keyturn.sim.meraki_proxy import MerakiProxy
 from keyturn.sim.meraki_state import MerakiState
 from keyturn.sim.tls import SimCA
+from tests.script_records import F, R
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scripts"
 NEW = "Rot8ted-Pass-2026"
@@ -32,21 +33,6 @@ ADMIN_PW = "Adm1n-Pass-XYZ"
 BASE_ENV = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.defpath}", "LANG": "C.UTF-8"}
 
 
-@dataclass(frozen=True)
-class F:
-    type: str
-    label: str | None = None
-    value: list[Any] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class R:
-    uid: str
-    title: str
-    type: str = "login"
-    fields: list[F] = field(default_factory=list)
-    custom: list[F] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _user(login: str, old: str | None, atts: list[ScriptAttachment]) -> R:

@@ -8,7 +8,6 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from keyturn.scripts.attachments import ScriptAttachment, to_meta
 from keyturn.scripts.payload import PAYLOAD_KEYS, build_payload
 from keyturn.scripts.runner import OUTPUT_LIMIT, ScriptResult, run_rotation_scripts, run_script
 from keyturn.secret import Secret
+from tests.script_records import F, R
 
 NEW = "N3w-S3cret!value"
 OLD = "0ld-S3cret!value"
@@ -26,21 +26,6 @@ API_KEY = "6bec40cf957de430a6f1f2baf056b99a4fac9ea0"
 SECRETS = (NEW, OLD, API_KEY)
 
 
-@dataclass(frozen=True)
-class F:
-    type: str
-    label: str | None = None
-    value: list[Any] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class R:
-    uid: str
-    title: str
-    type: str = "login"
-    fields: list[F] = field(default_factory=list)
-    custom: list[F] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def script(tmp: Path, name: str, body: str, *, shebang: str | None = None, mode: int = 0o755) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from keyturn.scripts.payload import (
@@ -16,23 +15,7 @@ from keyturn.scripts.payload import (
     secret_values,
 )
 from keyturn.secret import Secret
-
-
-@dataclass(frozen=True)
-class F:
-    type: str
-    label: str | None = None
-    value: list[Any] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class R:
-    uid: str
-    title: str
-    type: str = "login"
-    fields: list[F] = field(default_factory=list)
-    custom: list[F] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
+from tests.script_records import F, R
 
 
 def _decode(payload: bytes) -> dict[str, Any]:
