@@ -13,6 +13,10 @@ Every environment variable keyturn reads is a field here:
     KEYTURN_CONCURRENCY   default number of rotations in flight
     KEYTURN_DEBUG         show tracebacks of unexpected errors (never on by default)
     KEYTURN_AUDIT_SINKS   audit sinks as JSON (normally `[[keyturn.audit_sinks]]` tables in the TOML)
+
+Read by their command only (Typer options that name them): KEYTURN_SERVE_HOST, KEYTURN_SERVE_PORT,
+KEYTURN_SERVE_CERT, KEYTURN_SERVE_KEY (`keyturn serve`). Test hook, never set in production:
+KEYTURN_TEST_KILL_AT (`keyturn.engine.hooks`).
 """
 
 from __future__ import annotations
