@@ -270,6 +270,9 @@ def _mark(ok: bool) -> str:
 def run_demo(*, keep: bool = False) -> int:
     """Run the demo in a temporary directory (kept, and its path printed, with `keep=True`)."""
     workdir = Path(tempfile.mkdtemp(prefix="keyturn-demo-"))
+    # A terminated demo (Ctrl-C, `timeout`, CI cancel) must still stop its lab: turn SIGTERM into an
+    # exit so the `finally` blocks run (the lab runs in its own session and would outlive us).
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     try:
         return Demo(workdir, keep=keep).main()
     except KeyturnError as exc:
