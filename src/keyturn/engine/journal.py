@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from keyturn.engine.outcome import Outcome, RotationState, ScriptSummary, StepStatus, state_for
 from keyturn.errors import StorageUnavailable
-from keyturn.vault.storage import UTCDateTime
+from keyturn.vault.storage import UTCDateTime, ambient_connection
 
 metadata = sa.MetaData()
 
@@ -81,7 +81,12 @@ HOST = socket.gethostname()
 @contextlib.contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """A write transaction; on SQLite it starts as ``BEGIN IMMEDIATE`` (the vault's storage hook) so a
-    read-then-write cannot deadlock with another process's writer."""
+    read-then-write cannot deadlock with another process's writer. Inside a vault unit of work
+    (`Storage.unit`) on this thread it is the unit's connection, committed with the unit."""
+    ambient = ambient_connection(engine)
+    if ambient is not None:
+        yield ambient
+        return
     try:
         with engine.connect() as conn:
             conn.execution_options(keyturn_write=True)
@@ -93,6 +98,10 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 
 @contextlib.contextmanager
 def read_tx(engine: Engine) -> Iterator[Connection]:
+    ambient = ambient_connection(engine)
+    if ambient is not None:
+        yield ambient
+        return
     try:
         with engine.connect() as conn:
             yield conn

@@ -20,11 +20,13 @@ Use:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
@@ -39,6 +41,7 @@ from keyturn.errors import (
     ChangeRejected,
     KeyturnError,
     RateLimited,
+    RotationLocked,
     TargetAuthRejected,
     TargetError,
 )
@@ -185,6 +188,14 @@ class RotationEngine:
                                   error=describe(exc)),)
         return summarize(results)
 
+    async def unit(self, fn: Callable[[], T]) -> T:
+        """Run `fn` off the event loop as one transaction: every vault, journal and lock call inside
+        it commits together (`Vault.unit`)."""
+        def run() -> T:
+            with self.vault.unit():
+                return fn()
+        return await self.db(run)
+
     async def rotate(self, ref: str, *, rotation_id: str | None = None) -> RotationResult:
         """Rotate the account of record `ref` (uid or unique title). Never raises for rotation trouble:
         every failure is an outcome with a reason that says what happens next.
@@ -192,39 +203,99 @@ class RotationEngine:
         `rotation_id` lets a caller that must answer before the rotation ends (the API's 202) choose
         the journal id; by default a fresh uuid4 hex."""
         started = time.monotonic()
-        try:
-            user = await self.db(self.vault.get, ref)
-        except KeyturnError as exc:
-            return RotationResult(record_uid="", title=ref, target="", outcome=Outcome.FAILED,
-                                  reason=str(exc), duration=time.monotonic() - started)
         rid = rotation_id or uuid.uuid4().hex
-        target_kind = str((user.meta.get("rotation") or {}).get("target") or "")
+        prep: _Prepared | None = None
+        for settle_first in (True, False):
+            try:
+                prep = await self.unit(functools.partial(self._prepare, ref, rid, settle_first))
+            except RotationLocked as exc:
+                return await self._refused(rid, ref, exc, started)
+            except KeyturnError as exc:
+                return RotationResult(record_uid="", title=ref, target="", outcome=Outcome.FAILED,
+                                      reason=str(exc), duration=time.monotonic() - started)
+            if not prep.unsettled:
+                break
+            # A previous rotation of this record that never finished is settled first (forward or back).
+            from keyturn.engine.recovery import Recovery
+            await Recovery(self).recover_record(prep.uid)
+        assert prep is not None and not prep.unsettled
+        run = _Rotation(self, rid, prep.uid, prep.title, prep.kind, prep.ra, started)
+        if prep.error is not None:
+            return await run.finish(Outcome.FAILED, prep.error, Step.LOCK)
+        run.locked = True
+        kill_point(Step.LOCK.value)
+        return await run.execute(prep)
+
+    def _prepare(self, ref: str, rid: str, settle_first: bool) -> _Prepared:
+        """One transaction before the device is touched: read the account, refuse or hand over an
+        unsettled one, then journal the rotation, take the account lock and record step 1."""
+        user = self.vault.get(ref)
+        kind = str((user.meta.get("rotation") or {}).get("target") or "") or "?"
         try:
             profile = load_profile(user)
-            ra = await self.db(resolve_account, self.vault, user, profile)
+            ra = resolve_account(self.vault, user, profile)
         except KeyturnError as exc:
-            await self.db(self.journal.start, rotation_id=rid, record_uid=user.uid, title=user.title,
-                          target=target_kind or "?", lock_key="")
-            run = _Rotation(self, rid, user.uid, user.title, target_kind or "?", None, started)
-            return await run.finish(Outcome.FAILED, str(exc), Step.LOCK)
-        # A previous rotation of this record that never finished is settled first (forward or back).
-        if await self.db(self.journal.open_rotations, user.uid) or await self._has_pending(user.uid):
-            from keyturn.engine.recovery import Recovery
-            await Recovery(self).recover_record(user.uid)
-            ra = await self.db(resolve_account, self.vault, await self.db(self.vault.get, user.uid), profile)
-        await self.db(self.journal.start, rotation_id=rid, record_uid=user.uid, title=user.title,
-                      target=profile.target, lock_key=ra.account.lock_key)
-        run = _Rotation(self, rid, user.uid, user.title, profile.target, ra, started)
-        return await run.execute()
+            self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=kind,
+                               lock_key="")
+            return _Prepared(user.uid, user.title, kind, None, error=str(exc))
+        versions = list(self.vault.versions(user.uid))
+        pending = any(v.state == VersionState.PENDING for v in versions)
+        if settle_first and (pending or self.journal.open_rotations(user.uid)):
+            return _Prepared(user.uid, user.title, profile.target, ra, unsettled=True)
+        key = ra.account.lock_key
+        self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=profile.target,
+                           lock_key=key)
+        self.locks.acquire(key, rid)
+        _write_step(self, rid, user.uid, Step.LOCK, StepStatus.OK, f"account {key} locked", {})
+        old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
+        return _Prepared(user.uid, user.title, profile.target, ra, pending=pending, old_version=old_version,
+                         old=self.vault.secret(user.uid))
 
-    async def _has_pending(self, uid: str) -> bool:
-        versions = await self.db(self.vault.versions, uid)
-        return any(v.state == VersionState.PENDING for v in versions)
+    async def _refused(self, rid: str, ref: str, exc: KeyturnError, started: float) -> RotationResult:
+        """The account lock is held: journal the refused rotation (its own transaction)."""
+        def write() -> tuple[str, str, str]:
+            user = self.vault.get(ref)
+            kind = str((user.meta.get("rotation") or {}).get("target") or "") or "?"
+            self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=kind,
+                               lock_key="")
+            return user.uid, user.title, kind
+        try:
+            uid, title, kind = await self.unit(write)
+        except KeyturnError as again:
+            return RotationResult(record_uid="", title=ref, target="", outcome=Outcome.FAILED,
+                                  reason=str(again), duration=time.monotonic() - started)
+        run = _Rotation(self, rid, uid, title, kind, None, started)
+        return await run.finish(Outcome.FAILED, str(exc), Step.LOCK)
 
     async def recover(self, *, full: bool = True) -> list[RotationResult]:
         """Finish every interrupted rotation (see `keyturn.engine.recovery`)."""
         from keyturn.engine.recovery import Recovery
         return await Recovery(self).recover(full=full)
+
+
+@dataclass
+class _Prepared:
+    """What `RotationEngine._prepare` read and decided (no secret but the current one)."""
+
+    uid: str
+    title: str
+    kind: str
+    ra: ResolvedAccount | None
+    error: str | None = None          # the account cannot be rotated (journaled, not locked)
+    unsettled: bool = False           # an earlier rotation must be settled first (nothing written)
+    pending: bool = False             # a pending candidate survived recovery
+    old_version: int | None = None
+    old: Secret | None = None
+
+
+def _write_step(engine: RotationEngine, rid: str, uid: str, step: Step, status: StepStatus, message: str,
+                fields: dict[str, Any]) -> None:
+    """Journal + audit one step inside the caller's transaction (a unit of work or its own)."""
+    with write_tx(engine.vault.engine) as conn:
+        engine.journal.step_on(conn, rid, step.value, status, message, **fields)
+        engine.vault.audit.append_on(
+            conn, f"rotation.{step.value}", actor=engine.actor, record_uid=uid,
+            details={"rotation_id": rid, "status": status.value, "message": message})
 
 
 class _Rotation:
@@ -242,24 +313,50 @@ class _Rotation:
         self.version: int | None = None
         self.scripts: tuple[ScriptSummary, ...] = ()
         self.locked = False
+        self._queued: list[tuple[Step, StepStatus, str, dict[str, Any]]] = []
 
     # --- bookkeeping ---------------------------------------------------------------------------------
 
-    async def step(self, step: Step, status: StepStatus, message: str, **fields: Any) -> None:
-        """Journal + audit one step durably, then honour the test kill hook."""
-        def write() -> None:  # one transaction: the step and its audit entry
-            with write_tx(self.e.vault.engine) as conn:
-                self.e.journal.step_on(conn, self.rid, step.value, status, message, **fields)
-                self.e.vault.audit.append_on(
-                    conn, f"rotation.{step.value}", actor=self.e.actor, record_uid=self.uid,
-                    details={"rotation_id": self.rid, "status": status.value, "message": message})
-
-        await self.e.db(write)
+    def note(self, step: Step, status: StepStatus, message: str, **fields: Any) -> None:
+        """Queue a step: it is written with the next durable one, in the same transaction. Only for
+        steps whose loss in a crash changes nothing recovery does (it always asks the device). The
+        test kill hook fires now: a crash here is a crash before the step's record is durable."""
+        self._queue(step, status, message, fields)
         kill_point(step.value)
 
+    def _queue(self, step: Step, status: StepStatus, message: str, fields: dict[str, Any]) -> None:
+        self._queued.append((step, status, message, fields))
+
+    async def step(self, step: Step, status: StepStatus, message: str, **fields: Any) -> None:
+        """Journal + audit the queued steps and this one durably, then honour the test kill hook."""
+        self._queue(step, status, message, fields)
+        await self.flush(lambda: None)
+        kill_point(step.value)
+
+    async def flush(self, action: Callable[[], T], *, then: Step | None = None) -> T:
+        """One transaction: `action` (a vault change; it may `_queue` steps), then every queued step
+        with its audit entry. Returns what `action` returned; the kill hook for `then` fires after
+        the commit."""
+        def write() -> T:
+            result = action()
+            queued, self._queued = self._queued, []
+            for q_step, q_status, q_message, q_fields in queued:
+                _write_step(self.e, self.rid, self.uid, q_step, q_status, q_message, q_fields)
+            return result
+
+        result = await self.e.unit(write)
+        if then is not None:
+            kill_point(then.value)
+        return result
+
     async def finish(self, outcome: Outcome, reason: str, at: Step | None = None) -> RotationResult:
-        """Step 10: record the outcome (journal + audit) and release the lock."""
-        def write() -> None:  # one transaction: the failed step, the outcome and its audit entry
+        """Step 10: record the outcome (journal + audit) and release the lock, in one transaction."""
+        queued, self._queued = self._queued, []
+        release = self.locked and self.ra is not None
+
+        def write() -> None:
+            for q_step, q_status, q_message, q_fields in queued:
+                _write_step(self.e, self.rid, self.uid, q_step, q_status, q_message, q_fields)
             with write_tx(self.e.vault.engine) as conn:
                 if at is not None and at is not Step.AUDIT:
                     self.e.journal.step_on(conn, self.rid, at.value, StepStatus.FAILED, reason)
@@ -270,11 +367,13 @@ class _Rotation:
                              "reason": reason, "candidate_version": self.version})
                 self.e.journal.step_on(conn, self.rid, Step.AUDIT.value, StepStatus.OK,
                                        f"outcome {outcome.value}")
+            if release:
+                assert self.ra is not None
+                self.e.locks.release(self.ra.account.lock_key, self.rid)
 
-        await self.e.db(write)
+        await self.e.unit(write)
         kill_point(Step.AUDIT.value)
-        if self.locked and self.ra is not None:
-            await self.e.db(self.e.locks.release, self.ra.account.lock_key, self.rid)
+        if release:
             self.locked = False
         return RotationResult(record_uid=self.uid, title=self.title, target=self.kind, outcome=outcome,
                               reason=reason, rotation_id=self.rid,
@@ -286,17 +385,16 @@ class _Rotation:
 
     # --- the ten steps --------------------------------------------------------------------------------
 
-    async def execute(self) -> RotationResult:
+    async def execute(self, prep: _Prepared) -> RotationResult:
+        """Steps 2 to 10 after `_prepare` took the lock and journaled step 1."""
         assert self.ra is not None
         key = self.ra.account.lock_key
         try:
-            await self.e.db(self.e.locks.acquire, key, self.rid)
-        except KeyturnError as exc:
-            return await self.finish(Outcome.FAILED, str(exc), Step.LOCK)
-        self.locked = True
-        try:
-            await self.step(Step.LOCK, StepStatus.OK, f"account {key} locked")
-            return await self._run(self.ra)
+            if prep.pending:
+                return await self.finish(Outcome.FAILED, "an earlier rotation of this account is still "
+                                         "unsettled (its candidate is pending); run `keyturn recover` when "
+                                         "the device is reachable, then rotate again", Step.VERIFY_CURRENT)
+            return await self._run(self.ra, prep.old, prep.old_version)
         except Exception as exc:
             log.exception("rotation %s of %s stopped on an unexpected error", self.rid, self.uid)
             if self.version is None:
@@ -307,21 +405,13 @@ class _Rotation:
             if self.locked:
                 await self.e.db(self.e.locks.release, key, self.rid)
 
-    async def _run(self, ra: ResolvedAccount) -> RotationResult:
+    async def _run(self, ra: ResolvedAccount, old: Secret | None, old_version: int | None) -> RotationResult:
         e, account, profile = self.e, ra.account, ra.profile
         attempts = profile.max_attempts
         target = None if ra.noop else e.targets.get(profile.target)
         verifier_kind = ra.verifier_kind
         verifier = e.targets.get(verifier_kind) if verifier_kind else None
         checks = verifier is not None and can_verify(verifier, account)
-
-        versions = await e.db(e.vault.versions, self.uid)
-        if any(v.state == VersionState.PENDING for v in versions):
-            return await self.finish(Outcome.FAILED, "an earlier rotation of this account is still unsettled "
-                                     "(its candidate is pending); run `keyturn recover` when the device is "
-                                     "reachable, then rotate again", Step.VERIFY_CURRENT)
-        old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
-        old = await e.db(e.vault.secret, self.uid)
 
         # 2 verify current
         if checks and old is not None:
@@ -335,33 +425,35 @@ class _Rotation:
                     return await self.finish(Outcome.FAILED, "current password rejected by the device; "
                                                              "set an "
                                              "admin credential to reconcile", Step.VERIFY_CURRENT)
-                await self.step(Step.VERIFY_CURRENT, StepStatus.FAILED, "current secret rejected by the "
+                self.note(Step.VERIFY_CURRENT, StepStatus.FAILED, "current secret rejected by the "
                                                                         "device; "
                                 "reconciling through the admin credential")
             else:
-                await self.step(Step.VERIFY_CURRENT, StepStatus.OK, "current secret logs in")
+                self.note(Step.VERIFY_CURRENT, StepStatus.OK, "current secret logs in")
         elif old is None:
             if account.admin is None and not ra.noop:
                 return await self.finish(Outcome.FAILED, "the record has no current password and the profile "
                                          "no admin credential to set one", Step.VERIFY_CURRENT)
-            await self.step(Step.VERIFY_CURRENT, StepStatus.SKIPPED, "no current secret in the vault; the "
+            self.note(Step.VERIFY_CURRENT, StepStatus.SKIPPED, "no current secret in the vault; the "
                             "admin credential sets the first one")
         else:
-            await self.step(Step.VERIFY_CURRENT, StepStatus.SKIPPED, "the target cannot test a login")
+            self.note(Step.VERIFY_CURRENT, StepStatus.SKIPPED, "the target cannot test a login")
 
         # 3 generate
         from keyturn.policy import effective, generate, parse_policy
         rules_target = target or verifier
         rules = rules_target.constraints if rules_target is not None else e.targets.get(NOOP_KIND).constraints
         new = generate(effective(parse_policy(profile.policy), rules))
-        await self.step(Step.GENERATE, StepStatus.OK, f"new secret of {len(new)} characters generated")
+        self.note(Step.GENERATE, StepStatus.OK, f"new secret of {len(new)} characters generated")
 
-        # 4 write-ahead: durable before the device is touched
-        self.version = await e.db(e.vault.add_version, self.uid, new, state=VersionState.PENDING,
-                                  rotation_id=self.rid)
-        await self.step(Step.WRITE_AHEAD, StepStatus.OK, f"candidate stored as pending version "
-                                                         f"{self.version}",
-                        candidate_version=self.version, old_version=old_version)
+        # 4 write-ahead: durable (with steps 2 and 3) before the device is touched
+        def write_ahead() -> int:
+            version = e.vault.add_version(self.uid, new, state=VersionState.PENDING, rotation_id=self.rid)
+            self._queue(Step.WRITE_AHEAD, StepStatus.OK, f"candidate stored as pending version {version}",
+                        {"candidate_version": version, "old_version": old_version})
+            return version
+
+        self.version = await self.flush(write_ahead, then=Step.WRITE_AHEAD)
 
         if ra.noop:
             return await self._noop(ra, verifier if checks else None, new, old, attempts)
@@ -380,7 +472,9 @@ class _Rotation:
             await self.step(Step.APPLY, StepStatus.UNKNOWN, f"{describe(exc)}; outcome unknown, "
                             "checking with the device", applied="unknown")
         else:
-            await self.step(Step.APPLY, StepStatus.OK, "the device accepted the new secret", applied="yes")
+            # Journaled with step 6: a crash before that leaves a pending candidate, and recovery asks
+            # the device either way.
+            self.note(Step.APPLY, StepStatus.OK, "the device accepted the new secret", applied="yes")
 
         # 6 persist
         persist_error = await self._persist(target, account, new, attempts) if applied == "yes" else None
@@ -399,10 +493,10 @@ class _Rotation:
                                                              "could not be "
                                          "verified; both secrets kept, `keyturn recover` will probe and "
                                          "finish")
-            await self.step(Step.VERIFY_NEW, StepStatus.OK, "new secret logs in")
+            self.note(Step.VERIFY_NEW, StepStatus.OK, "new secret logs in")
             verified = True
         elif applied == "yes":
-            await self.step(Step.VERIFY_NEW, StepStatus.SKIPPED, "the target cannot test a login; the change "
+            self.note(Step.VERIFY_NEW, StepStatus.SKIPPED, "the target cannot test a login; the change "
                             "was confirmed by the target")
             verified = False
         else:
@@ -414,18 +508,23 @@ class _Rotation:
         if applied == "unknown" and isinstance(target, Persisting):
             persist_error = await self._persist(target, account, new, attempts)
 
-        # 8 commit
-        await e.db(e.vault.promote, self.uid, self.version)
-        await self.step(Step.COMMIT, StepStatus.OK, f"version {self.version} is current"
-                        + (f", version {old_version} previous" if old_version else ""))
+        # 8 commit (one transaction with step 7's record)
+        version = self.version
+
+        def commit() -> None:
+            e.vault.promote(self.uid, version)
+            self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current"
+                        + (f", version {old_version} previous" if old_version else ""), {})
+
+        await self.flush(commit, then=Step.COMMIT)
 
         # 9 scripts
         self.scripts = await self.e.run_scripts(ra, new, old)
         ok = all(s.ok for s in self.scripts)
-        await self.step(Step.SCRIPTS, StepStatus.OK if ok else StepStatus.FAILED,
-                        scripts_message(self.scripts), scripts=list(self.scripts))
+        self.note(Step.SCRIPTS, StepStatus.OK if ok else StepStatus.FAILED,
+                  scripts_message(self.scripts), scripts=list(self.scripts))
 
-        # 10 audit
+        # 10 audit (with step 9's record)
         if persist_error is not None:
             return await self.finish(Outcome.NEEDS_ATTENTION, f"new secret works but saving the "
                                                               f"configuration "
@@ -456,7 +555,7 @@ class _Rotation:
                        attempts: int) -> str | None:
         """Step 6 with bounded retries; returns the error text if saving failed."""
         if not isinstance(target, Persisting):
-            await self.step(Step.PERSIST, StepStatus.SKIPPED, "the target needs no save")
+            self.note(Step.PERSIST, StepStatus.SKIPPED, "the target needs no save")
             return None
         error = ""
         for attempt in range(max(1, attempts)):
@@ -555,9 +654,14 @@ class _Rotation:
 
     async def _commit_noop(self, outcome: Outcome, reason: str) -> RotationResult:
         assert self.version is not None
-        await self.e.db(self.e.vault.promote, self.uid, self.version)
-        await self.step(Step.COMMIT, StepStatus.OK, f"version {self.version} is current")
-        await self.step(Step.SCRIPTS, StepStatus.SKIPPED, "the scripts ran as the change (step 5)")
+        version = self.version
+
+        def commit() -> None:
+            self.e.vault.promote(self.uid, version)
+            self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current", {})
+
+        await self.flush(commit, then=Step.COMMIT)
+        self.note(Step.SCRIPTS, StepStatus.SKIPPED, "the scripts ran as the change (step 5)")
         return await self.finish(outcome, reason)
 
 

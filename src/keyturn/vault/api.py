@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -296,6 +297,11 @@ class Vault:
     @property
     def storage(self) -> Storage:
         return self._storage
+
+    def unit(self, *, write: bool = True) -> contextlib.AbstractContextManager[Session]:
+        """One transaction for every vault, journal and lock call on this thread inside the block
+        (`Storage.unit`): all of it commits together, or none of it."""
+        return self._storage.unit(write=write)
 
     @property
     def barrier(self) -> Barrier:

@@ -33,6 +33,17 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _ADVISORY_AUDIT = 0x6B74_6175  # "ktau": the audit-chain lock id on PostgreSQL
 _ADVISORY_MIGRATE = 0x6B74_6D67  # "ktmg"
+# The unit of work open on this thread, if any (`Storage.unit`): session, engine, write.
+_AMBIENT = threading.local()
+
+
+def ambient_connection(engine: Engine) -> sa.Connection | None:
+    """The connection of the unit of work open on this thread for `engine`, or None."""
+    s = _AMBIENT.__dict__.get("session")
+    if s is None or _AMBIENT.engine is not engine:
+        return None
+    conn: sa.Connection = s.connection()
+    return conn
 
 
 def utcnow() -> datetime:
@@ -168,8 +179,15 @@ class Storage:
         """A session in one transaction, committed on success, rolled back on error.
 
         `write=True` starts the transaction as a writer (SQLite ``BEGIN IMMEDIATE``), so a
-        read-then-write inside it cannot race another writer.
+        read-then-write inside it cannot race another writer. Inside `unit()` on this thread the
+        unit's session is returned instead, and it commits with the unit.
         """
+        ambient = _AMBIENT.__dict__.get("session")
+        if ambient is not None and _AMBIENT.engine is self.engine:
+            if write and not _AMBIENT.write:
+                raise RuntimeError("a write inside a read-only unit of work")  # a bug, not a user error
+            yield ambient
+            return
         try:
             with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 # First use of the connection: the "begin" hook sees the option and picks the lock mode.
@@ -181,6 +199,25 @@ class Storage:
             if isinstance(exc.orig, KeyturnError):  # pragma: no cover - defensive
                 raise exc.orig from exc
             raise
+
+    @contextlib.contextmanager
+    def unit(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction for every vault, journal and lock call made on this thread inside the block.
+
+        They all join it (see `session()` and `ambient_connection()`), so the block commits as a
+        whole or not at all — the rotation engine uses it to make one durable write per phase instead
+        of one per call. A nested `unit()` joins the outer one.
+        """
+        if _AMBIENT.__dict__.get("session") is not None and _AMBIENT.engine is self.engine:
+            with self.session(write=write) as joined:
+                yield joined
+            return
+        with self.session(write=write) as s:
+            _AMBIENT.session, _AMBIENT.engine, _AMBIENT.write = s, self.engine, write
+            try:
+                yield s
+            finally:
+                _AMBIENT.session = _AMBIENT.engine = None
 
     def unavailable(self, exc: BaseException) -> StorageUnavailable:
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
