@@ -20,7 +20,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,13 +106,23 @@ class AuditLog:
         self, conn: sa.Connection, action: str, *, actor: str, record_uid: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append on the caller's connection, inside its write transaction.
+        """Append on the caller's connection, inside its write transaction (see `append_many_on`)."""
+        return self.append_many_on(conn, [(action, actor, record_uid, details)])[0]
 
-        Three prebuilt Core statements, not the ORM: an append sits on the rotation hot path (one per
-        step). The id is the head's id + 1, chosen under the chain lock, so the hash (which covers the
-        id) is known before the insert.
+    def append_many_on(
+        self, conn: sa.Connection,
+        entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+    ) -> builtins.list[int]:
+        """Append (action, actor, record_uid, details) entries in order, on the caller's connection
+        inside its write transaction; returns their ids.
+
+        Prebuilt Core statements, not the ORM: appends sit on the rotation hot path (one per step).
+        The head is read once and written once however many entries go in; ids are the head's id + 1,
+        + 2, ..., chosen under the chain lock, so each hash (which covers the id) is known before the
+        insert.
         """
-        text = canonical(dict(details or {}))
+        if not entries:
+            return []
         self._storage.serialize(conn)
         head = conn.execute(_SELECT_HEAD).scalar_one_or_none()
         if head is not None:
@@ -120,18 +130,23 @@ class AuditLog:
             prev, last_id = last["hash"], int(last["id"])
         else:  # first entry (or a chain whose head was removed: continue after the newest row)
             prev, last_id = GENESIS, int(conn.execute(_SELECT_MAX_ID).scalar_one() or 0)
-        row = AuditRow(id=last_id + 1, ts=utcnow().isoformat(timespec="microseconds"), actor=actor,
-                       action=action, record_uid=record_uid, details=text, prev_hash=prev)
-        row.hash = entry_hash(row)
-        conn.execute(_INSERT_ENTRY, {"id": row.id, "ts": row.ts, "actor": actor, "action": action,
-                                     "record_uid": record_uid, "details": text, "prev_hash": prev,
-                                     "hash": row.hash})
-        value = json.dumps({"id": row.id, "hash": row.hash})
+        params = []
+        for action, actor, record_uid, details in entries:
+            text = canonical(dict(details or {}))
+            last_id += 1
+            row = AuditRow(id=last_id, ts=utcnow().isoformat(timespec="microseconds"), actor=actor,
+                           action=action, record_uid=record_uid, details=text, prev_hash=prev)
+            row.hash = prev = entry_hash(row)
+            params.append({"id": row.id, "ts": row.ts, "actor": actor, "action": action,
+                           "record_uid": record_uid, "details": text, "prev_hash": row.prev_hash,
+                           "hash": row.hash})
+        conn.execute(_INSERT_ENTRY, params)
+        value = json.dumps({"id": last_id, "hash": prev})
         if head is not None:
             conn.execute(_UPDATE_HEAD, {"head_value": value})
         else:
             conn.execute(_INSERT_HEAD, {"key": HEAD_KEY, "value": value})
-        return row.id
+        return list(range(last_id - len(params) + 1, last_id + 1))
 
     def list(
         self, *, record_uid: str | None = None, action: str | None = None, limit: int | None = None,

@@ -29,20 +29,24 @@ _UNLIMITED = contextlib.nullcontext()
 _BUDGETED_PREFIXES = ("meraki",)
 
 
-async def _device_key(engine: RotationEngine, ref: str) -> tuple[str, str | None]:
-    """(record uid, per-device key): the resource uid; None when no per-device limit applies."""
-    try:
-        record = await engine.db(engine.vault.get, ref)
-    except KeyturnError:
-        return ref, None
-    profile = record.meta.get("rotation") or {}
-    if not isinstance(profile, dict):
-        return record.uid, None
-    checked = str(profile.get("verify_with") or profile.get("target") or "")
-    resource = profile.get("resource")
-    if resource is None or checked.startswith(_BUDGETED_PREFIXES):
-        return record.uid, None
-    return record.uid, str(resource)
+def _device_keys(engine: RotationEngine, refs: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(record uid, per-device key) per ref: the resource uid; None when no per-device limit applies.
+    Reads metadata only (nothing is decrypted), in one transaction."""
+    out: list[tuple[str, str | None]] = []
+    with engine.vault.unit(write=False):
+        for ref in refs:
+            try:
+                uid, meta = engine.vault.meta(ref)
+            except KeyturnError:
+                out.append((ref, None))
+                continue
+            profile = meta.get("rotation") or {}
+            checked = str(profile.get("verify_with") or profile.get("target") or "") \
+                if isinstance(profile, dict) else ""
+            resource = profile.get("resource") if isinstance(profile, dict) else None
+            out.append((uid, None if resource is None or checked.startswith(_BUDGETED_PREFIXES)
+                        else str(resource)))
+    return out
 
 
 async def rotate_many(
@@ -52,7 +56,7 @@ async def rotate_many(
     """Rotate every record in `refs`; never raises for a single account's trouble."""
     if concurrency < 1 or per_device < 1:
         raise ValueError("concurrency and per_device must be at least 1")
-    keys = [await _device_key(engine, ref) for ref in refs]
+    keys = await engine.db(_device_keys, engine, refs)
     overall = asyncio.Semaphore(concurrency)
     devices: dict[str, asyncio.Semaphore] = {}
     by_uid: dict[str, asyncio.Task[RotationResult]] = {}

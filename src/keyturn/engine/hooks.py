@@ -3,9 +3,10 @@
 Set `KEYTURN_TEST_KILL_AT=<step>` (a `Step` value, e.g. `write_ahead`) and the engine calls
 `os._exit(137)` — no cleanup, no finally blocks, like `kill -9` — right after that step: after its
 journal record is durable, or, for a step the engine journals together with the next one (verify
-current, generate, apply, verify new, scripts), right after the step's own work. Unset (the normal case) it does nothing. It exists only so integration tests can kill the
-engine between any two steps and then check that `keyturn recover` leaves every account with a vault
-secret that logs in. Do not set it in production.
+current, generate, apply, verify new, scripts), right after the step's own work. Unset (the normal
+case) it does nothing. It exists only so integration tests can kill the engine between any two steps
+and then check that `keyturn recover` leaves every account with a vault secret that logs in. Do not
+set it in production.
 """
 
 from __future__ import annotations

@@ -208,11 +208,22 @@ class Journal:
     def step_on(self, conn: Connection, rotation_id: str, step: str, status: StepStatus, message: str = "",
                 **fields: Any) -> None:
         """`step` inside the caller's write transaction (so the step and its audit entry commit together)."""
+        self.steps_on(conn, rotation_id, [(step, status, message, fields)])
+
+    def steps_on(self, conn: Connection, rotation_id: str,
+                 steps: Sequence[tuple[str, StepStatus, str, dict[str, Any]]]) -> None:
+        """Append (step, status, message, fields) in order inside the caller's write transaction: one
+        insert for all of them and one update of the rotation's columns (later fields win)."""
+        if not steps:
+            return
         now = _now()
-        values = {**self._encode(fields), "updated_at": now, "last_step": step}
-        # A prebuilt insert, parameters per call: this runs once per step of every rotation.
-        conn.execute(_INSERT_STEP, {"rotation_id": rotation_id, "step": step, "status": status.value,
-                                    "message": message, "at": now})
+        merged: dict[str, Any] = {}
+        for *_, fields in steps:
+            merged.update(fields)
+        values = {**self._encode(merged), "updated_at": now, "last_step": steps[-1][0]}
+        # A prebuilt insert, parameters per call: this runs for every step of every rotation.
+        conn.execute(_INSERT_STEP, [{"rotation_id": rotation_id, "step": step, "status": status.value,
+                                     "message": message, "at": now} for step, status, message, _ in steps])
         conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(**values))
 
     def update(self, rotation_id: str, **fields: Any) -> None:

@@ -246,7 +246,7 @@ class RotationEngine:
         self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=profile.target,
                            lock_key=key)
         self.locks.acquire(key, rid)
-        _write_step(self, rid, user.uid, Step.LOCK, StepStatus.OK, f"account {key} locked", {})
+        _write_steps(self, rid, user.uid, [(Step.LOCK, StepStatus.OK, f"account {key} locked", {})])
         old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
         return _Prepared(user.uid, user.title, profile.target, ra, pending=pending, old_version=old_version,
                          old=self.vault.secret(user.uid))
@@ -288,14 +288,21 @@ class _Prepared:
     old: Secret | None = None
 
 
-def _write_step(engine: RotationEngine, rid: str, uid: str, step: Step, status: StepStatus, message: str,
-                fields: dict[str, Any]) -> None:
-    """Journal + audit one step inside the caller's transaction (a unit of work or its own)."""
+Queued = tuple[Step, StepStatus, str, dict[str, Any]]
+
+
+def _write_steps(engine: RotationEngine, rid: str, uid: str, steps: Sequence[Queued]) -> None:
+    """Journal + audit steps inside the caller's transaction (a unit of work or its own): one
+    journal insert and one audit append for all of them."""
+    if not steps:
+        return
     with write_tx(engine.vault.engine) as conn:
-        engine.journal.step_on(conn, rid, step.value, status, message, **fields)
-        engine.vault.audit.append_on(
-            conn, f"rotation.{step.value}", actor=engine.actor, record_uid=uid,
-            details={"rotation_id": rid, "status": status.value, "message": message})
+        engine.journal.steps_on(conn, rid, [(st.value, status, msg, fields)
+                                            for st, status, msg, fields in steps])
+        engine.vault.audit.append_many_on(conn, [
+            (f"rotation.{st.value}", engine.actor, uid,
+             {"rotation_id": rid, "status": status.value, "message": msg})
+            for st, status, msg, _ in steps])
 
 
 class _Rotation:
@@ -313,7 +320,7 @@ class _Rotation:
         self.version: int | None = None
         self.scripts: tuple[ScriptSummary, ...] = ()
         self.locked = False
-        self._queued: list[tuple[Step, StepStatus, str, dict[str, Any]]] = []
+        self._queued: list[Queued] = []
 
     # --- bookkeeping ---------------------------------------------------------------------------------
 
@@ -340,8 +347,7 @@ class _Rotation:
         def write() -> T:
             result = action()
             queued, self._queued = self._queued, []
-            for q_step, q_status, q_message, q_fields in queued:
-                _write_step(self.e, self.rid, self.uid, q_step, q_status, q_message, q_fields)
+            _write_steps(self.e, self.rid, self.uid, queued)
             return result
 
         result = await self.e.unit(write)
@@ -355,8 +361,7 @@ class _Rotation:
         release = self.locked and self.ra is not None
 
         def write() -> None:
-            for q_step, q_status, q_message, q_fields in queued:
-                _write_step(self.e, self.rid, self.uid, q_step, q_status, q_message, q_fields)
+            _write_steps(self.e, self.rid, self.uid, queued)
             with write_tx(self.e.vault.engine) as conn:
                 if at is not None and at is not Step.AUDIT:
                     self.e.journal.step_on(conn, self.rid, at.value, StepStatus.FAILED, reason)

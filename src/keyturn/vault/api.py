@@ -425,15 +425,21 @@ class Vault:
         return self._barrier.decrypt(row.wrapped_key, row.uid, v.field, v.version, v.ciphertext)
 
     def _to_record(self, s: Session, row: RecordRow) -> Record:
+        current: dict[str, tuple[int, bytes]] | None = None   # read once, on the first secret field
+
         def load(raw: str) -> list[Field]:
+            nonlocal current
             out: list[Field] = []
             for item in json.loads(raw):
                 slot = item.get("slot")
                 if slot is None:
                     out.append(Field(item["type"], item.get("label"), list(item.get("value", []))))
                     continue
-                cur = ver.current_row(s, row.uid, slot)
-                out.append(Field(item["type"], item.get("label"), [self._decrypt(row, cur)] if cur else []))
+                if current is None:
+                    current = ver.current_values(s, row.uid)
+                cur = current.get(slot)
+                value = [self._barrier.decrypt(row.wrapped_key, row.uid, slot, cur[0], cur[1])] if cur else []
+                out.append(Field(item["type"], item.get("label"), value))
             return out
 
         return Record(
@@ -460,6 +466,13 @@ class Vault:
         """Record by uid or unique title (case-insensitive). `RecordNotFound` / `AmbiguousRecord`."""
         with self._storage.session() as s:
             return self._to_record(s, self._row(s, ref))
+
+    def meta(self, ref: str) -> tuple[str, dict[str, Any]]:
+        """(uid, meta) of a record by uid or unique title, decrypting nothing."""
+        with self._storage.session() as s:
+            row = self._row(s, ref)
+            meta: dict[str, Any] = json.loads(row.meta_json)
+            return row.uid, meta
 
     def resolve(self, ref: str) -> str:
         """The uid for a uid or unique title (no decryption)."""
@@ -590,8 +603,8 @@ class Vault:
                 slot = self._slot(s, row, field)
             except VaultError:
                 return None
-            cur = ver.current_row(s, row.uid, slot)
-            return self._decrypt(row, cur) if cur is not None else None
+            cur = ver.current_values(s, row.uid).get(slot)
+            return self._barrier.decrypt(row.wrapped_key, row.uid, slot, *cur) if cur is not None else None
 
     def versions(self, uid: str, field: str = "password") -> list[VersionInfo]:
         """All versions of a secret field, newest first (metadata only)."""

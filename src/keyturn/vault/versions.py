@@ -77,6 +77,17 @@ def current_row(s: Session, uid: str, slot: str) -> SecretVersionRow | None:
     )
 
 
+_T = SecretVersionRow.__table__
+# Prebuilt Core select (no ORM entities): a record load reads every current value on the hot path.
+_SELECT_CURRENT = sa.select(_T.c.field, _T.c.version, _T.c.ciphertext).where(
+    _T.c.record_uid == sa.bindparam("uid"), _T.c.state == VersionState.CURRENT.value)
+
+
+def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
+    """slot → (version, ciphertext) of every current version of a record, in one query."""
+    return {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
+
+
 def list_rows(s: Session, uid: str, slot: str) -> list[SecretVersionRow]:
     """Newest first."""
     return list(
