@@ -421,7 +421,7 @@ class Vault:
         row.updated_at = utcnow()
         return number
 
-    def _decrypt(self, row: RecordRow, v: SecretVersionRow) -> Secret:
+    def _decrypt(self, row: RecordRow, v: ver.VersionRow) -> Secret:
         return self._barrier.decrypt(row.wrapped_key, row.uid, v.field, v.version, v.ciphertext)
 
     def _to_record(self, s: Session, row: RecordRow) -> Record:
@@ -648,9 +648,7 @@ class Vault:
         with self._storage.session(write=True) as s:
             row = self._row(s, uid)
             slot = self._slot(s, row, field)
-            vrow = ver.get_row(s, row.uid, slot, version)
-            old = vrow.state
-            ver.set_state(s, vrow, VersionState(state))
+            old = ver.set_state(s, row.uid, slot, version, VersionState(state))
             self.audit.append_in(s, "version.state", actor=actor, record_uid=row.uid, details={
                 "field": slot, "version": version, "from": old, "to": str(state),
             })
@@ -661,13 +659,12 @@ class Vault:
             self._storage.serialize(s)
             row = self._row(s, uid)
             slot = self._slot(s, row, field)
-            vrow = ver.get_row(s, row.uid, slot, version)
-            old = ver.current_row(s, row.uid, slot)
-            ver.set_state(s, vrow, VersionState.CURRENT)
+            old = ver.current_values(s, row.uid).get(slot)
+            ver.set_state(s, row.uid, slot, version, VersionState.CURRENT)
             ver.trim(s, row.uid, slot, self.settings.history_depth)
             row.updated_at = utcnow()
             self.audit.append_in(s, "version.promote", actor=actor, record_uid=row.uid, details={
-                "field": slot, "version": version, "previous": old.version if old is not None else None,
+                "field": slot, "version": version, "previous": old[0] if old is not None else None,
             })
 
     def reveal(self, uid: str, *, field: str = "password", actor: str) -> Secret:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -40,7 +41,15 @@ class VersionInfo:
     updated_at: datetime
 
 
-def info(row: SecretVersionRow) -> VersionInfo:
+# Core statements (no ORM entities): versions are read and written on every rotation's hot path.
+_T: sa.Table = SecretVersionRow.__table__  # type: ignore[assignment]
+_SELECT_CURRENT = sa.select(_T.c.field, _T.c.version, _T.c.ciphertext).where(
+    _T.c.record_uid == sa.bindparam("uid"), _T.c.state == "current")
+
+VersionRow = sa.Row[Any]   # a kt_secret_versions row: .field .version .state .ciphertext ...
+
+
+def info(row: VersionRow) -> VersionInfo:
     return VersionInfo(
         version=row.version, state=VersionState(row.state), field=row.field, rotation_id=row.rotation_id,
         created_at=row.created_at, updated_at=row.updated_at,
@@ -48,39 +57,21 @@ def info(row: SecretVersionRow) -> VersionInfo:
 
 
 def next_version(s: Session, uid: str, slot: str) -> int:
-    top = s.scalar(
-        sa.select(sa.func.max(SecretVersionRow.version)).where(
-            SecretVersionRow.record_uid == uid, SecretVersionRow.field == slot
-        )
-    )
-    return (top or 0) + 1
+    top = s.scalar(sa.select(sa.func.max(_T.c.version)).where(_T.c.record_uid == uid, _T.c.field == slot))
+    return int(top or 0) + 1
 
 
-def get_row(s: Session, uid: str, slot: str, version: int) -> SecretVersionRow:
-    row = s.scalar(
-        sa.select(SecretVersionRow).where(
-            SecretVersionRow.record_uid == uid, SecretVersionRow.field == slot,
-            SecretVersionRow.version == version,
-        )
-    )
+def get_row(s: Session, uid: str, slot: str, version: int) -> VersionRow:
+    row = s.execute(sa.select(_T).where(
+        _T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)).first()
     if row is None:
         raise VaultError(f"record {uid} field {slot!r} has no version {version}")
     return row
 
 
-def current_row(s: Session, uid: str, slot: str) -> SecretVersionRow | None:
-    return s.scalar(
-        sa.select(SecretVersionRow).where(
-            SecretVersionRow.record_uid == uid, SecretVersionRow.field == slot,
-            SecretVersionRow.state == VersionState.CURRENT.value,
-        )
-    )
-
-
-_T = SecretVersionRow.__table__
-# Prebuilt Core select (no ORM entities): a record load reads every current value on the hot path.
-_SELECT_CURRENT = sa.select(_T.c.field, _T.c.version, _T.c.ciphertext).where(
-    _T.c.record_uid == sa.bindparam("uid"), _T.c.state == VersionState.CURRENT.value)
+def current_row(s: Session, uid: str, slot: str) -> VersionRow | None:
+    return s.execute(sa.select(_T).where(
+        _T.c.record_uid == uid, _T.c.field == slot, _T.c.state == VersionState.CURRENT.value)).first()
 
 
 def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
@@ -88,65 +79,53 @@ def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
     return {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
 
 
-def list_rows(s: Session, uid: str, slot: str) -> list[SecretVersionRow]:
+def list_rows(s: Session, uid: str, slot: str) -> list[VersionRow]:
     """Newest first."""
-    return list(
-        s.scalars(
-            sa.select(SecretVersionRow)
-            .where(SecretVersionRow.record_uid == uid, SecretVersionRow.field == slot)
-            .order_by(SecretVersionRow.version.desc())
-        )
-    )
+    return list(s.execute(sa.select(_T).where(_T.c.record_uid == uid, _T.c.field == slot)
+                          .order_by(_T.c.version.desc())))
 
 
 def insert(
     s: Session, uid: str, slot: str, version: int, ciphertext: bytes, state: VersionState,
     rotation_id: str | None,
-) -> SecretVersionRow:
+) -> None:
     now = utcnow()
-    row = SecretVersionRow(
+    s.execute(sa.insert(_T).values(
         record_uid=uid, field=slot, version=version, state=VersionState.PENDING.value,
         rotation_id=rotation_id, ciphertext=ciphertext, created_at=now, updated_at=now,
-    )
-    s.add(row)
-    s.flush()
+    ))
     if state is not VersionState.PENDING:
-        set_state(s, row, state)
-    return row
+        set_state(s, uid, slot, version, state)
 
 
-def set_state(s: Session, row: SecretVersionRow, state: VersionState) -> None:
-    """Move `row` to `state`. To `current`: the old current becomes `previous` first (same transaction)."""
+def set_state(s: Session, uid: str, slot: str, version: int, state: VersionState) -> str:
+    """Move a version to `state`; returns its state before. To `current`: the old current becomes
+    `previous` first (same transaction)."""
+    row = get_row(s, uid, slot, version)
     if row.state == state.value:
-        return
+        return str(row.state)
     if row.state == VersionState.CURRENT.value:
-        raise VaultError(
-            f"version {row.version} of {row.field!r} is current; promote another version instead"
-        )
+        raise VaultError(f"version {version} of {slot!r} is current; promote another version instead")
     now = utcnow()
     if state is VersionState.CURRENT:
-        old = current_row(s, row.record_uid, row.field)
-        if old is not None:
-            old.state, old.updated_at = VersionState.PREVIOUS.value, now
-            s.flush()  # demote before promote: the partial unique index allows one current at a time
-    row.state, row.updated_at = state.value, now
-    s.flush()
+        # Demote before promote: the partial unique index allows one current at a time.
+        s.execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot,
+                                      _T.c.state == VersionState.CURRENT.value)
+                  .values(state=VersionState.PREVIOUS.value, updated_at=now))
+    s.execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)
+              .values(state=state.value, updated_at=now))
+    return str(row.state)
 
 
 def trim(s: Session, uid: str, slot: str, depth: int) -> int:
     """Delete the oldest `previous`/`failed` versions beyond `depth`; returns how many."""
-    old = list(
-        s.scalars(
-            sa.select(SecretVersionRow)
-            .where(
-                SecretVersionRow.record_uid == uid, SecretVersionRow.field == slot,
-                SecretVersionRow.state.in_([VersionState.PREVIOUS.value, VersionState.FAILED.value]),
-            )
-            .order_by(SecretVersionRow.version.desc())
-            .offset(depth)
-        )
-    )
-    for row in old:
-        s.delete(row)
-    s.flush()
-    return len(old)
+    ids = list(s.scalars(
+        sa.select(_T.c.id)
+        .where(_T.c.record_uid == uid, _T.c.field == slot,
+               _T.c.state.in_([VersionState.PREVIOUS.value, VersionState.FAILED.value]))
+        .order_by(_T.c.version.desc())
+        .offset(depth)
+    ))
+    if ids:
+        s.execute(sa.delete(_T).where(_T.c.id.in_(ids)))
+    return len(ids)
