@@ -16,9 +16,11 @@ it and never catch httpx exceptions themselves.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
+import os
 import ssl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -92,15 +94,29 @@ class _PinningBackend(httpcore.AsyncNetworkBackend):
 
 
 def ssl_context(endpoint: Endpoint) -> ssl.SSLContext:
-    """The client TLS context an endpoint asks for (see the module docstring)."""
-    if endpoint.insecure:
+    """The client TLS context an endpoint asks for (see the module docstring).
+
+    Contexts are shared between endpoints with the same trust (loading a CA bundle costs a
+    millisecond per device otherwise); a bundle file that changes on disk gets a new context."""
+    bundle = endpoint.ca_bundle
+    stamp = None
+    if bundle and not endpoint.insecure:
+        st = os.stat(bundle)
+        stamp = (st.st_mtime_ns, st.st_size)
+    return _shared_context(bool(endpoint.insecure), bundle or None, stamp,
+                           bool(endpoint.fingerprint and not bundle))
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_context(insecure: bool, ca_bundle: str | None, _stamp: tuple[int, int] | None,
+                    pinned_only: bool) -> ssl.SSLContext:
+    if insecure:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
         return ctx
-    ctx = ssl.create_default_context(cafile=endpoint.ca_bundle) if endpoint.ca_bundle else (
-        ssl.create_default_context())
-    if endpoint.fingerprint and not endpoint.ca_bundle:
+    ctx = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else ssl.create_default_context()
+    if pinned_only:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -129,7 +145,7 @@ def build_client(endpoint: Endpoint, *, base_url: str, timeout: float,
     if pin is not None and proxy is None:
         # httpx has no hook to check the peer before the request is written, so give its pool a
         # network backend that checks the pin right after the handshake (private attribute; the
-        # pin tests in tests/unit/test_target_http_tls.py catch any change in httpx).
+        # pin tests in tests/contract/test_target_contract.py catch any change in httpx).
         transport._pool = httpcore.AsyncConnectionPool(
             ssl_context=ctx, max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
