@@ -360,21 +360,26 @@ class _Rotation:
         queued, self._queued = self._queued, []
         release = self.locked and self.ra is not None
 
-        def write() -> None:
-            _write_steps(self.e, self.rid, self.uid, queued)
-            with write_tx(self.e.vault.engine) as conn:
-                if at is not None and at is not Step.AUDIT:
-                    self.e.journal.step_on(conn, self.rid, at.value, StepStatus.FAILED, reason)
-                self.e.journal.finish_on(conn, self.rid, outcome, reason)
-                self.e.vault.audit.append_on(
-                    conn, "rotation.audit", actor=self.e.actor, record_uid=self.uid,
-                    details={"rotation_id": self.rid, "target": self.kind, "outcome": outcome.value,
-                             "reason": reason, "candidate_version": self.version})
-                self.e.journal.step_on(conn, self.rid, Step.AUDIT.value, StepStatus.OK,
-                                       f"outcome {outcome.value}")
+        def write() -> None:  # queued steps, the failed one, the outcome: one insert, one append
+            e = self.e
+            steps = [(st.value, status, msg, fields) for st, status, msg, fields in queued]
+            if at is not None and at is not Step.AUDIT:
+                steps.append((at.value, StepStatus.FAILED, reason, {}))
+            steps.append((Step.AUDIT.value, StepStatus.OK, f"outcome {outcome.value}", {}))
+            entries: list[tuple[str, str, str | None, dict[str, Any] | None]] = [
+                (f"rotation.{st.value}", e.actor, self.uid,
+                 {"rotation_id": self.rid, "status": status.value, "message": msg})
+                for st, status, msg, _ in queued]
+            entries.append(("rotation.audit", e.actor, self.uid,
+                            {"rotation_id": self.rid, "target": self.kind, "outcome": outcome.value,
+                             "reason": reason, "candidate_version": self.version}))
+            with write_tx(e.vault.engine) as conn:
+                e.journal.finish_on(conn, self.rid, outcome, reason)
+                e.journal.steps_on(conn, self.rid, steps)
+                e.vault.audit.append_many_on(conn, entries)
             if release:
                 assert self.ra is not None
-                self.e.locks.release(self.ra.account.lock_key, self.rid)
+                e.locks.release(self.ra.account.lock_key, self.rid)
 
         await self.e.unit(write)
         kill_point(Step.AUDIT.value)
