@@ -1,0 +1,124 @@
+"""Units of work: vault, journal and lock calls on one thread commit together or not at all; batched
+journal steps and audit appends keep the chain linear."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keyturn.config import Settings
+from keyturn.engine.journal import Journal, write_tx
+from keyturn.engine.locks import LockManager
+from keyturn.engine.outcome import StepStatus
+from keyturn.errors import RecordNotFound, RotationLocked
+from keyturn.secret import Secret
+from keyturn.vault import Field, Vault
+from keyturn.vault.versions import VersionState
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[Vault]:
+    v = Vault.init(Settings(home=tmp_path))
+    yield v
+    v.close()
+
+
+def _user(vault: Vault, title: str = "u") -> str:
+    return vault.add(type="pamUser", title=title, fields=[Field("password", None, [Secret("old-pw")])]).uid
+
+
+def test_unit_commits_vault_journal_and_lock_together(vault: Vault) -> None:
+    uid = _user(vault)
+    journal, locks = Journal(vault.engine), LockManager(vault.engine)
+    with vault.unit():
+        journal.start(rotation_id="r1", record_uid=uid, title="u", target="noop", lock_key="k")
+        locks.acquire("k", "r1")
+        version = vault.add_version(uid, Secret("candidate"), rotation_id="r1")
+        journal.step("r1", "write_ahead", StepStatus.OK, "stored", candidate_version=version)
+    row = journal.get("r1")
+    assert row is not None and row.last_step == "write_ahead" and row.candidate_version == version
+    assert locks.holder("k") is not None
+    assert [v.state for v in vault.versions(uid)] == [VersionState.PENDING, VersionState.CURRENT]
+
+
+def test_an_error_inside_a_unit_leaves_nothing_behind(vault: Vault) -> None:
+    uid = _user(vault)
+    journal, locks = Journal(vault.engine), LockManager(vault.engine)
+    audit_before = len(vault.audit.list())
+    with pytest.raises(RecordNotFound), vault.unit():
+        journal.start(rotation_id="r2", record_uid=uid, title="u", target="noop", lock_key="k")
+        locks.acquire("k", "r2")
+        vault.add_version(uid, Secret("candidate"), rotation_id="r2")
+        vault.get("no such record")
+    assert journal.get("r2") is None
+    assert locks.holder("k") is None
+    assert [v.state for v in vault.versions(uid)] == [VersionState.CURRENT]
+    assert len(vault.audit.list()) == audit_before
+    assert vault.audit.verify() is None
+
+
+def test_a_refused_lock_rolls_the_unit_back(vault: Vault) -> None:
+    uid = _user(vault)
+    journal, locks = Journal(vault.engine), LockManager(vault.engine)
+    locks.acquire("k", "holder")
+    with pytest.raises(RotationLocked, match="being rotated"), vault.unit():
+        journal.start(rotation_id="r3", record_uid=uid, title="u", target="noop", lock_key="k")
+        locks.acquire("k", "r3")
+    assert journal.get("r3") is None
+    holder = locks.holder("k")
+    assert holder is not None and holder.owner == "holder"
+
+
+def test_units_are_per_thread(vault: Vault) -> None:
+    """Another thread's calls do not join this thread's unit: they see only what was committed."""
+    uid = _user(vault)
+    seen: list[int] = []
+
+    def other() -> None:
+        seen.append(len(vault.versions(uid)))
+
+    with vault.unit():
+        vault.add_version(uid, Secret("candidate"), rotation_id="r4")
+        reader = threading.Thread(target=other)
+        reader.start()
+        reader.join(timeout=10)
+    assert seen == [1]          # the reader did not see the uncommitted version
+    assert len(vault.versions(uid)) == 2
+
+
+def test_nested_units_join_the_outer_one(vault: Vault) -> None:
+    uid = _user(vault)
+    with pytest.raises(RuntimeError, match="boom"), vault.unit():
+        with vault.unit():
+            vault.add_version(uid, Secret("candidate"), rotation_id="r5")
+        raise RuntimeError("boom")
+    assert len(vault.versions(uid)) == 1
+
+
+def test_batched_steps_and_audit_entries_keep_order_and_chain(vault: Vault) -> None:
+    uid = _user(vault)
+    journal = Journal(vault.engine)
+    journal.start(rotation_id="r6", record_uid=uid, title="u", target="noop", lock_key="k")
+    with write_tx(vault.engine) as conn:
+        journal.steps_on(conn, "r6", [
+            ("verify_current", StepStatus.OK, "current secret logs in", {}),
+            ("generate", StepStatus.OK, "generated", {}),
+            ("write_ahead", StepStatus.OK, "stored", {"candidate_version": 2, "old_version": 1}),
+        ])
+        ids = vault.audit.append_many_on(conn, [
+            (f"rotation.{step}", "test", uid, {"rotation_id": "r6"})
+            for step in ("verify_current", "generate", "write_ahead")])
+    assert ids == list(range(ids[0], ids[0] + 3))
+    assert [s.step for s in journal.steps("r6")] == ["verify_current", "generate", "write_ahead"]
+    row = journal.get("r6")
+    assert row is not None and row.last_step == "write_ahead"
+    assert (row.candidate_version, row.old_version) == (2, 1)
+    newest = vault.audit.list(limit=3)
+    assert [e.action for e in newest] == [
+        "rotation.write_ahead", "rotation.generate", "rotation.verify_current"]
+    assert vault.audit.verify() is None
+    vault.audit.append("after", actor="test")     # a single append continues the batched chain
+    assert vault.audit.verify() is None
