@@ -11,6 +11,8 @@ Every environment variable keyturn reads is a field here:
     KEYTURN_CONFIG        TOML config file (default: KEYTURN_HOME/keyturn.toml)
     KEYTURN_LOG_LEVEL     logging level
     KEYTURN_CONCURRENCY   default number of rotations in flight
+    KEYTURN_MERAKI_API_SHARE  share of each Meraki organisation's API budget (10 requests/s) keyturn
+                          may use, in (0, 1]; default 0.9 leaves headroom for other users of the key
     KEYTURN_DEBUG         show tracebacks of unexpected errors (never on by default)
     KEYTURN_AUDIT_SINKS   audit sinks as JSON (normally `[[keyturn.audit_sinks]]` tables in the TOML)
 
@@ -89,6 +91,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=64, ge=1, le=10_000)
     per_device_concurrency: int = Field(default=1, ge=1, le=64)
     history_depth: int = Field(default=10, ge=1, le=1000)
+    meraki_api_share: float = Field(default=0.9, gt=0, le=1)
     audit_sinks: list[AuditSinkConfig] = Field(default_factory=list)
 
     @property

@@ -46,18 +46,12 @@ class ServeOptions:
     log_level: str = "INFO"
 
 
-def shared_targets() -> tuple[TargetPool, OrgBudgets]:
+def shared_targets(meraki_share: float = 0.9) -> tuple[TargetPool, OrgBudgets]:
     """One target per kind for every engine in the process, and the Meraki budget they share."""
-    from keyturn.engine.ratelimit import OrgBudgets
     from keyturn.engine.rotate import TargetPool
-    from keyturn.targets.registry import create_target
 
-    budgets = OrgBudgets()
-
-    def make(kind: str) -> Any:
-        return create_target(kind, budget=budgets) if kind == "meraki-auth-user" else create_target(kind)
-
-    return TargetPool(make), budgets
+    pool = TargetPool(meraki_share=meraki_share)
+    return pool, pool.budgets
 
 
 def rate_limited(budgets: OrgBudgets) -> Callable[[], int]:
@@ -106,7 +100,7 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
     from keyturn.api.app import attach_scheduler, create_app
     from keyturn.engine.rotate import RotationEngine
 
-    pool, budgets = shared_targets()
+    pool, budgets = shared_targets(vault.settings.meraki_api_share)
 
     def engine_factory(actor: str) -> RotationEngine:
         return RotationEngine(vault, targets=pool, actor=actor)

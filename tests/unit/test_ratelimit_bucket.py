@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
+from keyturn.config import load_settings
 from keyturn.engine.ratelimit import OrgBudgets, TokenBucket
+from keyturn.engine.rotate import RotationEngine
+from keyturn.errors import ConfigError
+from keyturn.targets.meraki import MerakiAuthUserTarget
+from keyturn.vault import Vault
 
 
 class FakeTime:
@@ -99,3 +105,24 @@ def test_invalid_parameters() -> None:
         TokenBucket(0, 1)
     with pytest.raises(ValueError):
         OrgBudgets(headroom=1.5)
+
+
+def test_meraki_share_comes_from_settings_and_is_shared_by_the_pool(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KEYTURN_MERAKI_API_SHARE", "0.5")
+    vault = Vault.init(load_settings(home=tmp_path))
+    try:
+        pool = RotationEngine(vault).targets
+        target = pool.get("meraki-auth-user")
+        assert isinstance(target, MerakiAuthUserTarget) and target.budget is pool.budgets
+        assert (pool.budgets.rate, pool.budgets.burst) == (5.0, 5)
+    finally:
+        vault.close()
+
+
+@pytest.mark.parametrize("share", ["0", "1.5", "-0.1"])
+def test_meraki_share_outside_0_1_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             share: str) -> None:
+    monkeypatch.setenv("KEYTURN_MERAKI_API_SHARE", share)
+    with pytest.raises(ConfigError, match="meraki_api_share"):
+        load_settings(home=tmp_path)

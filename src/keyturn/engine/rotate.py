@@ -76,11 +76,16 @@ def describe(exc: BaseException) -> str:
 
 
 class TargetPool:
-    """One target instance per kind, shared by every rotation (connection reuse); closed together."""
+    """One target instance per kind, shared by every rotation (connection reuse); closed together.
 
-    def __init__(self, factory: Callable[[str], Target] | None = None) -> None:
+    Without a `factory`, targets come from the registry and the Meraki ones share one per-organisation
+    budget (`budgets`) at `meraki_share` of the documented rate."""
+
+    def __init__(self, factory: Callable[[str], Target] | None = None, *, meraki_share: float = 0.9) -> None:
+        from keyturn.engine.ratelimit import OrgBudgets
         self._factory = factory
         self._targets: dict[str, Target] = {}
+        self.budgets = OrgBudgets(headroom=meraki_share)
 
     def get(self, kind: str) -> Target:
         target = self._targets.get(kind)
@@ -89,7 +94,8 @@ class TargetPool:
                 target = self._factory(kind)
             else:
                 from keyturn.targets.registry import create_target
-                target = create_target(kind)
+                target = (create_target(kind, budget=self.budgets) if kind.startswith("meraki")
+                          else create_target(kind))
             self._targets[kind] = target
         return target
 
@@ -140,7 +146,7 @@ class RotationEngine:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.vault = vault
-        self.targets = targets or TargetPool()
+        self.targets = targets or TargetPool(meraki_share=vault.settings.meraki_api_share)
         self.scripts: ScriptsRunner = scripts or _default_scripts
         self.locks = locks or LockManager(vault.engine)
         self.journal = journal or Journal(vault.engine)
