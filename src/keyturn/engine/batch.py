@@ -40,10 +40,11 @@ def _device_keys(engine: RotationEngine, refs: Sequence[str]) -> list[tuple[str,
             except KeyturnError:
                 out.append((ref, None))
                 continue
-            profile = meta.get("rotation") or {}
-            checked = str(profile.get("verify_with") or profile.get("target") or "") \
-                if isinstance(profile, dict) else ""
-            resource = profile.get("resource") if isinstance(profile, dict) else None
+            profile = meta.get("rotation")
+            if not isinstance(profile, dict):
+                profile = {}
+            checked = str(profile.get("verify_with") or profile.get("target") or "")
+            resource = profile.get("resource")
             out.append((uid, None if resource is None or checked.startswith(_BUDGETED_PREFIXES)
                         else str(resource)))
     return out

@@ -422,7 +422,10 @@ class Vault:
         return number
 
     def _decrypt(self, row: RecordRow, v: ver.VersionRow) -> Secret:
-        return self._barrier.decrypt(row.wrapped_key, row.uid, v.field, v.version, v.ciphertext)
+        return self._decrypt_value(row, v.field, v.version, v.ciphertext)
+
+    def _decrypt_value(self, row: RecordRow, slot: str, version: int, blob: bytes) -> Secret:
+        return self._barrier.decrypt(row.wrapped_key, row.uid, slot, version, blob)
 
     def _to_record(self, s: Session, row: RecordRow) -> Record:
         current: dict[str, tuple[int, bytes]] | None = None   # read once, on the first secret field
@@ -438,7 +441,7 @@ class Vault:
                 if current is None:
                     current = ver.current_values(s, row.uid)
                 cur = current.get(slot)
-                value = [self._barrier.decrypt(row.wrapped_key, row.uid, slot, cur[0], cur[1])] if cur else []
+                value = [self._decrypt_value(row, slot, *cur)] if cur else []
                 out.append(Field(item["type"], item.get("label"), value))
             return out
 
@@ -604,7 +607,7 @@ class Vault:
             except VaultError:
                 return None
             cur = ver.current_values(s, row.uid).get(slot)
-            return self._barrier.decrypt(row.wrapped_key, row.uid, slot, *cur) if cur is not None else None
+            return self._decrypt_value(row, slot, *cur) if cur is not None else None
 
     def versions(self, uid: str, field: str = "password") -> list[VersionInfo]:
         """All versions of a secret field, newest first (metadata only)."""

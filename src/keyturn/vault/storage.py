@@ -39,7 +39,7 @@ _AMBIENT = threading.local()
 
 def ambient_connection(engine: Engine) -> sa.Connection | None:
     """The connection of the unit of work open on this thread for `engine`, or None."""
-    s = _AMBIENT.__dict__.get("session")
+    s = getattr(_AMBIENT, "session", None)
     if s is None or _AMBIENT.engine is not engine:
         return None
     conn: sa.Connection = s.connection()
@@ -182,7 +182,7 @@ class Storage:
         read-then-write inside it cannot race another writer. Inside `unit()` on this thread the
         unit's session is returned instead, and it commits with the unit.
         """
-        ambient = _AMBIENT.__dict__.get("session")
+        ambient = getattr(_AMBIENT, "session", None)
         if ambient is not None and _AMBIENT.engine is self.engine:
             if write and not _AMBIENT.write:
                 raise RuntimeError("a write inside a read-only unit of work")  # a bug, not a user error
@@ -208,7 +208,7 @@ class Storage:
         whole or not at all — the rotation engine uses it to make one durable write per phase instead
         of one per call. A nested `unit()` joins the outer one.
         """
-        if _AMBIENT.__dict__.get("session") is not None and _AMBIENT.engine is self.engine:
+        if getattr(_AMBIENT, "session", None) is not None and _AMBIENT.engine is self.engine:
             with self.session(write=write) as joined:
                 yield joined
             return
