@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import httpx
+import pytest
 
 SECRET = "Integration-S3cret-Value-42"
 
@@ -92,3 +93,53 @@ def test_serve_subprocess_healthz_api_logs_and_sigterm(tmp_path: Path) -> None:
     assert [e["id"] for e in shipped] == list(range(1, len(shipped) + 1))   # in order, none twice
     assert "reveal" in actions and any(a.startswith("record.") for a in actions), actions
     assert SECRET not in sink.read_text()
+
+
+def test_serve_over_tls_with_cert_and_key(tmp_path: Path) -> None:
+    """`--cert/--key`: the API answers HTTPS with that certificate, verifiable with its CA; a client
+    that does not trust the CA is refused before any request, and plain HTTP gets no API answer."""
+    import ssl
+
+    import trustme
+
+    env = _env(tmp_path)
+    assert _keyturn("init", env=env).returncode == 0
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    cert, key, ca_pem = tmp_path / "server.pem", tmp_path / "server.key", tmp_path / "ca.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    key.chmod(0o600)
+    argv = [sys.executable, "-m", "keyturn.cli.main", "serve", "--port", "0", "--grace", "5",
+            "--cert", str(cert), "--key", str(key), "--no-scheduler"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        url = None
+        while url is None:
+            msg = json.loads(lines.get(timeout=60))["msg"]
+            if "listening on" in msg:
+                url = msg.rsplit(" ", 1)[1]
+        assert url.startswith("https://"), url
+        port = int(url.rsplit(":", 1)[1])
+        with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(
+                cafile=str(ca_pem)), timeout=30) as c:
+            assert c.get("/healthz").json() == {"status": "ok"}
+            assert c.get("/records").status_code == 401
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"https://127.0.0.1:{port}/healthz", timeout=30)          # system trust only
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).raise_for_status()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
