@@ -16,8 +16,10 @@ Operators run the rotations (and decide how and when) but cannot create, delete 
 auditors read everything except secret values and change nothing.
 
 A missing, malformed, unknown, revoked or expired token → 401 (with ``WWW-Authenticate: Bearer``); a
-valid token without the permission → 403. Every denial is appended to the audit log as `api.denied`
-(method, path, reason, token id/role when known — never the token itself).
+valid token without the permission → 403. Denials are appended to the audit log as `api.denied`
+(method, path, reason, token id/role when known — never the token itself): every 403, and 401s up to
+a per-client budget (`keyturn.api.denials`), past which they are counted and reported as
+``suppressed`` on the client's next audited denial.
 """
 
 from __future__ import annotations
@@ -94,7 +96,11 @@ async def _deny(ctx: ApiContext, request: Request, code: int, reason: str,
     if client is not None:
         details["client"] = client.host
     actor = f"api:{token.name}#{token.id}" if token is not None else "api:anonymous"
-    await asyncio.to_thread(ctx.vault.audit.append, "api.denied", actor=actor, details=details)
+    skipped = 0 if token is not None else ctx.denials.admit(client.host if client is not None else "?")
+    if skipped is not None:
+        if skipped:
+            details["suppressed"] = skipped
+        await asyncio.to_thread(ctx.vault.audit.append, "api.denied", actor=actor, details=details)
     ctx.metrics.denied(code)
     log.warning("request denied: %s", reason, extra={"status": code, "path": request.url.path,
                                                         "actor": actor})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from keyturn.api.denials import DenialBudget
 from keyturn.api.jobs import RotationRunner
 from keyturn.api.metrics import Metrics
 from keyturn.api.tokens import TokenStore
@@ -33,6 +34,7 @@ class ApiContext:
     metrics: Metrics
     scheduler: SchedulerLike | None = None
     scheduler_alive: Callable[[], bool] | None = None
+    denials: DenialBudget = field(default_factory=DenialBudget)   # audited 401s per client
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a synchronous vault/journal call off the event loop (the vault is thread-safe)."""
