@@ -156,3 +156,34 @@ async def test_openapi_is_served_and_lists_every_route(api: Api) -> None:
                  "/rotations", "/rotations/{rotation_id}", "/records/{ref}/history", "/audit",
                  "/healthz", "/readyz", "/metrics"):
         assert path in spec["paths"], path
+
+
+async def test_shutdown_journals_queued_rotations_as_cancelled(api: Api) -> None:
+    """A rotation accepted (202) but still queued at shutdown is journaled as failed/cancelled under its
+    id — nothing touched — so its status survives a restart; the running one is parked for recovery."""
+    import asyncio
+
+    from keyturn.engine.journal import Journal
+
+    other = api.world.add_user("u2", "second", "Second-Old-Pw-1")     # same device: queued behind u1
+    api.world.dev.set_user("second", "Second-Old-Pw-1")
+    fake = api.world.targets["fake"]
+    fake.gate = asyncio.Event()                                        # u1's change waits forever
+    first = await api.client.post("/rotations", json={"records": [api.world.user]},
+                                  headers=api.auth("operator"))
+    second = await api.client.post("/rotations", json={"records": [other]}, headers=api.auth("operator"))
+    ids = [first.json()["rotations"][0]["id"], second.json()["rotations"][0]["id"]]
+    for _ in range(200):
+        if fake.parallel.get(str(api.world.dev.path)):
+            break
+        await asyncio.sleep(0.01)
+    runner = api.app.state.ctx.runner
+    assert await runner.drain(0.05) == (0, 1)                         # u1 parked mid-change
+    assert runner.get(ids[1]).state == "cancelled"
+    row = Journal(api.world.vault.engine).get(ids[1])
+    assert row is not None and str(row.outcome) == "failed" and "stopped before" in row.reason
+    assert api.world.vault.audit.list(action="rotation.cancelled")[0].details["rotation_id"] == ids[1]
+    assert api.world.current(other) == "Second-Old-Pw-1"              # nothing touched
+    assert api.world.dev.password("second") == "Second-Old-Pw-1"
+    status = await api.client.get(f"/rotations/{ids[1]}", headers=api.auth("auditor"))
+    assert status.status_code == 200 and status.json()["outcome"] == "failed"

@@ -8,7 +8,9 @@ under the same limits and metrics.
 Limits: at most `concurrency` rotations in flight, at most `per_device` on one resource (IOS XE
 serialises configuration sessions). One engine per audit actor, created lazily and closed by `aclose`.
 
-Shutdown (`drain`): queued jobs are not started (they are reported ``cancelled``: nothing was touched);
+Shutdown (`drain`): queued jobs are not started (they are reported ``cancelled``: nothing was touched,
+and each is journaled as a failed rotation under its id, so `GET /rotations/{id}` still answers after
+a restart and the caller knows to ask again);
 running ones get `grace` seconds to finish; the rest are cancelled mid-flight, which is safe by design —
 the journal row stays open and the candidate stays pending, so recovery on the next start finishes it
 forward or backward.
@@ -32,6 +34,8 @@ from keyturn.engine.rotate import describe
 
 log = logging.getLogger("keyturn.api.jobs")
 MAX_FINISHED_JOBS = 10_000
+CANCELLED_REASON = ("cancelled: keyturn stopped before this rotation started; nothing was changed — "
+                    "request it again")
 
 
 class EngineLike(Protocol):
@@ -213,12 +217,33 @@ class RotationRunner:
         if still:
             await asyncio.gather(*still, return_exceptions=True)
         parked = sum(1 for t in running if t in still)
+        cancelled = [j for jid, _ in tasks
+                     if (j := self._jobs.get(jid)) is not None and j.state == "cancelled"]
+        if cancelled:
+            try:
+                await asyncio.to_thread(self._journal_cancelled, cancelled)
+            except Exception:  # the shutdown report must still come out
+                log.warning("could not journal %d cancelled rotation(s)", len(cancelled), exc_info=True)
         for jid, task in tasks:
             job = self._jobs.get(jid)
             if job is not None and task in still:
                 log.warning("rotation parked at shutdown; recovery finishes it on the next start",
                             extra={"record_uid": job.record_uid, "request_id": jid})
         return len(running) - parked, parked
+
+    def _journal_cancelled(self, jobs: list[Job]) -> None:
+        """One transaction: a finished `failed` journal row and an audit entry per cancelled job."""
+        from keyturn.engine.journal import Journal
+
+        vault = self.engine(jobs[0].actor).vault
+        journal = Journal(vault.engine)
+        with vault.unit():
+            for job in jobs:
+                journal.start(rotation_id=job.id, record_uid=job.record_uid, title=job.title, target="?",
+                              lock_key="")
+                journal.finish(job.id, Outcome.FAILED, CANCELLED_REASON)
+                vault.audit.append("rotation.cancelled", actor=job.actor, record_uid=job.record_uid,
+                                   details={"rotation_id": job.id, "reason": CANCELLED_REASON})
 
     async def aclose(self) -> None:
         engines, self._engines = list(self._engines.values()), {}
