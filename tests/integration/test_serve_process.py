@@ -3,6 +3,7 @@ and exits 0 on SIGTERM."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,6 +31,37 @@ def _keyturn(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
                           text=True, timeout=60, check=False)
 
 
+@contextlib.contextmanager
+def _serving(argv_tail: list[str], env: dict[str, str],
+             seen: list[str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`keyturn serve` as a subprocess; yields (process, the URL it logged as listening on). Every
+    stderr line lands in `seen` (JSON logs); the process is killed if it is still running at exit."""
+    argv = [sys.executable, "-m", "keyturn.cli.main", "serve", "--port", "0", "--grace", "5", *argv_tail]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        url = None
+        while url is None:
+            line = lines.get(timeout=60)
+            seen.append(line)
+            msg = json.loads(line)["msg"]
+            if "listening on" in msg:
+                url = msg.rsplit(" ", 1)[1]
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=30)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        while not lines.empty():
+            seen.append(lines.get())
+
+
 def test_serve_subprocess_healthz_api_logs_and_sigterm(tmp_path: Path) -> None:
     env = _env(tmp_path)
     assert _keyturn("init", env=env).returncode == 0
@@ -42,20 +75,9 @@ def test_serve_subprocess_healthz_api_logs_and_sigterm(tmp_path: Path) -> None:
     listed = _keyturn("token", "list", "--json", env=env)
     assert [t["name"] for t in json.loads(listed.stdout)] == ["it"] and token not in listed.stdout
 
-    argv = [sys.executable, "-m", "keyturn.cli.main", "serve", "--port", "0", "--grace", "5"]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []
-    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    try:
-        port = None
-        while port is None:
-            line = lines.get(timeout=60)
-            seen.append(line)
-            msg = json.loads(line)["msg"]
-            if "listening on" in msg:
-                port = int(msg.rsplit(":", 1)[1])
+    with _serving([], env, seen) as (proc, url):
+        port = int(url.rsplit(":", 1)[1])
         base = f"http://127.0.0.1:{port}"
         h = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, timeout=30) as c:
@@ -73,16 +95,6 @@ def test_serve_subprocess_healthz_api_logs_and_sigterm(tmp_path: Path) -> None:
             assert "keyturn_rotation_queue_depth" in c.get("/metrics").text
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=30)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-    while not lines.empty():
-        seen.append(lines.get())
     records = [json.loads(x) for x in seen if x.strip()]   # every line is one JSON object
     assert any(r["msg"] == "POST /records 201" and r.get("actor", "").startswith("api:it#") for r in records)
     assert any("stopped:" in r["msg"] for r in records)
@@ -111,18 +123,7 @@ def test_serve_over_tls_with_cert_and_key(tmp_path: Path) -> None:
     leaf.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(ca_pem))
     key.chmod(0o600)
-    argv = [sys.executable, "-m", "keyturn.cli.main", "serve", "--port", "0", "--grace", "5",
-            "--cert", str(cert), "--key", str(key), "--no-scheduler"]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True)  # type: ignore[union-attr]
-    reader.start()
-    try:
-        url = None
-        while url is None:
-            msg = json.loads(lines.get(timeout=60))["msg"]
-            if "listening on" in msg:
-                url = msg.rsplit(" ", 1)[1]
+    with _serving(["--cert", str(cert), "--key", str(key), "--no-scheduler"], env, []) as (proc, url):
         assert url.startswith("https://"), url
         port = int(url.rsplit(":", 1)[1])
         with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=ssl.create_default_context(
@@ -135,11 +136,3 @@ def test_serve_over_tls_with_cert_and_key(tmp_path: Path) -> None:
             httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).raise_for_status()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=30)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()

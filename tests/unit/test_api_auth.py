@@ -9,20 +9,7 @@ import pytest
 from keyturn.api.auth import ROLE_PERMISSIONS, Permission
 from keyturn.api.tokens import Role, TokenStore, parse_duration
 from keyturn.errors import ConfigError
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import open_world
-
-
-@pytest.fixture
-def world(tmp_path):
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world):
-    async for a in open_api(world):
-        yield a
-
+from tests.unit.api_world import Api
 
 # Every protected operation, with the permission it needs and a body that would pass validation.
 OPS: list[tuple[str, str, Permission, dict | None]] = [

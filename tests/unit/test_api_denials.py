@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from keyturn.api.denials import DenialBudget
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import open_world
+from tests.unit.api_world import Api
 
 
 class Clock:
@@ -41,17 +40,6 @@ def test_client_table_is_bounded() -> None:
 def test_bad_budget_is_refused(args: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="required"):
         DenialBudget(**args)
-
-
-@pytest.fixture
-def world(tmp_path):
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world):
-    async for a in open_api(world):
-        yield a
 
 
 async def test_a_401_flood_writes_a_bounded_number_of_audit_entries(api: Api) -> None:

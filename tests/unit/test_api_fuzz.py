@@ -14,24 +14,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import pytest
 
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import open_world
+from tests.unit.api_world import Api
 
 PUBLIC = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 VARIANTS = 25
-
-
-@pytest.fixture
-def world(tmp_path):
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world):
-    async for a in open_api(world):
-        yield a
 
 
 class Gen:

@@ -5,12 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import open_world
-
-
-@pytest.fixture
-def world(tmp_path):
-    yield from open_world(tmp_path)
 
 
 @pytest.fixture

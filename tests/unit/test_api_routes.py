@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from keyturn.api.routes.records import MASK
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import OLD, open_world
-
-
-@pytest.fixture
-def world(tmp_path):
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world):
-    async for a in open_api(world):
-        yield a
+from tests.unit.api_world import Api
+from tests.unit.engine_world import OLD
 
 
 async def test_health_endpoints_need_no_token(api: Api) -> None:
