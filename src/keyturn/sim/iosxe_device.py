@@ -18,21 +18,21 @@ set from clear text keeps the clear value until something reads the configuratio
 
 from __future__ import annotations
 
-import base64
 import copy
-import hashlib
 import hmac
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
-# Cisco's base64 alphabet for type 8/9 hashes ("./0-9A-Za-z"), standard alphabet order otherwise.
-_STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_CISCO = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_TO_CISCO = str.maketrans(_STD, _CISCO)
-_TYPE7_KEY = "dsfd;kfoA,.iyewrkldJKDHSUBsgvca69834ncxv9873254k;fg87"
+# The hash formats live in one module, shared with keyturn's own stored-hash checks.
+from keyturn.cisco_hash import new_salt as _salt
+from keyturn.cisco_hash import type5_hash as type5_hash
+from keyturn.cisco_hash import type7_decode as type7_decode
+from keyturn.cisco_hash import type7_encode as type7_encode
+from keyturn.cisco_hash import type8_hash as type8_hash
+from keyturn.cisco_hash import type9_hash as type9_hash
+from keyturn.cisco_hash import verify_hash as verify_hash
 
 MAX_PASSWORD_LENGTH = 127
 TYPE0_WARNING = (
@@ -48,49 +48,6 @@ class DeviceRefused(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-def _salt() -> str:
-    return "".join(secrets.choice(_CISCO) for _ in range(14))
-
-
-def _b64_cisco(raw: bytes) -> str:
-    return base64.b64encode(raw).decode().rstrip("=").translate(_TO_CISCO)
-
-
-def type9_hash(clear: str, salt: str | None = None) -> str:
-    salt = salt or _salt()
-    raw = hashlib.scrypt(clear.encode(), salt=salt.encode(), n=2**14, r=1, p=1, dklen=32)
-    return f"$9${salt}${_b64_cisco(raw)}"
-
-
-def type8_hash(clear: str, salt: str | None = None) -> str:
-    salt = salt or _salt()
-    raw = hashlib.pbkdf2_hmac("sha256", clear.encode(), salt.encode(), 20_000, 32)
-    return f"$8${salt}${_b64_cisco(raw)}"
-
-
-def type7_encode(clear: str, offset: int = 2) -> str:
-    out = f"{offset:02d}"
-    for i, ch in enumerate(clear):
-        out += f"{ord(ch) ^ ord(_TYPE7_KEY[(offset + i) % len(_TYPE7_KEY)]):02X}"
-    return out
-
-
-def type7_decode(encoded: str) -> str:
-    offset = int(encoded[:2])
-    data = bytes.fromhex(encoded[2:])
-    return "".join(chr(b ^ ord(_TYPE7_KEY[(offset + i) % len(_TYPE7_KEY)])) for i, b in enumerate(data))
-
-
-def verify_hash(clear: str, stored: str) -> bool:
-    if stored.startswith("$9$"):
-        salt = stored.split("$")[2]
-        return hmac.compare_digest(type9_hash(clear, salt), stored)
-    if stored.startswith("$8$"):
-        salt = stored.split("$")[2]
-        return hmac.compare_digest(type8_hash(clear, salt), stored)
-    return False
 
 
 @dataclass
