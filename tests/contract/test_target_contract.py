@@ -33,7 +33,15 @@ from keyturn.sim.iosxe_ssh import SshFrontend
 from keyturn.sim.meraki import MerakiFrontend
 from keyturn.sim.meraki_state import MerakiState
 from keyturn.sim.tls import self_signed_context
-from keyturn.targets.base import Account, AdminCredential, Endpoint, Persisting, Target, Verdict
+from keyturn.targets.base import (
+    Account,
+    AdminCredential,
+    Endpoint,
+    Persisting,
+    ProbeLedger,
+    Target,
+    Verdict,
+)
 from keyturn.targets.registry import create_target
 from keyturn.targets.tofu import fetch_fingerprint
 
@@ -202,7 +210,8 @@ async def test_contract(case: Case) -> None:
     assert await target.verify(account, new) is Verdict.OK
     assert await target.verify(account, old) is Verdict.REJECTED
 
-    # set the same again: idempotent
+    # set the same again: idempotent (a new rotation: a fresh failed-login ledger, see ProbeLedger)
+    account = replace(account, probes=ProbeLedger())
     await target.change(account, new, new)
     assert case.device_has(NEW)
     assert await target.verify(account, new) is Verdict.OK
@@ -411,7 +420,7 @@ async def test_restconf_verify_via_ssh_for_low_privilege_users() -> None:
     try:
         carol = Account("v", "carol", endpoint)  # privilege 1: RESTCONF refuses even the right secret
         assert await target.verify(carol, Secret(OLD)) is Verdict.REJECTED
-        via_ssh = replace(carol, options={"verify_via": "ssh"})
+        via_ssh = replace(carol, options={"verify_via": "ssh"}, probes=ProbeLedger())
         assert await target.verify(via_ssh, Secret(OLD)) is Verdict.OK
         assert await target.verify(via_ssh, Secret(NEW)) is Verdict.REJECTED
     finally:

@@ -59,7 +59,8 @@ async def test_current_rejected_without_admin_fails_with_hint(world):
     world.dev.set_user("netops", "changed-out-of-band")
     result = await rotate(world)
     assert result.outcome is Outcome.FAILED
-    assert result.reason == "current password rejected by the device; set an admin credential to reconcile"
+    assert result.reason == (
+        "current password rejected by the device (by login); set an admin credential to reconcile")
     assert world.states() == ["current"]
 
 

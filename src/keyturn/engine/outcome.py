@@ -127,10 +127,12 @@ class RotationResult:
     rotation_id: str | None = None
     duration: float = 0.0
     scripts: tuple[ScriptSummary, ...] = field(default_factory=tuple)
+    verified_by: str | None = None   # how the new secret was proved: "login", "stored hash", ...
 
     def to_json(self) -> dict[str, Any]:
         return {
             "record_uid": self.record_uid, "title": self.title, "target": self.target,
             "outcome": str(self.outcome), "reason": self.reason, "rotation_id": self.rotation_id,
             "duration": round(self.duration, 3), "scripts": [s.to_json() for s in self.scripts],
+            "verified_by": self.verified_by,
         }

@@ -3,7 +3,8 @@
 Runs at the start of every `keyturn rotate` and on `keyturn recover`. For each rotation still open in
 the journal (`running` after a crash, `unverified`, `needs_attention`) and — on a full run — each
 `pending` secret version in the vault, it takes the account lock (stealing it only from a dead
-holder) and probes the device with *both* the candidate and the old secret:
+holder) and probes the device with *both* the candidate and the old secret — by stored hash wherever
+an admin credential can read it (`hash_first`), so recovery costs no failed login there:
 
     candidate ok                      → finish forward: save config if needed, promote, run scripts
     candidate rejected, old ok        → finish backward: candidate `failed` (a fresh one next time)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
@@ -32,13 +34,22 @@ from keyturn.engine.profile import load_profile
 from keyturn.engine.rotate import REFUSED, can_verify, describe, save_config, scripts_message
 from keyturn.errors import KeyturnError, RecordNotFound, RotationLocked, TargetError
 from keyturn.secret import Secret
-from keyturn.targets.base import Account, Persisting, Target, Verdict
+from keyturn.targets.base import Account, Checking, Persisting, Target, Verdict
 from keyturn.vault.versions import VersionState
 
 if TYPE_CHECKING:
     from keyturn.engine.rotate import RotationEngine
 
 log = logging.getLogger("keyturn.engine.recovery")
+
+
+def hash_first(verifier: Target, account: Account) -> Account:
+    """Probe by stored hash when the verifier can and an admin credential can read it: settling a
+    crash must never cost a failed login (DESIGN §3), and the hash says exactly which secret the
+    device holds. Other verifiers keep the profile's proof."""
+    if account.admin is None or not isinstance(verifier, Checking):
+        return account
+    return replace(account, options={**account.options, "verify": "hash"})
 
 
 class Recovery:
@@ -249,6 +260,7 @@ class Recovery:
         verifier = e.targets.get(ra.verifier_kind) if ra.verifier_kind else None
         target = None if ra.noop else e.targets.get(ra.profile.target)
         if verifier is not None and can_verify(verifier, account):
+            account = hash_first(verifier, account)
             v_new = await e.verify(verifier, account, new, attempts)
             if v_new is Verdict.OK:
                 return await self._commit_forward(row, ra, cand, new, "the device has the new secret")
@@ -293,7 +305,7 @@ class Recovery:
             await self._persist(target, account, old, ra.profile.max_attempts)
         except (TargetError, OSError) as exc:
             log.info("reconcile of %s failed: %s", row.record_uid, describe(exc))
-        if await e.verify(target, account, old, ra.profile.max_attempts) is Verdict.OK:
+        if await e.verify(target, hash_first(target, account), old, ra.profile.max_attempts) is Verdict.OK:
             return await self._drop(row, cand, "recovered: neither secret logged in; the current secret "
                                                "was set "
                                     "again through the admin credential and verified; candidate dropped")

@@ -46,7 +46,7 @@ from keyturn.errors import (
     TargetError,
 )
 from keyturn.secret import Secret
-from keyturn.targets.base import Account, Persisting, Target, Verdict
+from keyturn.targets.base import Account, Check, Checking, Persisting, Proof, Target, Verdict
 from keyturn.vault.versions import VersionState
 
 log = logging.getLogger("keyturn.engine")
@@ -68,6 +68,12 @@ async def save_config(target: Persisting, account: Account, secret: Secret | Non
     """`target.persist` with the secret that now logs in (a self-service account must save with its
     new secret: the old one no longer works)."""
     await target.persist(account, secret=secret)
+
+
+def proved(check: Check) -> str:
+    """``"by stored hash (type 9 secret)"`` — how a verdict was reached, for journal and audit."""
+    how = f"by {check.proof.value}" if check.proof is not Proof.NONE else "without a probe"
+    return f"{how} ({check.detail})" if check.detail else how
 
 
 def describe(exc: BaseException) -> str:
@@ -168,18 +174,26 @@ class RotationEngine:
         self._db_pool.shutdown(wait=True)
 
     async def verify(self, target: Target, account: Account, secret: Secret, attempts: int) -> Verdict:
-        """`target.verify` with bounded back-off retries while it is inconclusive."""
+        """The verdict of `check`."""
+        return (await self.check(target, account, secret, attempts)).verdict
+
+    async def check(self, target: Target, account: Account, secret: Secret, attempts: int) -> Check:
+        """Verify with bounded back-off retries while inconclusive; says how it was proved (`Check`)."""
+        check = Check(Verdict.INCONCLUSIVE, Proof.NONE)
         for attempt in range(max(1, attempts)):
             try:
-                verdict = await target.verify(account, secret)
+                if isinstance(target, Checking):
+                    check = await target.check(account, secret)
+                else:
+                    check = Check(await target.verify(account, secret), Proof.LOGIN)
             except KeyturnError as exc:  # the contract says verify never raises; be safe anyway
                 log.info("verify raised %s; treating as inconclusive", describe(exc))
-                verdict = Verdict.INCONCLUSIVE
-            if verdict is not Verdict.INCONCLUSIVE:
-                return verdict
+                check = Check(Verdict.INCONCLUSIVE, Proof.NONE, describe(exc))
+            if check.verdict is not Verdict.INCONCLUSIVE:
+                return check
             if attempt + 1 < attempts:
                 await self.sleep(min(self.backoff * 2 ** attempt, self.backoff_max))
-        return Verdict.INCONCLUSIVE
+        return check
 
     async def run_scripts(self, ra: ResolvedAccount, new: Secret,
                           old: Secret | None) -> tuple[ScriptSummary, ...]:
@@ -326,6 +340,7 @@ class _Rotation:
         self.version: int | None = None
         self.scripts: tuple[ScriptSummary, ...] = ()
         self.locked = False
+        self.verified_by: str | None = None   # how the new secret was proved (`Proof` value)
         self._queued: list[Queued] = []
 
     # --- bookkeeping ---------------------------------------------------------------------------------
@@ -378,7 +393,8 @@ class _Rotation:
                 for st, status, msg, _ in queued]
             entries.append(("rotation.audit", e.actor, self.uid,
                             {"rotation_id": self.rid, "target": self.kind, "outcome": outcome.value,
-                             "reason": reason, "candidate_version": self.version}))
+                             "reason": reason, "candidate_version": self.version,
+                             "verified_by": self.verified_by}))
             with write_tx(e.vault.engine) as conn:
                 e.journal.finish_on(conn, self.rid, outcome, reason)
                 e.journal.steps_on(conn, self.rid, steps)
@@ -393,7 +409,8 @@ class _Rotation:
             self.locked = False
         return RotationResult(record_uid=self.uid, title=self.title, target=self.kind, outcome=outcome,
                               reason=reason, rotation_id=self.rid,
-                              duration=time.monotonic() - self.started, scripts=self.scripts)
+                              duration=time.monotonic() - self.started, scripts=self.scripts,
+                              verified_by=self.verified_by if outcome.rotated else None)
 
     async def drop_candidate(self) -> None:
         if self.version is not None:
@@ -432,20 +449,20 @@ class _Rotation:
         # 2 verify current
         if checks and old is not None:
             assert verifier is not None
-            verdict = await e.verify(verifier, account, old, attempts)
-            if verdict is Verdict.INCONCLUSIVE:
+            check = await e.check(verifier, account, old, attempts)
+            if check.verdict is Verdict.INCONCLUSIVE:
+                detail = f": {check.detail}" if check.detail else ""
                 return await self.finish(Outcome.FAILED, "device unreachable before change; will retry "
-                                         "(nothing was changed)", Step.VERIFY_CURRENT)
-            if verdict is Verdict.REJECTED:
+                                         f"(nothing was changed){detail}", Step.VERIFY_CURRENT)
+            if check.verdict is Verdict.REJECTED:
                 if account.admin is None:
-                    return await self.finish(Outcome.FAILED, "current password rejected by the device; "
-                                                             "set an "
-                                             "admin credential to reconcile", Step.VERIFY_CURRENT)
-                self.note(Step.VERIFY_CURRENT, StepStatus.FAILED, "current secret rejected by the "
-                                                                        "device; "
-                                "reconciling through the admin credential")
+                    return await self.finish(Outcome.FAILED, f"current password rejected by the device "
+                                             f"({proved(check)}); set an admin credential to reconcile",
+                                             Step.VERIFY_CURRENT)
+                self.note(Step.VERIFY_CURRENT, StepStatus.FAILED, f"current secret rejected by the device "
+                          f"({proved(check)}); reconciling through the admin credential")
             else:
-                self.note(Step.VERIFY_CURRENT, StepStatus.OK, "current secret logs in")
+                self.note(Step.VERIFY_CURRENT, StepStatus.OK, f"current secret verified {proved(check)}")
         elif old is None:
             if account.admin is None and not ra.noop:
                 return await self.finish(Outcome.FAILED, "the record has no current password and the profile "
@@ -499,17 +516,20 @@ class _Rotation:
 
         # 7 verify new
         if can_verify(target, account):
-            verdict = await e.verify(target, account, new, attempts)
-            if verdict is Verdict.REJECTED:
-                await self.step(Step.VERIFY_NEW, StepStatus.FAILED, "the device rejected the new secret")
+            check = await e.check(target, account, new, attempts)
+            if check.verdict is Verdict.REJECTED:
+                await self.step(Step.VERIFY_NEW, StepStatus.FAILED, f"the device rejected the new secret "
+                                f"({proved(check)})")
                 return await self._roll_back(target, account, new, old, applied, attempts)
-            if verdict is Verdict.INCONCLUSIVE:
-                await self.step(Step.VERIFY_NEW, StepStatus.UNKNOWN, "could not reach the device to verify")
+            if check.verdict is Verdict.INCONCLUSIVE:
+                await self.step(Step.VERIFY_NEW, StepStatus.UNKNOWN, "could not verify the new secret"
+                                + (f" ({check.detail})" if check.detail else ""))
                 return await self.finish(Outcome.UNVERIFIED, "device state unknown: the new secret "
                                                              "could not be "
                                          "verified; both secrets kept, `keyturn recover` will probe and "
                                          "finish")
-            self.note(Step.VERIFY_NEW, StepStatus.OK, "new secret logs in")
+            self.note(Step.VERIFY_NEW, StepStatus.OK, f"new secret verified {proved(check)}")
+            self.verified_by = check.proof.value
             verified = True
         elif applied == "yes":
             self.note(Step.VERIFY_NEW, StepStatus.SKIPPED, "the target cannot test a login; the change "
@@ -551,7 +571,7 @@ class _Rotation:
                                                                     f"{scripts_message(self.scripts)}"
                                      f"; see `keyturn rotation log {self.rid[:12]}`")
         if verified:
-            return await self.finish(Outcome.ROTATED, "rotated and verified")
+            return await self.finish(Outcome.ROTATED, f"rotated and verified by {self.verified_by}")
         return await self.finish(Outcome.ROTATED_UNVERIFIABLE, "rotated; the target cannot test a login, "
                                  "so the new secret is not verified")
 
@@ -642,13 +662,16 @@ class _Rotation:
                                          f"current; see `keyturn rotation log {self.rid[:12]}`")
             return await self._commit_noop(Outcome.ROTATED_UNVERIFIABLE, "scripts succeeded; no verifier "
                                            "configured, so the new secret is not verified")
-        verdict = await e.verify(verifier, account, new, attempts)
+        check = await e.check(verifier, account, new, attempts)
+        verdict = check.verdict
         if verdict is Verdict.INCONCLUSIVE:
-            await self.step(Step.VERIFY_NEW, StepStatus.UNKNOWN, "could not reach the device to verify")
+            await self.step(Step.VERIFY_NEW, StepStatus.UNKNOWN, "could not verify the new secret"
+                            + (f" ({check.detail})" if check.detail else ""))
             return await self.finish(Outcome.UNVERIFIED, "device state unknown after the scripts ran; both "
                                      "secrets kept, `keyturn recover` will probe and finish")
         if verdict is Verdict.OK:
-            await self.step(Step.VERIFY_NEW, StepStatus.OK, "new secret logs in")
+            self.verified_by = check.proof.value
+            await self.step(Step.VERIFY_NEW, StepStatus.OK, f"new secret verified {proved(check)}")
             if ok:
                 return await self._commit_noop(Outcome.ROTATED, "scripts succeeded and the new secret "
                                                                 "verified")

@@ -25,7 +25,10 @@ Guarantees every target gives:
 * Targets receive their I/O (an `httpx.AsyncClient` factory, an SSH connect function) from the caller,
   so tests point them at simulators or `httpx.MockTransport`.
 
-Optional capabilities are separate Protocols (`Persisting`, `Discovering`) — check with isinstance.
+Optional capabilities are separate Protocols (`Persisting`, `Discovering`, `Checking`) — check with
+isinstance. A `Checking` target also says *how* it proved a verdict (a login, or the device's stored
+hash read through the admin session) and respects the account's `ProbeLedger`: the failed logins keyturn
+may still cause on that account during one rotation.
 
 How to add a target: create `keyturn/targets/<name>.py` with a class implementing `Target`, add
 `"<kind>": "keyturn.targets.<name>:<Class>"` to `registry.TARGETS`, and run the shared contract suite
@@ -37,7 +40,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from keyturn.secret import Secret
 
@@ -85,6 +88,46 @@ class Endpoint:
     options: Mapping[str, str] = field(default_factory=dict)  # other custom fields of the resource
 
 
+class Proof(enum.StrEnum):
+    """How a verdict was reached (recorded on the rotation and in the audit trail)."""
+
+    LOGIN = "login"                     # authenticated as the user
+    STORED_HASH = "stored hash"         # the device's stored credential checked locally
+    BOTH = "login and stored hash"
+    NONE = "none"                       # nothing could be tried (see the check's detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A verdict with its proof and, when useful, why (e.g. "device in login quiet mode")."""
+
+    verdict: Verdict
+    proof: Proof = Proof.LOGIN
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class ProbeLedger:
+    """What keyturn's probes of one account may cost and have learnt, for one rotation or recovery.
+
+    `failed_login_limit` is the most failed logins keyturn may cause on the account (DESIGN §3: a
+    login probe that fails counts toward the device's lockout); targets lower it below the device's
+    `max-fail` when they know it. `device` caches what a target read about the device (its AAA
+    configuration) so it is read once per rotation.
+    """
+
+    failed_login_limit: int = 1
+    failed_logins: int = 0
+    device: dict[str, Any] = field(default_factory=dict)
+
+    def may_fail_login(self, device_max_fail: int | None = None) -> bool:
+        """Whether one more login that might fail stays within the budget (and under max-fail)."""
+        limit = self.failed_login_limit
+        if device_max_fail is not None:
+            limit = min(limit, device_max_fail - 1)
+        return self.failed_logins < limit
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """One account on one resource: what a target needs to verify or change it."""
@@ -95,6 +138,7 @@ class Account:
     admin: AdminCredential | None = None
     enable_secret: Secret | None = None    # IOS enable secret for the account's own session
     options: Mapping[str, str] = field(default_factory=dict)  # profile options, e.g. {"mode": "password"}
+    probes: ProbeLedger = field(default_factory=ProbeLedger, compare=False)  # fresh per rotation
 
     @property
     def lock_key(self) -> str:
@@ -135,3 +179,13 @@ class Discovering(Protocol):
     """A target that can list the accounts present on a resource."""
 
     async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[str]: ...
+
+
+@runtime_checkable
+class Checking(Protocol):
+    """A target that reports how it verified (`Check`); the engine prefers `check` over `verify`.
+
+    Same contract as `verify` (no side effects but the failed logins the ledger allows, never raises).
+    """
+
+    async def check(self, account: Account, secret: Secret) -> Check: ...

@@ -14,9 +14,12 @@ Wire facts (reference cisco-iosxe.md §1.7, §2):
 * 409 lock-denied and 5xx are transient (the device serialises config writes): bounded retries;
 * error bodies come as ``{"ietf-restconf:errors": ...}`` (17.12+) or bare ``{"errors": ...}``.
 
-`verify` authenticates as the user. RESTCONF only admits privilege-15 users, so for a lower-privilege
-account a 401/403 does **not** prove the password wrong — set the profile option ``verify_via=ssh``
-for such accounts and verification logs in over SSH instead (`IosXeSshTarget.verify`).
+`verify`/`check` prove the secret by login, by the stored hash read through the admin credential, or
+both — the profile option ``verify`` (default ``auto``: decided by the device's AAA configuration,
+``GET native/aaa`` and ``native/login``), see `keyturn.targets.iosxe_verify`. A login authenticates as
+the user; RESTCONF only admits privilege-15 users, so for a lower-privilege account a 401/403 does
+**not** prove the password wrong — set the profile option ``verify_via=ssh`` for such accounts and
+the login is made over SSH instead (`IosXeSshTarget`), or use ``verify=hash``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 import httpx
@@ -38,8 +41,10 @@ from keyturn.errors import (
     TargetUnreachable,
 )
 from keyturn.secret import REDACTED, Secret
-from keyturn.targets.base import Account, Endpoint, SecretRules, Target, Verdict
+from keyturn.cisco_hash import parse_restconf_user
+from keyturn.targets.base import Account, Check, Endpoint, SecretRules, Target, Verdict
 from keyturn.targets.http import build_client, map_httpx_errors
+from keyturn.targets.iosxe_verify import DeviceView, aaa_from_restconf, prove
 
 log = logging.getLogger("keyturn.targets.iosxe_restconf")
 
@@ -47,6 +52,9 @@ KIND = "iosxe-restconf"
 YANG_JSON = "application/yang-data+json"
 USER_PATH = "/restconf/data/Cisco-IOS-XE-native:native/username={name}"
 SAVE_PATH = "/restconf/operations/cisco-ia:save-config"
+# What decides who checks a login (`keyturn.targets.iosxe_verify`): Cisco-IOS-XE-aaa and -native `login`.
+AAA_PATH = "/restconf/data/Cisco-IOS-XE-native:native/aaa"
+LOGIN_PATH = "/restconf/data/Cisco-IOS-XE-native:native/login"
 # Body of the PATCH per mode: container name and its value leaf (RFC 7951; enums as strings).
 MODES: Mapping[str, tuple[str, str]] = {"secret": ("secret", "secret"), "password": ("password", "password")}
 # Default mode: rotate whichever the user holds (a hashed `secret`, or a reversible `password`).
@@ -89,6 +97,7 @@ class IosXeRestconfTarget:
     kind: ClassVar[str] = KIND
     constraints: ClassVar[SecretRules] = IOSXE_RULES
     can_verify: ClassVar[bool] = True
+    path: Literal["http"] = "http"   # which login path the device's AAA applies (iosxe_verify.Prover)
 
     def __init__(self, client_factory: ClientFactory | None = None, *, timeout: float = 15.0,
                  save_timeout: float = 60.0, retries: int = 3, backoff: float = 0.5,
@@ -243,24 +252,64 @@ class IosXeRestconfTarget:
         raise self._err(TargetError, account, f"save-config failed: {describe_errors(response)}")
 
     async def verify(self, account: Account, secret: Secret) -> Verdict:
+        """The verdict of `check`."""
+        return (await self.check(account, secret)).verdict
+
+    async def check(self, account: Account, secret: Secret) -> Check:
+        """Prove `secret` by login and/or stored hash (profile option ``verify``, default ``auto``)."""
+        return await prove(account, secret, self)
+
+    async def login(self, account: Account, secret: Secret) -> tuple[Verdict, str]:
         """Log in as the user: 2xx/404 → OK, 401/403 → REJECTED, anything else → INCONCLUSIVE."""
         if account.options.get("verify_via") == "ssh":
-            return await self._ssh(account).verify(account, secret)
+            from keyturn.targets.iosxe_ssh import IosXeSshTarget
+            ssh = self._ssh(account)
+            assert isinstance(ssh, IosXeSshTarget)
+            return await ssh.login(account, secret)
         try:
             response = await self._request(account, "GET", self._user_path(account),
                                            (account.username, secret), doing="verifying the login")
         except TargetError as exc:
             log.info("%s %s: verify inconclusive: %s", KIND, account.endpoint.host, exc)
-            return Verdict.INCONCLUSIVE
+            return Verdict.INCONCLUSIVE, str(exc)
         status = response.status_code
         if status in (200, 204, 404):
             # Authenticated; what the GET found does not matter. This login is live: `persist` may
             # use it (recovery verifies a candidate, then saves, possibly in a fresh process).
             self._save_auth[account.lock_key] = (account.username, secret)
-            return Verdict.OK
+            return Verdict.OK, ""
         if status in (401, 403):
-            return Verdict.REJECTED
-        return Verdict.INCONCLUSIVE
+            return Verdict.REJECTED, ""
+        return Verdict.INCONCLUSIVE, f"unexpected answer to the login: {describe_errors(response)}"
+
+    async def read_device(self, account: Account, *, aaa: bool, user: bool) -> DeviceView:
+        """Through the admin credential: ``GET native/aaa`` + ``native/login`` and/or the user entry."""
+        assert account.admin is not None
+        auth = (account.admin.username, account.admin.secret)
+        config = stored = None
+        if aaa:
+            docs: list[Any] = []
+            for path in (AAA_PATH, LOGIN_PATH):
+                response = await self._request(account, "GET", path, auth, doing="reading the AAA configuration")
+                if response.status_code in (401, 403):
+                    raise self._err(TargetAuthRejected, account, f"the admin credential was refused "
+                                                                 f"({describe_errors(response)})")
+                if response.status_code in (204, 404):
+                    docs.append(None)
+                    continue
+                if response.status_code != 200:
+                    raise self._err(TargetError, account, f"reading the AAA configuration: "
+                                                          f"{describe_errors(response)}")
+                try:
+                    docs.append(response.json())
+                except ValueError as exc:
+                    raise self._err(TargetError, account, "the AAA configuration is not JSON") from exc
+            config = aaa_from_restconf(docs[0], docs[1])
+        if user:
+            response = await self._request(account, "GET", self._user_path(account), auth,
+                                           doing="reading the stored credential")
+            stored = parse_restconf_user(self._check_read(account, response, auth_is_admin=True))
+        return DeviceView(aaa=config, stored=stored)
 
     def _ssh(self, account: Account) -> Target:
         if self._ssh_verifier is None:
@@ -275,3 +324,4 @@ class IosXeRestconfTarget:
             await client.aclose()
         if self._ssh_verifier is not None:
             await self._ssh_verifier.aclose()
+
