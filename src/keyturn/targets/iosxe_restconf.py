@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 import httpx
 
+from keyturn.cisco_hash import parse_restconf_user
 from keyturn.errors import (
     AccountNotFound,
     ChangeRejected,
@@ -41,7 +42,6 @@ from keyturn.errors import (
     TargetUnreachable,
 )
 from keyturn.secret import REDACTED, Secret
-from keyturn.cisco_hash import parse_restconf_user
 from keyturn.targets.base import Account, Check, Endpoint, SecretRules, Target, Verdict
 from keyturn.targets.http import build_client, map_httpx_errors
 from keyturn.targets.iosxe_verify import DeviceView, aaa_from_restconf, prove
