@@ -290,7 +290,8 @@ class IosXeRestconfTarget:
         if aaa:
             docs: list[Any] = []
             for path in (AAA_PATH, LOGIN_PATH):
-                response = await self._request(account, "GET", path, auth, doing="reading the AAA configuration")
+                response = await self._request(account, "GET", path, auth,
+                                               doing="reading the AAA configuration")
                 if response.status_code in (401, 403):
                     raise self._err(TargetAuthRejected, account, f"the admin credential was refused "
                                                                  f"({describe_errors(response)})")
