@@ -29,7 +29,7 @@ import contextlib
 import hmac
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -67,15 +67,62 @@ SET_SECRET = {"secret": "username {name} algorithm-type scrypt secret {value}",
 SET_ENABLE = "enable algorithm-type scrypt secret {value}"
 IOSXE_RULES = SecretRules(min_length=1, max_length=127, forbidden="?")
 ENABLE_RULES = SecretRules(min_length=1, max_length=127, forbidden="?")
+# What older IOS XE releases offer and nothing else (reference field behaviour §5). All three rest on
+# SHA-1 (and finite-field DH, which `cryptography` deprecates), so keyturn offers them only when the
+# resource says `ssh_algorithms=legacy`, and then last in each preference list: a device that also
+# speaks something better still negotiates the better algorithm.
+LEGACY_SSH_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "kex_algs": ("diffie-hellman-group14-sha1",),
+    "server_host_key_algs": ("ssh-rsa",),
+    "mac_algs": ("hmac-sha1",),
+}
+SSH_ALGORITHM_PROFILES = ("modern", "legacy")
 
 Connect = Callable[..., Awaitable[Any]]
 
 
+def ssh_algorithms(options: Mapping[str, str]) -> dict[str, list[str]]:
+    """asyncssh's default algorithm lists without the legacy SHA-1 ones, or with them appended last
+    (resource option ``ssh_algorithms=legacy``). `ProfileError` for any other value."""
+    from asyncssh.kex import get_default_kex_algs
+    from asyncssh.mac import get_default_mac_algs
+    from asyncssh.public_key import get_default_public_key_algs
+
+    profile = options.get("ssh_algorithms", "modern").strip().lower() or "modern"
+    if profile not in SSH_ALGORITHM_PROFILES:
+        raise ProfileError("resource option ssh_algorithms must be one of "
+                           f"{', '.join(SSH_ALGORITHM_PROFILES)}, not {profile!r}")
+    defaults = {"kex_algs": get_default_kex_algs(), "server_host_key_algs": get_default_public_key_algs(),
+                "mac_algs": get_default_mac_algs()}
+    lists = {}
+    for name, legacy in LEGACY_SSH_ALGORITHMS.items():
+        modern = [alg.decode("ascii") for alg in defaults[name] if alg.decode("ascii") not in legacy]
+        lists[name] = modern + list(legacy) if profile == "legacy" else modern
+    return lists
+
+
 @contextmanager
-def map_ssh_errors(*, target: str, record: str | None, host: str, doing: str) -> Iterator[None]:
-    """The one asyncssh boundary: transport trouble → `TargetUnreachable` / `TargetTimeout`."""
+def map_ssh_errors(*, target: str, record: str | None, host: str, doing: str,
+                   legacy: bool = False) -> Iterator[None]:
+    """The one asyncssh boundary: transport trouble → `TargetUnreachable` / `TargetTimeout`.
+
+    No algorithm in common (asyncssh's `KeyExchangeFailed`, "No matching ...") says how to fix it:
+    older IOS XE offers only SHA-1 algorithms, which keyturn uses only with ``ssh_algorithms=legacy``.
+    """
     try:
         yield
+    except asyncssh.KeyExchangeFailed as exc:
+        # asyncssh's reason is "No matching X found, sent A,B,... and received C,D": keep what failed
+        # and what the device offered (our own long list helps nobody).
+        # ("ext-info-*" and "kex-strict-*" in the key exchange list are extension markers, not algorithms.)
+        what, _, lists = str(exc.reason).partition(", sent ")
+        offered = ",".join(a for a in lists.rpartition(" and received ")[2].split(",")
+                           if a and not a.startswith(("ext-info-", "kex-strict-")))
+        detail = f"{what}; the device offers {offered}" if offered else what
+        hint = ("" if legacy else "; if the device runs an older IOS XE release (diffie-hellman-group14-"
+                "sha1, ssh-rsa, hmac-sha1 only), set ssh_algorithms=legacy on the resource record")
+        raise TargetUnreachable(f"{host}: no SSH algorithm in common with the device while {doing} "
+                                f"({detail}){hint}", target=target, record=record) from exc
     except asyncssh.PermissionDenied as exc:
         raise TargetAuthRejected(f"{host}: login refused while {doing}", target=target,
                                  record=record) from exc
@@ -188,12 +235,15 @@ class _SshBase:
 
     async def _open(self, account: Account, username: str, password: Secret, doing: str) -> _Cli:
         ep = account.endpoint
-        with map_ssh_errors(target=self.kind, record=account.record_uid, host=ep.host, doing=doing):
+        algorithms = ssh_algorithms(ep.options)
+        legacy = "ssh-rsa" in algorithms["server_host_key_algs"]
+        with map_ssh_errors(target=self.kind, record=account.record_uid, host=ep.host, doing=doing,
+                            legacy=legacy):
             async with asyncio.timeout(self._timeout):
                 conn = await self._connect(
                     ep.host, self._port(ep), username=username, password=password.reveal(),
                     client_keys=None, agent_path=None, preferred_auth="password,keyboard-interactive",
-                    **self._host_key_options(ep),
+                    **algorithms, **self._host_key_options(ep),
                 )
             try:
                 process = await conn.create_process(term_type="vt100", term_size=(511, 24))
