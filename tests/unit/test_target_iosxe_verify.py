@@ -92,7 +92,8 @@ def test_aaa_from_restconf_reads_the_yang_shape() -> None:
         "Cisco-IOS-XE-aaa:authentication": {"login": [
             {"name": "default", "a1": {"group": "tacacs+"}, "a2": {"local": [None]}}]},
         "Cisco-IOS-XE-aaa:local": {"authentication": {"attempts": {"max-fail": 4}}}}}
-    login_doc = {"Cisco-IOS-XE-native:login": {"block-config": {"block-for": 90, "attempts": 3, "within": 30}}}
+    login_doc = {"Cisco-IOS-XE-native:login": {
+        "block-config": {"block-for": 90, "attempts": 3, "within": 30}}}
     aaa = aaa_from_restconf(aaa_doc, login_doc)
     assert aaa == AaaConfig(new_model=True, login_methods=("group tacacs+", "local"), max_fail=4,
                             block_for=(90, 3, 30))

@@ -31,10 +31,11 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import asyncssh
 
+from keyturn.cisco_hash import parse_cli_username
 from keyturn.errors import (
     AccountNotFound,
     ChangeRejected,
@@ -45,7 +46,8 @@ from keyturn.errors import (
     TargetUnreachable,
 )
 from keyturn.secret import REDACTED, Secret
-from keyturn.targets.base import Account, AdminCredential, Endpoint, SecretRules, Verdict
+from keyturn.targets.base import Account, AdminCredential, Check, Endpoint, SecretRules, Verdict
+from keyturn.targets.iosxe_verify import AAA_SHOW, DeviceView, aaa_from_cli, prove
 
 log = logging.getLogger("keyturn.targets.iosxe_ssh")
 
@@ -337,6 +339,7 @@ class IosXeSshTarget(_SshBase):
     kind: ClassVar[str] = "iosxe-ssh"
     constraints: ClassVar[SecretRules] = IOSXE_RULES
     can_verify: ClassVar[bool] = True
+    path: Literal["ssh"] = "ssh"   # which login path the device's AAA applies (iosxe_verify.Prover)
 
     async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
         mode = account.options.get("mode", "auto")
@@ -347,17 +350,11 @@ class IosXeSshTarget(_SshBase):
         try:
             await self._enable(account, cli, doing)
             await self._run(account, cli, "terminal length 0", doing, PROMPT)
-            show = f"show running-config | include ^username {account.username} "
-            out = await self._run(account, cli, show, doing, PROMPT)
-            lines = [ln.strip() for ln in out.replace("\r", "").split("\n")
-                     if ln.strip().startswith(f"username {account.username} ")]
-            if not lines:
-                raise self._err(AccountNotFound, account, f"user {account.username!r} does not exist on the "
-                                                          "device (keyturn never creates accounts)")
+            line = await self._user_line(account, cli, doing)
             if mode == "auto":  # keep the kind the user has: switching needs `no username` + re-add
-                mode = "password" if " password " in f"{lines[0]} " else "secret"
+                mode = "password" if " password " in f"{line} " else "secret"
             other = "password" if mode == "secret" else "secret"
-            if f" {other} " in lines[0]:
+            if f" {other} " in line:
                 raise self._err(ChangeRejected, account, f"user {account.username!r} holds a {other}, and "
                                 f"IOS refuses a {mode} beside it; set the profile option mode={other} or "
                                 "convert the user on the device")
@@ -369,17 +366,53 @@ class IosXeSshTarget(_SshBase):
         self._save_auth[self._save_key(account)] = live
 
     async def verify(self, account: Account, secret: Secret) -> Verdict:
+        """The verdict of `check`."""
+        return (await self.check(account, secret)).verdict
+
+    async def check(self, account: Account, secret: Secret) -> Check:
+        """Prove `secret` by login and/or stored hash (profile option ``verify``, default ``auto``)."""
+        return await prove(account, secret, self)
+
+    async def login(self, account: Account, secret: Secret) -> tuple[Verdict, str]:
         """A fresh login as the user: accepted → OK, refused → REJECTED, no answer → INCONCLUSIVE."""
         try:
             cli = await self._open(account, account.username, secret, "verifying the login")
         except TargetAuthRejected:
-            return Verdict.REJECTED
+            return Verdict.REJECTED, ""
         except TargetError as exc:
             log.info("%s %s: verify inconclusive: %s", self.kind, account.endpoint.host, exc)
-            return Verdict.INCONCLUSIVE
+            return Verdict.INCONCLUSIVE, str(exc)
         await cli.close()
         self._save_auth[self._save_key(account)] = (account.username, secret)  # live login, for persist
-        return Verdict.OK
+        return Verdict.OK, ""
+
+    async def read_device(self, account: Account, *, aaa: bool, user: bool) -> DeviceView:
+        """One admin session: the AAA lines and/or the user's ``username`` line of the running config."""
+        doing = "reading the device configuration"
+        cli, _ = await self._login(account, None, doing)
+        try:
+            await self._enable(account, cli, doing)
+            await self._run(account, cli, "terminal length 0", doing, PROMPT)
+            config = stored = None
+            if aaa:
+                config = aaa_from_cli(await self._run(account, cli, AAA_SHOW, doing, PROMPT))
+            if user:
+                line = await self._user_line(account, cli, doing)
+                stored = parse_cli_username(line)
+        finally:
+            await cli.close()
+        return DeviceView(aaa=config, stored=stored)
+
+    async def _user_line(self, account: Account, cli: _Cli, doing: str) -> str:
+        """The user's ``username NAME ...`` running-config line; `AccountNotFound` if there is none."""
+        show = f"show running-config | include ^username {account.username} "
+        out = await self._run(account, cli, show, doing, PROMPT)
+        lines = [ln.strip() for ln in out.replace("\r", "").split("\n")
+                 if ln.strip().startswith(f"username {account.username} ")]
+        if not lines:
+            raise self._err(AccountNotFound, account, f"user {account.username!r} does not exist on the "
+                                                      "device (keyturn never creates accounts)")
+        return lines[0]
 
 
 class IosXeEnableSecretTarget(_SshBase):
