@@ -205,13 +205,28 @@ async def test_lock_denied_is_retried(device: FakeDevice, target: IosXeRestconfT
     assert len(device.requests) == 4
 
 
-@pytest.mark.parametrize("status", [409, 503, 500])
+@pytest.mark.parametrize("status", [503, 500])
 async def test_persistent_transient_errors_become_unreachable(device: FakeDevice, target: IosXeRestconfTarget,
                                                               status: int) -> None:
     device.script = [status] * 3
     with pytest.raises(TargetUnreachable, match="after 3 attempts"):
         await target.change(account(), Secret("old-pw"), Secret("new"))
     assert len(device.requests) == 3
+
+
+async def test_a_held_lock_is_waited_out_longer_than_a_server_error(device: FakeDevice,
+                                                                   target: IosXeRestconfTarget) -> None:
+    device.script = [409] * 9          # a save-config / re-sync window: 9 refusals, then the GET works
+    await target.change(account(), Secret("old-pw"), Secret("new"))
+    assert device.users["bob"]["clear"] == "new"
+
+
+async def test_a_lock_never_released_becomes_unreachable_with_the_device_words(
+        device: FakeDevice, target: IosXeRestconfTarget) -> None:
+    device.script = [409] * 20
+    with pytest.raises(TargetUnreachable, match=r"after 10 attempts.*lock-denied"):
+        await target.change(account(), Secret("old-pw"), Secret("new"))
+    assert len(device.requests) == 10
 
 
 async def test_connect_error_and_timeout() -> None:

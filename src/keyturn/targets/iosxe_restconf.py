@@ -11,7 +11,8 @@ Wire facts (reference cisco-iosxe.md §1.7, §2):
 * a user holds a password *or* a secret, never both: a forced kind that differs is refused up front;
 * writes land in running-config only: `persist` POSTs ``cisco-ia:save-config`` (slow: seconds);
 * HTTP Basic on every request, as the admin (reconcile path) or as the user with its old secret;
-* 409 lock-denied and 5xx are transient (the device serialises config writes): bounded retries;
+* 409 lock-denied and 5xx are transient (the device serialises config writes): bounded retries,
+  longer for 409 (a save or a post-CLI re-sync holds the lock for seconds: `LOCK_RETRY`);
 * error bodies come as ``{"ietf-restconf:errors": ...}`` (17.12+) or bare ``{"errors": ...}``.
 
 `verify`/`check` prove the secret by login, by the stored hash read through the admin credential, or
@@ -27,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 from urllib.parse import quote
 
 import httpx
@@ -61,6 +62,18 @@ MODES: Mapping[str, tuple[str, str]] = {"secret": ("secret", "secret"), "passwor
 AUTO = "auto"
 # Status codes worth another try: the datastore is locked by another writer, or the server hiccuped.
 RETRY_STATUSES = frozenset({409, 500, 502, 503, 504})
+
+
+class _LockRetry(NamedTuple):
+    attempts: int
+    max_pause: float
+    max_wait: float
+
+
+# 409 lock-denied/in-use lasts while a save-config runs (2.5-3.7 s) and while the datastore re-syncs
+# after a CLI change (cisco-ia.yang: requests "may get rejected when sync is in progress"); Terraform's
+# IOS XE provider and go-restconf retry 409 up to 10 times over up to 60 s (reference field §4).
+LOCK_RETRY = _LockRetry(attempts=10, max_pause=8.0, max_wait=60.0)
 # IOS XE: max 127 characters; `?` would be context help on the CLI side of the translation.
 IOSXE_RULES = SecretRules(min_length=1, max_length=127, forbidden="?")
 
@@ -101,11 +114,13 @@ class IosXeRestconfTarget:
 
     def __init__(self, client_factory: ClientFactory | None = None, *, timeout: float = 15.0,
                  save_timeout: float = 60.0, retries: int = 3, backoff: float = 0.5,
-                 sleep: Sleep = asyncio.sleep, ssh_verifier: Target | None = None) -> None:
+                 sleep: Sleep = asyncio.sleep, ssh_verifier: Target | None = None,
+                 lock_retries: int = LOCK_RETRY.attempts) -> None:
         self._factory = client_factory or self._default_client
         self._timeout = timeout
         self._save_timeout = save_timeout
         self._retries = max(1, retries)
+        self._lock_retries = max(1, lock_retries)
         self._backoff = backoff
         self._sleep = sleep
         self._clients: dict[tuple[str, int | None, str | None], httpx.AsyncClient] = {}
@@ -143,10 +158,16 @@ class IosXeRestconfTarget:
 
     async def _request(self, account: Account, method: str, path: str, auth: tuple[str, Secret], *,
                        doing: str, json: Any = None, request_timeout: float | None = None) -> httpx.Response:
-        """One request with bounded retries on transient statuses; transport errors mapped."""
+        """One request with bounded retries on transient statuses; transport errors mapped.
+
+        A locked datastore (409) is retried longer than a server error: IOS XE holds the lock for the
+        seconds a save-config or a CLI-change re-sync takes (`LOCK_RETRY`)."""
         client = self._client(account.endpoint)
         response: httpx.Response | None = None
-        for attempt in range(self._retries):
+        attempts = errors = locked = 0
+        waited = 0.0
+        while True:
+            attempts += 1
             with map_httpx_errors(target=KIND, record=account.record_uid, host=account.endpoint.host,
                                   doing=doing):
                 response = await client.request(
@@ -154,13 +175,23 @@ class IosXeRestconfTarget:
                     headers={"Accept": YANG_JSON, "Content-Type": YANG_JSON},
                     timeout=request_timeout if request_timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
-            log.debug("%s %s %s -> %s", KIND, account.endpoint.host, doing, response.status_code)
-            if response.status_code not in RETRY_STATUSES:
+            status = response.status_code
+            log.debug("%s %s %s -> %s", KIND, account.endpoint.host, doing, status)
+            if status not in RETRY_STATUSES:
                 return response
-            if attempt + 1 < self._retries:
-                await self._sleep(self._backoff * 2 ** attempt)
-        assert response is not None
-        raise self._err(TargetUnreachable, account, f"{doing}: still failing after {self._retries} "
+            if status == 409:
+                locked += 1
+                pause = min(self._backoff * 2 ** (locked - 1), LOCK_RETRY.max_pause)
+                if locked >= self._lock_retries or waited + pause > LOCK_RETRY.max_wait:
+                    break
+            else:
+                errors += 1
+                pause = self._backoff * 2 ** (errors - 1)
+                if errors >= self._retries:
+                    break
+            waited += pause
+            await self._sleep(pause)
+        raise self._err(TargetUnreachable, account, f"{doing}: still failing after {attempts} "
                                                     f"attempts, {describe_errors(response)}")
 
     def _login(self, account: Account, old: Secret | None) -> tuple[str, Secret]:
