@@ -273,8 +273,12 @@ class _SshBase:
             return
         secret = account.enable_secret or (account.admin.enable_secret if account.admin else None)
         if secret is None:
+            # IOS XE with `aaa new-model` and no `aaa authorization exec default local` lands even a
+            # privilege-15 local user in user EXEC (reference field behaviour §1).
             raise self._err(TargetAuthRejected, account, "the login lands in user EXEC (>) and no enable "
-                                                         "secret is configured")
+                            "secret is configured (typical of aaa new-model without `aaa authorization exec "
+                            "default local`); give the user or admin record an enable_secret, or an "
+                            "enable_secret_record")
         await self._run(account, cli, "enable", doing, PASSWORD_PROMPT, PROMPT)
         if cli.prompt.endswith("#"):
             return  # no enable password configured for this line: already privileged
