@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from keyturn.cli import audit as audit_cli
+from keyturn.cli import device as device_cli
 from keyturn.cli import output
 from keyturn.cli import records as records_cli
 from keyturn.cli import rotation as rotation_cli
@@ -76,6 +77,7 @@ app.command("demo")(demo)
 app.command("serve")(serve_cli.serve)
 app.add_typer(tokens_cli.app, name="token")
 app.add_typer(schedule_cli.app, name="schedule")
+app.add_typer(device_cli.app, name="device")
 # --- end sub-apps ---
 
 
