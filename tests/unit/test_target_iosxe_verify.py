@@ -261,3 +261,36 @@ async def test_unknown_verify_mode_is_a_clear_inconclusive() -> None:
 def test_checks_carry_no_secret() -> None:
     stored = StoredCredential("password", "0", Secret(GOOD))
     assert GOOD not in repr(stored)
+
+
+# ---- profile options are checked when the profile is set, and audited ------------------------------
+
+@pytest.fixture
+def world(tmp_path: Any) -> Any:
+    from tests.unit.engine_world import open_world
+    yield from open_world(tmp_path)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"verify": "telepathy"}, "verify must be one of"),
+    ({"failed_login_budget": "-1"}, "failed_login_budget"),
+    ({"failed_login_budget": "many"}, "failed_login_budget"),
+])
+@pytest.mark.parametrize("target", ["iosxe-restconf", "iosxe-ssh"])
+def test_bad_verify_options_are_refused_when_set(world: Any, target: str, options: dict[str, str],
+                                                 message: str) -> None:
+    from keyturn.engine.profile import set_profile
+    from keyturn.errors import ProfileError
+
+    with pytest.raises(ProfileError, match=message):
+        set_profile(world.vault, world.user, target=target, resource=world.resource.uid,
+                    admin=world.admin.uid, options=options)
+
+
+def test_verify_options_are_stored_and_audited(world: Any) -> None:
+    from keyturn.engine.profile import set_profile
+
+    set_profile(world.vault, world.user, target="iosxe-restconf", resource=world.resource.uid,
+                admin=world.admin.uid, options={"verify": "both", "failed_login_budget": "0"})
+    entry = world.vault.audit.list(record_uid=world.user, action="rotation.profile_set")[0]
+    assert entry.details["options"] == {"verify": "both", "failed_login_budget": "0"}

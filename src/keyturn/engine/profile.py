@@ -114,6 +114,10 @@ def set_profile(
             raise ProfileError("--verify-with names a target that checks logins, not noop")
     if kind_cls.kind != NOOP_KIND and resource is None:
         raise ProfileError(f"target {target} needs --resource (the device or network record)")
+    for cls in (kind_cls, verifier_cls):
+        validate = getattr(cls, "validate_options", None)
+        if validate is not None:
+            validate(dict(options or {}))
     parsed = parse_policy(policy)
     rules_cls = kind_cls if kind_cls.kind != NOOP_KIND or verifier_cls is None else verifier_cls
     effective(parsed, rules_cls.constraints)  # refuse an impossible policy now, not at rotation time
@@ -131,7 +135,8 @@ def set_profile(
     vault.set_meta(user.uid, META_KEY, profile.to_meta(), actor=actor)
     vault.audit.append("rotation.profile_set", actor=actor, record_uid=user.uid,
                        details={"target": profile.target, "resource": profile.resource,
-                                "admin": profile.admin, "verify_with": profile.verify_with})
+                                "admin": profile.admin, "verify_with": profile.verify_with,
+                                "options": dict(profile.options)})
     return profile
 
 

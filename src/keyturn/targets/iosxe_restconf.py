@@ -45,7 +45,7 @@ from keyturn.errors import (
 from keyturn.secret import REDACTED, Secret
 from keyturn.targets.base import Account, Check, Endpoint, SecretRules, Target, Verdict
 from keyturn.targets.http import build_client, map_httpx_errors
-from keyturn.targets.iosxe_verify import DeviceView, aaa_from_restconf, prove
+from keyturn.targets.iosxe_verify import DeviceView, aaa_from_restconf, prove, validate_options
 
 log = logging.getLogger("keyturn.targets.iosxe_restconf")
 
@@ -285,6 +285,11 @@ class IosXeRestconfTarget:
     async def verify(self, account: Account, secret: Secret) -> Verdict:
         """The verdict of `check`."""
         return (await self.check(account, secret)).verdict
+
+    @staticmethod
+    def validate_options(options: Mapping[str, str]) -> None:
+        """Profile options checked when the profile is set (`engine.profile.set_profile`)."""
+        validate_options(options)
 
     async def check(self, account: Account, secret: Secret) -> Check:
         """Prove `secret` by login and/or stored hash (profile option ``verify``, default ``auto``)."""

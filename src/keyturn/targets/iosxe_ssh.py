@@ -47,7 +47,7 @@ from keyturn.errors import (
 )
 from keyturn.secret import REDACTED, Secret
 from keyturn.targets.base import Account, AdminCredential, Check, Endpoint, SecretRules, Verdict
-from keyturn.targets.iosxe_verify import AAA_SHOW, DeviceView, aaa_from_cli, prove
+from keyturn.targets.iosxe_verify import AAA_SHOW, DeviceView, aaa_from_cli, prove, validate_options
 
 log = logging.getLogger("keyturn.targets.iosxe_ssh")
 
@@ -372,6 +372,11 @@ class IosXeSshTarget(_SshBase):
     async def verify(self, account: Account, secret: Secret) -> Verdict:
         """The verdict of `check`."""
         return (await self.check(account, secret)).verdict
+
+    @staticmethod
+    def validate_options(options: Mapping[str, str]) -> None:
+        """Profile options checked when the profile is set (`engine.profile.set_profile`)."""
+        validate_options(options)
 
     async def check(self, account: Account, secret: Secret) -> Check:
         """Prove `secret` by login and/or stored hash (profile option ``verify``, default ``auto``)."""

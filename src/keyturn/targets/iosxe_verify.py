@@ -39,7 +39,7 @@ from typing import Any, Literal, Protocol
 
 from keyturn import cisco_hash
 from keyturn.cisco_hash import StoredCredential
-from keyturn.errors import AccountNotFound, KeyturnError, TargetError
+from keyturn.errors import AccountNotFound, KeyturnError, ProfileError, TargetError
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, Check, Proof, Verdict
 
@@ -190,6 +190,16 @@ class Prover(Protocol):
         """Through the admin credential: the AAA configuration and/or the user's stored credential.
         Raises `AccountNotFound` for a missing user, other `TargetError`s for trouble."""
         ...
+
+
+def validate_options(options: Mapping[str, str]) -> None:
+    """Refuse bad ``verify`` / ``failed_login_budget`` profile options when the profile is set."""
+    mode = options.get("verify", "auto")
+    if mode not in VERIFY_MODES:
+        raise ProfileError(f"profile option verify must be one of {', '.join(VERIFY_MODES)}, not {mode!r}")
+    budget = options.get("failed_login_budget")
+    if budget is not None and (not budget.isdigit() or int(budget) > 100):
+        raise ProfileError(f"profile option failed_login_budget must be a whole number 0-100, not {budget!r}")
 
 
 def check_mode(account: Account) -> str:
