@@ -245,9 +245,17 @@ class ControlClient:
 
     # ---- checks and actions ----------------------------------------------------------------------
     async def verify_iosxe(self, device: str, username: str, password: str) -> bool:
-        """True if `password` logs in as `username` on the device's running config."""
+        """True if the device's local user store (running config) holds `password` for `username`.
+
+        Whatever the device's AAA profile (a TACACS+-first device refuses that login, yet this says
+        True), lockouts and quiet mode; it never counts as a failed login."""
+        return bool((await self.verify_iosxe_detail(device, username, password))["ok"])
+
+    async def verify_iosxe_detail(self, device: str, username: str, password: str) -> dict[str, bool]:
+        """`{"ok": stored, "locked": the local user is locked out now}` (see `verify_iosxe`)."""
         body = {"kind": "iosxe", "device": device, "username": username, "password": password}
-        return bool((await self._call("POST", "/verify", body))["ok"])
+        answer = await self._call("POST", "/verify", body)
+        return {"ok": bool(answer["ok"]), "locked": bool(answer.get("locked", False))}
 
     async def verify_meraki(self, network: str, email: str, password: str) -> bool:
         body = {"kind": "meraki", "network": network, "email": email, "password": password}

@@ -2,8 +2,12 @@
 
     GET  /devices        IOS XE devices: name, host, ports, fault switches, unsaved_changes
     GET  /meraki/orgs    orgs: id, name, networks, fault switches
-    GET  /stats          per device change/save/reboot/auth-failure counts; per org request, 429
-                         (`rate_limited` bucket, `storm_limited` fault, `throttled` both) and fault counts
+    GET  /stats          per device change/save/reboot/auth-failure counts and login safety:
+                         `failed_logins` (every refused SSH/RESTCONF authentication this run),
+                         `failed_logins_by_user` {name: n}, `lockouts` (lock events), `locked_users`,
+                         `quiet_mode_entries`, `quiet_mode_refusals` (connections closed), `quiet_mode`;
+                         per org request, 429 (`rate_limited` bucket, `storm_limited` fault, `throttled`
+                         both) and fault counts
     POST /faults         {"kind": "iosxe", "device": NAME, "faults": {...}}
                          | {"kind": "meraki", "org": ID, "faults": {...}}
                          → the new switch snapshot; an unknown switch → 400 naming it
@@ -13,6 +17,8 @@
                          | {"kind": "meraki", "network", "email", "password"} → out-of-band change
     POST /verify         {"kind": "iosxe", "device", "username", "password"}
                          | {"kind": "meraki", "network", "email", "password"} → {"ok": true|false}
+                         IOS XE: checks the device's LOCAL user store whatever its AAA profile, ignores
+                         lockouts and quiet mode, never counts as a login; adds "locked": true|false
 
 Errors are `{"error": "<one line>"}` with 400 (bad body, unknown switch) or 404 (unknown device,
 org or network). Bodies carry lab passwords (simulator test data): they are never logged, and the
@@ -139,9 +145,9 @@ def make_app(lab: Lab) -> web.Application:
     async def verify(request: web.Request) -> web.Response:
         body = await _body(request)
         if kind_of(body) == "iosxe":
-            ok = lab.verify_iosxe(need_device(body), _str(body, "username"), _str(body, "password"))
-        else:
-            ok = lab.verify_meraki(need_network(body), _str(body, "email"), _str(body, "password"))
+            ok, locked = lab.verify_iosxe(need_device(body), _str(body, "username"), _str(body, "password"))
+            return web.json_response({"ok": ok, "locked": locked})
+        ok = lab.verify_meraki(need_network(body), _str(body, "email"), _str(body, "password"))
         return web.json_response({"ok": ok})
 
     app = web.Application(middlewares=[errors])

@@ -117,6 +117,12 @@ _PRIV_EXEC: dict[str, str] = {
     "configure": "configure_ask",
     "configure terminal": "configure",
     "reload": "reload",
+    # Cisco "Login Password Retry Lockout": list and clear locked local users.
+    "show aaa local user lockout": "show_lockout",
+    "clear aaa local user lockout username WORD=name": "clear_lockout",
+    "clear aaa local user lockout all": "clear_lockout",
+    "clear aaa local user fail-attempts username WORD=name": "clear_fail_attempts",
+    "clear aaa local user fail-attempts all": "clear_fail_attempts",
 }
 _CONFIG: dict[str, str] = {
     **{f"username WORD=name {opt}{tail}": "username"
@@ -143,7 +149,7 @@ _DECOYS: dict[str, tuple[str, ...]] = {
                "snmp-server", "spanning-tree", "vlan"),
 }
 _FILTERS = ("append", "begin", "count", "exclude", "format", "include", "redirect", "section", "tee")
-_PIPEABLE = frozenset({"show_run", "show_version", "show_privilege"})
+_PIPEABLE = frozenset({"show_run", "show_version", "show_privilege", "show_lockout"})
 
 
 # ---- the command trie -----------------------------------------------------------------------------
@@ -485,6 +491,17 @@ class CliSession:
         size = sum(len(ln) + 1 for ln in body)
         return self._show([MESSAGES["building"], "", f"Current configuration : {size} bytes", *body],
                           parsed)
+
+    def _do_show_lockout(self, parsed: Parsed) -> Reply:
+        return self._show(self.device.guard.lockout_lines(), parsed)
+
+    def _do_clear_lockout(self, parsed: Parsed) -> Reply:
+        self.device.guard.clear_lockout(parsed.args.get("name"))
+        return Reply()
+
+    def _do_clear_fail_attempts(self, parsed: Parsed) -> Reply:
+        self.device.guard.clear_fail_attempts(parsed.args.get("name"))
+        return Reply()
 
     def _show(self, lines: list[str], parsed: Parsed) -> Reply:
         if parsed.pipe is not None:

@@ -8,13 +8,20 @@ Serves what a rotation client touches, with IOS XE 17.x behaviour (reference cis
     GET|PATCH|PUT|POST       /restconf/data/Cisco-IOS-XE-native:native          (hostname, enable, username)
     GET|PATCH|PUT|POST|DELETE .../native/username        the whole list
     GET|PATCH|PUT|DELETE      .../native/username=NAME   one entry (key percent-decoded)
+    GET  .../native/aaa, .../native/login                the AAA / `login block-for` subtrees (204 if none)
     POST /restconf/operations/cisco-ia:save-config       running → startup, after `save_delay`
 
 Every request needs HTTP Basic credentials of a privilege-15 user of the device's *running* config
-(so a rotated password takes effect on the next request). A trailing slash is accepted everywhere;
-query parameters are ignored. The answer is always JSON (`application/yang-data+json`), whatever the
-`Accept` header asks for — the simulator has no XML encoding; real ConfD would default to XML when
-`Accept` is absent, so clients should always send it.
+(so a rotated password takes effect on the next request). Who checks them follows `ip http
+authentication` and the AAA method list (`IosXeDevice.authenticate(service="http")`): with TACACS+
+first a local user is refused, with the server unreachable the answer waits the TACACS+ timeout. With
+`aaa new-model` and no `aaa authorization exec default local` nobody reaches privilege 15 (the
+Programmability Configuration Guide's RESTCONF prerequisites), so every request is refused 401. In
+`login block-for` quiet mode every connection is closed unanswered (the device's `sl_def_acl`).
+
+A trailing slash is accepted everywhere; query parameters are ignored. The answer is always JSON
+(`application/yang-data+json`), whatever the `Accept` header asks for — the simulator has no XML
+encoding; real ConfD would default to XML when `Accept` is absent, so clients should always send it.
 
 Write semantics: PATCH merges (on `native` it creates a missing user, as the device does; on
 `username=NAME` a missing entry is 404), PUT replaces (an entry without `privilege` drops back to 1),
@@ -86,7 +93,8 @@ CAPABILITIES_DOCUMENT = {
     }
 }
 
-Resource = Literal["host-meta", "root", "capabilities", "native", "username", "user", "save-config"]
+Resource = Literal["host-meta", "root", "capabilities", "native", "username", "user", "save-config", "aaa",
+                   "login"]
 
 # The routing table: fixed paths, then which methods each resource answers.
 _FIXED: dict[str, Resource] = {
@@ -95,6 +103,8 @@ _FIXED: dict[str, Resource] = {
     f"{DATA_ROOT}/ietf-restconf-monitoring:restconf-state/capabilities": "capabilities",
     NATIVE_PATH: "native",
     USERNAME_PATH: "username",
+    f"{NATIVE_PATH}/aaa": "aaa",
+    f"{NATIVE_PATH}/login": "login",
     f"{OPERATIONS_ROOT}/cisco-ia:save-config": "save-config",
 }
 _READ = frozenset({"GET", "HEAD"})
@@ -106,6 +116,8 @@ _METHODS: dict[Resource, frozenset[str]] = {
     "username": _READ | {"PATCH", "PUT", "POST", "DELETE"},
     "user": _READ | {"PATCH", "PUT", "DELETE"},
     "save-config": frozenset({"POST"}),
+    "aaa": _READ,
+    "login": _READ,
 }
 
 # Already-encoded credential values the device accepts, per (container, encryption).
@@ -316,8 +328,10 @@ class RestconfFrontend:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.requests += 1
         try:
+            if self.device.refuse_in_quiet_mode():
+                self._drop(request)
             await self._inject_faults(request)
-            self._authenticate(request)
+            await self._authenticate(request)
             resource, key = route(request.rel_url.raw_path)
             if request.method not in _METHODS[resource]:
                 allow = ", ".join(sorted(_METHODS[resource]))
@@ -358,13 +372,19 @@ class RestconfFrontend:
             request.transport.abort()
         raise _Dropped("connection dropped by fault injection")
 
-    def _authenticate(self, request: web.BaseRequest) -> None:
+    async def _authenticate(self, request: web.BaseRequest) -> None:
         creds = basic_credentials(request.headers.get("Authorization"))
-        user = self.device.authenticate(*creds) if creds else None
+        user = None
+        if creds:
+            # An unreachable TACACS+ server first in the list is waited out before local is tried.
+            delay = self.device.login_delay("http")
+            if delay > 0 and await self._pause(delay):
+                self._drop(request)
+            user = self.device.authenticate(*creds, service="http")
         if user is None:
             raise RestconfError("access-denied", "access denied", error_type="protocol",
                                 headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
-        if user.privilege < 15:
+        if self.device.exec_level(user) < 15:
             headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} if self.non_priv15_status == 401 else {}
             raise RestconfError("access-denied", "access denied: RESTCONF needs privilege level 15",
                                 status=self.non_priv15_status, error_type="protocol", headers=headers)
@@ -396,6 +416,12 @@ class RestconfFrontend:
             return self._json(200, CAPABILITIES_DOCUMENT)
         if resource == "native":
             return self._json(200, codec.native_document(self.device))
+        if resource in ("aaa", "login"):
+            aaa = self.device.running.aaa
+            members = codec.aaa_members(aaa) if resource == "aaa" else codec.login_members(aaa)
+            node = codec.AAA_NODE if resource == "aaa" else codec.LOGIN_NODE
+            # Nothing configured under the node: "no content", as for an empty username list.
+            return self._json(200, {node: members}) if members else web.Response(status=204)
         if resource == "username":
             users = list(self.device.running.users.values())
             # An empty list is "no content" on IOS XE, not an empty array.

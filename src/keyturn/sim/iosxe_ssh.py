@@ -5,8 +5,12 @@
     ...
     await frontend.stop()
 
-Logins are checked with `device.authenticate` against the running config (password or
-keyboard-interactive); privilege-15 users land in `host#`, everyone else in `host>`. An interactive
+Logins are checked with `device.authenticate` (password or keyboard-interactive), which follows the
+device's AAA method list; the answer waits the TACACS+ timeout when that server is unreachable, plus
+`login_latency` (key exchange and AAA on a slow control-plane CPU, ~1 s on real devices, reference §6).
+Users land at their exec level: privilege 15 in `host#`, everyone else — and everyone on a device with
+`aaa new-model` but no exec authorization — in `host>`. In `login block-for` quiet mode a connection is
+closed before the SSH banner (the device's quiet-mode ACL refuses it). An interactive
 shell behaves like a vty line, which is what netmiko, scrapli and Ansible `network_cli` expect: typed
 characters are echoed as they are read (type-ahead is not echoed early, so a password typed ahead of
 the `Password:` prompt never appears on screen), Enter echoes CRLF, output uses CRLF, the prompt is
@@ -74,6 +78,7 @@ class SshFrontend:
         self.host_key = host_key or generate_host_key()
         self.booted_at = time.monotonic()
         self.enable_style: EnableStyle = "aaa"   # how a wrong enable secret is answered (iosxe_cli)
+        self.login_latency = 0.0                 # seconds added before a login is answered
         self.sessions_opened = 0
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
@@ -132,7 +137,7 @@ class _DeviceServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        if self._frontend.faults.down:
+        if self._frontend.faults.down or self._frontend.device.refuse_in_quiet_mode():
             conn.abort()
             return
         self._frontend._track(conn, True)
@@ -147,11 +152,15 @@ class _DeviceServer(asyncssh.SSHServer):
     def password_auth_supported(self) -> bool:
         return True
 
-    def validate_password(self, username: str, password: str) -> bool:
-        user = self._frontend.device.authenticate(username, password)
+    async def validate_password(self, username: str, password: str) -> bool:
+        device = self._frontend.device
+        delay = self._frontend.login_latency + device.login_delay("ssh")
+        if delay > 0:
+            await asyncio.sleep(delay)
+        user = device.authenticate(username, password, service="ssh")
         if user is None:
             return False
-        self._privilege = user.privilege
+        self._privilege = device.exec_level(user)
         return True
 
     def session_requested(self) -> _VtySession:

@@ -427,10 +427,14 @@ class Lab:
             raise SimulatorError("this lab runs no Meraki organisations")
         return self.meraki
 
-    def verify_iosxe(self, name: str, username: str, password: str) -> bool:
-        """Would `password` log in as `username` now (running config)? No fault applies here."""
-        user = self.device(name).device.running.users.get(username)
-        return user is not None and user.credential is not None and user.credential.matches(password)
+    def verify_iosxe(self, name: str, username: str, password: str) -> tuple[bool, bool]:
+        """(stored, locked): does the device's *local* user store hold `password` for `username` (running
+        config), and is that user locked out now? Whatever the AAA profile, lockouts and quiet mode;
+        no fault applies and it never counts as a login."""
+        device = self.device(name).device
+        user = device.running.users.get(username)
+        ok = user is not None and user.credential is not None and user.credential.matches(password)
+        return ok, device.local_user_locked(username)
 
     def verify_meraki(self, network_id: str, email: str, password: str) -> bool:
         return bool(self._meraki_state().verify_login(network_id, email, password))
@@ -479,6 +483,8 @@ class Lab:
                 d.running = copy.deepcopy(dev.initial)
                 d.startup = copy.deepcopy(dev.initial)
                 d.change_count = d.save_count = d.reboot_count = d.last_auth_failures = 0
+                d.guard.reload()
+                d.guard.reset_stats()
         if self.meraki is not None and self.state is not None and self.state.meraki is not None:
             for org in self.state.meraki.orgs:
                 self.meraki.faults_for(org.id).reset()
@@ -513,7 +519,8 @@ class Lab:
         devices = {
             name: {"changes": d.device.change_count, "saves": d.device.save_count,
                    "reboots": d.device.reboot_count, "auth_failures": d.device.last_auth_failures,
-                   "restconf_requests": d.restconf.requests if d.restconf is not None else 0}
+                   "restconf_requests": d.restconf.requests if d.restconf is not None else 0,
+                   **d.device.guard.stats()}
             for name, d in self.devices.items()
         }
         meraki: dict[str, Any] = {}

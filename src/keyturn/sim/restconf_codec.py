@@ -19,12 +19,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from keyturn.sim.iosxe_aaa import AaaConfig
 from keyturn.sim.iosxe_device import IosXeDevice, User
 from keyturn.sim.restconf_errors import RestconfError
 
 NATIVE_MODULE = "Cisco-IOS-XE-native"
 NATIVE_NODE = f"{NATIVE_MODULE}:native"
 USERNAME_NODE = f"{NATIVE_MODULE}:username"
+AAA_NODE = f"{NATIVE_MODULE}:aaa"
+LOGIN_NODE = f"{NATIVE_MODULE}:login"
+# `/native/aaa`'s children come from the Cisco-IOS-XE-aaa augment, so RFC 7951 qualifies them.
+AAA_MODULE = "Cisco-IOS-XE-aaa"
+EMPTY: list[None] = [None]     # RFC 7951 encoding of a leaf of type `empty`
 SAVE_CONFIG_OUTPUT = {"cisco-ia:output": {"result": "Save running-config successful"}}
 
 CredentialKind = Literal["password", "secret"]
@@ -103,6 +109,38 @@ def username_document(users: Iterable[User]) -> dict[str, Any]:
     return {USERNAME_NODE: [user_json(u) for u in sorted(users, key=lambda u: u.name)]}
 
 
+def _method(method: str) -> dict[str, Any]:
+    # `group tacacs+` → {"group": "tacacs+"}; `local` → {"local": [null]} (auth-login-choice cases).
+    if method.startswith("group "):
+        return {"group": method.split(" ", 1)[1]}
+    return {method: EMPTY}
+
+
+def aaa_members(aaa: AaaConfig) -> dict[str, Any]:
+    """The `/native/aaa` subtree (Cisco-IOS-XE-aaa `config-aaa-grouping`); {} when AAA is off."""
+    if not aaa.new_model:
+        return {}
+    out: dict[str, Any] = {f"{AAA_MODULE}:new-model": EMPTY}
+    if aaa.login:
+        entry: dict[str, Any] = {"name": "default"}
+        for i, method in enumerate(aaa.login[:4], start=1):    # the model has a1..a4
+            entry[f"a{i}"] = _method(method)
+        out[f"{AAA_MODULE}:authentication"] = {"login": [entry]}
+    if aaa.max_fail is not None:
+        out[f"{AAA_MODULE}:local"] = {"authentication": {"attempts": {"max-fail": aaa.max_fail}}}
+    if aaa.exec_authorization:
+        out[f"{AAA_MODULE}:authorization"] = {"exec": [{"name": "default", "a1": {"local": EMPTY}}]}
+    return out
+
+
+def login_members(aaa: AaaConfig) -> dict[str, Any]:
+    """The `/native/login` subtree (`login block-for S attempts N within T`); {} when not configured."""
+    if aaa.block_for is None:
+        return {}
+    seconds, attempts, within = aaa.block_for
+    return {"block-config": {"block-for": seconds, "attempts": attempts, "within": within}}
+
+
 def native_document(device: IosXeDevice) -> dict[str, Any]:
     native: dict[str, Any] = {"hostname": device.hostname}
     enable = device.running.enable_secret
@@ -111,6 +149,13 @@ def native_document(device: IosXeDevice) -> dict[str, Any]:
     users = username_document(device.running.users.values())[USERNAME_NODE]
     if users:
         native["username"] = users
+    if device.running.password_encryption:
+        native["service"] = {"password-encryption": EMPTY}
+    aaa, login = aaa_members(device.running.aaa), login_members(device.running.aaa)
+    if aaa:
+        native["aaa"] = aaa
+    if login:
+        native["login"] = login
     return {NATIVE_NODE: native}
 
 
