@@ -30,10 +30,12 @@ from keyturn.cli.output import (
     open_vault,
     settings,
     table,
+    warn,
 )
 from keyturn.errors import ConfigError
 
 if TYPE_CHECKING:
+    from keyturn.engine.accounts import EnableLink
     from keyturn.engine.outcome import RotationResult
     from keyturn.vault import Vault
 
@@ -154,10 +156,36 @@ def set_(
                               actor=actor())
         sched = apply_options(vault, record, schedule=schedule, every=every, tz=tz, window=window,
                               jitter=jitter)
-        title = vault.get(record).title
-    typer.echo(f"rotation profile set on {title}: target {profile.target}")
+        rec = vault.get(record)
+        link = _link_enable_secret(vault, rec.uid, profile.target, profile.admin)
+    typer.echo(f"rotation profile set on {rec.title}: target {profile.target}")
     if sched:
         typer.echo(f"schedule: {sched}")
+    if link is not None:
+        _say_enable_link(link, rec.title)
+
+
+def _link_enable_secret(vault: Vault, uid: str, target: str, admin: str | None) -> EnableLink | None:
+    """Rotating an enable secret: let the admin record read it from this record, so it never goes stale."""
+    from keyturn.engine.accounts import ENABLE_TARGET, link_enable_secret
+
+    if target != ENABLE_TARGET or admin is None or admin == uid:
+        return None
+    return link_enable_secret(vault, uid, admin, actor=actor())
+
+
+def _say_enable_link(link: EnableLink, title: str) -> None:
+    if link.state == "linked":
+        typer.echo(f"admin record {link.admin_title} now reads its enable secret from {title} "
+                   f"(custom field enable_secret_record = {link.reference}): SSH rotations on this device "
+                   "use the current enable secret")
+    elif link.state == "other":
+        warn(f"admin record {link.admin_title} reads its enable secret from record {link.reference} "
+             f"(enable_secret_record), not from {title}; left as it is")
+    if link.copy_ignored and link.state != "other":
+        warn(f"admin record {link.admin_title} also holds a copied enable_secret; it is ignored now (the "
+             "reference wins); remove it with `keyturn record edit "
+             f"{link.admin_uid} --remove-field enable_secret`")
 
 
 @app.command("show")

@@ -8,7 +8,10 @@
 * Keeper-style "Cisco Authentication Record": a `login` record with custom `host_endpoint` (IOS XE)
   or `network_id` (Meraki) — usable as resource and admin at once.
 * Admin credential: a `login`/`pamUser` record; its password is the admin password (Meraki: the API
-  key); an optional custom secret `enable_secret` carries the IOS enable secret.
+  key). The IOS enable secret comes from the custom text field `enable_secret_record` = uid of the
+  record whose current password IS the enable secret (the record `iosxe-enable-secret` rotates), or
+  else from a copied custom secret `enable_secret`. The reference wins: a copy goes stale the moment
+  the enable secret is rotated, the reference never does. The rotated user may carry either too.
 * The rotated user: `pamUser`/`login` with `login` (Meraki: the e-mail) and the current `password`.
 
 Other text custom fields of the resource and the profile's options land in `Endpoint.options`
@@ -23,7 +26,7 @@ from typing import Any
 
 from keyturn.engine.ports import RecordLike, VaultLike
 from keyturn.engine.profile import NOOP_KIND, RotationProfile, default_configuration, is_noop
-from keyturn.errors import ProfileError
+from keyturn.errors import AmbiguousRecord, ProfileError, RecordNotFound
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, AdminCredential, Endpoint
 
@@ -33,6 +36,9 @@ MERAKI_TYPES = ("pamMerakiNetwork",)
 _ENDPOINT_FIELDS = ("host_endpoint", "ssh_port", "ca_bundle", "fingerprint", "insecure", "network_id",
                     "org_id", "base_url")
 _TRUE = ("1", "true", "yes", "on")
+ENABLE_REF = "enable_secret_record"   # text custom field: uid of the record holding the enable secret
+ENABLE_COPY = "enable_secret"         # secret custom field: a copied enable secret (goes stale)
+ENABLE_TARGET = "iosxe-enable-secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,13 +156,64 @@ def build_endpoint(record: RecordLike, profile: RotationProfile) -> Endpoint:
                     fingerprint=_text(record, "fingerprint"), insecure=insecure, options=options)
 
 
+def enable_secret(vault: VaultLike, record: RecordLike) -> Secret | None:
+    """The IOS enable secret `record` (an admin or user record) points to or carries.
+
+    `enable_secret_record` = uid → that record's *current* password (read now, so a rotated enable
+    secret is used at once); else the copied custom secret `enable_secret`; else None. A reference to
+    a missing record, or to one without a password, is a `ProfileError`.
+    """
+    ref = _text(record, ENABLE_REF)
+    if ref is None:
+        return _as_secret(record.custom_value(ENABLE_COPY))
+    try:
+        holder = vault.get(ref)
+    except (RecordNotFound, AmbiguousRecord) as exc:
+        raise ProfileError(f"record {record.title!r}: custom field {ENABLE_REF} names {ref!r}, which is "
+                           "not a record in the vault; set it to the enable-secret record's uid") from exc
+    secret = vault.secret(holder.uid)
+    if secret is None:
+        raise ProfileError(f"record {record.title!r}: its enable secret record {holder.title!r} has no "
+                           "password")
+    return secret
+
+
 def build_admin(vault: VaultLike, record: RecordLike) -> AdminCredential:
     secret = vault.secret(record.uid)
     if secret is None:
         raise ProfileError(f"admin record {record.title!r} has no password")
     username = record.field("login") or _text(record, "login") or ""
-    return AdminCredential(username=str(username), secret=secret,
-                           enable_secret=_as_secret(record.custom_value("enable_secret")))
+    return AdminCredential(username=str(username), secret=secret, enable_secret=enable_secret(vault, record))
+
+
+@dataclass(frozen=True, slots=True)
+class EnableLink:
+    """What `link_enable_secret` found or did on the admin record."""
+
+    admin_uid: str
+    admin_title: str
+    state: str                  # "linked" (reference set now) | "kept" (already this one) | "other"
+    reference: str              # the uid the admin record references afterwards
+    copy_ignored: bool          # the admin record also holds a copied `enable_secret`, now unused
+
+
+def link_enable_secret(vault: Any, enable_uid: str, admin_ref: str, *, actor: str = "cli") -> EnableLink:
+    """Make admin record `admin_ref` read its enable secret from record `enable_uid`, unless it already
+    references a record (a reference someone set is never overwritten: state "other").
+
+    The reference is a text custom field written through `vault.update` (audited `record.update`).
+    """
+    from keyturn.vault import Field
+
+    admin = vault.get(admin_ref)
+    current = _text(admin, ENABLE_REF)
+    has_copy = _as_secret(admin.custom_value(ENABLE_COPY)) is not None
+    if current is not None:
+        state = "kept" if current == enable_uid else "other"
+        return EnableLink(admin.uid, admin.title, state, current, has_copy)
+    custom = [*admin.custom, Field("text", ENABLE_REF, [enable_uid])]
+    vault.update(admin.uid, custom=custom, actor=actor)
+    return EnableLink(admin.uid, admin.title, "linked", enable_uid, has_copy)
 
 
 def resolve_account(vault: VaultLike, user: RecordLike, profile: RotationProfile) -> ResolvedAccount:
@@ -188,7 +245,7 @@ def resolve_account(vault: VaultLike, user: RecordLike, profile: RotationProfile
         raise ProfileError("a Meraki target needs --admin: the record whose password is the API key")
     account = Account(
         record_uid=user.uid, username=str(username), endpoint=endpoint, admin=admin_cred,
-        enable_secret=_as_secret(user.custom_value("enable_secret")), options=dict(profile.options),
+        enable_secret=enable_secret(vault, user), options=dict(profile.options),
     )
     return ResolvedAccount(account=account, profile=profile, user=user, resource=resource, admin=admin,
                            provider=provider, noop=noop)
