@@ -82,8 +82,8 @@ _HASH_FORMATS: dict[str, re.Pattern[str]] = {
     "9": re.compile(r"\$9\$[./0-9A-Za-z]{14}\$[./0-9A-Za-z]{43}"),
 }
 _TYPE7_FORMAT = re.compile(r"[0-4][0-9](?:[0-9A-Fa-f]{2})+")
-# `algorithm-type` picks the hash for a clear-text secret (md5 → 5 is stored as 9: no md5-crypt here).
-_ALGORITHM_TYPES = {"md5": "9", "sha256": "8", "scrypt": "9"}
+# `algorithm-type` picks the hash for a clear-text secret (md5-crypt is type 5, as on legacy fleets).
+_ALGORITHM_TYPES = {"md5": "5", "sha256": "8", "scrypt": "9"}
 
 _SECRET_TAILS = (
     "secret=kind {0|5|8|9}=type LINE=value",

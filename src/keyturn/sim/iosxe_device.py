@@ -385,7 +385,8 @@ class IosXeDevice:
 
     def set_enable_secret(self, clear: str, encryption: str = "9") -> None:
         clear = self._check_clear(clear)
-        self.running.enable_secret = Credential.from_clear("secret", clear, "8" if encryption == "8" else "9")
+        self.running.enable_secret = Credential.from_clear("secret", clear,
+                                                           encryption if encryption in ("5", "8") else "9")
         self.change_count += 1
 
     def set_enable_secret_stored(self, stored: str, encryption: str) -> None:
