@@ -6,10 +6,14 @@ What it does, printing every `keyturn` command it runs so a newcomer can repeat 
 2. creates a fresh vault in a temporary `KEYTURN_HOME` (`keyturn init`);
 3. imports the devices, admin credentials and users (`keyturn record import`);
 4. attaches rotation profiles: IOS XE over RESTCONF (self-service and through the admin), IOS XE over
-   SSH, Meraki auth users (with the simulator's login check as verifier), and one NOOP profile whose
-   change is made by an example KeeperPAM-style post-rotation script, verified over RESTCONF;
-5. rotates everything (`keyturn rotate --all`), then proves every new secret against the simulators
-   (the lab's login check) and that the old one is refused;
+   SSH, the enable secret of the SSH device (its admin record then reads the enable secret from that
+   record, so it never goes stale), Meraki auth users (with the simulator's login check as verifier),
+   and one NOOP profile whose change is made by an example KeeperPAM-style post-rotation script,
+   verified over RESTCONF;
+5. rotates the enable secret of the SSH device first, then everything (`keyturn rotate --all`: one
+   rotation per device at a time, the SSH users reading the current enable secret), then proves every
+   new secret against the simulators (the lab's login check; `enable` for the enable secret) and that
+   the old one is refused;
 6. shows the history of one record, verifies the audit chain, and stops the lab.
 
 The lab's initial passwords are read from its state file (mode 0600) and imported; nothing secret
@@ -48,7 +52,7 @@ class Planned:
     """One account the demo rotates, and how the lab checks its login."""
 
     title: str
-    kind: str                  # "iosxe" or "meraki"
+    kind: str                  # "iosxe", "enable" (the device's enable secret) or "meraki"
     where: str                 # device name or network id
     login: str
     initial: str
@@ -126,26 +130,38 @@ class Demo:
 
     # ---- the records -------------------------------------------------------------------------------
     @staticmethod
-    def _device_records(dev: IosXeEntry, ca: str) -> list[dict[str, Any]]:
+    def _device_records(dev: IosXeEntry, ca: str, *, enable_record: bool) -> list[dict[str, Any]]:
         device = {"type": "pamNetworkDevice", "title": dev.name,
                   "fields": [{"type": "host", "value": [f"{dev.host}:{dev.restconf_port}"]}],
                   "custom": [{"type": "text", "label": "ssh_port", "value": [str(dev.ssh_port)]},
                              {"type": "text", "label": "ca_bundle", "value": [ca]}]}
-        admin = {"type": "login", "title": f"{dev.name} admin",
-                 "fields": [{"type": "login", "value": [dev.admin.username]},
-                            {"type": "password", "value": [dev.admin.password]}],
-                 "custom": [{"type": "secret", "label": "enable_secret", "value": [dev.enable_secret]}]}
+        admin: dict[str, Any] = {"type": "login", "title": f"{dev.name} admin",
+                                 "fields": [{"type": "login", "value": [dev.admin.username]},
+                                            {"type": "password", "value": [dev.admin.password]}]}
         users = [{"type": "pamUser", "title": f"{u.username} @ {dev.name}",
                   "fields": [{"type": "login", "value": [u.username]},
                              {"type": "password", "value": [u.password]}]} for u in dev.users]
-        return [device, admin, *users]
+        if not enable_record:
+            # A copy of the enable secret on the admin record (fine while nobody rotates it).
+            admin["custom"] = [{"type": "secret", "label": "enable_secret", "value": [dev.enable_secret]}]
+            return [device, admin, *users]
+        # The enable secret in a record of its own (rotated by iosxe-enable-secret); `rotation set`
+        # makes the admin record reference it (custom field enable_secret_record).
+        enable = {"type": "pamUser", "title": _enable_title(dev.name),
+                  "fields": [{"type": "login", "value": ["enable"]},
+                             {"type": "password", "value": [dev.enable_secret]}]}
+        return [device, admin, enable, *users]
 
     def write_import(self, state: LabState) -> tuple[Path, list[Planned]]:
         records: list[dict[str, Any]] = []
         planned: list[Planned] = []
         targets = ["iosxe-restconf", "iosxe-ssh", "noop"]
         for dev, target in zip(state.iosxe, targets, strict=False):
-            records += self._device_records(dev, state.ca_cert)
+            with_enable = target == "iosxe-ssh"
+            records += self._device_records(dev, state.ca_cert, enable_record=with_enable)
+            if with_enable:
+                planned.append(Planned(_enable_title(dev.name), "enable", dev.name, "enable",
+                                       dev.enable_secret, "iosxe-enable-secret"))
             planned += [Planned(f"{u.username} @ {dev.name}", "iosxe", dev.name, u.username, u.password,
                                 target) for u in dev.users]
         if state.meraki:
@@ -178,6 +194,9 @@ class Demo:
                 assert net is not None
                 self.run("rotation", "set", p.title, "--target", p.target, "--resource",
                          f"Meraki {net.name}", "--admin", "Meraki API key")
+            elif p.kind == "enable":
+                self.run("rotation", "set", p.title, "--target", p.target, "--resource", p.where,
+                         "--admin", f"{p.where} admin")
             elif p.target == "noop":
                 self.run("rotation", "set", p.title, "--target", "noop", "--verify-with", "iosxe-restconf",
                          "--resource", p.where, "--admin", f"{p.where} admin", "--policy", "24,2,2,2,2")
@@ -208,8 +227,11 @@ class Demo:
                 for p in planned:
                     uid = vault.get(p.title).uid
                     current = vault.reveal(uid, actor="demo").reveal()
-                    new_ok = self._login(client, state, p, current)
-                    old_refused = not self._login(client, state, p, p.initial)
+                    if p.kind == "enable":
+                        new_ok, old_refused = _enable_checks(vault, p, current)
+                    else:
+                        new_ok = self._login(client, state, p, current)
+                        old_refused = not self._login(client, state, p, p.initial)
                     changed = current != p.initial
                     ok = new_ok and old_refused and changed
                     all_ok &= ok
@@ -244,7 +266,13 @@ class Demo:
             self.run("record", "list")
             console.rule("4. rotation profiles (checked now: records, target, password policy)")
             self.set_profiles(state, planned)
-            console.rule("5. rotate everything")
+            enable = next((p for p in planned if p.kind == "enable"), None)
+            if enable is not None:
+                console.rule(f"5a. the enable secret of {enable.where} first; the admin record of its SSH "
+                             "users reads it by reference")
+                self.run("record", "show", f"{enable.where} admin")
+                self.run("rotate", enable.title, check=False)
+            console.rule("5b. rotate everything (one rotation per device at a time)")
             self.run("rotate", "--all", "--concurrency", "16", check=False)
             console.rule("6. proof")
             ok = self.prove(state, planned)
@@ -265,6 +293,36 @@ class Demo:
 
 def _mark(ok: bool) -> str:
     return "[green]yes[/]" if ok else "[red]NO[/]"
+
+
+def _enable_title(device: str) -> str:
+    return f"enable secret @ {device}"
+
+
+def _enable_checks(vault: Any, p: Planned, current: str) -> tuple[bool, bool]:
+    """(new accepted, old refused) by `enable` in a real SSH session as the admin — what the
+    `iosxe-enable-secret` target's verify does (the lab's login check covers users only)."""
+    import asyncio
+
+    from keyturn.engine.accounts import resolve_account
+    from keyturn.engine.profile import load_profile
+    from keyturn.secret import Secret
+    from keyturn.targets.base import Verdict
+    from keyturn.targets.registry import create_target
+
+    record = vault.get(p.title)
+    account = resolve_account(vault, record, load_profile(record)).account
+
+    async def both() -> tuple[bool, bool]:
+        target = create_target(p.target)
+        try:
+            new = await target.verify(account, Secret(current))
+            old = await target.verify(account, Secret(p.initial))
+        finally:
+            await target.aclose()
+        return new is Verdict.OK, old is Verdict.REJECTED
+
+    return asyncio.run(both())
 
 
 def run_demo(*, keep: bool = False) -> int:
