@@ -452,6 +452,13 @@ class IosXeEnableSecretTarget(_SshBase):
         finally:
             await cli.close()
 
+    async def persist(self, account: Account, secret: Secret | None = None) -> None:
+        """``write memory`` as the admin, entering ``enable`` with `secret` — the enable secret now in
+        force (the new one after a change, the old one after a rollback), not the stored copy, which
+        is stale until the rotation commits."""
+        self._admin(account)
+        await super().persist(_with_enable(account, secret) if secret is not None else account)
+
     async def verify(self, account: Account, secret: Secret) -> Verdict:
         try:
             admin = self._admin(account)
