@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from keyturn.engine.profile import set_profile
 from keyturn.secret import Secret
 from keyturn.sim.client import ControlClient, LabState
+from keyturn.sim.onboard import Titles, onboard_iosxe
 from keyturn.vault import Field, Vault
+
+TITLES = Titles(resource="{device}-{target}", admin="{device}-{target}-admin",
+                user="{device}-{target}-{username}")
 
 
 @dataclass(frozen=True)
@@ -35,26 +39,12 @@ class LabAccount:
 
 def add_iosxe(vault: Vault, state: LabState, kind: str, *, devices: int | None = None,
               users: int | None = None, admin: bool = True) -> list[LabAccount]:
-    """Records for the lab's IOS XE devices; users rotated with target `kind` (iosxe-restconf / -ssh)."""
-    out = []
-    fingerprint = state.extra.get("ssh_host_key_fingerprint")
-    for dev in state.iosxe[:devices]:
-        custom = [Field("text", "ssh_port", [str(dev.ssh_port)]), Field("text", "ca_bundle", [state.ca_cert])]
-        if fingerprint:
-            custom.append(Field("text", "host_key_fingerprint", [str(fingerprint)]))
-        res = vault.add(type="pamNetworkDevice", title=f"{dev.name}-{kind}", allow_duplicate=True,
-                        fields=[Field("host", None, [f"{dev.host}:{dev.restconf_port}"])], custom=custom)
-        adm = vault.add(type="pamUser", title=f"{dev.name}-{kind}-admin", allow_duplicate=True,
-                        fields=[Field("login", None, [dev.admin.username]),
-                                Field("password", None, [Secret(dev.admin.password)])],
-                        custom=[Field("secret", "enable_secret", [Secret(dev.enable_secret)])])
-        for user in dev.users[:users]:
-            rec = vault.add(type="pamUser", title=f"{dev.name}-{kind}-{user.username}", allow_duplicate=True,
-                            fields=[Field("login", None, [user.username]),
-                                    Field("password", None, [Secret(user.password)])])
-            set_profile(vault, rec.uid, target=kind, resource=res.uid, admin=adm.uid if admin else None)
-            out.append(LabAccount(rec.uid, kind, dev.name, None, user.username))
-    return out
+    """Records for the lab's IOS XE devices (`keyturn.sim.onboard`); users rotated with target `kind`
+    (iosxe-restconf / -ssh; a device landing in `>` always gets iosxe-ssh). Titles `DEV-KIND`,
+    `DEV-KIND-admin`, `DEV-KIND-USER`, so one vault may hold the same lab under two targets."""
+    onboarded = onboard_iosxe(vault, state, target=kind, devices=devices, users=users, admin=admin,
+                              titles=TITLES, allow_duplicate=True, actor="cli")
+    return [LabAccount(a.uid, a.target, a.device, None, a.username) for a in onboarded]
 
 
 def add_meraki(vault: Vault, state: LabState, *, networks: int | None = None,
