@@ -321,3 +321,14 @@ async def test_verifier_unreachable_is_inconclusive() -> None:
     tgt = MerakiAuthUserTarget(verifier_client=httpx.AsyncClient(transport=httpx.MockTransport(down)))
     assert await tgt.verify(account(verify_url="http://127.0.0.1:1/v"), Secret("x")) is Verdict.INCONCLUSIVE
     await tgt.aclose()
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.255.0.9", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("LOCALHOST.", True), ("128.0.0.1", False), ("127.0.0.1.nip.io", False), ("localhost.evil.com", False),
+    ("::ffff:10.0.0.1", False), ("", False),
+])
+def test_is_loopback(host: str, loopback: bool) -> None:
+    from keyturn.targets.meraki import is_loopback
+
+    assert is_loopback(host) is loopback

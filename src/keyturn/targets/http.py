@@ -7,7 +7,9 @@ Trust, per endpoint (DESIGN §4 "TLS"):
 * `fingerprint` — the peer certificate's SHA-256 must equal the pin. The check runs right after the
   TLS handshake, **before any request byte (and so any credential) is sent**. With a pin alone the
   chain and hostname are not checked (the pin is the trust: devices present self-signed certs); with
-  a pin and a CA bundle both must hold;
+  a pin and a CA bundle both must hold. Through an HTTP(S) proxy the pin is checked on the TLS
+  session *inside the CONNECT tunnel* — the certificate the origin (or an intercepting proxy posing
+  as it) presents — never on the proxy's own certificate, which is verified normally;
 * `insecure` — no verification at all; explicit, and logged as a warning every time a client is built.
 
 `map_httpx_errors` is the ONE place httpx exceptions become keyturn errors; targets wrap their I/O in
@@ -30,6 +32,7 @@ import httpcore
 import httpx
 
 from keyturn.errors import TargetError, TargetTimeout, TargetUnreachable, TlsVerificationFailed
+from keyturn.targets import peer_trust
 from keyturn.targets.base import Endpoint
 
 log = logging.getLogger("keyturn.targets.http")
@@ -50,9 +53,12 @@ class PinMismatch(httpcore.ConnectError):
 
 # httpcore's stream/backend interface takes `timeout` arguments (ASYNC109 is about our own APIs).
 class _PinnedStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream, pin: str) -> None:
+    """Checks the pin on its TLS handshake; `skip` handshakes first are the proxy's own (https proxy)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, pin: str, skip: int = 0) -> None:
         self._inner = inner
         self._pin = pin
+        self._skip = skip
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         return await self._inner.read(max_bytes, timeout)
@@ -66,6 +72,10 @@ class _PinnedStream(httpcore.AsyncNetworkStream):
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:  # noqa: ASYNC109
         tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        if self._skip:
+            # TLS to an https proxy (verified by the proxy's own context); the origin's handshake
+            # comes next, through the CONNECT tunnel, and is the one the pin is about.
+            return _PinnedStream(tls, self._pin, self._skip - 1)
         ssl_object = tls.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         seen = hashlib.sha256(der).hexdigest() if der else ""
@@ -79,15 +89,21 @@ class _PinnedStream(httpcore.AsyncNetworkStream):
 
 
 class _PinningBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, pin: str) -> None:
+    """Every TCP connection checks the pin on its (first non-proxy) TLS handshake.
+
+    Through a proxy every TCP connection goes to the proxy; `proxy_tls` says the proxy itself speaks
+    TLS (an ``https://`` proxy URL), so the first handshake on each connection is skipped."""
+
+    def __init__(self, pin: str, *, proxy_tls: bool = False) -> None:
         self._inner = httpcore.AnyIOBackend()
         self._pin = pin
+        self._skip = 1 if proxy_tls else 0
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,  # noqa: ASYNC109
                           local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
         stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _PinnedStream(stream, self._pin)
+        return _PinnedStream(stream, self._pin, self._skip)
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -128,8 +144,9 @@ def build_client(endpoint: Endpoint, *, base_url: str, timeout: float,
     """An `httpx.AsyncClient` for one endpoint with its TLS trust applied (pooled, keep-alive).
 
     Redirects are never followed automatically: targets that allow them follow them explicitly.
-    `proxy` (an HTTP(S) proxy URL) is used as given; environment proxy variables are ignored.
-    A pinned fingerprint is not supported through a proxy (the pin is for devices reached directly).
+    `proxy` (an ``http://`` or ``https://`` proxy URL) is used as given; environment proxy variables
+    are ignored. A pinned fingerprint holds through the proxy (checked inside the CONNECT tunnel).
+    Raises `TlsVerificationFailed` when the trust settings or the proxy URL cannot be used.
     """
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     if endpoint.insecure:
@@ -139,18 +156,35 @@ def build_client(endpoint: Endpoint, *, base_url: str, timeout: float,
         ctx = ssl_context(endpoint)
         pin = normalize_fingerprint(endpoint.fingerprint) if endpoint.fingerprint and not endpoint.insecure \
             else None
+        via = httpx.Proxy(proxy) if proxy else None
     except (OSError, ValueError, ssl.SSLError) as exc:
-        raise TlsVerificationFailed(f"cannot set up TLS trust for {endpoint.host}: {exc}") from exc
-    transport = httpx.AsyncHTTPTransport(verify=ctx, limits=limits, proxy=proxy, trust_env=False)
-    if pin is not None and proxy is None:
+        failure = TlsVerificationFailed(f"cannot set up TLS trust for {endpoint.host}: {exc}")
+        peer_trust.note_failure(failure)
+        raise failure from exc
+    if via is not None and via.url.scheme not in ("http", "https"):
+        raise TlsVerificationFailed(f"{endpoint.host}: proxy {via.url.scheme}:// is not supported "
+                                    "(use an http:// or https:// proxy)")
+    transport = httpx.AsyncHTTPTransport(verify=ctx, limits=limits, proxy=via, trust_env=False)
+    if pin is not None:
         # httpx has no hook to check the peer before the request is written, so give its pool a
         # network backend that checks the pin right after the handshake (private attribute; the
-        # pin tests in tests/contract/test_target_contract.py catch any change in httpx).
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ctx, max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry, network_backend=_PinningBackend(pin),
-        )
+        # pin tests in tests/contract/test_target_contract.py and tests/security/ catch any change in
+        # httpx). The pools are built with httpcore's public constructors, so a renamed argument fails
+        # loudly instead of silently dropping the check.
+        common: dict[str, Any] = {
+            "ssl_context": ctx, "max_connections": limits.max_connections,
+            "max_keepalive_connections": limits.max_keepalive_connections,
+            "keepalive_expiry": limits.keepalive_expiry,
+        }
+        if via is None:
+            transport._pool = httpcore.AsyncConnectionPool(**common, network_backend=_PinningBackend(pin))
+        else:
+            transport._pool = httpcore.AsyncHTTPProxy(
+                proxy_url=httpcore.URL(scheme=via.url.raw_scheme, host=via.url.raw_host, port=via.url.port,
+                                       target=via.url.raw_path),
+                proxy_auth=via.raw_auth, proxy_headers=via.headers.raw, **common,
+                network_backend=_PinningBackend(pin, proxy_tls=via.url.scheme == "https"),
+            )
     return httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout,
                              headers=headers or {}, follow_redirects=False)
 
@@ -171,17 +205,28 @@ def map_httpx_errors(*, target: str, record: str | None, host: str, doing: str) 
     """Turn httpx transport errors into keyturn errors (the one httpx boundary).
 
     Timeouts → `TargetTimeout`; untrusted certificates → `TlsVerificationFailed`; every other
-    transport failure → `TargetUnreachable`. HTTP status codes are the caller's business.
+    transport failure → `TargetUnreachable`. HTTP status codes are the caller's business. Each
+    attempt is noted for the engine (`keyturn.targets.peer_trust`): a trust failure, or a request that
+    may have reached the peer.
     """
     try:
         yield
     except httpx.TimeoutException as exc:
+        peer_trust.note_attempt()
         raise TargetTimeout(f"{host}: timed out while {doing}", target=target, record=record) from exc
     except httpx.TransportError as exc:
         tls = _tls_cause(exc)
         if tls is not None:
-            raise TlsVerificationFailed(f"{host}: {tls}", target=target, record=record) from exc
+            failure = TlsVerificationFailed(f"{host}: {tls}", target=target, record=record)
+            peer_trust.note_failure(failure)
+            raise failure from exc
+        peer_trust.note_attempt()
         raise TargetUnreachable(f"{host}: {type(exc).__name__} while {doing}", target=target,
                                 record=record) from exc
     except httpx.InvalidURL as exc:
         raise TargetError(f"{host}: invalid URL while {doing}", target=target, record=record) from exc
+    except BaseException:
+        peer_trust.note_attempt()
+        raise
+    else:
+        peer_trust.note_attempt()

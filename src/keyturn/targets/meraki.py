@@ -17,6 +17,12 @@ Wire facts (reference meraki.md §1, §2, §6, §7.2):
   only to Meraki hosts (meraki.com/.ca/.cn/.in, gov-meraki.com and their subdomains) or to the
   configured base URL's own host, with the key re-attached and the method and body kept — a 302 on
   PUT is re-sent as a PUT, because turning it into a GET would report a change that never happened.
+  A redirect never leaves https (no https → http downgrade, not even on the same host);
+* transport: the base URL and the verifier URL are ``https://``; plain ``http://`` is accepted only
+  for a loopback host (127.0.0.0/8, ::1, ``localhost``: the simulator lab), anything else is a
+  `ProfileError` before a request is made. A pinned ``fingerprint`` holds through the ``proxy``
+  option: it is checked on the TLS session inside the CONNECT tunnel (`keyturn.targets.http`), so an
+  intercepting proxy with another certificate gets no request, and so no API key.
 
 Why httpx and not the official `meraki` SDK: by default the SDK logs request metadata including the
 JSON body — so the new password — to a ``meraki_api__log__*.log`` file in the working directory, and
@@ -33,6 +39,7 @@ the engine whether that is the case for an account.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -76,6 +83,39 @@ Sleep = Callable[[float], Awaitable[None]]
 def is_meraki_host(host: str) -> bool:
     host = host.lower().rstrip(".")
     return any(host == d or host.endswith("." + d) for d in MERAKI_DOMAINS)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost`` — where plain http cannot be read by anyone on the network."""
+    host = host.lower().rstrip(".").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, what: str) -> None:
+    """`ProfileError` unless `url` is ``https://HOST`` or ``http://`` to a loopback host.
+
+    The API key and the passwords travel in these requests: plain http on a network is readable by
+    anyone on the path, and a typo (``http://api.meraki.com``) must not be "followed" into clear text.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError as exc:
+        raise ProfileError(f"meraki: {what} {url!r} is not a URL") from exc
+    if parts.scheme == "https" and host:
+        return
+    if parts.scheme == "http" and host and is_loopback(host):
+        return
+    if parts.scheme == "http" and host:
+        raise ProfileError(f"meraki: {what} {url!r} is plain http to a non-loopback host; credentials "
+                           "would cross the network in clear text. Use https:// (http:// is accepted "
+                           "only for 127.0.0.1, ::1 or localhost)")
+    raise ProfileError(f"meraki: {what} {url!r} must be an https:// URL with a host")
 
 
 def _errors_text(response: httpx.Response, scrub: Secret | None = None) -> str:
@@ -129,7 +169,9 @@ class MerakiAuthUserTarget:
 
     # ---- plumbing ----------------------------------------------------------------------------------
     def _base_url(self, endpoint: Endpoint) -> str:
-        return (endpoint.base_url or DEFAULT_BASE_URL).rstrip("/")
+        base = (endpoint.base_url or DEFAULT_BASE_URL).rstrip("/")
+        check_url(base, "base_url")
+        return base
 
     def _default_client(self, endpoint: Endpoint) -> httpx.AsyncClient:
         return build_client(endpoint, base_url=self._base_url(endpoint), timeout=self._timeout,
@@ -164,10 +206,16 @@ class MerakiAuthUserTarget:
         base = urlsplit(self._base_url(account.endpoint))
         host = (parts.hostname or "").lower()
         same_base = host == (base.hostname or "").lower() and parts.port == base.port
-        if same_base or (is_meraki_host(host) and parts.scheme == "https"):
+        if parts.scheme == "https" and (same_base or is_meraki_host(host)):
             return url
-        raise self._err(TargetError, account, f"refused a redirect to {parts.scheme}://{host}: not a "
-                                              "Meraki API host (the API key is never sent elsewhere)")
+        # Plain http only where the lab runs it: the configured loopback base, already on http.
+        if (parts.scheme == "http" and urlsplit(current).scheme == "http" and same_base
+                and is_loopback(host)):
+            return url
+        why = ("a downgrade from https to plain http" if parts.scheme != "https" and
+               urlsplit(current).scheme == "https" else "not a Meraki API host over https")
+        raise self._err(TargetError, account, f"refused a redirect to {parts.scheme}://{host}: {why} "
+                                              "(the API key is never sent elsewhere)")
 
     async def _org(self, account: Account) -> str:
         ep = account.endpoint
@@ -280,7 +328,13 @@ class MerakiAuthUserTarget:
 
     # ---- the contract ------------------------------------------------------------------------------
     async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
-        """Find the user by e-mail, PUT ``{"password": NEW}``, confirm the user came back (200)."""
+        """Find the user by e-mail, PUT ``{"password": NEW}``, confirm the user came back (200).
+
+        `ProfileError` before any request when the base or verifier URL is not allowed (see top)."""
+        self._base_url(account.endpoint)
+        if account.endpoint.options.get("verify_url"):
+            # refused now, not after the change: a password set that cannot be proved is a bad trade
+            check_url(account.endpoint.options["verify_url"], "verify_url")
         user = await self._find(account)
         for attempt in (1, 2):
             user_id = str(user.get("id", ""))
@@ -324,9 +378,15 @@ class MerakiAuthUserTarget:
         return bool(account.endpoint.options.get("verify_url"))
 
     async def verify(self, account: Account, secret: Secret) -> Verdict:
-        """INCONCLUSIVE unless a verifier is configured; then its ``{"ok": bool}`` decides."""
+        """INCONCLUSIVE unless a verifier is configured; then its ``{"ok": bool}`` decides.
+        A verifier URL that is not https (or loopback http) gets nothing: INCONCLUSIVE, logged."""
         url = account.endpoint.options.get("verify_url")
         if not url:
+            return Verdict.INCONCLUSIVE
+        try:
+            check_url(url, "verify_url")
+        except ProfileError as exc:  # the contract: verify never raises; nothing was sent
+            log.warning("%s: verify inconclusive: %s", KIND, exc)
             return Verdict.INCONCLUSIVE
         body: Mapping[str, str] = {"kind": "meraki", "network": account.endpoint.network_id or "",
                                    "email": account.username, "password": secret.reveal()}
