@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.harness import Home, Lab, lab_records, rotate_json, verify_all
+from bench.harness import Home, Lab, rotate_json, verify_all
 from bench.report import Row
 
 BUDGET = 10.0   # requests/s per organisation (Meraki's documented limit; the simulator's default)
@@ -22,9 +22,8 @@ def run(workdir: Path, *, orgs: int, users: int, concurrency: int, seed: int, pe
     name = f"Meraki {per_org * orgs} users / {orgs} orgs"
     with Lab(workdir, meraki_orgs=orgs, networks_per_org=1, users_per_network=per_org, seed=seed) as lab:
         assert lab.state is not None
-        records, accts = lab_records(lab.state)
         home = Home(workdir, "home-meraki")
-        home.setup(records, accts)
+        accts = home.setup(lab.state)
         usage, counts = rotate_json(home, workdir, concurrency=concurrency, per_device=per_network)
         bad = verify_all(lab, accts, home.current_secrets(accts))
         stats = lab.stats()["meraki"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.harness import KEYTURN, Home, Lab, lab_records, run_measured, verify_all
+from bench.harness import KEYTURN, Home, Lab, run_measured, verify_all
 from bench.report import Row
 
 TARGETS = ("iosxe-restconf", "iosxe-ssh", "meraki-auth-user")
@@ -20,9 +20,8 @@ def run(workdir: Path, *, devices: int, orgs: int, users: int, concurrency: int,
     with Lab(workdir, iosxe=devices, users_per_device=1, meraki_orgs=orgs, networks_per_org=1,
              users_per_network=per_org, seed=seed) as lab:
         assert lab.state is not None
-        records, accts = lab_records(lab.state, iosxe_targets=("iosxe-restconf", "iosxe-ssh"))
         home = Home(workdir, "home-mixed")
-        home.setup(records, accts)
+        accts = home.setup(lab.state, iosxe_targets=("iosxe-restconf", "iosxe-ssh"))
         rows: list[Row] = []
         for kind in TARGETS:
             mine = [a for a in accts if a.target == kind]

@@ -16,7 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.harness import Acct, Home, Lab, Usage, lab_records, rotate_json, run_measured, verify_all
+from bench.harness import Acct, Home, Lab, Usage, rotate_json, run_measured, verify_all
 from bench.report import Row
 
 SCRIPT = Path(__file__).resolve().parent / "baselines" / "keeper_restconf.py"
@@ -68,9 +68,8 @@ def run(workdir: Path, *, devices: int, concurrency: int, seed: int, baseline_li
     rows: list[Row] = []
     with Lab(workdir, iosxe=devices, users_per_device=1, ssh=False, seed=seed) as lab:
         assert lab.state is not None
-        records, accts = lab_records(lab.state, iosxe_targets=("iosxe-restconf",))
         home = Home(workdir, "home-restconf")
-        home.setup(records, accts)
+        accts = home.setup(lab.state, iosxe_targets=("iosxe-restconf",))
         usage, counts = rotate_json(home, workdir, concurrency=concurrency, per_device=1)
         bad = verify_all(lab, accts, home.current_secrets(accts))
         rows.append(Row(name, "keyturn", len(accts), usage, len(accts) - len(bad),

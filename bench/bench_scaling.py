@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.harness import Home, Lab, lab_records, rotate_json, verify_all
+from bench.harness import Home, Lab, rotate_json, verify_all
 from bench.report import Row
 
 
@@ -22,9 +22,8 @@ def run(workdir: Path, *, sizes: list[int], concurrency: int, seed: int) -> tupl
         try:
             with Lab(sub, iosxe=n, users_per_device=1, ssh=False, seed=seed, timeout=1800) as lab:
                 assert lab.state is not None
-                records, accts = lab_records(lab.state, iosxe_targets=("iosxe-restconf",))
                 home = Home(sub, f"home-{n}")
-                home.setup(records, accts)
+                accts = home.setup(lab.state, iosxe_targets=("iosxe-restconf",))
                 usage, counts = rotate_json(home, sub, concurrency=conc, per_device=1)
                 bad = verify_all(lab, accts, home.current_secrets(accts))
                 notes.append(f"{n} devices: lab up in {lab.startup:.1f} s, lab RSS {lab.rss_mib():.0f} MiB")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from bench.bench_restconf import new_password
-from bench.harness import Acct, Home, Lab, Usage, lab_records, rotate_json, run_measured, verify_all
+from bench.harness import Acct, Home, Lab, Usage, rotate_json, run_measured, verify_all
 from bench.report import Row
 
 HERE = Path(__file__).resolve().parent
@@ -102,9 +102,8 @@ def run(workdir: Path, *, devices: int, concurrency: int, seed: int, baseline: s
     # key is built from the RESTCONF address, so without it every device shares 127.0.0.1:443 (reported).
     with Lab(workdir, iosxe=devices, users_per_device=1, seed=seed) as lab:
         assert lab.state is not None
-        records, accts = lab_records(lab.state, iosxe_targets=("iosxe-ssh",))
         home = Home(workdir, "home-ssh")
-        home.setup(records, accts)
+        accts = home.setup(lab.state, iosxe_targets=("iosxe-ssh",))
         usage, counts = rotate_json(home, workdir, concurrency=concurrency, per_device=1)
         bad = verify_all(lab, accts, home.current_secrets(accts))
         rows.append(Row(name, "keyturn", len(accts), usage, len(accts) - len(bad), baseline_of=label,

@@ -3,8 +3,10 @@
 * `Lab` starts `keyturn sim lab ... --state-file F` in its own process group, waits for the state
   file, talks to the control API synchronously (verify, reset, faults, stats) and stops it with SIGTERM.
 * `Home` is a fresh `KEYTURN_HOME` (SQLite vault + key file) in a temporary directory: `keyturn init`,
-  `keyturn record import` of the records built from the lab state, rotation profiles set through the
-  Python API (one process instead of thousands of `keyturn rotation set` calls; setup is not measured).
+  the lab's IOS XE devices onboarded with `keyturn.sim.onboard` (records and profiles through the
+  Python API, trust per device profile), Meraki users through `keyturn record import` with profiles
+  set through the Python API (one process instead of thousands of `keyturn rotation set` calls;
+  setup is not measured).
 * `run_measured` runs one child process and returns its wall time, CPU seconds and peak RSS from
   `os.wait4` — the kernel's own accounting of that child, no psutil needed.
 
@@ -21,14 +23,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from keyturn.sim.client import IosXeEntry, LabState
+from keyturn.sim.client import LabState
+from keyturn.sim.onboard import OnboardedAccount, Titles
 
 REPO = Path(__file__).resolve().parents[1]
 KEYTURN = [sys.executable, "-m", "keyturn.cli.main"]
@@ -124,7 +127,8 @@ class Lab:
 
     def __init__(self, workdir: Path, *, iosxe: int = 0, users_per_device: int = 1, meraki_orgs: int = 0,
                  networks_per_org: int = 1, users_per_network: int = 0, seed: int = 7, ssh: bool = True,
-                 restconf: bool = True, faults: Sequence[str] = (), timeout: float = 600.0) -> None:
+                 restconf: bool = True, faults: Sequence[str] = (), profile: str = "default",
+                 flags: Sequence[str] = (), timeout: float = 600.0) -> None:
         self.workdir = workdir
         self.state_file = workdir / f"lab-{seed}-{os.getpid()}-{id(self)}.json"
         self.args = ["sim", "lab", "--iosxe", str(iosxe), "--users-per-device", str(users_per_device),
@@ -137,6 +141,9 @@ class Lab:
             self.args.append("--no-restconf")
         for f in faults:
             self.args += ["--fault", f]
+        if profile != "default":
+            self.args += ["--profile", profile]
+        self.args += list(flags)     # device realism switches, e.g. ("--latency", "0")
         self.timeout = timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.state: LabState | None = None
@@ -238,64 +245,50 @@ class Acct:
     org: str = ""              # Meraki org id
 
 
-def device_records(dev: IosXeEntry, ca: str, *, host_key: str | None) -> list[dict[str, Any]]:
-    """The `pamNetworkDevice` + admin `login` records of one lab device (as `keyturn demo` builds them)."""
-    custom = [{"type": "text", "label": "ca_bundle", "value": [ca]}]
-    if dev.ssh_port:
-        custom.append({"type": "text", "label": "ssh_port", "value": [str(dev.ssh_port)]})
-    if host_key:
-        custom.append({"type": "text", "label": "host_key_fingerprint", "value": [host_key]})
-    device = {"type": "pamNetworkDevice", "title": dev.name,
-              "fields": [{"type": "host", "value": [f"{dev.host}:{dev.restconf_port or 443}"]}],
-              "custom": custom}
-    admin = {"type": "login", "title": f"{dev.name} admin",
-             "fields": [{"type": "login", "value": [dev.admin.username]},
-                        {"type": "password", "value": [dev.admin.password]}],
-             "custom": [{"type": "secret", "label": "enable_secret", "value": [dev.enable_secret]}]}
-    return [device, admin]
-
-
 def user_record(title: str, login: str, password: str) -> dict[str, Any]:
     return {"type": "pamUser", "title": title, "fields": [{"type": "login", "value": [login]},
                                                            {"type": "password", "value": [password]}]}
 
 
-def lab_records(state: LabState, *, iosxe_targets: Sequence[str] = ("iosxe-restconf",),
-                meraki_verifier: bool = True) -> tuple[list[dict[str, Any]], list[Acct]]:
-    """Records for every device user and Meraki user of a lab, and the accounts to rotate.
+def iosxe_accts(state: LabState, onboarded: Sequence[OnboardedAccount]) -> list[Acct]:
+    """`Acct` rows for accounts `keyturn.sim.onboard` added (default titles), with their initial secret."""
+    titles = Titles()
+    out = []
+    for a in onboarded:
+        dev = state.device(a.device)
+        initial = next(u.password for u in dev.users if u.username == a.username)
+        names = {"device": dev.name, "target": a.target}
+        out.append(Acct(a.title, "iosxe", dev.name, a.username, initial, a.target,
+                        titles.resource.format(**names), titles.admin.format(**names)))
+    return out
 
-    Devices are given the targets in `iosxe_targets` round-robin (device i gets target i % n), so a
-    mixed lab rotates some devices over RESTCONF and others over SSH. Every profile uses the admin
-    credential (so drift can be reconciled). Meraki networks get the lab's login check as verifier.
+
+def meraki_records(state: LabState, *, meraki_verifier: bool = True
+                   ) -> tuple[list[dict[str, Any]], list[Acct]]:
+    """Records for every Meraki user of a lab (for `keyturn record import`), and the accounts to rotate.
+
+    Meraki networks get the lab's login check as verifier unless `meraki_verifier` is false.
     """
     records: list[dict[str, Any]] = []
     accts: list[Acct] = []
-    host_key = state.extra.get("ssh_host_key_fingerprint")
-    for i, dev in enumerate(state.iosxe):
-        target = iosxe_targets[i % len(iosxe_targets)]
-        records += device_records(dev, state.ca_cert, host_key=host_key)
-        for u in dev.users:
-            title = f"{u.username} @ {dev.name}"
-            records.append(user_record(title, u.username, u.password))
-            accts.append(Acct(title, "iosxe", dev.name, u.username, u.password, target, dev.name,
-                              f"{dev.name} admin"))
-    if state.meraki is not None:
-        records.append({"type": "login", "title": "Meraki API key",
-                        "fields": [{"type": "login", "value": ["dashboard-api"]},
-                                   {"type": "password", "value": [state.meraki.api_key]}]})
-        for org in state.meraki.orgs:
-            for net in org.networks:
-                custom = [{"type": "text", "label": "network_id", "value": [net.id]},
-                          {"type": "text", "label": "org_id", "value": [org.id]},
-                          {"type": "text", "label": "base_url", "value": [state.meraki.base_url]}]
-                if meraki_verifier:
-                    custom.append({"type": "text", "label": "verify_url",
-                                   "value": [f"{state.control_url}/verify"]})
-                records.append({"type": "pamMerakiNetwork", "title": f"Meraki {net.id}", "custom": custom})
-                for u in net.users:
-                    records.append(user_record(u.email, u.email, u.password))
-                    accts.append(Acct(u.email, "meraki", net.id, u.email, u.password, "meraki-auth-user",
-                                      f"Meraki {net.id}", "Meraki API key", org.id))
+    if state.meraki is None:
+        return records, accts
+    records.append({"type": "login", "title": "Meraki API key",
+                    "fields": [{"type": "login", "value": ["dashboard-api"]},
+                               {"type": "password", "value": [state.meraki.api_key]}]})
+    for org in state.meraki.orgs:
+        for net in org.networks:
+            custom = [{"type": "text", "label": "network_id", "value": [net.id]},
+                      {"type": "text", "label": "org_id", "value": [org.id]},
+                      {"type": "text", "label": "base_url", "value": [state.meraki.base_url]}]
+            if meraki_verifier:
+                custom.append({"type": "text", "label": "verify_url",
+                               "value": [f"{state.control_url}/verify"]})
+            records.append({"type": "pamMerakiNetwork", "title": f"Meraki {net.id}", "custom": custom})
+            for u in net.users:
+                records.append(user_record(u.email, u.email, u.password))
+                accts.append(Acct(u.email, "meraki", net.id, u.email, u.password, "meraki-auth-user",
+                                  f"Meraki {net.id}", "Meraki API key", org.id))
     return records, accts
 
 
@@ -320,17 +313,31 @@ class Home:
                                f"{proc.stderr.strip()[-300:]}")
         return proc
 
-    def setup(self, records: list[dict[str, Any]], accts: Iterable[Acct]) -> None:
-        """init, import `records`, set one rotation profile per account."""
+    def setup(self, state: LabState, *, iosxe_targets: Sequence[str] = ("iosxe-restconf",),
+              meraki_verifier: bool = True, options: Mapping[str, str] | None = None) -> list[Acct]:
+        """`keyturn init`; the lab's IOS XE devices through `keyturn.sim.onboard` (Python API, one
+        transaction; targets round-robin per device, `iosxe-ssh` where logins land in `>`); its Meraki
+        users through `keyturn record import` with one profile each. Returns every account to rotate."""
+        from keyturn.sim.onboard import onboard_iosxe
+
         self.keyturn("init")
-        fd, name = tempfile.mkstemp(prefix="records-", suffix=".json", dir=self.path)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:    # mkstemp: mode 0600
-            json.dump({"records": records}, fh)
+        vault = self.open_vault()
         try:
-            self.keyturn("record", "import", name, "--format", "keyturn")
+            onboarded = onboard_iosxe(vault, state, target=iosxe_targets, options=options, actor="bench")
         finally:
-            os.unlink(name)
-        self.set_profiles(accts)
+            vault.close()
+        accts = iosxe_accts(state, onboarded)
+        records, meraki = meraki_records(state, meraki_verifier=meraki_verifier)
+        if records:
+            fd, name = tempfile.mkstemp(prefix="records-", suffix=".json", dir=self.path)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:    # mkstemp: mode 0600
+                json.dump({"records": records}, fh)
+            try:
+                self.keyturn("record", "import", name, "--format", "keyturn")
+            finally:
+                os.unlink(name)
+        self.set_profiles(meraki)
+        return accts + meraki
 
     def open_vault(self) -> Any:
         from keyturn.config import load_settings

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import KEYTURN, Acct, Home, Lab, lab_records, run_measured
+from bench.harness import KEYTURN, Acct, Home, Lab, run_measured
 
 IOSXE_FAULTS: list[tuple[str, dict[str, Any]]] = [
     ("5xx", {"error_rate": 0.3}),
@@ -181,9 +181,8 @@ class Chaos:
         # alternate targets so both front-ends of the simulator are exercised in one lab
         targets = ["iosxe-restconf", "iosxe-ssh"] if o.ssh_devices and o.restconf_devices else \
             (["iosxe-ssh"] if o.ssh_devices else ["iosxe-restconf"])
-        records, self.accts = lab_records(state, iosxe_targets=targets)
         self.home = Home(self.workdir, "home")
-        self.home.setup(records, self.accts)
+        self.accts = self.home.setup(state, iosxe_targets=targets)
 
     def rounds(self) -> None:
         o = self.o
