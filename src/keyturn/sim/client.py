@@ -5,13 +5,26 @@ The state file (JSON, written by `keyturn sim lab|iosxe|meraki --state-file F`) 
     {"control_url": "http://127.0.0.1:P", "ca_cert": "/abs/ca.pem", "pid": 123, "seed": 7, ...,
      "iosxe": [{"name": "sw0001", "host": "127.0.0.1", "restconf_port": P, "ssh_port": P,
                 "admin": {"username": "...", "password": "..."}, "enable_secret": "...",
-                "users": [{"username": "...", "password": "...", "privilege": 15, "kind": "secret"}]}],
+                "users": [{"username": "...", "password": "...", "privilege": 15, "kind": "secret",
+                           "encryption": "9"}],
+                "profile": {"aaa": "local", "max_fail": null, "block_for": null, "exec_authorization": true,
+                            "password_encryption": false, "omit_privilege_1": false, "tacacs_timeout": 2.0,
+                            "tacacs_users": ["admin"], "save_delay": 0.2, "sync_window": 0.05,
+                            "latency": {"restconf": 0, "save_config": 0, "ssh_login": 0, "write_memory": 0},
+                            "cert": "lab-ca", "cert_fingerprint": "<sha-256 hex of the DER>",
+                            "ssh_profile": "default", "ssh_host_key_fingerprint": "SHA256:...",
+                            "role": "tacacs-first"}}],
      "meraki": {"base_url": "http://127.0.0.1:P/api/v1", "proxy_url": "http://127.0.0.1:P",
                 "api_key": "<40 hex>", "orgs": [{"id": "...", "name": "...", "networks": [
                     {"id": "N_...", "name": "...", "users": [{"email": "...", "password": "...",
                                                            "accountType": "Client VPN"}]}]}]}}
 
 `restconf_port`/`ssh_port` are null when that listener is disabled; `meraki` is null without orgs.
+A user's `encryption` is how the device stores it ("9", "7" for `password` users, "5" for legacy md5
+users). `profile` is the device's realism switches (`sim.iosxe_profile.DeviceProfile`) plus what a client
+pins: the RESTCONF certificate's SHA-256 fingerprint (lower-case hex of the DER) and the SSH host key's
+`SHA256:` fingerprint; `role` names the `--profile enterprise` role. `tacacs_users` are the names the
+device's TACACS+ server knows (with their initial passwords: the admin's).
 Passwords in it are the *initial* ones; after that the control API (`verify`) is the truth. They are
 simulator test data, yet kept out of `repr` so a failing assertion does not print them.
 
@@ -45,6 +58,7 @@ class IosXeUser:
     password: str = field(repr=False)
     privilege: int = 15
     kind: Literal["secret", "password"] = "secret"
+    encryption: str | None = None     # "5" for a legacy md5-crypt secret; None: the kind's default
 
 
 @dataclass
@@ -57,6 +71,7 @@ class IosXeEntry:
     enable_secret: str = field(repr=False)
     users: list[IosXeUser] = field(default_factory=list)
     ca_cert: str | None = None    # the device's own CA when the lab runs with tls="self-signed"
+    profile: dict[str, Any] = field(default_factory=dict)   # realism switches + fingerprints (above)
 
     @property
     def restconf_url(self) -> str:
@@ -142,6 +157,7 @@ class LabState:
                     name=d["name"], host=d["host"], restconf_port=d.get("restconf_port"),
                     ssh_port=d.get("ssh_port"), admin=Login(**d["admin"]), enable_secret=d["enable_secret"],
                     users=[IosXeUser(**u) for u in d.get("users", [])], ca_cert=d.get("ca_cert"),
+                    profile=dict(d.get("profile") or {}),
                 )
                 for d in data.get("iosxe", [])
             ]
@@ -282,6 +298,16 @@ class ControlClient:
     async def drift(self, body: dict[str, Any]) -> dict[str, Any]:
         """Raw `POST /drift` (see `drift_iosxe`/`drift_meraki`)."""
         return dict(await self._call("POST", "/drift", body))
+
+    async def profile(self, device: str) -> dict[str, Any]:
+        """The device's profile (`GET /devices/NAME/profile`)."""
+        return dict(await self._call("GET", f"/devices/{device}/profile"))
+
+    async def set_profile(self, device: str | None, switches: dict[str, Any]) -> Any:
+        """Change profile switches of one device, or of every device with `device=None`; returns the new
+        profile (a list of them for the whole lab)."""
+        path = "/profile" if device is None else f"/devices/{device}/profile"
+        return await self._call("POST", path, switches)
 
     async def reset(self, *, faults_only: bool = False) -> dict[str, Any]:
         """Clear every fault switch and (unless `faults_only`) restore the initial credentials/counters."""

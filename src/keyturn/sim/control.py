@@ -1,6 +1,12 @@
 """The lab control API: JSON over HTTP on loopback (aiohttp), a thin shell over `Lab`'s operations.
 
-    GET  /devices        IOS XE devices: name, host, ports, fault switches, unsaved_changes
+    GET  /devices        IOS XE devices: name, host, ports, fault switches, unsaved_changes, profile
+    GET  /devices/NAME/profile   the device's realism profile (`sim.iosxe_profile`) and its fingerprints
+    POST /devices/NAME/profile   {"aaa": "tacacs-first", "max_fail": 3, ...} → the new profile; changes
+                         the configuration lines in running and startup config (as if configured and
+                         saved) and the front-ends' delays at once; `cert`/`ssh_profile` are start-time
+                         switches (400); an unknown switch or bad value → 400 naming it
+    POST /profile        {switch: value, ...} → the same change on every device (all or nothing)
     GET  /meraki/orgs    orgs: id, name, networks, fault switches
     GET  /stats          per device change/save/reboot/auth-failure counts and login safety:
                          `failed_logins` (every refused SSH/RESTCONF authentication this run),
@@ -120,6 +126,17 @@ def make_app(lab: Lab) -> web.Application:
             raise _NotFound(f"no Meraki organisation {org!r}")
         return web.json_response(lab.set_faults("meraki", org, switches))
 
+    async def device_profile(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if not lab.has_device(name):
+            raise _NotFound(f"no IOS XE device {name!r}")
+        if request.method == "GET":
+            return web.json_response(lab.profile(name))
+        return web.json_response(lab.set_profile(name, await _body(request)))
+
+    async def lab_profile(request: web.Request) -> web.Response:
+        return web.json_response(lab.set_profile_all(await _body(request)))
+
     async def reset(request: web.Request) -> web.Response:
         body = await _body(request)
         faults_only = bool(body.get("faults_only", False))
@@ -155,6 +172,9 @@ def make_app(lab: Lab) -> web.Application:
     app.router.add_get("/meraki/orgs", orgs)
     app.router.add_get("/stats", stats)
     app.router.add_post("/faults", faults)
+    app.router.add_get("/devices/{name}/profile", device_profile)
+    app.router.add_post("/devices/{name}/profile", device_profile)
+    app.router.add_post("/profile", lab_profile)
     app.router.add_post("/reset", reset)
     app.router.add_post("/reboot", reboot)
     app.router.add_post("/drift", drift)

@@ -338,6 +338,7 @@ class Reply:
     text: str = ""
     close: bool = False
     applied: bool = False       # a password/secret change was applied to the running config
+    delay: float = 0.0          # seconds the device takes before it prints `text` (write memory)
 
 
 def _lines(*lines: str) -> str:
@@ -352,8 +353,10 @@ class CliSession:
     `[confirm]`, `--More--`). `faults` provides `refuse_passwords` (consumed here, per change)."""
 
     def __init__(self, device: IosXeDevice, *, privilege: int, faults: Faults | None = None,
-                 booted_at: float | None = None, enable_style: EnableStyle = "aaa") -> None:
+                 booted_at: float | None = None, enable_style: EnableStyle = "aaa",
+                 write_delay: float = 0.0) -> None:
         self.device = device
+        self.write_delay = write_delay
         self.enable_style = enable_style
         self.faults = faults or Faults()
         self.mode = Mode.PRIV_EXEC if privilege >= 15 else Mode.USER_EXEC
@@ -384,10 +387,16 @@ class CliSession:
     # ---- input ----------------------------------------------------------------------------------
     def handle(self, line: str) -> Reply:
         """Process one input line (or one key in `char` mode)."""
+        before = self.device.change_count
         if self._pending is not None:
             handler, self._pending = self._pending, None
-            return handler(line)
-        return self._command(line, self.prompt)
+            reply = handler(line)
+        else:
+            reply = self._command(line, self.prompt)
+        if self.device.change_count != before:
+            # The RESTCONF datastore re-syncs after a CLI change (cisco-ia.yang, reference §4).
+            self.device.note_cli_change()
+        return reply
 
     def interrupt(self) -> Reply:
         """Ctrl-Z / Ctrl-C: leave configuration mode, drop any pending question."""
@@ -550,8 +559,10 @@ class CliSession:
         return self._do_not_modelled(Parsed("not_modelled", {}))
 
     def _do_write_memory(self, parsed: Parsed) -> Reply:
+        # The save takes `write_delay` (1-3 s on real devices); RESTCONF writes are refused meanwhile.
+        self.device.begin_save(self.write_delay)
         self.device.save()
-        return Reply(_lines(MESSAGES["building"], MESSAGES["ok"]))
+        return Reply(_lines(MESSAGES["building"], MESSAGES["ok"]), delay=self.write_delay)
 
     def _do_copy_run_start(self, parsed: Parsed) -> Reply:
         return self._ask(MESSAGES["copy_destination"], "line", self._copy_answer)

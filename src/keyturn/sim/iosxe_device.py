@@ -435,9 +435,16 @@ class IosXeDevice:
         """A CLI configuration change: the datastore re-syncs for `sync_window` seconds."""
         self._cli_changed_at = self.clock()
 
-    def begin_save(self, seconds: float) -> None:
-        """A save (`write memory`, save-config) runs for `seconds`: writes are refused meanwhile."""
+    def begin_save(self, seconds: float) -> float:
+        """A save (`write memory`, save-config) runs for `seconds`: writes are refused meanwhile.
+        Returns a token for `end_save`."""
         self._saving_until = max(self._saving_until, self.clock() + seconds)
+        return self._saving_until
+
+    def end_save(self, token: float) -> None:
+        """The save that `begin_save` answered `token` is over (timers may fire a little early)."""
+        if self._saving_until == token:
+            self._saving_until = 0.0
 
     def write_blocked(self) -> str | None:
         """Why a RESTCONF write must be refused now ("save" / "sync"), or None."""

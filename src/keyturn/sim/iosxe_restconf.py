@@ -28,7 +28,11 @@ Write semantics: PATCH merges (on `native` it creates a missing user, as the dev
 POST creates one child (409 `data-exists` if present), DELETE removes (204/404). A request is
 applied all-or-nothing through `IosXeDevice.atomic()`; IOS refusals become 400 `invalid-value`
 "inconsistent value: Device refused one or more commands". Two overlapping writes on one device get
-409 `lock-denied` (the config database is locked while a write or save-config runs).
+409 `lock-denied` (the config database is locked while a write or save-config runs); so does every
+write while a save runs (save-config or `write memory` on the CLI) and for `device.sync_window` seconds
+after a CLI change, while the datastore re-syncs (`cisco-ia.yang`: requests "may get rejected when
+sync is in progress", reference §4). `request_latency` is added to every request (100-400 ms on
+real access switches, reference §6).
 
 Faults (`sim/faults.py`) are read on every request, in this order: `down` (connection closed at
 once), `latency`, `reset_rate` (connection aborted), `timeout_rate` (never answered until `stop()`),
@@ -281,6 +285,7 @@ class RestconfFrontend:
         save_delay: float = 0.0,
         non_priv15_status: int = 401,
         lock_conflicts: bool = True,
+        request_latency: float = 0.0,
     ) -> None:
         if non_priv15_status not in (401, 403):
             raise SimulatorError("non_priv15_status must be 401 or 403")
@@ -290,6 +295,7 @@ class RestconfFrontend:
         self.save_delay = save_delay
         self.non_priv15_status = non_priv15_status
         self.lock_conflicts = lock_conflicts
+        self.request_latency = request_latency
         self.requests = 0
         self.writes = 0
         self.port: int | None = None
@@ -329,6 +335,8 @@ class RestconfFrontend:
         self.requests += 1
         try:
             if self.device.refuse_in_quiet_mode():
+                self._drop(request)
+            if self.request_latency > 0 and await self._pause(self.request_latency):
                 self._drop(request)
             await self._inject_faults(request)
             await self._authenticate(request)
@@ -444,7 +452,8 @@ class RestconfFrontend:
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
-        if self._locked and self.lock_conflicts:
+        # A save in progress and the re-sync after a CLI change answer like a held lock.
+        if (self._locked and self.lock_conflicts) or self.device.write_blocked() is not None:
             raise RestconfError("lock-denied", _LOCKED, path=f"/{codec.NATIVE_NODE}")
         self._locked = True
         try:
@@ -518,9 +527,13 @@ class RestconfFrontend:
 
     async def _save_config(self) -> web.Response:
         with self._write_lock():
-            if self.save_delay > 0 and await self._pause(self.save_delay):
-                raise RestconfError("operation-failed", "save interrupted by shutdown", status=500)
-            self.device.save()
+            token = self.device.begin_save(self.save_delay)
+            try:
+                if self.save_delay > 0 and await self._pause(self.save_delay):
+                    raise RestconfError("operation-failed", "save interrupted by shutdown", status=500)
+                self.device.save()
+            finally:
+                self.device.end_save(token)
         return self._json(200, codec.SAVE_CONFIG_OUTPUT)
 
     # ---- answers -------------------------------------------------------------------------------

@@ -30,6 +30,12 @@ Fault switches (`sim/faults.py`), read per connection or per input:
     drop_after_apply  a password/secret change is applied, then the connection is aborted unanswered
     refuse_passwords  a password/secret change is refused with a `% Password ...` policy line
 One listener per device; a lab runs many front-ends in one event loop and shares one host key.
+
+Algorithm profiles (`SSH_PROFILES`, reference §5): "default" is asyncssh's own modern set with an
+ed25519 host key; "ios-17" is what `show ip ssh` lists on 17.x (RSA host key, ECDH and group14-sha1 key
+exchange, AES-GCM/CTR); "ios-legacy" is an older release: `diffie-hellman-group14-sha1`, `ssh-rsa`,
+`hmac-sha1`, AES-CTR only. Clients that dropped those (paramiko 5, hence netmiko) cannot reach a
+legacy device, as in the field. `write_latency` is how long `write memory` takes (1-3 s on real devices).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import warnings
 from collections.abc import Mapping
 
 import asyncssh
@@ -45,12 +52,34 @@ from keyturn.errors import SimulatorError
 from keyturn.sim.faults import Faults
 from keyturn.sim.iosxe_cli import CliSession, EnableStyle, Reply
 from keyturn.sim.iosxe_device import IosXeDevice
+from keyturn.sim.iosxe_profile import SSH_PROFILE_NAMES
+from keyturn.sim.iosxe_profile import SshProfileName as SshProfile
 
 _ENTER = "\r\n"
 _INTERRUPT_KEYS = {"\x1a": "^Z", "\x03": "^C"}
 _ERASE_KEYS = ("\x08", "\x7f")
 _KILL_LINE = "\x15"
 _QUOTE_NEXT = "\x16"
+
+# Algorithm sets per profile (asyncssh option names), reference §5. Profiles other than "default" need
+# an RSA host key.
+SSH_PROFILES: dict[SshProfile, dict[str, list[str]]] = {
+    "default": {},
+    "ios-17": {
+        "kex_algs": ["ecdh-sha2-nistp256", "ecdh-sha2-nistp384", "ecdh-sha2-nistp521",
+                     "diffie-hellman-group-exchange-sha1", "diffie-hellman-group14-sha1"],
+        "signature_algs": ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"],
+        "encryption_algs": ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+                            "aes128-ctr", "aes192-ctr", "aes256-ctr"],
+        "mac_algs": ["hmac-sha2-256", "hmac-sha2-512", "hmac-sha1"],
+    },
+    "ios-legacy": {
+        "kex_algs": ["diffie-hellman-group14-sha1"],
+        "signature_algs": ["ssh-rsa"],
+        "encryption_algs": ["aes128-ctr", "aes192-ctr", "aes256-ctr"],
+        "mac_algs": ["hmac-sha1"],
+    },
+}
 
 
 class _Interrupted(Exception):
@@ -61,9 +90,19 @@ class _Closed(Exception):
     """The channel or connection went away."""
 
 
-def generate_host_key() -> asyncssh.SSHKey:
-    """A fresh ed25519 host key (accepted by asyncssh, paramiko/netmiko and OpenSSH clients)."""
-    return asyncssh.generate_private_key("ssh-ed25519")
+def generate_host_key(profile: SshProfile = "default") -> asyncssh.SSHKey:
+    """A fresh host key for `profile`: ed25519 by default, else RSA 2048 (`crypto key generate rsa`)."""
+    if profile == "default":
+        return asyncssh.generate_private_key("ssh-ed25519")
+    return asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+
+
+def _allow_finite_field_dh() -> None:
+    # The IOS profiles offer diffie-hellman-group14-sha1 on purpose; cryptography flags finite-field DH
+    # as deprecated each time asyncssh uses it. Silence exactly that notice from asyncssh's DH module.
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning, module=r"asyncssh\.crypto\.dh")
 
 
 class SshFrontend:
@@ -71,14 +110,19 @@ class SshFrontend:
     listener and aborts open sessions. Not thread-safe: use from one event loop."""
 
     def __init__(
-        self, device: IosXeDevice, faults: Faults, *, host_key: asyncssh.SSHKey | None = None
+        self, device: IosXeDevice, faults: Faults, *, host_key: asyncssh.SSHKey | None = None,
+        profile: SshProfile = "default",
     ) -> None:
+        if profile not in SSH_PROFILES:
+            raise SimulatorError(f"unknown SSH profile {profile!r}; known: {', '.join(SSH_PROFILE_NAMES)}")
         self.device = device
         self.faults = faults
-        self.host_key = host_key or generate_host_key()
+        self.profile: SshProfile = profile
+        self.host_key = host_key or generate_host_key(profile)
         self.booted_at = time.monotonic()
         self.enable_style: EnableStyle = "aaa"   # how a wrong enable secret is answered (iosxe_cli)
         self.login_latency = 0.0                 # seconds added before a login is answered
+        self.write_latency = 0.0                 # seconds `write memory` takes
         self.sessions_opened = 0
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
@@ -91,11 +135,14 @@ class SshFrontend:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         if self._acceptor is not None:
             raise SimulatorError(f"SSH front-end for {self.device.name} is already running")
+        algorithms = SSH_PROFILES[self.profile]
+        if any(k.startswith("diffie-hellman") for k in algorithms.get("kex_algs", [])):
+            _allow_finite_field_dh()
         try:
             self._acceptor = await asyncssh.create_server(
                 lambda: _DeviceServer(self), host, port,
                 server_host_keys=[self.host_key], line_editor=False,
-                encoding="utf-8", errors="replace",
+                encoding="utf-8", errors="replace", **algorithms,
             )
         except OSError as exc:
             raise SimulatorError(f"cannot listen on {host}:{port} for {self.device.name}: {exc}") from exc
@@ -176,7 +223,8 @@ class _VtySession(asyncssh.SSHServerSession[str]):
         self._frontend = frontend
         self._conn = conn
         self._cli = CliSession(frontend.device, privilege=privilege, faults=frontend.faults,
-                               booted_at=frontend.booted_at, enable_style=frontend.enable_style)
+                               booted_at=frontend.booted_at, enable_style=frontend.enable_style,
+                               write_delay=frontend.write_latency)
         self._chan: asyncssh.SSHServerChannel[str] | None = None
         self._command: str | None = None
         self._buf = ""
@@ -267,6 +315,8 @@ class _VtySession(asyncssh.SSHServerSession[str]):
         if faults.latency > 0:
             await asyncio.sleep(faults.latency)
         reply = self._cli.handle(line)
+        if reply.delay > 0:
+            await asyncio.sleep(reply.delay)
         if reply.applied and faults.take("drop_after_apply"):
             self._conn.abort()
             return None

@@ -7,9 +7,10 @@
 
 What a lab holds (all on `options.host`, every port ephemeral unless the plan pins it):
 
-* per IOS XE device: one `IosXeDevice`, its `Faults`, a RESTCONF HTTPS listener (leaf from the lab CA
-  with SANs 127.0.0.1, localhost and the device name; or a one-off CA per device with
-  `tls="self-signed"`), an SSH listener (one host key shared by the whole lab);
+* per IOS XE device (`lab_device.LabDevice`): one `IosXeDevice`, its `Faults` and `DeviceProfile`, a
+  RESTCONF HTTPS listener (leaf from the lab CA with SANs 127.0.0.1, localhost and the device name; a
+  one-off CA per device with `tls="self-signed"`; or stock IOS XE's SAN-less self-signed certificate
+  with `cert=ios-self-signed`), an SSH listener (host keys shared by the whole lab);
 * one Meraki Dashboard frontend serving every org, and the HTTPS CONNECT proxy in front of it;
 * the control API (`control.py`).
 
@@ -19,6 +20,26 @@ privilege 15 so RESTCONF self-service rotation works. User number 4, 8, ... of e
 (index % 4 == 3) is a type-7 `password` user, all others are `secret` users (type 9); the state file
 says which (`kind`). Passwords are 16-24 printable ASCII characters without `?` and space (IOS treats
 `?` as help and strips leading spaces). Every device is saved at start (startup == running).
+
+Profiles (`iosxe_profile.DeviceProfile`): the plan may give each device one (`profile="enterprise"`),
+`LabOptions.profile` overrides switches lab-wide (the `keyturn sim lab` flags), the control API changes
+them per device at run time; the state file records each device's effective profile and fingerprints.
+
+`make_plan(profile="enterprise")` is a realistic network, in blocks of 20 devices (so 20 already hold
+every role; `iosxe_profile.ENTERPRISE_MIX`):
+
+    12  TACACS+ first (`group tacacs+ local`, max-fail 3, block-for 120/5/60), 4 of them with
+        `service password-encryption`                                                           60 %
+     2  TACACS+ unreachable (same lines; local users log in after the 2 s timeout)               10 %
+     3  local AAA, legacy: users with type-5 secrets, `service password-encryption`, two on the
+        `ios-legacy` SSH algorithm set (group14-sha1, ssh-rsa, hmac-sha1)                        15 %
+     3  `aaa new-model` without exec authorization (privilege 15 lands in `>`, RESTCONF 401s:
+        rotation needs SSH and the enable secret), max-fail 5                                   15 %
+
+Every enterprise device omits `privilege 1`, serves `CN=IOS-Self-Signed-Certificate-<n>` without SAN
+and has realistic latency drawn per device from the seed (RESTCONF 0.1-0.4 s, save-config 2.5-3.7 s,
+SSH login 0.8-1.2 s, `write memory` 1-3 s, a 2-4 s re-sync window after CLI changes); `--latency 0`
+makes it fast again. The TACACS+ server knows each device's `admin` with its initial password.
 
 The state file is written atomically, mode 0600, only after every listener is up; a stale one is
 removed first, so a process polling for it never reads a previous run's ports.
@@ -52,16 +73,14 @@ from keyturn.sim.client import (
     MerakiUser,
 )
 from keyturn.sim.faults import Faults
-from keyturn.sim.iosxe_device import Credential, DeviceConfig, DeviceRefused, IosXeDevice
+from keyturn.sim.iosxe_device import Credential, DeviceConfig, DeviceRefused
+from keyturn.sim.iosxe_profile import DeviceProfile, enterprise_roles
+from keyturn.sim.lab_device import LabDevice, LabKeys, ListenOptions
 from keyturn.sim.restconf_errors import ErrorsShape
-from keyturn.sim.tls import SimCA, self_signed_context
+from keyturn.sim.tls import SimCA
 
 if TYPE_CHECKING:  # front-ends are imported when used: `sim meraki` needs no SSH stack, and so on
-    from asyncssh import SSHKey
-
     from keyturn.sim.control import ControlServer
-    from keyturn.sim.iosxe_restconf import RestconfFrontend
-    from keyturn.sim.iosxe_ssh import SshFrontend
     from keyturn.sim.meraki import MerakiFrontend
     from keyturn.sim.meraki_proxy import MerakiProxy
     from keyturn.sim.meraki_state import MerakiState
@@ -77,6 +96,8 @@ ADMIN_USERNAME = "admin"
 _USER_STEMS = ("netops", "noc", "backup", "svc", "ops", "monitor", "audit", "deploy")
 _ORG_STEMS = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell")
 _START_CONCURRENCY = 64
+LabProfile = Literal["default", "enterprise"]
+LAB_PROFILES: tuple[LabProfile, ...] = ("default", "enterprise")
 
 
 def random_password(rng: random.Random) -> str:
@@ -93,10 +114,14 @@ def make_plan(
     users_per_device: int = 2,
     seed: int | None = None,
     host: str = "127.0.0.1",
+    profile: LabProfile = "default",
 ) -> LabState:
-    """Names and initial credentials of a lab, deterministic for a given `seed` (ports still 0)."""
+    """Names, initial credentials and device profiles of a lab, deterministic for a given `seed` (ports
+    still 0). `profile="enterprise"` gives the devices the realistic mix of the module docstring."""
     if min(iosxe, meraki_orgs, networks_per_org, users_per_network, users_per_device) < 0:
         raise SimulatorError("lab sizes must not be negative")
+    if profile not in LAB_PROFILES:
+        raise SimulatorError(f"unknown lab profile {profile!r}; known: {', '.join(LAB_PROFILES)}")
     rng = random.Random(seed)
     devices = []
     for i in range(1, iosxe + 1):
@@ -133,7 +158,21 @@ def make_plan(
             orgs.append(MerakiOrg(id=str(rng.randrange(10**5, 10**6) * 1000 + o), name=org_name,
                                   networks=networks))
         meraki = MerakiEntry(base_url="", proxy_url=None, api_key="", orgs=orgs)
-    return LabState(control_url="", ca_cert="", iosxe=devices, meraki=meraki, extra={"seed": seed})
+    if profile == "enterprise":
+        _enterprise(devices, seed)
+    return LabState(control_url="", ca_cert="", iosxe=devices, meraki=meraki,
+                    extra={"seed": seed, "profile": profile})
+
+
+def _enterprise(devices: list[IosXeEntry], seed: int | None) -> None:
+    # Drawn from their own seeded streams, so names and passwords equal the default plan's.
+    for entry, role in zip(devices, enterprise_roles(len(devices), seed), strict=True):
+        profile = DeviceProfile().updated(role.changes, seed_key=f"{seed}/{entry.name}")
+        entry.profile = {**profile.to_dict(), "role": role.name}
+        if role.type5_users:
+            for user in entry.users:
+                if user.kind == "secret":
+                    user.encryption = "5"
 
 
 def raise_nofile_limit() -> int:
@@ -173,6 +212,8 @@ def same_config(a: DeviceConfig, b: DeviceConfig) -> bool:
     """True if two configurations hold the same users, privileges and credentials (hashing rarely)."""
     if a.hostname != b.hostname or a.users.keys() != b.users.keys():
         return False
+    if (a.aaa, a.password_encryption) != (b.aaa, b.password_encryption):
+        return False
     if not _same_credential(a.enable_secret, b.enable_secret):
         return False
     for name, ua in a.users.items():
@@ -185,7 +226,11 @@ def same_config(a: DeviceConfig, b: DeviceConfig) -> bool:
 
 @dataclass(frozen=True)
 class LabOptions:
-    """How to run a plan. `state_file`/`ca_cert` None: CA in a private temp dir, no state file."""
+    """How to run a plan. `state_file`/`ca_cert` None: CA in a private temp dir, no state file.
+
+    `profile` overrides device profile switches lab-wide (after the plan's own); `tls="self-signed"`
+    and `save_delay` are older spellings of the `cert` and `save_delay` switches (None: the profile's).
+    """
 
     host: str = "127.0.0.1"
     ssh: bool = True
@@ -199,20 +244,11 @@ class LabOptions:
     proxy_port: int = 0
     proxy: bool = True
     errors_shape: ErrorsShape = "ietf"
-    save_delay: float = 0.0
+    save_delay: float | None = None
+    profile: Mapping[str, Any] = field(default_factory=dict)
     meraki_rate_per_org: float = 10.0
     meraki_burst: int = 10
     meraki_rate_per_ip: float = 100.0
-
-
-@dataclass
-class LabDevice:
-    entry: IosXeEntry
-    device: IosXeDevice
-    faults: Faults
-    initial: DeviceConfig
-    restconf: RestconfFrontend | None = None
-    ssh: SshFrontend | None = None
 
 
 class Lab:
@@ -256,18 +292,16 @@ class Lab:
             self._ca = SimCA.create()
             ca_path = self._ca_path()
             self._ca.write_ca(ca_path)
-            host_key: SSHKey | None = None
-            if opts.ssh and self.plan.iosxe:
-                from keyturn.sim.iosxe_ssh import generate_host_key
-
-                host_key = generate_host_key()
+            keys = LabKeys(ca=self._ca, ca_dir=ca_path.parent, seed=self.seed)
             for index, planned in enumerate(self.plan.iosxe):   # built in plan order, then listening
                 self._build_device(index, planned)
             sem = asyncio.Semaphore(_START_CONCURRENCY)
+            listen = ListenOptions(host=opts.host, restconf=opts.restconf, ssh=opts.ssh,
+                                   errors_shape=opts.errors_shape)
 
             async def start_one(dev: LabDevice) -> None:
                 async with sem:
-                    await self._start_listeners(dev, host_key, ca_path.parent)
+                    await dev.start(listen, keys)
 
             await asyncio.gather(*(start_one(d) for d in self.devices.values()))
             meraki = await self._start_meraki() if self.plan.meraki else None
@@ -280,8 +314,8 @@ class Lab:
         self.startup_seconds = time.monotonic() - began
         extra = {**self.plan.extra, "version": STATE_VERSION, "pid": os.getpid(), "tls": opts.tls,
                  "startup_seconds": round(self.startup_seconds, 3)}
-        if host_key is not None:
-            extra["ssh_host_key_fingerprint"] = host_key.get_fingerprint("sha256")
+        if opts.ssh and self.plan.iosxe:
+            extra["ssh_host_key_fingerprint"] = keys.ssh_host_key("default").get_fingerprint("sha256")
         self.state = LabState(control_url=self.control_url, ca_cert=str(ca_path),
                               iosxe=[d.entry for d in self.devices.values()], meraki=meraki, extra=extra)
         if opts.state_file is not None:
@@ -306,46 +340,20 @@ class Lab:
             raise SimulatorError(f"device name {planned.name!r} appears twice in the plan")
         entry = copy.deepcopy(planned)
         entry.host = opts.host
-        device = IosXeDevice(entry.name)
-        device.set_user(entry.admin.username, kind="secret", clear=entry.admin.password, privilege=15)
-        for user in entry.users:
-            device.set_user(user.username, kind=user.kind, clear=user.password, privilege=user.privilege,
-                            encryption="7" if user.kind == "password" else "0")
-        device.set_enable_secret(entry.enable_secret)
-        device.save()
-        device.change_count = device.save_count = 0   # /stats counts what happens after start
+        profile = DeviceProfile.from_dict(entry.profile)
+        legacy: dict[str, Any] = {}
+        if opts.tls == "self-signed" and profile.cert == "lab-ca":
+            legacy["cert"] = "self-signed"
+        if opts.save_delay is not None:
+            legacy["save_delay"] = opts.save_delay
+        profile = profile.updated({**legacy, **opts.profile}, seed_key=self._seed_key(entry.name))
         faults = Faults(seed=None if self.seed is None else self.seed * 100_003 + index)
         if opts.faults:
             faults.update(**opts.faults)
-        self.devices[entry.name] = LabDevice(entry=entry, device=device, faults=faults,
-                                             initial=copy.deepcopy(device.startup))
+        self.devices[entry.name] = LabDevice.build(entry, profile, faults)
 
-    async def _start_listeners(self, lab_dev: LabDevice, host_key: SSHKey | None, ca_dir: Path) -> None:
-        opts = self.options
-        entry, device, faults = lab_dev.entry, lab_dev.device, lab_dev.faults
-        requested_restconf, requested_ssh = entry.restconf_port or 0, entry.ssh_port or 0
-        if opts.restconf:
-            hosts = ("127.0.0.1", "localhost", entry.name, *({opts.host} - {"127.0.0.1", "localhost"}))
-            if opts.tls == "self-signed":
-                ctx, own_ca = self_signed_context(*hosts)
-                entry.ca_cert = str(own_ca.write_ca(ca_dir / f"{entry.name}-ca.pem"))
-            else:
-                assert self._ca is not None
-                ctx = self._ca.server_context(*hosts)
-            from keyturn.sim.iosxe_restconf import RestconfFrontend
-
-            lab_dev.restconf = RestconfFrontend(device, faults, errors_shape=opts.errors_shape,
-                                                save_delay=opts.save_delay)
-            entry.restconf_port = await lab_dev.restconf.start(opts.host, requested_restconf, ctx)
-        else:
-            entry.restconf_port = None
-        if opts.ssh:
-            from keyturn.sim.iosxe_ssh import SshFrontend
-
-            lab_dev.ssh = SshFrontend(device, faults, host_key=host_key)
-            entry.ssh_port = await lab_dev.ssh.start(opts.host, requested_ssh)
-        else:
-            entry.ssh_port = None
+    def _seed_key(self, name: str) -> str:
+        return f"{self.seed}/{name}"
 
     async def _start_meraki(self) -> MerakiEntry:
         opts = self.options
@@ -393,12 +401,7 @@ class Lab:
             closers.append(self._meraki_frontend.stop())
             self._meraki_frontend = None
         for dev in self.devices.values():
-            if dev.restconf is not None:
-                closers.append(dev.restconf.stop())
-                dev.restconf = None
-            if dev.ssh is not None:
-                closers.append(dev.ssh.stop())
-                dev.ssh = None
+            closers += await dev.stop()
         for result in await asyncio.gather(*closers, return_exceptions=True):
             if isinstance(result, BaseException):
                 log.warning("lab listener did not stop cleanly: %s", result.__class__.__name__)
@@ -471,6 +474,22 @@ class Lab:
         faults.update(**dict(switches))
         return faults.snapshot()
 
+    def profile(self, name: str) -> dict[str, Any]:
+        """The device's effective profile with its fingerprints (what the state file says)."""
+        return dict(self.device(name).entry.profile)
+
+    def set_profile(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change profile switches of one device now (see `LabDevice.set_profile`)."""
+        dev = self.device(name)
+        dev.set_profile(dict(changes), seed_key=self._seed_key(name))
+        return dict(dev.entry.profile)
+
+    def set_profile_all(self, changes: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The same change on every device; all-or-nothing on a bad switch (checked on a copy first)."""
+        for name, dev in self.devices.items():
+            dev.preview(dict(changes), seed_key=self._seed_key(name))
+        return [self.set_profile(name, changes) for name in self.devices]
+
     def reboot(self, name: str) -> None:
         self.device(name).device.reboot()
 
@@ -479,12 +498,7 @@ class Lab:
         for dev in self.devices.values():
             dev.faults.reset()
             if not faults_only:
-                d = dev.device
-                d.running = copy.deepcopy(dev.initial)
-                d.startup = copy.deepcopy(dev.initial)
-                d.change_count = d.save_count = d.reboot_count = d.last_auth_failures = 0
-                d.guard.reload()
-                d.guard.reset_stats()
+                dev.reset()
         if self.meraki is not None and self.state is not None and self.state.meraki is not None:
             for org in self.state.meraki.orgs:
                 self.meraki.faults_for(org.id).reset()
@@ -502,7 +516,8 @@ class Lab:
         return [
             {"name": name, "host": d.entry.host, "restconf_port": d.entry.restconf_port,
              "ssh_port": d.entry.ssh_port, "faults": d.faults.snapshot(),
-             "unsaved_changes": not same_config(d.device.running, d.device.startup)}
+             "unsaved_changes": not same_config(d.device.running, d.device.startup),
+             "profile": dict(d.entry.profile)}
             for name, d in self.devices.items()
         ]
 
