@@ -4,6 +4,13 @@ Each command builds a plan (`sim.lab.make_plan`), runs it with `sim.lab.Lab` and
 `--state-file`, writes the lab state (ports, initial credentials, CA) once every listener is up.
 Passwords given on the command line are simulator test data; generated ones go only to the state
 file (mode 0600), never to the console.
+
+Device realism switches (`sim.iosxe_profile`) are flags of `lab` and `iosxe`, applied to every device
+over whatever the plan gives it: `--aaa tacacs-first --max-fail 3 --block-for 120,5,60
+--exec-authorization false --password-encryption --omit-privilege-1 --cert ios-self-signed
+--ssh-profile ios-legacy --latency realistic --save-delay 3 --sync-window 2 --tacacs-timeout 2`.
+`keyturn sim lab --profile enterprise` plans a realistic network (see `sim.lab`); `--latency 0` then
+makes it fast for tests. The control API changes switches per device at run time.
 """
 
 from __future__ import annotations
@@ -30,6 +37,29 @@ Host = Annotated[str, typer.Option("--host", help="Address every listener binds 
 FaultOpt = Annotated[list[str] | None, typer.Option(
     "--fault", help="SWITCH=VALUE applied to every device/org at start (repeatable), e.g. latency=0.2.")]
 ControlPort = Annotated[int, typer.Option("--control-port", help="Control API port (0 = ephemeral).")]
+Aaa = Annotated[str | None, typer.Option(
+    "--aaa", help="local | tacacs-first (TACACS+ rejects local users) | tacacs-down (local, delayed).")]
+MaxFail = Annotated[int | None, typer.Option(
+    "--max-fail", min=1, help="aaa local authentication attempts max-fail N (lock a user after N).")]
+BlockFor = Annotated[str | None, typer.Option(
+    "--block-for", help="S,N,T: login block-for S attempts N within T (quiet mode).")]
+ExecAuthorization = Annotated[str | None, typer.Option(
+    "--exec-authorization", help="false: aaa new-model, no exec authorization (privilege 15 lands in >).")]
+PasswordEncryption = Annotated[bool | None, typer.Option(
+    "--password-encryption/--no-password-encryption", help="service password-encryption (type 0 → 7).")]
+OmitPrivilege1 = Annotated[bool | None, typer.Option(
+    "--omit-privilege-1/--show-privilege-1", help="username lines without privilege 1, as real IOS.")]
+Cert = Annotated[str | None, typer.Option(
+    "--cert", help="lab-ca | self-signed | ios-self-signed (CN=IOS-Self-Signed-Certificate-<n>, no SAN).")]
+SshProfileOpt = Annotated[str | None, typer.Option(
+    "--ssh-profile", help="default | ios-17 | ios-legacy (group14-sha1, ssh-rsa, hmac-sha1 only).")]
+LatencyOpt = Annotated[str | None, typer.Option(
+    "--latency", help="realistic (RESTCONF 0.1-0.4 s, save 2.5-3.7 s, SSH login ~1 s) or 0.")]
+SaveDelay = Annotated[float | None, typer.Option("--save-delay", min=0, help="Seconds save-config takes.")]
+SyncWindow = Annotated[float | None, typer.Option(
+    "--sync-window", min=0, help="Seconds RESTCONF writes get 409 after a CLI change.")]
+TacacsTimeout = Annotated[float | None, typer.Option(
+    "--tacacs-timeout", min=0, help="Seconds an unreachable TACACS+ server is waited.")]
 
 
 def _fail(message: str) -> typer.Exit:
@@ -48,6 +78,19 @@ def _parse_faults(items: list[str] | None) -> dict[str, Any]:
         except ValueError:
             faults[name.strip()] = raw
     return faults
+
+
+def _profile_switches(**flags: Any) -> dict[str, Any]:
+    """The switches given on the command line (None = not given), checked now for a one-line error."""
+    from keyturn.errors import SimulatorError
+    from keyturn.sim.iosxe_profile import DeviceProfile
+
+    switches = {name: value for name, value in flags.items() if value is not None}
+    try:
+        DeviceProfile().updated(switches)
+    except SimulatorError as exc:
+        raise _fail(str(exc)) from None
+    return switches
 
 
 def _rss_mib() -> float:
@@ -126,15 +169,36 @@ def lab(
     fault: FaultOpt = None,
     control_port: ControlPort = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary on stderr.")] = False,
+    profile: Annotated[str, typer.Option(
+        "--profile", help="default | enterprise (realistic: TACACS+, lockouts, type 5, ...).")] = "default",
+    aaa: Aaa = None,
+    max_fail: MaxFail = None,
+    block_for: BlockFor = None,
+    exec_authorization: ExecAuthorization = None,
+    password_encryption: PasswordEncryption = None,
+    omit_privilege_1: OmitPrivilege1 = None,
+    cert: Cert = None,
+    ssh_profile: SshProfileOpt = None,
+    latency: LatencyOpt = None,
+    save_delay: SaveDelay = None,
+    sync_window: SyncWindow = None,
+    tacacs_timeout: TacacsTimeout = None,
 ) -> None:
     """Run many IOS XE devices and Meraki orgs in one process, with the control API."""
-    from keyturn.sim.lab import LabOptions, make_plan
+    from keyturn.sim.lab import LAB_PROFILES, LabOptions, make_plan
 
+    if profile not in LAB_PROFILES:
+        raise _fail(f"--profile must be one of {', '.join(LAB_PROFILES)}")
+    switches = _profile_switches(
+        aaa=aaa, max_fail=max_fail, block_for=block_for, exec_authorization=exec_authorization,
+        password_encryption=password_encryption, omit_privilege_1=omit_privilege_1, cert=cert,
+        ssh_profile=ssh_profile, latency=latency, save_delay=save_delay, sync_window=sync_window,
+        tacacs_timeout=tacacs_timeout)
     plan = make_plan(iosxe=iosxe, meraki_orgs=meraki_orgs, networks_per_org=networks_per_org,
                      users_per_network=users_per_network, users_per_device=users_per_device, seed=seed,
-                     host=host)
+                     host=host, profile=profile)
     options = LabOptions(host=host, ssh=not no_ssh, restconf=not no_restconf, faults=_parse_faults(fault),
-                         state_file=state_file, control_port=control_port)
+                         state_file=state_file, control_port=control_port, profile=switches)
     _run(plan, options, quiet=quiet)
 
 
@@ -172,6 +236,18 @@ def iosxe(
     fault: FaultOpt = None,
     control_port: ControlPort = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    aaa: Aaa = None,
+    max_fail: MaxFail = None,
+    block_for: BlockFor = None,
+    exec_authorization: ExecAuthorization = None,
+    password_encryption: PasswordEncryption = None,
+    omit_privilege_1: OmitPrivilege1 = None,
+    cert: Cert = None,
+    ssh_profile: SshProfileOpt = None,
+    latency: LatencyOpt = None,
+    save_delay: SaveDelay = None,
+    sync_window: SyncWindow = None,
+    tacacs_timeout: TacacsTimeout = None,
 ) -> None:
     """Run one simulated Cisco IOS XE device (RESTCONF over HTTPS and SSH CLI)."""
     from keyturn.sim.client import IosXeUser, Login
@@ -190,9 +266,14 @@ def iosxe(
         entry.admin = Login(u, p)
     if enable_secret:
         entry.enable_secret = enable_secret
+    switches = _profile_switches(
+        aaa=aaa, max_fail=max_fail, block_for=block_for, exec_authorization=exec_authorization,
+        password_encryption=password_encryption, omit_privilege_1=omit_privilege_1, cert=cert,
+        ssh_profile=ssh_profile, latency=latency, save_delay=save_delay, sync_window=sync_window,
+        tacacs_timeout=tacacs_timeout)
     options = LabOptions(host=host, ssh=not no_ssh, restconf=not no_restconf, faults=_parse_faults(fault),
                          tls="lab-ca" if ca_dir else "self-signed", ca_cert=_ca_path(ca_dir),
-                         state_file=state_file, control_port=control_port)
+                         state_file=state_file, control_port=control_port, profile=switches)
     _run(plan, options, quiet=quiet)
 
 
