@@ -9,6 +9,7 @@ Every command is wrapped with `@handle_errors`: a `KeyturnError` ends as ONE red
     exit 3  vault sealed (no / wrong master key)
     exit 4  record not found / ambiguous
     exit 5  storage unavailable (database locked / unreachable)
+    exit 141  the reader of stdout went away (`keyturn ... | head`); ends quietly, like SIGPIPE
 
 Commands of other groups use the same helpers: `settings()`, `open_vault()`, `actor()`,
 `echo_json()`, `table()`, `warn()`, `read_secret()`.
@@ -44,6 +45,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 EXIT_GENERIC, EXIT_USAGE, EXIT_SEALED, EXIT_NOT_FOUND, EXIT_STORAGE = 1, 2, 3, 4, 5
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
 EXIT_CODES: tuple[tuple[type[KeyturnError], int], ...] = (
     (VaultSealed, EXIT_SEALED),
     (RecordNotFound, EXIT_NOT_FOUND),
@@ -81,7 +83,11 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            sys.stdout.flush()  # here, not at exit: a closed pipe must end up below, not in a traceback
+            return result
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except KeyturnError as exc:
             error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise typer.Exit(exit_code(exc)) from None
@@ -89,6 +95,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             error("interrupted")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _silence_stdout()
             raise
         except Exception as exc:
             # A bug, not a user error: its text may hold anything, so show only its type by default.
@@ -99,6 +109,23 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_GENERIC) from None
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on a closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (e.g. a test runner's buffer)
+        pass
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    """The reader went away (`keyturn ... | head`): stop quietly, with the status a shell gives a
+    command killed by SIGPIPE (128 + 13), instead of an "internal error" and a traceback."""
+    _silence_stdout()
+    raise typer.Exit(EXIT_BROKEN_PIPE)
 
 
 def settings() -> Settings:

@@ -25,11 +25,11 @@ def set_schedule(
     `ConfigError` (saying why) for an invalid spec, zone, window or jitter, or a record without a
     rotation profile; `RecordNotFound` / `AmbiguousRecord` for a bad reference.
     """
+    sched = parse_schedule(spec, tz=tz, window=window, jitter=jitter, anchor=now or datetime.now(UTC))
     rec = vault.get(ref)
     if not isinstance(rec.meta.get(PROFILE_KEY), dict):
         raise ConfigError(f"record {rec.title!r} has no rotation profile; set one first with "
                           f"`keyturn rotation set {rec.uid} --target KIND ...`")
-    sched = parse_schedule(spec, tz=tz, window=window, jitter=jitter, anchor=now or datetime.now(UTC))
     vault.set_meta(rec.uid, META_KEY, sched.to_meta(), actor=actor)
     vault.audit.append("schedule.set", actor=actor, record_uid=rec.uid, details=sched.to_meta())
     return sched

@@ -46,7 +46,7 @@ from croniter import croniter
 from croniter.croniter import CroniterError
 
 from keyturn.errors import ConfigError
-from keyturn.scheduler.tz import format_duration, parse_duration, to_utc, to_wall, zone
+from keyturn.scheduler.tz import MAX_DURATION, format_duration, parse_duration, to_utc, to_wall, zone
 from keyturn.scheduler.window import Window, day_index, parse_window
 
 META_KEY = "schedule"
@@ -57,6 +57,7 @@ KEEPER_TYPES = ("DAILY", "WEEKLY", "MONTHLY_BY_DAY", "MONTHLY_BY_WEEKDAY", "YEAR
 OCCURRENCES = ("FIRST", "SECOND", "THIRD", "FOURTH", "LAST")
 CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # cron / croniter numbering
 MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+NO_FUTURE_RUN = "the schedule has no future run time (none before the year 9999)"
 
 
 class _WallRule(Protocol):
@@ -205,19 +206,33 @@ class Schedule:
         return " · ".join(parts)
 
     def next_slot(self, after: datetime) -> datetime:
-        """The first schedule slot strictly after `after` (aware UTC in, aware UTC out)."""
-        if isinstance(self.rule, IntervalRule):
-            return self.rule.next_after(after)
-        return _next_wall_slot(self.rule, self.rule_tz, after)
+        """The first schedule slot strictly after `after` (aware UTC in, aware UTC out); `ConfigError`
+        when there is none before the end of the calendar (year 9999)."""
+        try:
+            if isinstance(self.rule, IntervalRule):
+                return self.rule.next_after(after)
+            return _next_wall_slot(self.rule, self.rule_tz, after)
+        except OverflowError as exc:
+            raise ConfigError(NO_FUTURE_RUN) from exc
 
     def due(self, slot: datetime, uid: str) -> tuple[datetime, bool]:
         """(when the record's rotation may start for `slot`, whether a window deferred it)."""
         frac = jitter_fraction(uid)
-        t = slot + _whole_seconds(self.jitter * frac)
-        if self.window is None or self.window.contains(t):
-            return t, False
-        start, end = self.window.next_opening(t)
-        return start + _whole_seconds(min(self.jitter, end - start) * frac), True
+        try:
+            t = slot + _whole_seconds(self.jitter * frac)
+            if self.window is None or self.window.contains(t):
+                return t, False
+            start, end = self.window.next_opening(t)
+            return start + _whole_seconds(min(self.jitter, end - start) * frac), True
+        except OverflowError as exc:
+            raise ConfigError(NO_FUTURE_RUN) from exc
+
+    def period(self, start: datetime) -> timedelta:
+        """The interval, or for calendar schedules the gap between the first two slots after `start`."""
+        if isinstance(self.rule, IntervalRule):
+            return self.rule.every
+        first = self.next_slot(start)
+        return self.next_slot(first) - first
 
     def earliest(self, t: datetime) -> datetime:
         """`t`, or the next window opening when `t` is outside the window (retries, late starts)."""
@@ -241,7 +256,7 @@ def _next_wall_slot(rule: _WallRule, tz: tzinfo, after: datetime) -> datetime:
         for wall in rule.walls(start):
             if (t := to_utc(wall, tz)) > after:
                 return t
-        raise ConfigError("the schedule has no future run time")
+        raise ConfigError(NO_FUTURE_RUN)
     best: datetime | None = None
     best_wall: datetime | None = None
     for i, wall in enumerate(rule.walls(to_wall(after, tz) - _DST_MARGIN)):
@@ -253,7 +268,7 @@ def _next_wall_slot(rule: _WallRule, tz: tzinfo, after: datetime) -> datetime:
         if t > after and (best is None or t < best):
             best, best_wall = t, wall
     if best is None:
-        raise ConfigError("the schedule has no future run time")
+        raise ConfigError(NO_FUTURE_RUN)
     return best
 
 
@@ -302,11 +317,27 @@ def parse_schedule(
     span = parse_duration(jitter, what="jitter") if isinstance(jitter, str) else (jitter or timedelta())
     if span < timedelta():
         raise ConfigError("jitter must not be negative")
+    if span > MAX_DURATION:
+        raise ConfigError(f"jitter is longer than the maximum of {format_duration(MAX_DURATION)}")
     win = parse_window(window, zone_) if window else None
     sched = Schedule(kind=kind, spec=stored, tz_name=tz_name, tz=zone_, rule=rule, rule_tz=rule_tz,
                      window=win, jitter=span, anchor=when)
-    sched.next_slot(when or datetime.now(UTC))  # refuse schedules that never fire (e.g. 31 Feb)
+    start = when or datetime.now(UTC)
+    sched.due(sched.next_slot(start), "")  # refuse schedules that never fire (e.g. 31 Feb)
+    if span:
+        # A jitter as long as the interval would push a rotation past the next slot: every run late, and
+        # slots silently merged. The period is measured from the anchor, so a stored schedule that was
+        # accepted stays accepted.
+        period = sched.period(start)
+        if span >= period:
+            raise ConfigError(f"jitter {format_duration(span)} must be shorter than the schedule's interval "
+                              f"({_describe_delta(period)}); use a smaller --jitter")
     return sched
+
+
+def _describe_delta(delta: timedelta) -> str:
+    secs = int(delta.total_seconds())
+    return format_duration(delta) if secs > 0 else "under a second"
 
 
 def from_meta(data: Any) -> Schedule:

@@ -10,6 +10,9 @@ from keyturn.errors import ConfigError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+# Longest duration accepted (intervals, jitter): ten years. Longer is a typo, and would overflow date
+# arithmetic (`every 99999999d` is past the year 9999).
+MAX_DURATION = timedelta(days=3650)
 
 
 def zone(name: str) -> tzinfo:
@@ -40,18 +43,28 @@ def to_wall(t: datetime, tz: tzinfo) -> datetime:
 
 
 def parse_duration(text: str, *, what: str = "duration") -> timedelta:
-    """`30d`, `12h`, `1h30m`, `90s`, `2w` → timedelta (units s/m/h/d/w); `ConfigError` otherwise."""
+    """`30d`, `12h`, `1h30m`, `90s`, `2w` → timedelta (units s/m/h/d/w), at most `MAX_DURATION`;
+    `ConfigError` otherwise."""
     raw = str(text).strip()
+    shown = raw if len(raw) <= 40 else raw[:40] + "…"
     if not raw:
         raise ConfigError(f"empty {what}: use a number with a unit s/m/h/d/w, e.g. 30d")
     pos, total = 0, 0
+    limit = int(MAX_DURATION.total_seconds())
     for m in _DURATION.finditer(raw):
         if raw[pos:m.start()].strip():
             break
-        total += int(m.group(1)) * _UNITS[m.group(2).lower()]
+        digits = m.group(1).lstrip("0") or "0"
+        if len(digits) > 12:  # before int(): Python refuses to convert very long digit strings at all
+            total = limit + 1
+        else:
+            total += int(digits) * _UNITS[m.group(2).lower()]
         pos = m.end()
     if pos == 0 or raw[pos:].strip():
-        raise ConfigError(f"bad {what} {raw!r}: use a number with a unit s/m/h/d/w, e.g. 30d or 1h30m")
+        raise ConfigError(f"bad {what} {shown!r}: use a number with a unit s/m/h/d/w, e.g. 30d or 1h30m")
+    if total > limit:
+        raise ConfigError(f"{what} {shown!r} is longer than the maximum of {format_duration(MAX_DURATION)} "
+                          "(10 years)")
     return timedelta(seconds=total)
 
 
