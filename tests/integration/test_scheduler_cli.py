@@ -30,6 +30,8 @@ def run(tmp_path: Path) -> Any:
     invoke("init")
     for title in ("sw1 netops", "sw2 netops", "no profile"):
         invoke("record", "add", "--type", "pamUser", "--title", title, "--login", "netops")
+    for title in ("sw1 netops", "sw2 netops"):  # a noop profile needs a script that does the change
+        invoke("script", "attach", title, "/bin/true")
     invoke("rotation", "set", "sw1 netops", "--target", "noop")
     invoke("rotation", "set", "sw2 netops", "--target", "noop")
     return invoke

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keyturn.api.routes.records import MASK
+from keyturn.scripts.attachments import ScriptAttachment, to_meta
 from tests.unit.api_world import Api
 from tests.unit.engine_world import OLD
 
@@ -69,6 +70,8 @@ async def test_reveal_is_admin_only_and_audited(api: Api) -> None:
 async def test_profile_put_get_and_refusal(api: Api) -> None:
     world = api.world
     uid = world.add_user("u2", "netops2", "Passw0rd-xyz-2")
+    # A noop profile needs a script to have any effect (tests/security/test_noop_profiles.py).
+    world.vault.set_meta(uid, "scripts", to_meta([ScriptAttachment(script="/bin/true")]))
     r = await api.client.put(f"/records/{uid}/rotation", headers=api.auth("operator"),
                              json={"target": "noop", "max_attempts": 2})
     assert r.status_code == 200, r.text

@@ -14,8 +14,8 @@
   the enable secret is rotated, the reference never does. The rotated user may carry either too.
 * The rotated user: `pamUser`/`login` with `login` (Meraki: the e-mail) and the current `password`.
 
-Other text custom fields of the resource and the profile's options land in `Endpoint.options`
-(e.g. `verify_url`), the profile's options in `Account.options` (e.g. `mode=password`).
+Other text custom fields of the resource land in `Endpoint.options` (e.g. `verify_url`); the
+profile's options only in `Account.options` (e.g. `mode=password`), never in `Endpoint.options`.
 """
 
 from __future__ import annotations
@@ -114,6 +114,21 @@ def _as_secret(value: Any) -> Secret | None:
 
 
 def _extra_options(record: RecordLike, profile: RotationProfile) -> dict[str, str]:
+    """`Endpoint.options`: the resource record's plain custom fields, and nothing from the profile.
+
+    Where credentials go and how the peer is trusted (``verify_url``, ``proxy``, host keys, ...) is
+    the resource's business, and only an admin may change a record; operators set profiles, whose
+    options reach the target only as `Account.options` (issue 12, item 1). A profile stored before
+    options were checked that still carries one outside the allow-list is refused, not ignored: its
+    owner may have meant it, and must move it to the resource record.
+    """
+    from keyturn.engine.profile import PROFILE_OPTIONS
+
+    stale = sorted(k for k in profile.options if k not in PROFILE_OPTIONS)
+    if stale:
+        raise ProfileError(f"the rotation profile carries option(s) {', '.join(stale)}, which a profile may "
+                           f"not set; an admin sets where credentials go and how the device is trusted on "
+                           f"the resource record {record.title!r}; set the profile again without them")
     options: dict[str, str] = {}
     for f in record.custom:
         label = getattr(f, "label", None)
@@ -122,7 +137,6 @@ def _extra_options(record: RecordLike, profile: RotationProfile) -> dict[str, st
             continue
         if isinstance(values[0], str | int | float | bool):
             options[label] = str(values[0])
-    options.update(profile.options)
     return options
 
 

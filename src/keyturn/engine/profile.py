@@ -7,6 +7,19 @@
 `set_profile` validates everything when the profile is set (records exist, target kind known, the
 policy intersected with the target's constraints is feasible), so a rotation never fails on a profile
 mistake a person could have been told about earlier.
+
+Who may set what (issue 12, item 1). Operators set profiles, so a profile must not be able to send a
+credential anywhere or loosen how a peer is trusted:
+
+* profile options are an allow-list with types (`PROFILE_OPTIONS`); they reach the target only as
+  `Account.options`. Where credentials go and how the device is trusted (``verify_url``, ``proxy``,
+  ``base_url``, ``ca_bundle``, ``fingerprint``, ``insecure``, host keys, ``ssh_algorithms``, ...) are
+  custom fields of the resource record, which only an admin can change;
+* a record that is the admin or the resource of another record's profile cannot get a profile, and a
+  record with a profile cannot become another profile's admin or resource (a record may be its own
+  resource/admin: Keeper's "Cisco Authentication Record");
+* a `noop` profile with no post-rotation script and no verifier is refused: it would store a new secret
+  that nothing ever sets (`check_noop_effect`, also run before each rotation).
 """
 
 from __future__ import annotations
@@ -15,14 +28,75 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from keyturn.engine.ports import RecordLike, VaultLike
 from keyturn.errors import ProfileError
 from keyturn.policy import PasswordPolicy, effective, parse_policy
+from keyturn.vault.storage import RecordRow
 
 META_KEY = "rotation"
+SCRIPTS_KEY = "scripts"          # keyturn.scripts.attachments.META_KEY (not imported: no cycle, no cost)
 DEFAULT_CONFIGURATION_TITLE = "Default PAM Configuration"
 NOOP_KIND = "noop"
 USER_TYPES = ("pamUser", "login")
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """What one profile option takes: one of `choices`, or a whole number in [`low`, `high`]."""
+
+    meaning: str
+    choices: tuple[str, ...] = ()
+    low: int | None = None
+    high: int | None = None
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        return f"a whole number {self.low}-{self.high}"
+
+    def accepts(self, value: str) -> bool:
+        if self.choices:
+            return value in self.choices
+        if not value.isascii() or not value.isdigit() or len(value) > 9:
+            return False
+        return (self.low is None or int(value) >= self.low) and (self.high is None or int(value) <= self.high)
+
+
+# The only options a rotation profile may carry. Nothing here may decide where a credential is sent or
+# how the peer is trusted: those are resource-record fields (admin-only). A target may check its own
+# options further (`validate_options`), never widen this list.
+PROFILE_OPTIONS: Mapping[str, OptionSpec] = {
+    "mode": OptionSpec("IOS XE: store the new secret as a hashed secret or a reversible password",
+                       choices=("auto", "secret", "password")),
+    "verify": OptionSpec("IOS XE: prove the new secret by login, stored hash or both",
+                         choices=("auto", "login", "hash", "both")),
+    "failed_login_budget": OptionSpec("IOS XE: failed logins a rotation may cause on the account",
+                                      low=0, high=100),
+    "verify_via": OptionSpec("iosxe-restconf: log in over SSH to verify", choices=("ssh",)),
+}
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, str]:
+    """`options` checked against `PROFILE_OPTIONS`: the same mapping as text, or `ProfileError` naming
+    the offending option and what is allowed (an unknown option is never passed on, not even ignored)."""
+    allowed = ", ".join(f"{name} ({spec.describe()})" for name, spec in PROFILE_OPTIONS.items())
+    checked: dict[str, str] = {}
+    for key, raw in options.items():
+        name = str(key)
+        spec = PROFILE_OPTIONS.get(name)
+        if spec is None:
+            shown = name if name.isprintable() and len(name) <= 64 else "(unprintable or over-long name)"
+            raise ProfileError(f"profile option {shown!r} is not allowed (allowed: {allowed}); where "
+                               "credentials go and how the device is trusted are set on the resource "
+                               "record, by an admin")
+        value = str(raw).strip()
+        if not spec.accepts(value):
+            shown_value = value if value.isprintable() and len(value) <= 64 else "(unprintable or over-long)"
+            raise ProfileError(f"profile option {name} must be {spec.describe()}, not {shown_value!r}")
+        checked[name] = value
+    return checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +153,63 @@ def is_noop(profile: RotationProfile, user: RecordLike) -> bool:
     return profile.target == NOOP_KIND or str(flag or "").strip().lower() == "true"
 
 
+def check_noop_effect(profile: RotationProfile, user: RecordLike, resource: RecordLike | None,
+                      provider: RecordLike | None) -> None:
+    """`ProfileError` for a noop profile that can have no effect: no post-rotation script on the user,
+    its resource or the PAM configuration, and no verifier. Rotating it would make a fresh secret
+    current that nothing ever set on the device — the working one would be lost from the vault."""
+    if not is_noop(profile, user) or profile.verify_with:
+        return
+    if any(r is not None and r.meta.get(SCRIPTS_KEY) for r in (user, resource, provider)):
+        return
+    raise ProfileError(
+        f"record {user.title!r}: a noop profile changes nothing itself, and no post-rotation script is "
+        "attached to the record, its resource or the PAM configuration, and no verifier is set: a "
+        "rotation would store a secret nothing ever set. Attach the script first (`keyturn script attach "
+        f"{user.uid} SCRIPT`) or add --verify-with KIND"
+    )
+
+
+def _roles(session: Any) -> dict[str, list[tuple[str, str]]]:
+    """uid → [(role, title of the profile's record)] for every record some profile names as its
+    admin or resource (read in `session`, plain JSON, nothing decrypted)."""
+    import json
+
+    rows = session.execute(sa.select(RecordRow.uid, RecordRow.title, RecordRow.meta_json)
+                           .where(RecordRow.meta_json.contains(f'"{META_KEY}"', autoescape=True))).all()
+    used: dict[str, list[tuple[str, str]]] = {}
+    for uid, title, meta_json in rows:
+        data = json.loads(meta_json).get(META_KEY)
+        if not isinstance(data, Mapping):
+            continue
+        for role in ("admin", "resource"):
+            ref = data.get(role)
+            if isinstance(ref, str) and ref and ref != uid:
+                used.setdefault(ref, []).append((role, title))
+    return used
+
+
+def check_credential_roles(vault: VaultLike, session: Any, user: RecordLike,
+                           profile: RotationProfile) -> None:
+    """Refuse a profile on a record that is another profile's admin or resource, and a profile whose
+    admin or resource is a record with a profile of its own (read inside the caller's unit of work,
+    so two concurrent `set_profile` calls cannot cross)."""
+    used = _roles(session)
+    if user.uid in used:
+        role, title = used[user.uid][0]
+        raise ProfileError(f"record {user.title!r} is the {role} credential of the rotation profile of "
+                           f"{title!r}; a profile cannot be set on it (rotate it as that profile's "
+                           "admin intends, or use a separate record)")
+    for role in ("admin", "resource"):
+        ref = getattr(profile, role)
+        if ref is None or ref == user.uid:
+            continue
+        other = vault.get(ref)
+        if other.meta.get(META_KEY) is not None:
+            raise ProfileError(f"record {other.title!r} has a rotation profile of its own; it cannot be "
+                               f"the {role} of another profile")
+
+
 def default_configuration(vault: VaultLike) -> str:
     found = [r for r in vault.find(type="pamConfiguration")]
     named = [r for r in found if r.title == DEFAULT_CONFIGURATION_TITLE]
@@ -97,7 +228,10 @@ def set_profile(
     """Validate and store a rotation profile on record `ref`; returns what was stored.
 
     Raises `RecordNotFound`/`AmbiguousRecord` for bad references, `ProfileError` for an unknown target
-    kind or an unusable resource/admin, and `PolicyError` when the policy cannot be met on the target.
+    kind, an unusable resource/admin, an option outside `PROFILE_OPTIONS`, a record that is another
+    profile's credential (or an admin/resource that has a profile), or a noop profile without effect,
+    and `PolicyError` when the policy cannot be met on the target. The audit entry
+    `rotation.profile_set` records every option.
     """
     from keyturn.engine.accounts import resolve_account
     from keyturn.targets.registry import target_class
@@ -114,10 +248,11 @@ def set_profile(
             raise ProfileError("--verify-with names a target that checks logins, not noop")
     if kind_cls.kind != NOOP_KIND and resource is None:
         raise ProfileError(f"target {target} needs --resource (the device or network record)")
+    checked = check_options(options or {})
     for cls in (kind_cls, verifier_cls):
         validate = getattr(cls, "validate_options", None)
         if validate is not None:
-            validate(dict(options or {}))
+            validate(dict(checked))
     parsed = parse_policy(policy)
     rules_cls = kind_cls if kind_cls.kind != NOOP_KIND or verifier_cls is None else verifier_cls
     effective(parsed, rules_cls.constraints)  # refuse an impossible policy now, not at rotation time
@@ -129,14 +264,17 @@ def set_profile(
         configuration=vault.get(configuration).uid if configuration else default_configuration(vault),
         policy=policy_data if policy is not None else None,
         verify_with=verifier_cls.kind if verifier_cls else None,
-        options=dict(options or {}), max_attempts=max(1, max_attempts),
+        options=checked, max_attempts=max(1, max_attempts),
     )
-    resolve_account(vault, user, profile)  # the records must make a usable account now
-    vault.set_meta(user.uid, META_KEY, profile.to_meta(), actor=actor)
-    vault.audit.append("rotation.profile_set", actor=actor, record_uid=user.uid,
-                       details={"target": profile.target, "resource": profile.resource,
-                                "admin": profile.admin, "verify_with": profile.verify_with,
-                                "options": dict(profile.options)})
+    ra = resolve_account(vault, user, profile)  # the records must make a usable account now
+    check_noop_effect(profile, user, ra.resource, ra.provider)
+    with vault.unit() as session:
+        check_credential_roles(vault, session, user, profile)
+        vault.set_meta(user.uid, META_KEY, profile.to_meta(), actor=actor)
+        vault.audit.append("rotation.profile_set", actor=actor, record_uid=user.uid,
+                           details={"target": profile.target, "resource": profile.resource,
+                                    "admin": profile.admin, "verify_with": profile.verify_with,
+                                    "options": dict(profile.options)})
     return profile
 
 

@@ -35,7 +35,7 @@ from keyturn.engine.journal import Journal, write_tx
 from keyturn.engine.locks import LockManager
 from keyturn.engine.outcome import Outcome, RotationResult, ScriptSummary, Step, StepStatus
 from keyturn.engine.ports import ScriptResultLike, ScriptsRunner, VaultLike
-from keyturn.engine.profile import NOOP_KIND, RotationProfile, load_profile
+from keyturn.engine.profile import NOOP_KIND, RotationProfile, check_noop_effect, load_profile
 from keyturn.errors import (
     AccountNotFound,
     ChangeRejected,
@@ -46,6 +46,7 @@ from keyturn.errors import (
     TargetError,
 )
 from keyturn.secret import Secret
+from keyturn.targets import peer_trust
 from keyturn.targets.base import Account, Check, Checking, Persisting, Proof, Target, Verdict
 from keyturn.vault.versions import VersionState
 
@@ -178,19 +179,24 @@ class RotationEngine:
         return (await self.check(target, account, secret, attempts)).verdict
 
     async def check(self, target: Target, account: Account, secret: Secret, attempts: int) -> Check:
-        """Verify with bounded back-off retries while inconclusive; says how it was proved (`Check`)."""
+        """Verify with bounded back-off retries while inconclusive; says how it was proved (`Check`).
+        An untrusted peer is reported as a trust failure at once (retrying it cannot help)."""
         check = Check(Verdict.INCONCLUSIVE, Proof.NONE)
         for attempt in range(max(1, attempts)):
+            trust = peer_trust.Watch()
             try:
-                if isinstance(target, Checking):
-                    check = await target.check(account, secret)
-                else:
-                    check = Check(await target.verify(account, secret), Proof.LOGIN)
+                with trust:
+                    if isinstance(target, Checking):
+                        check = await target.check(account, secret)
+                    else:
+                        check = Check(await target.verify(account, secret), Proof.LOGIN)
             except KeyturnError as exc:  # the contract says verify never raises; be safe anyway
                 log.info("verify raised %s; treating as inconclusive", describe(exc))
                 check = Check(Verdict.INCONCLUSIVE, Proof.NONE, describe(exc))
             if check.verdict is not Verdict.INCONCLUSIVE:
                 return check
+            if trust.failures:
+                return Check(Verdict.INCONCLUSIVE, Proof.NONE, trust.reason())
             if attempt + 1 < attempts:
                 await self.sleep(min(self.backoff * 2 ** attempt, self.backoff_max))
         return check
@@ -254,6 +260,7 @@ class RotationEngine:
         try:
             profile = load_profile(user)
             ra = resolve_account(self.vault, user, profile)
+            check_noop_effect(profile, user, ra.resource, ra.provider)  # profiles stored before the check
         except KeyturnError as exc:
             self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=kind,
                                lock_key="")
@@ -449,7 +456,10 @@ class _Rotation:
         # 2 verify current
         if checks and old is not None:
             assert verifier is not None
-            check = await e.check(verifier, account, old, attempts)
+            with peer_trust.Watch() as trust:
+                check = await e.check(verifier, account, old, attempts)
+            if check.verdict is Verdict.INCONCLUSIVE and trust.failures:  # not flaky: do not retry
+                return await self.finish(Outcome.FAILED, trust.reason(), Step.VERIFY_CURRENT)
             if check.verdict is Verdict.INCONCLUSIVE:
                 detail = f": {check.detail}" if check.detail else ""
                 return await self.finish(Outcome.FAILED, "device unreachable before change; will retry "
@@ -494,13 +504,19 @@ class _Rotation:
 
         # 5 apply
         applied = "yes"
+        trust = peer_trust.Watch()
         try:
-            await self._change(target, account, old, new, attempts)
+            with trust:
+                await self._change(target, account, old, new, attempts)
         except REFUSED as exc:
             await self.drop_candidate()
             await self.step(Step.APPLY, StepStatus.FAILED, str(exc), applied="no")
             return await self.finish(Outcome.FAILED, f"{exc}; the old secret stays current")
         except (TargetError, OSError) as exc:
+            if trust.nothing_sent:  # every request died in the TLS handshake: the device saw nothing
+                await self.drop_candidate()
+                await self.step(Step.APPLY, StepStatus.FAILED, trust.reason(), applied="no")
+                return await self.finish(Outcome.FAILED, f"{trust.reason()}; the old secret stays current")
             applied = "unknown"
             await self.step(Step.APPLY, StepStatus.UNKNOWN, f"{describe(exc)}; outcome unknown, "
                             "checking with the device", applied="unknown")
