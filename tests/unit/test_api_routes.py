@@ -60,7 +60,7 @@ async def test_reveal_is_admin_only_and_audited(api: Api) -> None:
     uid = api.world.user
     r = await api.client.post(f"/records/{uid}/reveal", headers=api.auth("admin"))
     assert r.status_code == 200
-    assert r.json() == {"uid": uid, "field": "password", "value": OLD}
+    assert r.json() == {"uid": uid, "field": "password", "value": OLD, "version": None}
     assert r.headers["cache-control"] == "no-store"
     entries = api.world.vault.audit.list(record_uid=uid, action="reveal")
     assert len(entries) == 1 and entries[0].actor.startswith("api:t-admin#")

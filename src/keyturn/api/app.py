@@ -7,6 +7,11 @@ The vault is synchronous and thread-safe; routes call it through `ApiContext.db`
 Rotations run in the app's `RotationRunner` on the serving event loop; `keyturn.serve` drains it on
 shutdown. Authorisation is the table in `keyturn.api.auth`.
 
+Every response carries ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` and, unless
+its route says otherwise, ``Cache-Control: no-store`` (answers are per-caller data: secrets, script
+output); any HTML carries a Content-Security-Policy — the docs page a strict one naming exactly the
+assets it loads (`SecurityHeaders`, `_add_docs`).
+
 Error mapping (one place, `_keyturn_error`): record not found → 404; ambiguous / duplicate → 409;
 invalid input the vault or engine refuses (profile, policy, config, vault rules) → 422; vault sealed or
 database unavailable → 503. Request validation → 422 with field paths (the offending input is not
@@ -16,14 +21,18 @@ detail (logged by type).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyturn.api.context import ApiContext, SchedulerLike
@@ -95,6 +104,61 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+# Headers every response gets (a route's own value wins).
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+)
+# HTML without a policy of its own may load and run nothing.
+HTML_CSP = b"default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+# Where the docs page loads Swagger UI from (FastAPI's default), and the only thing its CSP allows.
+SWAGGER_CDN = "https://cdn.jsdelivr.net"
+
+
+class SecurityHeaders:
+    """Add `SECURITY_HEADERS` to every response, and `HTML_CSP` to HTML that has no CSP."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                have = {name.lower(): value for name, value in headers}
+                headers += [(name, value) for name, value in SECURITY_HEADERS if name not in have]
+                if have.get(b"content-type", b"").startswith(b"text/html") \
+                        and b"content-security-policy" not in have:
+                    headers.append((b"content-security-policy", HTML_CSP))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def _add_docs(app: FastAPI) -> None:
+    """`/docs`: Swagger UI under a CSP that allows its two CDN assets and, by hash, its one inline
+    script — nothing else runs, nothing is framed, nothing is posted anywhere."""
+    page = get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+                               swagger_favicon_url="data:,")
+    body = bytes(page.body)
+    inline = re.findall(rb"<script>(.*?)</script>", body, re.DOTALL)
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in inline)
+    policy = (f"default-src 'none'; script-src {SWAGGER_CDN} {hashes}; style-src {SWAGGER_CDN}; "
+              "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+              "frame-ancestors 'none'")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(body, headers={"Content-Security-Policy": policy,
+                                           "Cache-Control": "no-cache"})
+
+
 class RequestLog:
     """One JSON log line and one metric per request: method, route template, status, duration, actor."""
 
@@ -150,7 +214,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.error("internal error (%s)", type(exc).__name__, exc_info=exc)
-    return JSONResponse({"detail": "internal error"}, status_code=500)
+    # Answered by Starlette's outermost error middleware, past `SecurityHeaders`: add them here.
+    return JSONResponse({"detail": "internal error"}, status_code=500,
+                        headers={k.decode(): v.decode() for k, v in SECURITY_HEADERS})
 
 
 def create_app(
@@ -178,7 +244,9 @@ def create_app(
         title="keyturn", version=_version(),
         description="Privileged-credential rotation: records, rotation profiles, schedules, rotations, "
                     "audit. Authenticate with `Authorization: Bearer <token>` (`keyturn token create`).",
+        docs_url=None, redoc_url=None,  # one docs page, ours, under a strict CSP (`_add_docs`)
     )
+    _add_docs(app)
     app.state.ctx = ctx
     for module in (records, reveal, profiles, schedules, rotations, audit, health):
         app.include_router(module.router)
@@ -187,6 +255,7 @@ def create_app(
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(RequestLog, metrics=metrics)
+    app.add_middleware(SecurityHeaders)   # outermost of ours: 413s and 401s included
     if scheduler is not None:
         attach_scheduler(app, scheduler, alive=scheduler_alive)
     return app
@@ -215,4 +284,4 @@ def _version() -> str:
         return "0"
 
 
-__all__ = ["ERROR_STATUS", "MAX_BODY", "attach_scheduler", "create_app"]
+__all__ = ["ERROR_STATUS", "MAX_BODY", "SECURITY_HEADERS", "attach_scheduler", "create_app"]

@@ -16,10 +16,12 @@ Operators run the rotations (and decide how and when) but cannot create, delete 
 auditors read everything except secret values and change nothing.
 
 A missing, malformed, unknown, revoked or expired token → 401 (with ``WWW-Authenticate: Bearer``); a
-valid token without the permission → 403. Denials are appended to the audit log as `api.denied`
-(method, path, reason, token id/role when known — never the token itself): every 403, and 401s up to
-a per-client budget (`keyturn.api.denials`), past which they are counted and reported as
-``suppressed`` on the client's next audited denial.
+valid token without the permission → 403. A client that presented too many bad tokens in the last
+minute → 429 with ``Retry-After``, before its token is even looked at (`keyturn.api.denials.AuthBackoff`).
+Denials are appended to the audit log as `api.denied` (method, path, reason, token id/role when known
+— never the token itself) up to a per-client budget (`keyturn.api.denials.DenialBudget`; 403s per
+client and token), past which they are counted and reported as ``suppressed`` on the client's next
+audited denial.
 """
 
 from __future__ import annotations
@@ -86,17 +88,22 @@ def context(request: Request) -> ApiContext:
     return ctx
 
 
+def _client(request: Request) -> str:
+    return request.client.host if request.client is not None else "?"
+
+
 async def _deny(ctx: ApiContext, request: Request, code: int, reason: str,
-                token: TokenInfo | None = None) -> HTTPException:
+                token: TokenInfo | None = None, *, retry_after: int | None = None) -> HTTPException:
     details: dict[str, object] = {"method": request.method, "path": request.url.path, "reason": reason,
                                   "status": code}
     if token is not None:
         details.update(token_id=token.id, token_name=token.name, role=str(token.role))
-    client = request.client
-    if client is not None:
-        details["client"] = client.host
+    client = _client(request)
+    if request.client is not None:
+        details["client"] = client
     actor = f"api:{token.name}#{token.id}" if token is not None else "api:anonymous"
-    skipped = 0 if token is not None else ctx.denials.admit(client.host if client is not None else "?")
+    # 403s carry a valid token: budget them per token too, so one noisy token hides no other's denials.
+    skipped = ctx.denials.admit(client if token is None else f"{client} token {token.id}")
     if skipped is not None:
         if skipped:
             details["suppressed"] = skipped
@@ -104,8 +111,12 @@ async def _deny(ctx: ApiContext, request: Request, code: int, reason: str,
     ctx.metrics.denied(code)
     log.warning("request denied: %s", reason, extra={"status": code, "path": request.url.path,
                                                         "actor": actor})
-    headers = {"WWW-Authenticate": "Bearer"} if code == status.HTTP_401_UNAUTHORIZED else None
-    message = "authentication required" if code == status.HTTP_401_UNAUTHORIZED else reason
+    headers: dict[str, str] | None = None
+    message = reason
+    if code == status.HTTP_401_UNAUTHORIZED:
+        headers, message = {"WWW-Authenticate": "Bearer"}, "authentication required"
+    elif retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     return HTTPException(status_code=code, detail=message, headers=headers)
 
 
@@ -118,9 +129,15 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
         ctx = context(request)
         if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
             raise await _deny(ctx, request, status.HTTP_401_UNAUTHORIZED, "missing bearer token")
+        wait = ctx.auth_backoff.retry_after(_client(request))
+        if wait is not None:  # decided before the token is looked at: a guesser learns nothing here
+            raise await _deny(ctx, request, status.HTTP_429_TOO_MANY_REQUESTS,
+                              f"too many failed authentications from this client; retry in {wait} s",
+                              retry_after=wait)
         token = creds.credentials
         info = await asyncio.to_thread(ctx.tokens.authenticate, token)
         if info is None:
+            ctx.auth_backoff.failed(_client(request))
             why = await asyncio.to_thread(ctx.tokens.classify, token)
             raise await _deny(ctx, request, status.HTTP_401_UNAUTHORIZED, f"{why} token")
         principal = Principal(info)

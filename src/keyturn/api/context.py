@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol, TypeVar
 
-from keyturn.api.denials import DenialBudget
+from keyturn.api.denials import AuthBackoff, DenialBudget
 from keyturn.api.jobs import RotationRunner
 from keyturn.api.metrics import Metrics
 from keyturn.api.tokens import TokenStore
@@ -34,7 +34,8 @@ class ApiContext:
     metrics: Metrics
     scheduler: SchedulerLike | None = None
     scheduler_alive: Callable[[], bool] | None = None
-    denials: DenialBudget = field(default_factory=DenialBudget)   # audited 401s per client
+    denials: DenialBudget = field(default_factory=DenialBudget)   # audited denials per client
+    auth_backoff: AuthBackoff = field(default_factory=AuthBackoff)  # bad tokens per client → 429
 
     async def db(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a synchronous vault/journal call off the event loop (the vault is thread-safe)."""

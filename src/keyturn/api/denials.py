@@ -1,18 +1,26 @@
-"""How many anonymous denials (401s) a client may write to the audit log.
+"""Per-client budgets for what anyone reaching the port can make the API do: audited denials, and
+authentication attempts with bad tokens.
 
-Every denial used to become an `api.denied` audit entry, so anyone who can reach the port could grow
-the tamper-evident log — which is never pruned — without limit. Each client address now has a budget
-of `per_minute` audited 401s (a token bucket holding at most `burst`); past it, denials are counted,
-not written, and the next audited denial from that client carries ``suppressed: N`` — nothing is
-hidden, only compressed. 403s (a valid token without the permission) are always audited: they need a
-token, and they name it. Counters and the warning log still see every denial.
+**Audited denials.** Every denial used to become an `api.denied` audit entry, so anyone who can reach
+the port could grow the tamper-evident log — which is never pruned — without limit. Each client has a
+budget of `per_minute` audited denials (a token bucket holding at most `burst`); past it, denials are
+counted, not written, and the next audited denial from that client carries ``suppressed: N`` — nothing
+is hidden, only compressed. Anonymous 401s are budgeted per client address; 403s (a valid token
+without the permission) per address *and* token, so one noisy token cannot hide another's denials.
+Counters and the warning log still see every denial.
 
-The table is bounded (`max_clients`, least recently seen dropped first), so a spray of source
-addresses cannot grow memory either; a dropped client starts with a full budget.
+**Authentication back-off** (`AuthBackoff`). A client that presents `per_minute` bad tokens (unknown,
+revoked, expired, malformed) within a minute is answered 429 with ``Retry-After`` until its budget
+refills — *before* its token is looked at, so a guesser learns nothing while throttled. A missing
+token does not count (a probe without credentials guesses nothing).
+
+Tables are bounded (`max_clients`, least recently seen dropped first), so a spray of source addresses
+cannot grow memory either; a dropped client starts with a full budget.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,8 +34,8 @@ class _Client:
     suppressed: int = 0
 
 
-class DenialBudget:
-    """`admit(client)` → None to skip auditing this denial, else how many were skipped before it."""
+class ClientBuckets:
+    """One token bucket per client key (`per_minute` tokens a minute, at most `burst`), bounded table."""
 
     def __init__(self, per_minute: float = 30.0, burst: int = 30, *, max_clients: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -39,7 +47,8 @@ class DenialBudget:
         self._clock = clock
         self._clients: OrderedDict[str, _Client] = OrderedDict()
 
-    def admit(self, client: str) -> int | None:
+    def _entry(self, client: str) -> _Client:
+        """The client's bucket, refilled to now and marked most recently seen."""
         now = self._clock()
         entry = self._clients.pop(client, None)
         if entry is None:
@@ -49,6 +58,14 @@ class DenialBudget:
         self._clients[client] = entry                  # most recently seen last
         while len(self._clients) > self.max_clients:
             self._clients.popitem(last=False)
+        return entry
+
+
+class DenialBudget(ClientBuckets):
+    """`admit(client)` → None to skip auditing this denial, else how many were skipped before it."""
+
+    def admit(self, client: str) -> int | None:
+        entry = self._entry(client)
         if entry.tokens < 1:
             entry.suppressed += 1
             return None
@@ -57,4 +74,25 @@ class DenialBudget:
         return skipped
 
 
-__all__ = ["DenialBudget"]
+class AuthBackoff(ClientBuckets):
+    """`failed(client)` after each bad token; `retry_after(client)` → seconds to wait, or None."""
+
+    def __init__(self, per_minute: float = 10.0, burst: int = 10, *, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(per_minute, burst, max_clients=max_clients, clock=clock)
+
+    def failed(self, client: str) -> None:
+        entry = self._entry(client)
+        entry.tokens = max(0.0, entry.tokens - 1)
+
+    def retry_after(self, client: str) -> int | None:
+        """None while the client may still try; else whole seconds until its next attempt is allowed."""
+        if client not in self._clients:
+            return None
+        entry = self._entry(client)
+        if entry.tokens >= 1:
+            return None
+        return max(1, math.ceil((1 - entry.tokens) / self.rate))
+
+
+__all__ = ["AuthBackoff", "ClientBuckets", "DenialBudget"]

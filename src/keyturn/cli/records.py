@@ -1,4 +1,4 @@
-"""`keyturn record add|list|show|edit|rm|import|export` and `keyturn reveal`.
+"""`keyturn record add|list|show|edit|rm|import|export|restore` and `keyturn reveal`.
 
 Scriptable forms (stable)::
 
@@ -351,12 +351,36 @@ def export(
     typer.echo(f"exported {len(doc['records'])} records to {file}")
 
 
+VersionOpt = Annotated[int | None, typer.Option(
+    "--version", min=1, show_default=False,
+    help="An earlier version (numbers as `keyturn history RECORD` lists them).")]
+
+
 @handle_errors
 def reveal(
     ref: Annotated[str, typer.Argument(help="Record uid or unique title.")],
     field: Annotated[str, typer.Option("--field", help="Secret field (type or label).")] = "password",
+    version: VersionOpt = None,
 ) -> None:
-    """Print one secret value (alone, then a newline). Audited."""
+    """Print one secret value (alone, then a newline), the current one or --version N. Audited."""
     with open_vault() as vault:
-        value = vault.reveal(vault.resolve(ref), field=field, actor=actor())
+        value = vault.reveal(vault.resolve(ref), field=field, actor=actor(), version=version)
     typer.echo(value.reveal())
+
+
+@app.command("restore")
+@handle_errors
+def restore(
+    ref: Annotated[str, typer.Argument(help="Record uid or unique title.")],
+    version: Annotated[int, typer.Option("--version", min=1, help="The version to make current again.")],
+    field: Annotated[str, typer.Option("--field", help="Secret field (type or label).")] = "password",
+) -> None:
+    """Make secret version N current again (stored as a new version; audited `record.restore`).
+
+    Only the vault changes: use it when the device still has that secret — e.g. a rotation stored a
+    secret that never reached the device. Rotate afterwards to get a fresh one."""
+    with open_vault() as vault:
+        uid = vault.resolve(ref)
+        number = vault.restore(uid, version, field=field, actor=actor())
+    typer.echo(f"restored version {version} of {uid} as version {number} (current); the device was not "
+               "touched")

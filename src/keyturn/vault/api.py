@@ -670,18 +670,49 @@ class Vault:
                 "field": slot, "version": version, "previous": old[0] if old is not None else None,
             })
 
-    def reveal(self, uid: str, *, field: str = "password", actor: str) -> Secret:
-        """The current value of a secret field, for showing to a person. Audited ("reveal")."""
+    def reveal(self, uid: str, *, field: str = "password", actor: str, version: int | None = None) -> Secret:
+        """The current value of a secret field — or its `version` (any state: an earlier secret is how
+        a mistake is undone) — for showing to a person. Audited ("reveal", with the version)."""
         with self._storage.session(write=True) as s:
             row = self._row(s, uid)
             slot = self._slot(s, row, field)
-            cur = ver.current_row(s, row.uid, slot)
+            cur = (ver.current_row(s, row.uid, slot) if version is None
+                   else ver.get_row(s, row.uid, slot, version))
             if cur is None:
                 raise VaultError(f"record {row.uid} field {field!r} has no current value")
             value = self._decrypt(row, cur)
             self.audit.append_in(s, "reveal", actor=actor, record_uid=row.uid,
-                                 details={"field": slot, "version": cur.version})
+                                 details={"field": slot, "version": cur.version, "state": str(cur.state)})
             return value
+
+    def restore(self, uid: str, version: int, *, field: str = "password", actor: str) -> int:
+        """Make the value of `version` current again, as a NEW version (history is never rewritten);
+        returns its number. Audited ("record.restore"). Only the vault changes — the device must
+        already have that secret (it is how a lost working secret is recovered).
+
+        Refused (`VaultError`) while a candidate is pending (a rotation is in flight or unsettled:
+        `keyturn recover` first) and when `version` is already the current one.
+        """
+        with self._storage.session(write=True) as s:
+            self._storage.serialize(s)
+            row = self._row(s, uid)
+            slot = self._slot(s, row, field)
+            source = ver.get_row(s, row.uid, slot, version)
+            rows = ver.list_rows(s, row.uid, slot)
+            pending = [r.version for r in rows if r.state == VersionState.PENDING.value]
+            if pending:
+                raise VaultError(f"record {row.uid} field {field!r} has a pending candidate (version "
+                                 f"{pending[0]}): a rotation is in flight or unsettled; run `keyturn "
+                                 "recover` first")
+            if source.state == VersionState.CURRENT.value:
+                raise VaultError(f"version {version} of record {row.uid} field {field!r} is already current")
+            current = next((r.version for r in rows if r.state == VersionState.CURRENT.value), None)
+            number = self._new_version(s, row, slot, self._decrypt(row, source), VersionState.CURRENT, None)
+            self.audit.append_in(s, "record.restore", actor=actor, record_uid=row.uid, details={
+                "field": slot, "version": version, "from_state": str(source.state), "new_version": number,
+                "previous": current,
+            })
+            return number
 
     # --- master key --------------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""Records CRUD. Secret fields are write-only: responses show ``"********"`` in their place.
+"""Records CRUD, and `POST /records/{ref}/restore` (make an earlier secret version current again).
+Secret fields are write-only: responses show ``"********"`` in their place.
 
 A client that reads a record and writes it back unchanged sends the placeholder again; a secret value
 equal to the placeholder therefore means "keep the current value", never "set it to ********".
@@ -156,6 +157,29 @@ async def update_record(
     return record_out(rec)
 
 
+class RestoreIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(ge=1, le=2**31 - 1, description="the version to make current again")
+    field: str = Field(default="password", min_length=1, max_length=128)
+
+
+class RestoreOut(BaseModel):
+    uid: str
+    field: str
+    restored: int
+    version: int = Field(description="the new current version (a copy of `restored`)")
+
+
+@router.post("/{ref}/restore", response_model=RestoreOut,
+             summary="Make an earlier secret version current again (audited; the device is not touched)")
+async def restore_version(
+    ref: str, body: RestoreIn, ctx: Ctx, p: Annotated[Principal, Depends(require(Permission.RECORDS_WRITE))],
+) -> RestoreOut:
+    uid = await ctx.db(ctx.vault.resolve, ref)
+    number = await ctx.db(ctx.vault.restore, uid, body.version, field=body.field, actor=p.actor)
+    return RestoreOut(uid=uid, field=body.field, restored=body.version, version=number)
+
+
 @router.delete("/{ref}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response,
                summary="Delete a record and all its secret versions")
 async def delete_record(
@@ -167,4 +191,4 @@ async def delete_record(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-__all__ = ["MASK", "FieldIn", "RecordIn", "RecordOut", "record_out", "router"]
+__all__ = ["MASK", "FieldIn", "RecordIn", "RecordOut", "RestoreIn", "record_out", "router"]

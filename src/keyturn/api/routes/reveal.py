@@ -1,7 +1,8 @@
 """`POST /records/{ref}/reveal`: the one route that returns a secret value (admin only, audited).
 
 POST, not GET: a reveal changes state (an audit entry) and must never be cached or prefetched. The
-response carries ``Cache-Control: no-store``.
+response carries ``Cache-Control: no-store``. ``version`` reveals an earlier version (as `keyturn reveal
+--version N`): an admin can read back a secret a rotation replaced, to undo a mistake.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ class RevealIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     field: str = Field(default="password", min_length=1, max_length=128,
                        description="secret field: type, label, or custom label")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1,
+                                description="an earlier version (GET /records/{ref}/history lists them)")
 
 
 class RevealOut(BaseModel):
     uid: str
     field: str
     value: str
+    version: int | None = None
 
 
 @router.post("/{ref}/reveal", response_model=RevealOut, summary="Reveal a secret value (audited)")
@@ -35,11 +39,11 @@ async def reveal(
     p: Annotated[Principal, Depends(require(Permission.REVEAL))], response: Response,
     body: RevealIn | None = None,
 ) -> RevealOut:
-    field = (body or RevealIn()).field
+    ask = body or RevealIn()
     uid = await ctx.db(ctx.vault.resolve, ref)
-    secret = await ctx.db(ctx.vault.reveal, uid, field=field, actor=p.actor)
+    secret = await ctx.db(ctx.vault.reveal, uid, field=ask.field, actor=p.actor, version=ask.version)
     response.headers["Cache-Control"] = "no-store"
-    return RevealOut(uid=uid, field=field, value=secret.reveal())
+    return RevealOut(uid=uid, field=ask.field, value=secret.reveal(), version=ask.version)
 
 
 __all__ = ["router"]

@@ -2,8 +2,13 @@
 `GET /records/{ref}/history` (rotations and password versions of one record).
 
 `POST /rotations` resolves every reference first: one unknown or ambiguous record refuses the whole
-request (404 / 409) and nothing is started. A record without a rotation profile is refused (422) for the
-same reason: better told now than by a failed rotation later.
+request (404 / 409) and nothing is started. A record without a rotation profile, or with one carrying an
+option profiles may not set (stored before options were checked), is refused (422) for the same reason:
+better told now than by a failed rotation later.
+
+Post-rotation script output (``stdout``/``stderr``) is shown only to callers holding the ``reveal``
+permission (admins): redaction is best effort, and output is where a script echoes what it was given.
+Others see each script's name, exit code, ``ok`` and error.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from keyturn.api.auth import Permission, Principal, context, require
 from keyturn.api.context import ApiContext
 from keyturn.api.jobs import Job
 from keyturn.engine.journal import Journal, RotationRow
-from keyturn.engine.profile import load_profile
+from keyturn.engine.profile import check_options, load_profile
 
 router = APIRouter(tags=["rotations"])
 
@@ -84,15 +89,24 @@ class HistoryOut(BaseModel):
 Ctx = Annotated[ApiContext, Depends(context)]
 
 
+# Keys of a script summary that carry the script's output (admin only).
+SCRIPT_OUTPUT = ("stdout", "stderr")
+
+
+def _scripts(scripts: list[dict[str, Any]], output: bool) -> list[dict[str, Any]]:
+    return scripts if output else [{k: v for k, v in s.items() if k not in SCRIPT_OUTPUT} for s in scripts]
+
+
 def rotation_out(row: RotationRow, steps: list[Any] | None = None,
-                 request_id: str | None = None) -> RotationOut:
+                 request_id: str | None = None, *, output: bool = False) -> RotationOut:
+    """The API view of a journal row; script output only with `output` (see the module docstring)."""
     data = row.to_json()
     return RotationOut(
         id=row.id, request_id=request_id, record_uid=row.record_uid, title=row.title, target=row.target,
         state=data["state"], outcome=data["outcome"], reason=row.reason, last_step=row.last_step,
         candidate_version=row.candidate_version, old_version=row.old_version, applied=row.applied,
         started_at=row.started_at, finished_at=row.finished_at, duration=data["duration"],
-        scripts=data["scripts"],
+        scripts=_scripts(data["scripts"], output),
         steps=[StepOut(step=s.step, status=str(s.status), message=s.message, at=s.at) for s in steps or []],
     )
 
@@ -129,6 +143,7 @@ async def rotate(
     for ref in body.records:
         rec = await ctx.db(ctx.vault.get, ref)
         profile = load_profile(rec)  # ProfileError → 422 before anything starts
+        check_options(profile.options)
         chosen.setdefault(rec.uid, (rec.title, profile.resource or rec.uid))
     out = []
     for uid, (title, resource) in chosen.items():
@@ -142,7 +157,7 @@ async def rotate(
 @router.get("/rotations/{rotation_id}", response_model=RotationOut, summary="Rotation status and step log")
 async def get_rotation(
     rotation_id: Annotated[str, Path(max_length=64)], ctx: Ctx,
-    _p: Annotated[Principal, Depends(require(Permission.ROTATION_READ))],
+    p: Annotated[Principal, Depends(require(Permission.ROTATION_READ))],
 ) -> RotationOut:
     journal = Journal(ctx.vault.engine)
     row = await ctx.db(journal.get, rotation_id)
@@ -156,12 +171,12 @@ async def get_rotation(
             return _job_out(job)
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rotation with id {rotation_id!r}")
     steps = await ctx.db(journal.steps, row.id)
-    return rotation_out(row, steps, request_id)
+    return rotation_out(row, steps, request_id, output=p.can(Permission.REVEAL))
 
 
 @router.get("/records/{ref}/history", response_model=HistoryOut, summary="Rotations and password versions")
 async def history(
-    ref: str, ctx: Ctx, _p: Annotated[Principal, Depends(require(Permission.ROTATION_READ))],
+    ref: str, ctx: Ctx, p: Annotated[Principal, Depends(require(Permission.ROTATION_READ))],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> HistoryOut:
     rec = await ctx.db(ctx.vault.get, ref)
@@ -169,7 +184,8 @@ async def history(
     rows = await ctx.db(journal.for_record, rec.uid, limit=limit)
     versions = await ctx.db(ctx.vault.versions, rec.uid)
     return HistoryOut(
-        record_uid=rec.uid, title=rec.title, rotations=[rotation_out(r) for r in rows],
+        record_uid=rec.uid, title=rec.title,
+        rotations=[rotation_out(r, output=p.can(Permission.REVEAL)) for r in rows],
         versions=[VersionOut(version=v.version, state=str(v.state), rotation_id=v.rotation_id,
                              created_at=v.created_at, updated_at=v.updated_at) for v in versions],
     )
