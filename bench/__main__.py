@@ -4,6 +4,7 @@
     python -m bench --quick              # small sizes, a few minutes
     python -m bench --only restconf,meraki --restconf-devices 500
     python -m bench --markdown out.md    # also write the tables as Markdown
+    python -m bench --only enterprise --enterprise-devices 200   # issue 11's realistic network
 
 Benchmarks assert nothing: they print what they measured, including failures.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from bench.report import Row, console, markdown, print_table
 
-ALL = ("restconf", "ssh", "meraki", "scaling", "mixed")
+ALL = ("restconf", "ssh", "meraki", "scaling", "mixed", "enterprise")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -40,6 +41,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mixed-devices", type=int, help="IOS XE devices of the mixed lab (half over SSH)")
     p.add_argument("--mixed-orgs", type=int)
     p.add_argument("--mixed-users", type=int, help="Meraki users of the mixed lab, spread over its orgs")
+    p.add_argument("--enterprise-devices", type=int, help="devices of the enterprise lab (one user each)")
+    p.add_argument("--enterprise-keeper-limit", type=int, default=None,
+                   help="run the Keeper-style script pool on the first N enterprise devices only")
+    p.add_argument("--enterprise-ansible-limit", type=int, default=None,
+                   help="run Ansible on the first N enterprise devices only (0: skip; full default 200)")
+    p.add_argument("--enterprise-latency", default="realistic", help="realistic (default) or 0")
+    p.add_argument("--enterprise-keyturn-only", action="store_true",
+                   help="no baselines in the enterprise run")
     p.add_argument("--scaling", default=None, help="device counts for the scaling curve, e.g. 100,1000,5000")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here (Markdown)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -52,6 +61,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.mixed_devices = args.mixed_devices or (40 if q else 400)
     args.mixed_orgs = args.mixed_orgs or (2 if q else 5)
     args.mixed_users = args.mixed_users or (100 if q else 1000)
+    args.enterprise_devices = args.enterprise_devices or (50 if q else 1000)
+    if args.enterprise_ansible_limit is None and not q:
+        # Ansible took ~35 min for 1,000 devices without latency on 2 cores: a subset, said so in the table.
+        args.enterprise_ansible_limit = 200
     args.scaling = [int(x) for x in (args.scaling or ("50,200" if q else "100,1000,5000")).split(",")]
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = set(args.only) - set(ALL)
@@ -96,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
                 got, notes = bench_mixed.run(sub, devices=args.mixed_devices, orgs=args.mixed_orgs,
                                              users=args.mixed_users, concurrency=args.concurrency,
                                              seed=args.seed)
+            elif name == "enterprise":
+                from bench import bench_enterprise
+
+                got, notes = bench_enterprise.run(sub, devices=args.enterprise_devices,
+                                                  concurrency=args.concurrency, seed=args.seed,
+                                                  keeper_limit=args.enterprise_keeper_limit,
+                                                  ansible_limit=args.enterprise_ansible_limit,
+                                                  latency=args.enterprise_latency,
+                                                  baselines=not args.enterprise_keyturn_only)
             else:
                 from bench import bench_scaling
 

@@ -27,13 +27,19 @@ def new_password() -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(24))
 
 
-def keeper_payload(lab: Lab, acct: Acct, password: str) -> bytes:
-    """The one base64 line the Gateway writes to the script's stdin (the fields this script reads)."""
+def keeper_payload(lab: Lab, acct: Acct, password: str, *, verify_tls: bool = True) -> bytes:
+    """The one base64 line the Gateway writes to the script's stdin (the fields this script reads).
+
+    `verify_tls=False` adds the auth record's `verify_tls: false` (a device whose certificate requests
+    cannot verify)."""
     assert lab.state is not None
     dev = lab.state.device(acct.where)
-    records = [{"uid": "auth", "title": "Cisco Authentication Record", "type": "login",
-                "host_endpoint": f"{dev.host}:{dev.restconf_port}", "login": dev.admin.username,
-                "password": dev.admin.password}]
+    auth: dict[str, object] = {"uid": "auth", "title": "Cisco Authentication Record", "type": "login",
+                               "host_endpoint": f"{dev.host}:{dev.restconf_port}",
+                               "login": dev.admin.username, "password": dev.admin.password}
+    if not verify_tls:
+        auth["verify_tls"] = False
+    records = [auth]
     params = {"user": acct.login, "newPassword": password,
               "records": base64.b64encode(json.dumps(records).encode()).decode()}
     return base64.b64encode(json.dumps(params).encode()) + b"\n"

@@ -52,6 +52,19 @@ def ensure_ansible(notes: list[str]) -> bool:
     return play.exists() and _bundled_cisco_ios()
 
 
+def unsafe_inventory(hosts: dict[str, dict[str, object]]) -> str:
+    """A YAML inventory whose strings are `!unsafe`: Ansible templates every string it reads, so a
+    password holding `{{`, `{%` or `{#` would otherwise be a Jinja syntax error (as teams learn)."""
+    lines = ["devices:", "  hosts:"]
+    for name, hostvars in hosts.items():
+        lines.append(f"    {name}:")
+        for key, value in hostvars.items():
+            quoted = str(value).replace("'", "''")
+            shown = str(value) if isinstance(value, int) else f"!unsafe '{quoted}'"
+            lines.append(f"      {key}: {shown}")
+    return "\n".join(lines) + "\n"
+
+
 def run_ansible(workdir: Path, lab: Lab, accts: list[Acct], news: dict[str, str]) -> Usage:
     assert lab.state is not None
     hosts = {}
@@ -61,10 +74,10 @@ def run_ansible(workdir: Path, lab: Lab, accts: list[Acct], news: dict[str, str]
                            "ansible_user": dev.admin.username, "ansible_password": dev.admin.password,
                            "ansible_become_password": dev.enable_secret, "rotate_user": a.login,
                            "new_password": news[a.title]}
-    inventory = workdir / "inventory.json"
+    inventory = workdir / "inventory.yml"
     fd = os.open(inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"devices": {"hosts": hosts}}, fh)
+        fh.write(unsafe_inventory(hosts))
     env = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_FORKS": str(FORKS),
            "ANSIBLE_COLLECTIONS_PATH": str(VENV / "collections"), "ANSIBLE_RETRY_FILES_ENABLED": "False",
            "ANSIBLE_PERSISTENT_COMMAND_TIMEOUT": "60", "ANSIBLE_PERSISTENT_CONNECT_TIMEOUT": "60",

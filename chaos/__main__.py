@@ -3,6 +3,7 @@
     python -m chaos                                  # 2,000 rotations, 20 kills
     python -m chaos --rotations 10000 --kills 50 --seed 7
     python -m chaos --rotations 200 --kills 3        # the short variant `make test` runs
+    python -m chaos --profile enterprise --latency 0 # the realistic network (issue 11), fast
 
 See `chaos/supervisor.py` for what it does and the drift rule.
 """
@@ -31,6 +32,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--meraki-orgs", type=int, default=d.meraki_orgs)
     p.add_argument("--users-per-org", type=int, default=d.users_per_org)
     p.add_argument("--concurrency", type=int, default=d.concurrency)
+    p.add_argument("--profile", choices=("default", "enterprise"), default=d.profile,
+                   help="lab profile: enterprise = TACACS+, lockouts, type 5, > landing, self-signed certs")
+    p.add_argument("--latency", default=d.latency,
+                   help="device latency of the enterprise profile: realistic (its default) or 0")
     p.add_argument("--no-timeouts", action="store_true", help="leave out the accept-never-answer switch")
     p.add_argument("--json-out", type=Path, default=None, help="write the summary as JSON here")
     p.add_argument("--keep", action="store_true", help="keep the work directory (vault, logs)")
@@ -41,9 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     opts = Options(rotations=a.rotations, kills=a.kills, seed=a.seed, restconf_devices=a.restconf_devices,
                    ssh_devices=a.ssh_devices, users_per_device=a.users_per_device, meraki_orgs=a.meraki_orgs,
-                   users_per_org=a.users_per_org, concurrency=a.concurrency, timeouts=not a.no_timeouts)
+                   users_per_org=a.users_per_org, concurrency=a.concurrency, timeouts=not a.no_timeouts,
+                   profile=a.profile, latency=a.latency)
     workdir = Path(tempfile.mkdtemp(prefix="keyturn-chaos-"))
-    print(f"chaos: {opts.rotations} rotations, {opts.kills} kills, seed {opts.seed}; work dir {workdir}",
+    print(f"chaos: {opts.rotations} rotations, {opts.kills} kills, seed {opts.seed}, profile {opts.profile}"
+          + (f" (latency {opts.latency})" if opts.latency is not None else "") + f"; work dir {workdir}",
           flush=True)
     try:
         summary = Chaos(opts, workdir, log=lambda m: print(m, flush=True)).main()
@@ -55,8 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(k) for k in summary)
     print("-" * 60)
     for key in ("accounts", "rounds", "attempted", "committed", "rolled_back", "failed", "open", "kills",
-                "reboots", "drifts", "drifted_accounts", "reconciled", "lost", "lockouts", "seconds"):
+                "reboots", "drifts", "drifted_accounts", "reconciled", "lost", "lockouts", "lock_events",
+                "quiet_mode_entries", "failed_logins", "seconds"):
         print(f"{key:<{width}}  {summary[key]}")
+    if summary["failed_logins"]:
+        per = summary["failed_logins_by_device"]
+        print(f"failed logins keyturn caused: {summary['failed_logins']} on {len(per)} of "
+              f"{summary['devices']} devices (max {max(per.values())} on one device)")
+        print(f"  by role: {summary['failed_logins_by_role']}")
+        print(f"  by user: {summary['failed_logins_by_user']}")
+        for name, n in sorted(per.items(), key=lambda kv: -kv[1])[:10]:
+            print(f"  {n:5d}  {name}")
+    else:
+        print(f"failed logins keyturn caused: 0 on all {summary['devices']} devices")
     print("failed, by reason:")
     for reason, n in summary["failed_reasons"].items():
         print(f"  {n:5d}  {reason}")

@@ -5,7 +5,10 @@
 
 1. A mixed lab: IOS XE devices rotated over RESTCONF and over SSH (alternating per device, two users
    each, all through the device's admin credential) and Meraki organisations (auth users, with the
-   lab's login check as verifier). A fresh vault holds them.
+   lab's login check as verifier). A fresh vault holds them (IOS XE records from `keyturn.sim.onboard`).
+   `profile="enterprise"` makes the IOS XE devices the `keyturn sim lab --profile enterprise` mix
+   (TACACS+ first with max-fail and block-for, TACACS+ down, legacy type 5, logins landing in `>`,
+   self-signed IOS certificates; realistic latency unless `latency="0"`).
 2. Rounds: before each round the supervisor sets random fault switches on a random share of devices
    and organisations (5xx, timeouts, resets, drop-after-apply, refused passwords, 429 storms,
    302-on-write, latency, down); while the round runs, a background thread reboots devices (unsaved
@@ -20,7 +23,12 @@ account whose vault secret fails the final check and that was drifted during the
 `keyturn rotate` (its profile changes it through the admin credential, which never needs the lost
 password); it counts as *lost* only if its vault secret still fails after that. Accounts never
 drifted get no second chance. A *lockout* is an account no secret the vault holds (any version) logs
-in to, or a device admin credential that no longer logs in.
+in to, a device admin credential that no longer logs in, a user the device lists as locked at the end
+(`locked_users` in the lab's `/stats`: max-fail), an account the device refuses because it is locked
+(`/verify` says `locked`), or a lock event during the run (`lockouts` in `/stats`: a lock a later reboot
+cleared is still one keyturn caused). Nothing but keyturn logs in to the lab during a run (the
+supervisor checks through `/verify`, which is no login), so every failed login in `/stats` is
+keyturn's: the summary reports them per device.
 """
 
 from __future__ import annotations
@@ -75,6 +83,8 @@ class Options:
     fault_share: float = 0.25        # share of devices/orgs given a fault each round
     events_per_round: int = 4        # reboots + drifts during a round
     timeouts: bool = True            # include the "accept, never answer" switch
+    profile: str = "default"         # lab profile: "default" | "enterprise"
+    latency: str | None = None       # enterprise device latency: None = the profile's ("realistic"), "0"
 
 
 @dataclass
@@ -175,8 +185,10 @@ class Chaos:
     def setup(self) -> None:
         o = self.o
         devices = o.restconf_devices + o.ssh_devices
+        flags = ["--latency", o.latency] if o.latency is not None else []
         self.lab = Lab(self.workdir, iosxe=devices, users_per_device=o.users_per_device,
-                       meraki_orgs=o.meraki_orgs, users_per_network=o.users_per_org, seed=o.seed)
+                       meraki_orgs=o.meraki_orgs, users_per_network=o.users_per_org, seed=o.seed,
+                       profile=o.profile, flags=flags)
         state = self.lab.start()
         # alternate targets so both front-ends of the simulator are exercised in one lab
         targets = ["iosxe-restconf", "iosxe-ssh"] if o.ssh_devices and o.restconf_devices else \
@@ -235,8 +247,41 @@ class Chaos:
         lockouts = [a.title for a in lost
                     if not any(self.lab.verify(a, value) for _, _, value in self.home.all_versions(a))]
         admins = self._admin_lockouts()
+        device = self._device_lockouts(current)
         return {"recover_exit": rec, "failing_before_reconcile": len(failing), "reconciled": len(reconcile),
-                "lost": [a.title for a in lost], "lockouts": lockouts + admins}
+                "lost": [a.title for a in lost], "lockouts": lockouts + admins + device["lockouts"],
+                **{k: v for k, v in device.items() if k != "lockouts"}}
+
+    def _device_lockouts(self, current: dict[str, str]) -> dict[str, Any]:
+        """Lockouts the devices report, and the failed logins keyturn caused on each (`/stats`)."""
+        assert self.lab is not None and self.lab.state is not None
+        stats = self.lab.stats()["iosxe"]
+        by_device = {name: int(d.get("failed_logins", 0)) for name, d in stats.items()}
+        by_user: Counter[str] = Counter()
+        by_role: Counter[str] = Counter()
+        for name, d in stats.items():
+            by_user.update({str(u): int(n) for u, n in (d.get("failed_logins_by_user") or {}).items()})
+            if by_device[name]:
+                by_role[str(self.lab.state.device(name).profile.get("role", "default"))] += by_device[name]
+        out = [f"{name}:{user} (locked on the device)" for name, d in sorted(stats.items())
+               for user in d.get("locked_users") or []]
+        for a in self.accts:
+            if a.kind != "iosxe":
+                continue
+            body = {"kind": "iosxe", "device": a.where, "username": a.login, "password": current[a.title]}
+            label = f"{a.where}:{a.login} (locked on the device)"
+            if self.lab.call("POST", "/verify", body).get("locked") and label not in out:
+                out.append(label)
+        events = {name: int(d.get("lockouts", 0)) for name, d in stats.items() if d.get("lockouts")}
+        out += [f"{name}: {n} lock event(s) during the run" for name, n in sorted(events.items())]
+        return {"lockouts": out,
+                "failed_logins": sum(by_device.values()),
+                "failed_logins_by_device": {k: v for k, v in sorted(by_device.items()) if v},
+                "failed_logins_by_user": dict(by_user.most_common()),
+                "failed_logins_by_role": dict(by_role.most_common()),
+                "devices": len(stats),
+                "lock_events": sum(events.values()),
+                "quiet_mode_entries": sum(int(d.get("quiet_mode_entries", 0)) for d in stats.values())}
 
     def _admin_lockouts(self) -> list[str]:
         assert self.lab is not None and self.lab.state is not None and self.home is not None
@@ -267,6 +312,11 @@ class Chaos:
             "drifts": self.tally.drifts, "drifted_accounts": len(self.tally.drifted),
             "reconciled": check["reconciled"], "lost": len(check["lost"]), "lost_accounts": check["lost"],
             "lockouts": len(check["lockouts"]), "lockout_accounts": check["lockouts"],
+            "profile": self.o.profile, "devices": check["devices"], "failed_logins": check["failed_logins"],
+            "failed_logins_by_device": check["failed_logins_by_device"],
+            "failed_logins_by_user": check["failed_logins_by_user"],
+            "failed_logins_by_role": check["failed_logins_by_role"], "lock_events": check["lock_events"],
+            "quiet_mode_entries": check["quiet_mode_entries"],
             "seconds": round(took, 1),
             "passed": not check["lost"] and not check["lockouts"] and self.tally.kills >= self.o.kills,
         }
