@@ -17,13 +17,23 @@ Every environment variable keyturn reads is a field here:
     KEYTURN_AUDIT_SINKS   audit sinks as JSON (normally `[[keyturn.audit_sinks]]` tables in the TOML)
 
 Read by their command only (Typer options that name them): KEYTURN_SERVE_HOST, KEYTURN_SERVE_PORT,
-KEYTURN_SERVE_CERT, KEYTURN_SERVE_KEY (`keyturn serve`). Test hook, never set in production:
-KEYTURN_TEST_KILL_AT (`keyturn.engine.hooks`).
+KEYTURN_SERVE_CERT, KEYTURN_SERVE_KEY, KEYTURN_SERVE_INSECURE_HTTP (`keyturn serve`). Test hook, never
+set in production: KEYTURN_TEST_KILL_AT (`keyturn.engine.hooks`).
+
+`load_settings` also guards the data directory (issue 12, item 16): KEYTURN_HOME holds the key file,
+the database and the audit spool, so one readable by group or others is tightened to 0700 with a
+warning (it is created 0700 by `keyturn init`); and a database URL with a password given as an
+argument (`--database-url`) draws the same warning as `--password`: the process list and the shell
+history show it. KEYTURN_DATABASE_URL (the environment is readable by its owner only), the config
+file or the database's own password file (``PGPASSFILE``) are the places for it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +43,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keyturn.errors import ConfigError
+
+log = logging.getLogger("keyturn.config")
+HOME_MODE = 0o700
+_warned: set[str] = set()       # one warning per process and subject, however often settings load
 
 
 def _default_home() -> Path:
@@ -103,9 +117,91 @@ class Settings(BaseSettings):
         return self.key_file or self.home / "master.key"
 
 
+def secure_home(home: Path) -> str | None:
+    """Tighten an existing KEYTURN_HOME readable or writable by group or others to 0700; the warning
+    given (logged once), or None when there was nothing to say. A missing home is left to
+    `keyturn init`, which creates it 0700."""
+    try:
+        st = home.stat()
+    except OSError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    if not stat.S_ISDIR(st.st_mode) or not mode & 0o077:
+        return None
+    fix = f"fix with: chmod {HOME_MODE:o} {home}"
+    if not _ours(home, st):
+        # Never chmod a directory that is not plainly keyturn's own (KEYTURN_HOME=/tmp, or /, as root).
+        message = (f"KEYTURN_HOME {home} is open to group/others (mode {mode:04o}) and does not look like "
+                   f"a directory keyturn alone uses, so it was left as it is; use a private one, or {fix}")
+    else:
+        try:
+            home.chmod(HOME_MODE)
+            message = (f"KEYTURN_HOME {home} was open to group/others (mode {mode:04o}); tightened to "
+                       f"{HOME_MODE:04o}: it holds the master key file, the vault database and the "
+                       "audit spool")
+        except OSError as exc:
+            message = (f"KEYTURN_HOME {home} is open to group/others (mode {mode:04o}) and could not be "
+                       f"tightened ({exc.strerror}); {fix}")
+    _warn_once(f"home:{home}", message)
+    return message
+
+
+# What a keyturn home holds; a directory with anything else in it is not tightened automatically.
+HOME_ENTRIES = frozenset({"keyturn.db", "keyturn.db-wal", "keyturn.db-shm", "keyturn.db-journal",
+                          "master.key", "master.key.new", "keyturn.toml", "spool"})
+
+
+def _ours(home: Path, st: os.stat_result) -> bool:
+    """Owned by us, not a shared (sticky) directory, and holding nothing but keyturn's files."""
+    if st.st_uid != os.geteuid() or st.st_mode & stat.S_ISVTX:
+        return False
+    try:
+        with os.scandir(home) as entries:
+            return all(entry.name in HOME_ENTRIES for entry in entries)
+    except OSError:
+        return False
+
+
+def database_url_warning(url: str | None, *, from_env: str | None) -> str | None:
+    """The warning for a database password given as an argument (`--database-url`), like `--password`'s;
+    None when the URL has no password or came from KEYTURN_DATABASE_URL (`from_env`)."""
+    if not url or url == from_env:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url).password
+    except (ArgumentError, ValueError):
+        return None
+    if not password:
+        return None
+    message = ("a database password given on the command line (--database-url) can leak via the process "
+               "list and shell history; prefer KEYTURN_DATABASE_URL, the config file, or the database's "
+               "password file (PGPASSFILE)")
+    _warn_once("database_url:" + hashlib.sha256(url.encode()).hexdigest(), message)
+    return message
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings: explicit overrides (CLI arguments) > env > config file > defaults."""
+    """Build settings: explicit overrides (CLI arguments) > env > config file > defaults.
+
+    Warns about (and tightens) a KEYTURN_HOME open to others, and about a password in a
+    `database_url` argument (see the module docstring)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    database_url_warning(overrides.get("database_url"), from_env=os.environ.get("KEYTURN_DATABASE_URL"))
+    settings = _load(overrides)
+    secure_home(settings.home)
+    return settings
+
+
+def _load(overrides: dict[str, Any]) -> Settings:
     try:
         base = Settings(**overrides)
         config_path = base.config or base.home / "keyturn.toml"

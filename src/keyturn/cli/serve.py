@@ -1,14 +1,37 @@
-"""`keyturn serve`: run the API, the scheduler and the rotation workers (see `keyturn.serve`)."""
+"""`keyturn serve`: run the API, the scheduler and the rotation workers (see `keyturn.serve`).
+
+Plain HTTP is served on loopback addresses only: bearer tokens, revealed secrets and script output
+would cross the network in clear. `--host` on any other address needs `--cert`/`--key`, or
+`--insecure-http` (an explicit, loudly warned choice: e.g. TLS terminated by a proxy on the same host
+reached over a private link).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from keyturn.cli.output import EXIT_USAGE, fail, handle_errors, open_vault, settings
+from keyturn.cli.output import EXIT_USAGE, fail, handle_errors, open_vault, settings, warn
+
+# Names that always mean this host's loopback interface (no lookup: a name that resolves elsewhere
+# tomorrow must not be trusted today).
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and `LOOPBACK_NAMES`; every other address or name (0.0.0.0, ::, a
+    LAN address, a DNS name) is reachable from elsewhere."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @handle_errors
@@ -29,6 +52,10 @@ def serve(
         "--grace", min=0,
         help="Seconds in-flight rotations get on SIGTERM before they are parked for recovery.")] = 30.0,
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Serve the API only.")] = False,
+    insecure_http: Annotated[bool, typer.Option(
+        "--insecure-http", envvar="KEYTURN_SERVE_INSECURE_HTTP",
+        help="Allow plain HTTP on a non-loopback --host: tokens and secrets cross the network in clear "
+             "(env KEYTURN_SERVE_INSECURE_HTTP).")] = False,
 ) -> None:
     """Serve the REST API with scheduled rotation. Logs are JSON lines on stderr; stop with SIGTERM."""
     from keyturn.api.logging import configure_logging
@@ -37,6 +64,14 @@ def serve(
 
     if (cert is None) != (key is None):
         fail("--cert and --key go together", EXIT_USAGE)
+    if cert is None and not is_loopback(host):
+        if not insecure_http:
+            fail(f"--host {host} is reachable from other machines, and without --cert/--key the API would "
+                 "be plain HTTP: bearer tokens and revealed secrets in clear on the network. Pass --cert "
+                 "and --key, bind 127.0.0.1, or --insecure-http to accept that", EXIT_USAGE)
+        warn(f"INSECURE: serving plain HTTP on {host}: every bearer token, revealed secret and script "
+             "output crosses the network in clear, and anyone on the path can read it and act with it "
+             "(--insecure-http)")
     for path in (cert, key):
         if path is not None and not path.is_file():
             fail(f"no such file: {path}", EXIT_USAGE)
