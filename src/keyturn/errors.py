@@ -16,7 +16,9 @@
     ├── PolicyError                impossible password policy (refused when set)
     ├── TargetError(target, record)
     │   ├── TargetUnreachable      connect failed, reset, 5xx before the change is known
-    │   │   └── TlsVerificationFailed  the peer's certificate is not trusted (CA / pinned fingerprint)
+    │   │   ├── TlsVerificationFailed  the peer's certificate is not trusted (CA / pinned fingerprint)
+    │   │   └── HostKeyNotTrusted      no trust for the SSH host key: refused before any credential was sent
+    │   │       └── HostKeyChanged     it differs from the pinned one (pinned, presented)
     │   ├── TargetTimeout          (also a TimeoutError)
     │   ├── TargetAuthRejected     the credential used was refused
     │   ├── AccountNotFound        the user does not exist on the device
@@ -123,6 +125,28 @@ class TargetUnreachable(TargetError):
 
 class TlsVerificationFailed(TargetUnreachable):
     pass
+
+
+class HostKeyNotTrusted(TargetUnreachable):
+    """keyturn has no trust for the SSH server's host key (none pinned on the resource, or not in its
+    known_hosts file): refused during the key exchange, before any credential was sent. A person must
+    establish trust (`keyturn device trust RECORD`); retrying does not help. `presented` is the
+    ``SHA256:...`` fingerprint the server showed, when known."""
+
+    def __init__(self, message: str, *, presented: str | None = None, target: str | None = None,
+                 record: str | None = None) -> None:
+        super().__init__(message, target=target, record=record)
+        self.presented = presented
+
+
+class HostKeyChanged(HostKeyNotTrusted):
+    """The SSH server presents a host key other than the one pinned on the resource (a replaced key,
+    or someone in the path); nothing was sent."""
+
+    def __init__(self, message: str, *, pinned: str, presented: str, target: str | None = None,
+                 record: str | None = None) -> None:
+        super().__init__(message, presented=presented, target=target, record=record)
+        self.pinned = pinned
 
 
 class TargetTimeout(TargetError, TimeoutError):

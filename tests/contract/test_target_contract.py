@@ -21,6 +21,9 @@ from aiohttp import web
 from keyturn.errors import (
     AccountNotFound,
     ChangeRejected,
+    HostKeyChanged,
+    HostKeyNotTrusted,
+    ProfileError,
     TargetAuthRejected,
     TargetUnreachable,
     TlsVerificationFailed,
@@ -104,11 +107,16 @@ async def restconf_case(admin: bool) -> tuple[Case, Callable[[], Awaitable[None]
     return case, frontend.stop
 
 
+def _pin(frontend: SshFrontend) -> dict[str, str]:
+    """The resource option that trusts the simulator's host key (keyturn refuses an unpinned SSH peer)."""
+    return {"host_key_fingerprint": str(frontend.host_key.get_fingerprint("sha256"))}
+
+
 async def ssh_case(admin: bool, user: str = "bob") -> tuple[Case, Callable[[], Awaitable[None]]]:
     device = await _iosxe_device()
     frontend = SshFrontend(device, Faults())
     port = await frontend.start("127.0.0.1", 0)
-    endpoint = Endpoint(host="127.0.0.1", ssh_port=port)
+    endpoint = Endpoint(host="127.0.0.1", ssh_port=port, options=_pin(frontend))
     admin_cred = AdminCredential("admin", Secret(ADMIN_PW), enable_secret=Secret(OLD)) if admin else None
     account = Account(record_uid="sc", username=user, endpoint=endpoint, admin=admin_cred,
                       enable_secret=Secret(OLD) if user == "carol" else None)
@@ -122,7 +130,7 @@ async def enable_case() -> tuple[Case, Callable[[], Awaitable[None]]]:
     device = await _iosxe_device()
     frontend = SshFrontend(device, Faults())
     port = await frontend.start("127.0.0.1", 0)
-    endpoint = Endpoint(host="127.0.0.1", ssh_port=port)
+    endpoint = Endpoint(host="127.0.0.1", ssh_port=port, options=_pin(frontend))
     account = Account(record_uid="ec", username="enable", endpoint=endpoint,
                       admin=AdminCredential("admin", Secret(ADMIN_PW)))
     dead = replace(account, endpoint=replace(endpoint, ssh_port=closed_port()))
@@ -383,29 +391,76 @@ def _device_of(stop: Callable[[], Awaitable[None]]) -> IosXeDevice:
     return device
 
 
-# ---- SSH host keys: pin, TOFU -------------------------------------------------------------------------
+# ---- SSH host keys: pinned, refused without trust, trust on first use through the vault ----------------
 
-async def test_ssh_host_key_pin_and_tofu() -> None:
+async def test_ssh_host_key_pin_and_no_trust() -> None:
     device = await _iosxe_device()
     frontend = SshFrontend(device, Faults())
     port = await frontend.start("127.0.0.1", 0)
     right = str(frontend.host_key.get_fingerprint("sha256"))
-    base = Endpoint(host="127.0.0.1", ssh_port=port)
+    base = Endpoint(host="127.0.0.1", ssh_port=port, resource_uid="r1", resource_title="sw 1")
     admin = AdminCredential("admin", Secret(ADMIN_PW))
     target: Any = create_target("iosxe-ssh", timeout=10)
     try:
         wrong = replace(base, options={"host_key_fingerprint": "SHA256:" + "A" * 43})
-        with pytest.raises(TargetUnreachable, match="host key not trusted"):
+        with pytest.raises(HostKeyChanged, match="CHANGED since it was pinned") as changed:
             await target.change(Account("h", "bob", wrong, admin=admin), None, Secret(NEW))
+        assert (changed.value.pinned, changed.value.presented) == ("SHA256:" + "A" * 43, right)
+        assert "`keyturn device trust 'sw 1' --replace`" in str(changed.value)
         assert await target.verify(Account("h", "bob", wrong), Secret(OLD)) is Verdict.INCONCLUSIVE
+        # no trust at all: refused, naming the command that establishes it
+        command = r"no trust .* `keyturn device trust 'sw 1'`"
+        with pytest.raises(HostKeyNotTrusted, match=command) as untrusted:
+            await target.change(Account("h", "bob", base, admin=admin), None, Secret(NEW))
+        assert untrusted.value.presented == right and not isinstance(untrusted.value, HostKeyChanged)
+        assert isinstance(untrusted.value, TargetUnreachable)  # nothing known to be changed
+        assert await target.verify(Account("h", "bob", base), Secret(OLD)) is Verdict.INCONCLUSIVE
         assert device.authenticate("bob", OLD) is not None
         pinned = replace(base, options={"host_key_fingerprint": right})
         assert await target.verify(Account("h", "bob", pinned), Secret(OLD)) is Verdict.OK
-        # TOFU: the first key seen is remembered; a different key on the same address is refused
-        assert await target.verify(Account("h", "bob", base), Secret(OLD)) is Verdict.OK
-        assert target.host_keys == {f"127.0.0.1:{port}": right}
-        target.host_keys[f"127.0.0.1:{port}"] = "SHA256:" + "B" * 43
-        assert await target.verify(Account("h", "bob", base), Secret(OLD)) is Verdict.INCONCLUSIVE
+        lab = replace(base, options={"ssh_host_key": "accept-any"})
+        assert await target.verify(Account("h", "bob", lab), Secret(OLD)) is Verdict.OK
+        # a pin wins over a stale accept-any next to it
+        both = replace(base, options={"ssh_host_key": "accept-any", **wrong.options})
+        assert await target.verify(Account("h", "bob", both), Secret(OLD)) is Verdict.INCONCLUSIVE
+        # tofu needs somewhere to store the key: a target without a recorder refuses
+        tofu = replace(base, options={"ssh_host_key": "tofu"})
+        with pytest.raises(HostKeyNotTrusted, match="ssh_host_key=tofu"):
+            await target.change(Account("h", "bob", tofu, admin=admin), None, Secret(NEW))
+    finally:
+        await target.aclose()
+        await frontend.stop()
+
+
+async def test_ssh_host_key_tofu_stores_through_the_recorder() -> None:
+    device = await _iosxe_device()
+    frontend = SshFrontend(device, Faults())
+    port = await frontend.start("127.0.0.1", 0)
+    right = str(frontend.host_key.get_fingerprint("sha256"))
+    pins: dict[str, str] = {}
+    calls: list[tuple[str, str, str]] = []
+
+    async def recorder(resource_uid: str, where: str, fingerprint: str) -> str:
+        calls.append((resource_uid, where, fingerprint))
+        return pins.setdefault(resource_uid, fingerprint)
+
+    tofu = Endpoint(host="127.0.0.1", ssh_port=port, resource_uid="r1", resource_title="sw1",
+                    options={"ssh_host_key": "tofu"})
+    target: Any = create_target("iosxe-ssh", timeout=10, host_keys=recorder)
+    try:
+        assert await target.verify(Account("h", "bob", tofu), Secret(OLD)) is Verdict.OK
+        assert await target.verify(Account("h", "bob", tofu), Secret(OLD)) is Verdict.OK
+        assert pins == {"r1": right} and calls == [("r1", f"127.0.0.1:{port}", right)]  # read once
+        # another resource at the same address whose stored pin is a different key: refused, flagged
+        pins["r2"] = "SHA256:" + "B" * 43
+        other = replace(tofu, resource_uid="r2", resource_title="sw2")
+        with pytest.raises(HostKeyChanged, match=r"keyturn device trust sw2 --replace"):
+            await target.change(Account("h", "bob", other, admin=AdminCredential("admin", Secret(ADMIN_PW))),
+                                None, Secret(NEW))
+        assert device.authenticate("bob", OLD) is not None
+        bad = replace(tofu, options={"ssh_host_key": "trust-me"})
+        with pytest.raises(ProfileError, match="ssh_host_key must be one of tofu, accept-any"):
+            await target.verify(Account("h", "bob", bad), Secret(OLD))
     finally:
         await target.aclose()
         await frontend.stop()
@@ -415,7 +470,8 @@ async def test_restconf_verify_via_ssh_for_low_privilege_users() -> None:
     device = await _iosxe_device()
     rest, ssh_front = RestconfFrontend(device, Faults()), SshFrontend(device, Faults())
     port, ssh_port = await rest.start("127.0.0.1", 0), await ssh_front.start("127.0.0.1", 0)
-    endpoint = Endpoint(host="127.0.0.1", port=port, ssh_port=ssh_port, base_url=f"http://127.0.0.1:{port}")
+    endpoint = Endpoint(host="127.0.0.1", port=port, ssh_port=ssh_port, base_url=f"http://127.0.0.1:{port}",
+                        options=_pin(ssh_front))
     target: Any = create_target("iosxe-restconf")
     try:
         carol = Account("v", "carol", endpoint)  # privilege 1: RESTCONF refuses even the right secret

@@ -160,7 +160,8 @@ def build_endpoint(record: RecordLike, profile: RotationProfile) -> Endpoint:
         host, port = parse_host(raw if raw else _text(record, "host_endpoint"))
         return Endpoint(host=host, port=port, ssh_port=_port(record, "ssh_port"),
                         ca_bundle=_text(record, "ca_bundle"), fingerprint=_text(record, "fingerprint"),
-                        insecure=insecure, options=options)
+                        insecure=insecure, options=options, resource_uid=record.uid,
+                        resource_title=record.title)
     network_id = _text(record, "network_id")
     if not network_id:
         raise ProfileError(f"Meraki resource {record.title!r} has no network_id custom field")

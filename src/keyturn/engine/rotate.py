@@ -85,14 +85,19 @@ def describe(exc: BaseException) -> str:
 class TargetPool:
     """One target instance per kind, shared by every rotation (connection reuse); closed together.
 
-    Without a `factory`, targets come from the registry and the Meraki ones share one per-organisation
-    budget (`budgets`) at `meraki_share` of the documented rate."""
+    Without a `factory`, targets come from the registry: the Meraki ones share one per-organisation
+    budget (`budgets`) at `meraki_share` of the documented rate; the SSH ones store a resource's first
+    host key in the vault through `host_keys` (``ssh_host_key=tofu``; set by the engine using the pool)."""
 
-    def __init__(self, factory: Callable[[str], Target] | None = None, *, meraki_share: float = 0.9) -> None:
+    SSH_KINDS = ("iosxe-ssh", "iosxe-enable-secret")
+
+    def __init__(self, factory: Callable[[str], Target] | None = None, *, meraki_share: float = 0.9,
+                 host_keys: Callable[[str, str, str], Awaitable[str]] | None = None) -> None:
         from keyturn.engine.ratelimit import OrgBudgets
         self._factory = factory
         self._targets: dict[str, Target] = {}
         self.budgets = OrgBudgets(headroom=meraki_share)
+        self.host_keys = host_keys
 
     def get(self, kind: str) -> Target:
         target = self._targets.get(kind)
@@ -101,10 +106,19 @@ class TargetPool:
                 target = self._factory(kind)
             else:
                 from keyturn.targets.registry import create_target
-                target = (create_target(kind, budget=self.budgets) if kind.startswith("meraki")
-                          else create_target(kind))
+                io: dict[str, Any] = ({"budget": self.budgets} if kind.startswith("meraki") else
+                                      {"host_keys": self.record_host_key} if kind in self.SSH_KINDS else {})
+                target = create_target(kind, **io)
             self._targets[kind] = target
         return target
+
+    async def record_host_key(self, resource_uid: str, where: str, fingerprint: str) -> str:
+        """`keyturn.targets.ssh_trust.HostKeyRecorder`, bound late: `host_keys` is set after the pool."""
+        if self.host_keys is None:
+            from keyturn.errors import HostKeyNotTrusted
+            raise HostKeyNotTrusted(f"{where}: ssh_host_key=tofu, but no vault here stores the first key "
+                                    "seen; nothing was sent")
+        return await self.host_keys(resource_uid, where, fingerprint)
 
     async def aclose(self) -> None:
         targets, self._targets = list(self._targets.values()), {}
@@ -154,6 +168,9 @@ class RotationEngine:
     ) -> None:
         self.vault = vault
         self.targets = targets or TargetPool(meraki_share=vault.settings.meraki_api_share)
+        if self.targets.host_keys is None:
+            from keyturn.engine.hostkeys import HostKeyPins
+            self.targets.host_keys = HostKeyPins(vault, self.db)
         self.scripts: ScriptsRunner = scripts or _default_scripts
         self.locks = locks or LockManager(vault.engine)
         self.journal = journal or Journal(vault.engine)

@@ -86,6 +86,8 @@ class Endpoint:
     fingerprint: str | None = None         # pinned SHA-256 of the peer certificate (hex, colons optional)
     insecure: bool = False                 # explicit, audited, warned
     options: Mapping[str, str] = field(default_factory=dict)  # other custom fields of the resource
+    resource_uid: str | None = None        # the resource record (SSH trust on first use stores the key there)
+    resource_title: str | None = None      # for messages: `keyturn device trust TITLE`
 
 
 class Proof(enum.StrEnum):

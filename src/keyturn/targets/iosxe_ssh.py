@@ -14,19 +14,17 @@ holding a reversible password gets ``username NAME password 0 NEW`` unless the p
 ``mode=secret`` insists) →
 ``end``. `persist` runs ``write memory`` and expects ``[OK]``. `verify` is a fresh login as the user.
 
-Host keys, per endpoint (`Endpoint.options`):
-* ``ssh_known_hosts`` = path of an OpenSSH known_hosts file → strict checking against it;
-* ``host_key_fingerprint`` = ``SHA256:...`` (as ``ssh-keygen -l`` prints it) → pinned;
-* ``ssh_host_key`` = ``accept-any`` → no checking (labs/simulators only; logged as a warning);
-* otherwise **trust on first use, per process**: the first key seen for host:port is remembered
-  and any later different key is refused. Record the fingerprint (`host_keys`) to pin it for good.
+Host keys (`keyturn.targets.ssh_trust`): no credential is sent to a server whose host key the
+resource record does not trust — a pinned ``host_key_fingerprint`` (`keyturn device trust RECORD`), an
+``ssh_known_hosts`` file, ``ssh_host_key=tofu`` (the first key seen is stored in the vault through the
+`HostKeyRecorder` the engine gives the target) or, for labs, ``ssh_host_key=accept-any``. Anything else
+is refused during the key exchange with `HostKeyNotTrusted` / `HostKeyChanged`, before authentication.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -39,6 +37,7 @@ from keyturn.cisco_hash import parse_cli_username
 from keyturn.errors import (
     AccountNotFound,
     ChangeRejected,
+    HostKeyNotTrusted,
     ProfileError,
     TargetAuthRejected,
     TargetError,
@@ -46,8 +45,10 @@ from keyturn.errors import (
     TargetUnreachable,
 )
 from keyturn.secret import REDACTED, Secret
+from keyturn.targets import peer_trust
 from keyturn.targets.base import Account, AdminCredential, Check, Endpoint, SecretRules, Verdict
 from keyturn.targets.iosxe_verify import AAA_SHOW, DeviceView, aaa_from_cli, prove, validate_options
+from keyturn.targets.ssh_trust import HostKeyRecorder, HostKeyTrust, HostKeyTrustStore
 
 log = logging.getLogger("keyturn.targets.iosxe_ssh")
 
@@ -108,11 +109,23 @@ def map_ssh_errors(*, target: str, record: str | None, host: str, doing: str,
                    legacy: bool = False) -> Iterator[None]:
     """The one asyncssh boundary: transport trouble → `TargetUnreachable` / `TargetTimeout`.
 
+    A host key keyturn has no trust for → `HostKeyNotTrusted` (the caller may raise a more telling one
+    inside the block), noted for the engine as a trust failure (`keyturn.targets.peer_trust`): the key
+    exchange refused the peer before any credential was sent.
+
     No algorithm in common (asyncssh's `KeyExchangeFailed`, "No matching ...") says how to fix it:
     older IOS XE offers only SHA-1 algorithms, which keyturn uses only with ``ssh_algorithms=legacy``.
     """
     try:
         yield
+    except HostKeyNotTrusted as exc:
+        peer_trust.note_failure(exc)
+        raise
+    except asyncssh.HostKeyNotVerifiable as exc:
+        failure = HostKeyNotTrusted(f"{host}: SSH host key not trusted while {doing}; refused before any "
+                                    "credential was sent", target=target, record=record)
+        peer_trust.note_failure(failure)
+        raise failure from exc
     except asyncssh.KeyExchangeFailed as exc:
         # asyncssh's reason is "No matching X found, sent A,B,... and received C,D": keep what failed
         # and what the device offered (our own long list helps nobody).
@@ -128,29 +141,11 @@ def map_ssh_errors(*, target: str, record: str | None, host: str, doing: str,
     except asyncssh.PermissionDenied as exc:
         raise TargetAuthRejected(f"{host}: login refused while {doing}", target=target,
                                  record=record) from exc
-    except asyncssh.HostKeyNotVerifiable as exc:
-        raise TargetUnreachable(f"{host}: SSH host key not trusted while {doing}", target=target,
-                                record=record) from exc
     except TimeoutError as exc:
         raise TargetTimeout(f"{host}: timed out while {doing}", target=target, record=record) from exc
     except (OSError, asyncssh.Error, EOFError) as exc:
         raise TargetUnreachable(f"{host}: {type(exc).__name__} while {doing}", target=target,
                                 record=record) from exc
-
-
-class _HostKeyCheck(asyncssh.SSHClient):
-    """Pins a host key fingerprint, or trusts the first key seen for host:port (TOFU)."""
-
-    def __init__(self, expected: str | None, tofu: dict[str, str], where: str) -> None:
-        self._expected = expected
-        self._tofu = tofu
-        self._where = where
-
-    def validate_host_public_key(self, host: str, addr: str, port: int,
-                                 key: asyncssh.SSHKey) -> bool:
-        seen = str(key.get_fingerprint("sha256"))
-        expected = self._expected or self._tofu.setdefault(self._where, seen)
-        return hmac.compare_digest(seen, expected)
 
 
 class _Cli:
@@ -209,11 +204,11 @@ class _SshBase:
     kind: ClassVar[str]
 
     def __init__(self, connect: Connect | None = None, *, timeout: float = 20.0,
-                 save_timeout: float = 60.0) -> None:
+                 save_timeout: float = 60.0, host_keys: HostKeyRecorder | None = None) -> None:
         self._connect = connect or asyncssh.connect
         self._timeout = timeout
         self._save_timeout = save_timeout
-        self.host_keys: dict[str, str] = {}   # host:port → SHA256 fingerprint seen (TOFU memory)
+        self.host_keys = HostKeyTrustStore(host_keys)  # ssh_host_key=tofu stores through the recorder
         self._save_auth: dict[str, tuple[str, Secret]] = {}
 
     def _err(self, cls: type[TargetError], account: Account, message: str) -> TargetError:
@@ -222,31 +217,43 @@ class _SshBase:
     def _port(self, endpoint: Endpoint) -> int:
         return endpoint.ssh_port or int(endpoint.options.get("ssh_port", 22))
 
-    def _host_key_options(self, endpoint: Endpoint) -> dict[str, Any]:
-        opts = endpoint.options
-        where = f"{endpoint.host}:{self._port(endpoint)}"
-        if opts.get("ssh_known_hosts"):
-            return {"known_hosts": opts["ssh_known_hosts"]}
-        if opts.get("ssh_host_key") == "accept-any":
-            log.warning("SSH host key checking is OFF for %s (ssh_host_key=accept-any)", where)
-            return {"known_hosts": None}
-        pinned = opts.get("host_key_fingerprint")
-        # An empty trusted list makes asyncssh ask the client object about every key.
-        return {"known_hosts": ([], [], []),
-                "client_factory": lambda: _HostKeyCheck(pinned, self.host_keys, where)}
+    async def _host_key_options(self, account: Account, algorithms: dict[str, list[str]]) -> HostKeyTrust:
+        """How this connection checks the host key (`keyturn.targets.ssh_trust`); with
+        ``ssh_host_key=tofu`` and no pin yet, the key is read and stored in the vault first."""
+        from keyturn.targets.tofu import fetch_host_key
+
+        ep = account.endpoint
+        where = f"{ep.host}:{self._port(ep)}"
+
+        async def read_key() -> str:
+            key = await fetch_host_key(ep.host, self._port(ep), connect_timeout=self._timeout,
+                                       algorithms=algorithms)
+            return key.fingerprint
+
+        return await self.host_keys.trust(ep, where, read_key, target=self.kind, record=account.record_uid)
 
     async def _open(self, account: Account, username: str, password: Secret, doing: str) -> _Cli:
+        """A logged-in vty session; the credential goes only to a server whose host key is trusted."""
         ep = account.endpoint
         algorithms = ssh_algorithms(ep.options)
         legacy = "ssh-rsa" in algorithms["server_host_key_algs"]
         with map_ssh_errors(target=self.kind, record=account.record_uid, host=ep.host, doing=doing,
                             legacy=legacy):
-            async with asyncio.timeout(self._timeout):
-                conn = await self._connect(
-                    ep.host, self._port(ep), username=username, password=password.reveal(),
-                    client_keys=None, agent_path=None, preferred_auth="password,keyboard-interactive",
-                    **algorithms, **self._host_key_options(ep),
-                )
+            trust = await self._host_key_options(account, algorithms)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    conn = await self._connect(
+                        ep.host, self._port(ep), username=username, password=password.reveal(),
+                        client_keys=None, agent_path=None, preferred_auth="password,keyboard-interactive",
+                        **algorithms, **trust.options,
+                    )
+            except asyncssh.HostKeyNotVerifiable as exc:
+                raise trust.refused(ep, f"{ep.host}:{self._port(ep)}", target=self.kind,
+                                    record=account.record_uid) from exc
+            except BaseException:
+                peer_trust.note_attempt()  # past the host key check, or unknown: it may have been sent
+                raise
+            peer_trust.note_attempt()
             try:
                 process = await conn.create_process(term_type="vt100", term_size=(511, 24))
                 cli = _Cli(conn, process, self._timeout)
