@@ -231,3 +231,34 @@ def test_unsaved_changes_see_aaa(clock: FakeClock) -> None:
     assert device.unsaved_changes()
     device.reboot()
     assert device.running.aaa == AaaConfig()
+
+
+# ---- configuration commands --------------------------------------------------------------------------
+
+def test_aaa_lines_configured_from_the_cli(clock: FakeClock) -> None:
+    device = make_device(clock)
+    device.sync_window = 5.0
+    s = CliSession(device, privilege=15)
+    s.handle("configure terminal")
+    refused = s.handle("aaa authentication login default group tacacs+ local").text
+    assert "% Invalid input" in refused and device.running.aaa == AaaConfig()   # needs new-model first
+    assert device.write_blocked() is None
+    for line in ("aaa new-model", "aaa authentication login default group tacacs+ local",
+                 "aaa authorization exec default local", "aaa local authentication attempts max-fail 4",
+                 "login block-for 90 attempts 4 within 30", "ip http authentication aaa",
+                 "service password-encryption"):
+        assert s.handle(line).text == "", line
+    assert device.running.aaa == AaaConfig(new_model=True, login=TACACS_FIRST, exec_authorization=True,
+                                           max_fail=4, block_for=(90, 4, 30), http_authentication="aaa")
+    assert device.running.password_encryption
+    assert device.write_blocked() == "sync"          # RESTCONF re-syncs after a CLI change
+    for line in ("no aaa authorization exec default", "no aaa local authentication attempts max-fail",
+                 "no ip http authentication", "no login block-for"):
+        s.handle(line)
+    assert device.running.aaa == AaaConfig(new_model=True, login=TACACS_FIRST)
+    s.handle("no aaa new-model")
+    assert device.running.aaa == AaaConfig()
+    s.handle("aaa new-model")
+    assert "not modelled" in s.handle("aaa authentication login default group radius").text
+    clock.now += 5
+    assert device.write_blocked() is None

@@ -11,6 +11,13 @@ trie that gives IOS's unique-prefix abbreviations (`conf t`, `sh run`, `wr`), `%
 `% Incomplete command.` and the caret under the offending token for free. `_DECOYS` are real IOS
 keywords we do not model; they exist so that abbreviations are exactly as ambiguous as on a device.
 Every message text lives in `MESSAGES`.
+
+Login security (reference §1-2): `show aaa local user lockout`, `clear aaa local user lockout|fail-attempts`
+in privileged EXEC; in configuration mode `[no] aaa new-model`, `aaa authentication login default
+METHODS`, `aaa authorization exec default local`, `aaa local authentication attempts max-fail N`,
+`login block-for S attempts N within T`, `ip http authentication aaa|local` and `[no] service
+password-encryption`. Other `aaa` commands need `aaa new-model` first, as on IOS. A configuration change
+starts the device's RESTCONF re-sync window; `write memory` takes `write_delay` seconds.
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Literal
 
 from keyturn.sim.faults import Faults
+from keyturn.sim.iosxe_aaa import AaaConfig, HttpAuthentication, parse_methods
 from keyturn.sim.iosxe_device import TYPE0_WARNING, DeviceRefused, IosXeDevice
 
 InputMode = Literal["line", "secret", "char"]
@@ -133,6 +141,22 @@ _CONFIG: dict[str, str] = {
     "enable algorithm-type {md5|sha256|scrypt}=algorithm secret LINE=value": "enable_secret",
     "security passwords min-length <1-16>=length": "min_length",
     "hostname WORD=hostname": "hostname",
+    # Login security lines (iosxe_aaa); the label names the command, `no_` forms remove the line.
+    "aaa new-model=new_model": "aaa_line",
+    "no aaa new-model=new_model": "no_aaa_line",
+    "aaa authentication login=login default LINE=methods": "aaa_line",
+    "no aaa authentication login=login default": "no_aaa_line",
+    "aaa authorization exec=exec default local": "aaa_line",
+    "no aaa authorization exec=exec default": "no_aaa_line",
+    "aaa local authentication attempts max-fail=max_fail <1-65535>=count": "aaa_line",
+    "no aaa local authentication attempts max-fail=max_fail": "no_aaa_line",
+    "login block-for=block_for <1-65535>=seconds attempts <1-65535>=attempts within <1-65535>=within":
+        "aaa_line",
+    "no login block-for=block_for": "no_aaa_line",
+    "ip http authentication=http {aaa|local}=method": "aaa_line",
+    "no ip http authentication=http": "no_aaa_line",
+    "service password-encryption": "password_encryption",
+    "no service password-encryption": "no_password_encryption",
     "end": "end",
     "exit": "end",
     "do LINE=command": "do",
@@ -675,6 +699,46 @@ class CliSession:
 
     def _do_hostname(self, parsed: Parsed) -> Reply:
         self.device.set_hostname(parsed.args["hostname"])
+        return Reply()
+
+    def _do_aaa_line(self, parsed: Parsed, negate: bool = False) -> Reply:
+        args, aaa = parsed.args, self.device.running.aaa
+        if not aaa.new_model and ("login" in args or "exec" in args or "max_fail" in args):
+            # Without `aaa new-model` IOS offers no other `aaa` command: the caret marks the keyword.
+            caret = " " * (len(self.prompt) + (3 if negate else 0) + 4) + "^"
+            return Reply(_lines(caret, MESSAGES["invalid"], ""))
+        if "new_model" in args:
+            # `no aaa new-model` takes the AAA lines with it; `login block-for` needs no AAA.
+            changed = AaaConfig(block_for=aaa.block_for) if negate else replace(aaa, new_model=True)
+        elif "login" in args:
+            try:
+                changed = replace(aaa, login=() if negate else parse_methods(args["methods"]))
+            except ValueError:
+                return self._do_not_modelled(parsed)
+        elif "exec" in args:
+            changed = replace(aaa, exec_authorization=not negate)
+        elif "max_fail" in args:
+            changed = replace(aaa, max_fail=None if negate else int(args["count"]))
+        elif "block_for" in args:
+            block = None if negate else (int(args["seconds"]), int(args["attempts"]), int(args["within"]))
+            changed = replace(aaa, block_for=block)
+        else:
+            method: HttpAuthentication | None = None
+            if not negate:
+                method = "aaa" if args["method"] == "aaa" else "local"
+            changed = replace(aaa, http_authentication=method)
+        self.device.set_aaa(changed)
+        return Reply()
+
+    def _do_no_aaa_line(self, parsed: Parsed) -> Reply:
+        return self._do_aaa_line(parsed, negate=True)
+
+    def _do_password_encryption(self, parsed: Parsed) -> Reply:
+        self.device.set_password_encryption(True)
+        return Reply()
+
+    def _do_no_password_encryption(self, parsed: Parsed) -> Reply:
+        self.device.set_password_encryption(False)
         return Reply()
 
     def _do_min_length(self, parsed: Parsed) -> Reply:
