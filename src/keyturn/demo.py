@@ -4,7 +4,9 @@ What it does, printing every `keyturn` command it runs so a newcomer can repeat 
 
 1. starts a simulator lab (`keyturn sim lab`) — 3 IOS XE devices, 1 Meraki organisation;
 2. creates a fresh vault in a temporary `KEYTURN_HOME` (`keyturn init`);
-3. imports the devices, admin credentials and users (`keyturn record import`);
+3. imports the devices, admin credentials and users (`keyturn record import`), and pins the SSH
+   device's host key and certificate (`keyturn device trust RECORD --yes`): keyturn sends no credential
+   to an SSH server whose key the resource record does not trust;
 4. attaches rotation profiles: IOS XE over RESTCONF (self-service and through the admin), IOS XE over
    SSH, the enable secret of the SSH device (its admin record then reads the enable secret from that
    record, so it never goes stale), Meraki auth users (with the simulator's login check as verifier),
@@ -212,6 +214,17 @@ class Demo:
                 self.run("rotation", "set", p.title, "--target", p.target, "--resource", p.where,
                          "--admin", f"{p.where} admin")
 
+    def trust(self, planned: Sequence[Planned]) -> None:
+        """Pin the host key (and certificate) of every device rotated over SSH: without it keyturn
+        refuses the SSH server before sending a credential."""
+        ssh = sorted({p.where for p in planned if p.target in ("iosxe-ssh", "iosxe-enable-secret")})
+        for device in ssh:
+            console.rule(f"3b. trust {device}: read its SSH host key and TLS certificate (no credential "
+                         "sent) and pin them on its record")
+            console.print("  (a person compares the fingerprints with the device and answers the question; "
+                          "the demo passes --yes)")
+            self.run("device", "trust", device, "--yes")
+
     # ---- proof -------------------------------------------------------------------------------------
     def prove(self, state: LabState, planned: Sequence[Planned]) -> bool:
         from keyturn.config import load_settings
@@ -264,6 +277,7 @@ class Demo:
             self.run("record", "import", str(path), "--format", "keyturn")
             path.unlink()
             self.run("record", "list")
+            self.trust(planned)
             console.rule("4. rotation profiles (checked now: records, target, password policy)")
             self.set_profiles(state, planned)
             enable = next((p for p in planned if p.kind == "enable"), None)
