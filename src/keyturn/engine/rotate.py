@@ -74,7 +74,8 @@ async def save_config(target: Persisting, account: Account, secret: Secret | Non
 def proved(check: Check) -> str:
     """``"by stored hash (type 9 secret)"`` — how a verdict was reached, for journal and audit."""
     how = f"by {check.proof.value}" if check.proof is not Proof.NONE else "without a probe"
-    return f"{how} ({check.detail})" if check.detail else how
+    said = "; ".join(part for part in (check.detail, check.warning) if part)
+    return f"{how} ({said})" if said else how
 
 
 def describe(exc: BaseException) -> str:
@@ -365,6 +366,7 @@ class _Rotation:
         self.scripts: tuple[ScriptSummary, ...] = ()
         self.locked = False
         self.verified_by: str | None = None   # how the new secret was proved (`Proof` value)
+        self.warning = ""                     # what the device said a person must know (a lockout)
         self._queued: list[Queued] = []
 
     # --- bookkeeping ---------------------------------------------------------------------------------
@@ -563,6 +565,7 @@ class _Rotation:
                                          "finish")
             self.note(Step.VERIFY_NEW, StepStatus.OK, f"new secret verified {proved(check)}")
             self.verified_by = check.proof.value
+            self.warning = check.warning
             verified = True
         elif applied == "yes":
             self.note(Step.VERIFY_NEW, StepStatus.SKIPPED, "the target cannot test a login; the change "
@@ -603,6 +606,9 @@ class _Rotation:
             return await self.finish(Outcome.ROTATED_SCRIPT_ERRORS, f"rotated, but "
                                                                     f"{scripts_message(self.scripts)}"
                                      f"; see `keyturn rotation log {self.rid[:12]}`")
+        if verified and self.warning:
+            return await self.finish(Outcome.NEEDS_ATTENTION, f"rotated and verified by "
+                                     f"{self.verified_by}, but {self.warning}")
         if verified:
             return await self.finish(Outcome.ROTATED, f"rotated and verified by {self.verified_by}")
         return await self.finish(Outcome.ROTATED_UNVERIFIABLE, "rotated; the target cannot test a login, "

@@ -106,6 +106,7 @@ class Check:
     verdict: Verdict
     proof: Proof = Proof.LOGIN
     detail: str = ""
+    warning: str = ""     # something a person must know whatever the verdict (e.g. the user is locked out)
 
 
 @dataclass(slots=True)

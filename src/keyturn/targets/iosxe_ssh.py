@@ -47,7 +47,15 @@ from keyturn.errors import (
 from keyturn.secret import REDACTED, Secret
 from keyturn.targets import peer_trust
 from keyturn.targets.base import Account, AdminCredential, Check, Endpoint, SecretRules, Verdict
-from keyturn.targets.iosxe_verify import AAA_SHOW, DeviceView, aaa_from_cli, prove, validate_options
+from keyturn.targets.iosxe_verify import (
+    AAA_SHOW,
+    LOCKOUT_SHOW,
+    DeviceView,
+    aaa_from_cli,
+    lockout_row,
+    prove,
+    validate_options,
+)
 from keyturn.targets.ssh_trust import HostKeyRecorder, HostKeyTrust, HostKeyTrustStore
 
 log = logging.getLogger("keyturn.targets.iosxe_ssh")
@@ -409,15 +417,18 @@ class IosXeSshTarget(_SshBase):
         try:
             await self._enable(account, cli, doing)
             await self._run(account, cli, "terminal length 0", doing, PROMPT)
-            config = stored = None
+            config = stored = lockout = None
             if aaa:
                 config = aaa_from_cli(await self._run(account, cli, AAA_SHOW, doing, PROMPT))
             if user:
                 line = await self._user_line(account, cli, doing)
                 stored = parse_cli_username(line)
+                out = await self._run(account, cli, LOCKOUT_SHOW, doing, PROMPT)
+                if not _errors(out):   # releases without the command answer "% Invalid input"
+                    lockout = lockout_row(out, account.username)
         finally:
             await cli.close()
-        return DeviceView(aaa=config, stored=stored)
+        return DeviceView(aaa=config, stored=stored, lockout=lockout)
 
     async def _user_line(self, account: Account, cli: _Cli, doing: str) -> str:
         """The user's ``username NAME ...`` running-config line; `AccountNotFound` if there is none."""

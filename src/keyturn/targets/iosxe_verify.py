@@ -168,10 +168,27 @@ def _restconf_method(choice: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DeviceView:
-    """What one admin read of the device returned (either part may be absent when not asked for)."""
+    """What one admin read of the device returned (either part may be absent when not asked for).
+
+    `lockout` is the device's own row for the user from ``show aaa local user lockout`` when it is
+    locked out (max-fail), None when it is not or the target cannot tell (RESTCONF)."""
 
     aaa: AaaConfig | None = None
     stored: StoredCredential | None = None
+    lockout: str | None = None
+
+
+LOCKOUT_SHOW = "show aaa local user lockout"
+
+
+def lockout_row(output: str, username: str) -> str | None:
+    """The user's row of ``show aaa local user lockout`` (Cisco "Login Password Retry Lockout":
+    a ``Local-user  Lock time`` header, one row per locked user), or None."""
+    for raw in output.replace("\r", "").split("\n"):
+        words = raw.split()
+        if words and words[0] == username:
+            return " ".join(words)
+    return None
 
 
 class Prover(Protocol):
@@ -256,10 +273,11 @@ async def prove(account: Account, secret: Secret, prover: Prover) -> Check:
     if mode == "hash" or hashed.verdict is Verdict.REJECTED:
         return _with(hashed, why)
     logged = await _by_login(account, secret, prover, cached, why)
+    warning = _join(hashed.warning, logged.warning) if hashed.warning != logged.warning else logged.warning
     if logged.verdict is not Verdict.OK or hashed.verdict is not Verdict.OK:
         worst = logged if logged.verdict is Verdict.REJECTED or hashed.verdict is Verdict.OK else hashed
-        return Check(worst.verdict, Proof.BOTH, _join(worst.detail, why))
-    return Check(Verdict.OK, Proof.BOTH, why)
+        return Check(worst.verdict, Proof.BOTH, _join(worst.detail, why), warning)
+    return Check(Verdict.OK, Proof.BOTH, why, warning)
 
 
 async def _by_login(account: Account, secret: Secret, prover: Prover, aaa: AaaConfig | None,
@@ -276,14 +294,17 @@ async def _by_login(account: Account, secret: Secret, prover: Prover, aaa: AaaCo
             return _with(hashed, f"not logging in: {spent}")
         return Check(Verdict.INCONCLUSIVE, Proof.NONE, f"not logging in: {spent}; retry later")
     verdict, detail = await prover.login(account, secret)
+    warning = ""
     if verdict is Verdict.REJECTED:
         ledger.failed_logins += 1
+        if account.admin is not None:
+            warning = await _lockout_note(account, prover)
     if verdict is Verdict.INCONCLUSIVE and aaa is not None and aaa.block_for is not None:
         seconds, attempts, within = aaa.block_for
         detail = _join(detail, f"the device has `login block-for {seconds} attempts {attempts} within "
                                f"{within}`: it is probably in quiet mode (every login refused for up to "
                                f"{seconds} s); retry after the window")
-    return Check(verdict, Proof.LOGIN, _join(detail, why))
+    return Check(verdict, Proof.LOGIN, _join(detail, why), warning=warning)
 
 
 def _budget(account: Account) -> int:
@@ -300,7 +321,8 @@ async def _by_hash(account: Account, secret: Secret, prover: Prover, view: Devic
     stored = view.stored if view is not None else None
     if stored is None:
         try:
-            stored = (await prover.read_device(account, aaa=False, user=True)).stored
+            view = await prover.read_device(account, aaa=False, user=True)
+            stored = view.stored
         except AccountNotFound as exc:
             return Check(Verdict.REJECTED, Proof.STORED_HASH, str(exc))
         except KeyturnError as exc:
@@ -313,12 +335,28 @@ async def _by_hash(account: Account, secret: Secret, prover: Prover, view: Devic
         result = await asyncio.to_thread(cisco_hash.check, secret, stored)
     else:
         result = cisco_hash.check(secret, stored)
+    locked = _locked(account, view)
     if result.verdict == "match":
-        return Check(Verdict.OK, Proof.STORED_HASH, f"type {stored.type} {stored.kind}")
+        return Check(Verdict.OK, Proof.STORED_HASH, f"type {stored.type} {stored.kind}", warning=locked)
     if result.verdict == "mismatch":
         return Check(Verdict.REJECTED, Proof.STORED_HASH, f"the stored type {stored.type} {stored.kind} "
-                                                          "does not match")
-    return Check(Verdict.INCONCLUSIVE, Proof.STORED_HASH, result.reason)
+                                                          "does not match", warning=locked)
+    return Check(Verdict.INCONCLUSIVE, Proof.STORED_HASH, result.reason, warning=locked)
+
+
+def _locked(account: Account, view: DeviceView | None) -> str:
+    if view is None or view.lockout is None:
+        return ""
+    return (f"the device reports {account.username!r} locked out (`{LOCKOUT_SHOW}`: {view.lockout}); "
+            f"`clear aaa local user lockout username {account.username}` unlocks it")
+
+
+async def _lockout_note(account: Account, prover: Prover) -> str:
+    """After a refused login: is the user locked out? In the device's own words, if it can say."""
+    try:
+        return _locked(account, await prover.read_device(account, aaa=False, user=True))
+    except KeyturnError:
+        return ""
 
 
 def _describe(exc: BaseException) -> str:
@@ -330,4 +368,4 @@ def _join(*parts: str) -> str:
 
 
 def _with(check: Check, why: str) -> Check:
-    return Check(check.verdict, check.proof, _join(check.detail, why))
+    return Check(check.verdict, check.proof, _join(check.detail, why), check.warning)
