@@ -15,6 +15,11 @@ Every environment variable keyturn reads is a field here:
                           may use, in (0, 1]; default 0.9 leaves headroom for other users of the key
     KEYTURN_DEBUG         show tracebacks of unexpected errors (never on by default)
     KEYTURN_AUDIT_SINKS   audit sinks as JSON (normally `[[keyturn.audit_sinks]]` tables in the TOML)
+    KEYTURN_SCRIPT_USER   account post-rotation scripts run as when keyturn runs as root (default
+                          nobody; `keyturn.scripts.runner.resolve_script_user`)
+
+KEYTURN_MASTER_KEY, KEYTURN_PASSPHRASE and KEYTURN_NEW_PASSPHRASE are taken out of the environment when a
+command starts (`keyturn.hardening`); `load_settings` gets them from there, at the same rank.
 
 Read by their command only (Typer options that name them): KEYTURN_SERVE_HOST, KEYTURN_SERVE_PORT,
 KEYTURN_SERVE_CERT, KEYTURN_SERVE_KEY, KEYTURN_SERVE_INSECURE_HTTP (`keyturn serve`). Test hook, never
@@ -107,6 +112,7 @@ class Settings(BaseSettings):
     history_depth: int = Field(default=10, ge=1, le=1000)
     meraki_api_share: float = Field(default=0.9, gt=0, le=1)
     audit_sinks: list[AuditSinkConfig] = Field(default_factory=list)
+    script_user: str | None = None
 
     @property
     def effective_database_url(self) -> str:
@@ -196,7 +202,9 @@ def load_settings(**overrides: Any) -> Settings:
     `database_url` argument (see the module docstring)."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
     database_url_warning(overrides.get("database_url"), from_env=os.environ.get("KEYTURN_DATABASE_URL"))
-    settings = _load(overrides)
+    from keyturn.hardening import secret_env  # master-key variables taken out of os.environ at start
+
+    settings = _load({**secret_env(), **overrides})
     secure_home(settings.home)
     return settings
 
