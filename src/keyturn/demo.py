@@ -254,6 +254,37 @@ class Demo:
         console.print(table)
         return all_ok
 
+    def tacacs_first(self, state: LabState, planned: Sequence[Planned]) -> bool:
+        """A device whose logins go to TACACS+ first: the rotated local user cannot log in at all, so
+        `verify=auto` proves the new secret by the device's stored hash — and causes no failed login."""
+        p = next(p for p in planned if p.target == "iosxe-restconf"
+                 and p.login != state.device(p.where).users[0].username)   # the one with an admin
+        switches = {"aaa": "tacacs-first", "max_fail": 3}
+        console.rule(f"7. {p.where} now authenticates logins with TACACS+ first (aaa authentication login "
+                     "default group tacacs+ local, max-fail 3)")
+        console.print(f"  (lab control API) POST /devices/{p.where}/profile {json.dumps(switches)}")
+        with httpx.Client(timeout=30) as client:
+            client.post(f"{state.control_url}/devices/{p.where}/profile", json=switches).raise_for_status()
+            before = client.get(f"{state.control_url}/stats").json()["iosxe"][p.where]["failed_logins"]
+            self.run("rotate", p.title, check=False)
+            rows = json.loads(self.run("history", p.title, "--json", show=False, quiet=True))["rotations"]
+            reason = rows[0]["reason"] if rows else "(no rotation)"
+            console.print(f"  outcome: {rows[0]['outcome'] if rows else '-'} — {reason}")
+            from keyturn.config import load_settings
+            from keyturn.vault import Vault
+
+            vault = Vault.open(load_settings(home=self.home))
+            try:
+                current = vault.reveal(vault.get(p.title).uid, actor="demo").reveal()
+            finally:
+                vault.close()
+            stored = self._login(client, state, p, current)
+            after = client.get(f"{state.control_url}/stats").json()["iosxe"][p.where]["failed_logins"]
+        hashed = "stored hash" in reason
+        console.print(f"  proved by the stored hash: {_mark(hashed)}   the device stores the new secret: "
+                      f"{_mark(stored)}   failed logins keyturn caused: {after - before}")
+        return hashed and stored and after == before
+
     @staticmethod
     def _login(client: httpx.Client, state: LabState, p: Planned, password: str) -> bool:
         body = ({"kind": "iosxe", "device": p.where, "username": p.login, "password": password}
@@ -290,7 +321,8 @@ class Demo:
             self.run("rotate", "--all", "--concurrency", "16", check=False)
             console.rule("6. proof")
             ok = self.prove(state, planned)
-            console.rule("7. history and audit")
+            ok = self.tacacs_first(state, planned) and ok
+            console.rule("8. history and audit")
             self.run("history", planned[0].title)
             self.run("audit", "verify")
         finally:
