@@ -16,7 +16,10 @@ What it does, printing every `keyturn` command it runs so a newcomer can repeat 
    rotation per device at a time, the SSH users reading the current enable secret), then proves every
    new secret against the simulators (the lab's login check; `enable` for the enable secret) and that
    the old one is refused;
-6. shows the history of one record, verifies the audit chain, and stops the lab.
+6. turns one device TACACS+-first (`aaa authentication login default group tacacs+ local`, max-fail 3:
+   its local users can no longer log in) and rotates its user again — `verify=auto` proves the new
+   secret by the device's stored hash, and the lab's counters show keyturn caused no failed login;
+7. shows the history of one record, verifies the audit chain, and stops the lab.
 
 The lab's initial passwords are read from its state file (mode 0600) and imported; nothing secret
 is printed or passed on a command line.
