@@ -192,14 +192,14 @@ def run_ansible_leg(workdir: Path, lab: Lab, accts: list[Acct]
     return usage, check, safety, {"failed_hosts": failed_hosts}
 
 
-def _ansible_failed_hosts(path: Path) -> dict[str, int]:
-    """`PLAY RECAP` counts: hosts with failures or unreachable; SSH key exchanges that found no common
-    algorithm (paramiko 4+ no longer implements `diffie-hellman-group14-sha1`, all a legacy IOS XE offers)."""
-    out = {"failed": 0, "unreachable": 0, "no_kex": 0}
+def _ansible_failed_hosts(path: Path) -> dict[str, Any]:
+    """`PLAY RECAP` counts (hosts with failures, unreachable hosts) and the names of failed hosts."""
+    out: dict[str, Any] = {"failed": 0, "unreachable": 0, "hosts": set()}
     try:
         for line in path.read_text(errors="replace").splitlines():
-            out["no_kex"] += "no acceptable kex algorithm" in line
-            if " : ok=" in line:
+            if line.startswith(("fatal: [", "failed: [")):
+                out["hosts"].add(line.split("[", 1)[1].split("]", 1)[0])
+            elif " : ok=" in line:
                 fields = dict(p.split("=", 1) for p in line.split(":", 1)[1].split() if "=" in p)
                 out["failed"] += int(fields.get("failed", "0")) > 0
                 out["unreachable"] += int(fields.get("unreachable", "0")) > 0
@@ -271,9 +271,13 @@ def run(workdir: Path, *, devices: int, concurrency: int, seed: int, keeper_limi
             usage, check, safety, info = run_ansible_leg(workdir, lab, sample)
             subset = f"first {len(sample)} devices; " if len(sample) < len(accts) else ""
             fh = info["failed_hosts"]
+            # paramiko 4+ implements neither diffie-hellman-group14-sha1 nor ssh-rsa: a legacy IOS XE
+            # (reference §5) offers nothing else, so network_cli over paramiko cannot reach it.
+            legacy = sum(1 for h in fh["hosts"]
+                         if lab.state.device(h).profile.get("ssh_profile") == "ios-legacy")
             rows.append(Row(name, f"ansible forks {FORKS}", len(sample), usage, check.verified,
                             note=note(check, safety, f"{subset}exit {usage.returncode}, {fh['failed']} hosts "
-                                      f"failed ({fh['no_kex']} no common SSH key exchange), "
+                                      f"failed ({legacy} on the ios-legacy SSH algorithm set), "
                                       f"{fh['unreachable']} unreachable; admin login, cannot verify the "
                                       "local account")))
             if check.unverified:
