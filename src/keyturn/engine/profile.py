@@ -170,23 +170,22 @@ def check_noop_effect(profile: RotationProfile, user: RecordLike, resource: Reco
     )
 
 
-def _roles(session: Any) -> dict[str, list[tuple[str, str]]]:
-    """uid → [(role, title of the profile's record)] for every record some profile names as its
-    admin or resource (read in `session`, plain JSON, nothing decrypted)."""
+def _roles_of(session: Any, uid: str) -> list[tuple[str, str]]:
+    """[(role, title of the profile's record)] for every other record whose profile names `uid` as its
+    admin or resource (read in `session`; plain JSON, nothing decrypted). The SQL filter scans the
+    table without an index, but only rows that mention the uid are parsed."""
     import json
 
     rows = session.execute(sa.select(RecordRow.uid, RecordRow.title, RecordRow.meta_json)
-                           .where(RecordRow.meta_json.contains(f'"{META_KEY}"', autoescape=True))).all()
-    used: dict[str, list[tuple[str, str]]] = {}
-    for uid, title, meta_json in rows:
+                           .where(RecordRow.meta_json.contains(f'"{META_KEY}"', autoescape=True),
+                                  RecordRow.meta_json.contains(f'"{uid}"', autoescape=True),
+                                  RecordRow.uid != uid)).all()
+    found = []
+    for _uid, title, meta_json in rows:
         data = json.loads(meta_json).get(META_KEY)
-        if not isinstance(data, Mapping):
-            continue
-        for role in ("admin", "resource"):
-            ref = data.get(role)
-            if isinstance(ref, str) and ref and ref != uid:
-                used.setdefault(ref, []).append((role, title))
-    return used
+        if isinstance(data, Mapping):
+            found += [(role, title) for role in ("admin", "resource") if data.get(role) == uid]
+    return found
 
 
 def check_credential_roles(vault: VaultLike, session: Any, user: RecordLike,
@@ -194,9 +193,9 @@ def check_credential_roles(vault: VaultLike, session: Any, user: RecordLike,
     """Refuse a profile on a record that is another profile's admin or resource, and a profile whose
     admin or resource is a record with a profile of its own (read inside the caller's unit of work,
     so two concurrent `set_profile` calls cannot cross)."""
-    used = _roles(session)
-    if user.uid in used:
-        role, title = used[user.uid][0]
+    used = _roles_of(session, user.uid)
+    if used:
+        role, title = used[0]
         raise ProfileError(f"record {user.title!r} is the {role} credential of the rotation profile of "
                            f"{title!r}; a profile cannot be set on it (rotate it as that profile's "
                            "admin intends, or use a separate record)")
