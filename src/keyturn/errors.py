@@ -9,7 +9,11 @@
     │   ├── AmbiguousRecord        a title matches several records (lists candidates)
     │   ├── DuplicateRecord
     │   ├── StorageUnavailable     database locked / unreachable
-    │   └── ImportFailed           malformed import file (names line / record)
+    │   ├── ImportFailed           malformed import file (names line / record)
+    │   ├── RecordTampered         a record's fields/metadata fail their integrity tag (names it)
+    │   ├── ScriptsNotAllowed      a script attachment / Shell field from a path that may not add one
+    │   ├── VaultKeyRetired        this process holds a master key a finished rekey retired
+    │   └── RekeyLocked            another `vault rekey` holds the rekey lease
     ├── AuditError
     │   ├── AuditChainBroken
     │   └── AuditSinkUnavailable(delivered)  a sink refused / could not take a batch (spooled, retried)
@@ -87,6 +91,29 @@ class StorageUnavailable(VaultError):
 
 class ImportFailed(VaultError):
     pass
+
+
+class RecordTampered(VaultError):
+    """A record's type, title, fields or metadata do not match their integrity tag: they were changed
+    outside keyturn (direct database write). The record is refused until an admin restores or reseals it."""
+
+    def __init__(self, message: str, *, record_uid: str) -> None:
+        super().__init__(message)
+        self.record_uid = record_uid
+
+
+class ScriptsNotAllowed(VaultError):
+    """A post-rotation script attachment or `Shell` field arrived through the API or an import without
+    an admin's confirmation (they run with the passwords)."""
+
+
+class VaultKeyRetired(VaultError):
+    """This process wraps with a master key that a finished `vault rekey` retired, and the new key is not
+    available to it (restart it with the new key)."""
+
+
+class RekeyLocked(VaultError):
+    """Another `keyturn vault rekey` holds the rekey lease."""
 
 
 class AuditError(KeyturnError):

@@ -294,7 +294,7 @@ def rm(
 ) -> None:
     """Remove a record and all its secret versions."""
     with open_vault() as vault:
-        summary = vault.get(ref)
+        summary = vault.summary(ref)  # not `get`: a record failing its integrity check can be removed
         if not yes:
             if not sys.stdin.isatty():
                 fail("refusing to remove without confirmation; pass --yes", EXIT_USAGE)
@@ -309,6 +309,9 @@ def import_(
     file: Annotated[Path, typer.Argument(help="JSON file to import.", exists=True, dir_okay=False)],
     fmt: Annotated[str, typer.Option("--format", help=FORMATS_HELP)] = "keyturn",
     allow_duplicate: AllowDupOpt = False,
+    allow_scripts: Annotated[bool, typer.Option(
+        "--allow-scripts", help="Accept records carrying post-rotation scripts or a Shell field (they run "
+        "with the passwords; review the file first).")] = False,
 ) -> None:
     """Import records, all or nothing."""
     from keyturn.errors import ImportFailed
@@ -318,10 +321,11 @@ def import_(
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ImportFailed(f"cannot read {file}: {exc}") from exc
-    specs = parse(text, fmt, source=str(file))
+    specs = parse(text, fmt, source=str(file), allow_scripts=allow_scripts)
     with open_vault() as vault:
         uids = vault.add_many(specs, allow_duplicate=allow_duplicate, actor=actor())
-        vault.audit.append("record.import", actor=actor(), details={"format": fmt, "count": len(uids)})
+        vault.audit.append("record.import", actor=actor(), details={
+            "format": fmt, "count": len(uids), "allow_scripts": allow_scripts})
     typer.echo(f"imported {len(uids)} records")
 
 

@@ -131,8 +131,10 @@ def set_(
                                                "(length,caps,lower,digits,special) or Keeper JSON.")] = None,
     verify_with: Annotated[str | None, typer.Option("--verify-with", help="Target kind that verifies "
                                                     "the new secret (for noop profiles).")] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", help="Target option KEY=VALUE, "
-                                                     "e.g. mode=password, verify_url=URL.")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Profile option KEY=VALUE: mode, "
+                                                     "verify, failed_login_budget, verify_via (e.g. "
+                                                     "mode=password); endpoint and trust settings such as "
+                                                     "verify_url live on the resource record.")] = None,
     configuration: Annotated[str | None, typer.Option("--configuration", help="pamConfiguration "
                                                       "record (default: Default PAM Configuration).")] = None,
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, max=20,

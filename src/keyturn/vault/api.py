@@ -6,8 +6,15 @@ Contract (what callers — CLI, engine, scripts runner, API — rely on):
   so the async engine may call them through `asyncio.to_thread`.
 * Every write that returns has been committed (durable), together with its audit entry.
 * Plaintext leaves only as `Secret` objects; `reveal()` is the audited path for showing a value.
+* A record is checked against its integrity tag whenever it is read for use or changed (`integrity`);
+  a row changed outside keyturn raises `RecordTampered`. Listings (`summaries`), `resolve` and
+  `remove` do not check, so an admin can still find and delete such a record.
+* A `rekey` run by another process is followed: a blob wrapped by a key this process lacks loads it
+  from the configured key sources, and a write that would wrap a data key with a retired key switches
+  to the current one or raises `VaultKeyRetired` (checked in the write's own transaction).
 * Errors: `VaultSealed` (no / wrong master key), `RecordNotFound`, `AmbiguousRecord`,
-  `DuplicateRecord`, `DecryptionFailed` (names record + field), `StorageUnavailable`, `VaultError`.
+  `DuplicateRecord`, `DecryptionFailed` (names record + field), `RecordTampered`, `ScriptsNotAllowed`,
+  `VaultKeyRetired`, `RekeyLocked`, `StorageUnavailable`, `VaultError`.
 
 Example::
 
@@ -39,10 +46,13 @@ from keyturn.errors import (
     AmbiguousRecord,
     DuplicateRecord,
     RecordNotFound,
+    ScriptsNotAllowed,
     VaultError,
+    VaultKeyRetired,
     VaultSealed,
 )
 from keyturn.secret import Secret
+from keyturn.vault import integrity
 from keyturn.vault import versions as ver
 from keyturn.vault.barrier import Barrier
 from keyturn.vault.keys import (
@@ -54,6 +64,7 @@ from keyturn.vault.keys import (
     load_key_file,
     pending_key_file,
 )
+from keyturn.vault.lease import RekeyLease
 from keyturn.vault.records import (
     DEFAULT_PAM_CONFIGURATION_TITLE,
     Field,
@@ -71,6 +82,7 @@ from keyturn.vault.versions import VersionInfo, VersionState
 
 _TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _M_KEY_ID, _M_KEYCHECK, _M_KDF, _M_REKEY, _M_CREATED = "key_id", "keycheck", "kdf", "rekey", "created_at"
+_M_INTEGRITY = "integrity_key"  # the integrity key, wrapped by the current master key (see barrier)
 
 
 @dataclass(frozen=True)
@@ -124,6 +136,49 @@ def _unb64(s: str) -> bytes:
     return base64.b64decode(s)
 
 
+def _load_key(settings: Settings, key_id: str) -> MasterKey | None:
+    """The master key `key_id` from the configured sources, when one holds it (never a passphrase:
+    Argon2id is too slow to try on a read path). Lets a running process follow a rekey that another
+    process finished: the default rekey leaves the new key in the key file (or `<key file>.new`)."""
+    sources: list[Callable[[], MasterKey]] = []
+    if settings.master_key is not None:
+        sources.append(lambda: key_from_env(Secret(settings.master_key.get_secret_value())))  # type: ignore[union-attr]
+    key_file = settings.effective_key_file
+    sources += [lambda: load_key_file(key_file), lambda: load_key_file(pending_key_file(key_file))]
+    for source in sources:
+        try:
+            key = source()
+        except (VaultError, OSError):
+            continue
+        if key.key_id == key_id:
+            return key
+    return None
+
+
+def _script_bearing(custom: Sequence[Field], meta: Mapping[str, Any] | None) -> list[str]:
+    from keyturn.scripts.attachments import script_bearing  # lazily: keeps `import keyturn.vault` light
+
+    return script_bearing(custom=custom, meta=meta)
+
+
+def _shell_values(custom: Sequence[Field]) -> list[tuple[str, list[str]]]:
+    """The script-bearing custom fields, comparable between two versions of a record."""
+    from keyturn.scripts.attachments import SHELL_LABEL
+
+    return [(f.label or "", [str(v) for v in f.value]) for f in custom
+            if (f.label or "").casefold() == SHELL_LABEL.casefold()]
+
+
+def _refuse_scripts(*, custom: Sequence[Field], meta: Mapping[str, Any] | None, title: str) -> None:
+    found = _script_bearing(custom, meta)
+    if found:
+        raise ScriptsNotAllowed(
+            f"record {title!r}: {', '.join(found)} would run a program with the passwords at rotation "
+            "time; attach scripts and set Shell from the keyturn CLI on the server (`keyturn script "
+            "attach`, `keyturn record edit`), not through the API"
+        )
+
+
 class Vault:
     """The vault. Build with `Vault.init` (new) or `Vault.open` (existing); `close()` when done."""
 
@@ -132,7 +187,8 @@ class Vault:
         self._storage = storage
         self._barrier = barrier
         self._key_source = key_source
-        self.audit = AuditLog(storage)
+        # Late-bound: `_barrier` is replaced when this process follows a rekey (same integrity key).
+        self.audit = AuditLog(storage, mac=lambda data: self._barrier.chain_mac(data))
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -170,7 +226,8 @@ class Vault:
                 key = key_from_env(Secret(settings.master_key.get_secret_value()))
             else:
                 key = create_key_file(settings.effective_key_file)
-            barrier = Barrier(key)
+            barrier = Barrier(key, integrity=Barrier.new_integrity_key(),
+                              key_loader=lambda kid: _load_key(settings, kid))
             vault = cls(settings, storage, barrier, key.source)
             with storage.session(write=True) as s:
                 if s.get(MetaRow, _M_KEY_ID) is not None:  # lost a race with another init
@@ -179,6 +236,7 @@ class Vault:
                     )
                 s.add(MetaRow(key=_M_KEY_ID, value=key.key_id))
                 s.add(MetaRow(key=_M_KEYCHECK, value=_b64(barrier.make_keycheck())))
+                s.add(MetaRow(key=_M_INTEGRITY, value=_b64(barrier.wrap_integrity())))
                 s.add(MetaRow(key=_M_CREATED, value=utcnow().isoformat()))
                 if kdf_params is not None:
                     s.add(MetaRow(key=_M_KDF, value=json.dumps(kdf_params.to_json())))
@@ -223,13 +281,51 @@ class Vault:
                 passphrase = ask_passphrase()
             key = cls._current_key(settings, meta, passphrase)
             rekey = json.loads(meta[_M_REKEY]) if _M_REKEY in meta else None
+            loader = lambda kid: _load_key(settings, kid)  # noqa: E731
             if rekey is None:
-                return cls(settings, storage, Barrier(key), key.source)
-            nk = cls._rekey_key(settings, rekey, new_key, new_passphrase)
-            return cls(settings, storage, Barrier(nk, [key], hmac_key=key), key.source)
+                barrier = Barrier(key, key_loader=loader)
+            else:
+                nk = cls._rekey_key(settings, rekey, new_key, new_passphrase)
+                barrier = Barrier(nk, [key], key_loader=loader)
+            if _M_INTEGRITY in meta:
+                barrier = barrier.with_integrity(barrier.unwrap_integrity(_unb64(meta[_M_INTEGRITY])))
+                return cls(settings, storage, barrier, key.source)
+            if Barrier.keycheck_version(key, _unb64(meta[_M_KEYCHECK])) != 1:
+                # A vault made with an integrity key never loses it: the database was altered.
+                raise VaultSealed(
+                    f"vault is sealed: the integrity key is missing from {storage.display_url} although "
+                    "this vault was created with one; the database was altered: restore it from a backup"
+                )
+            vault = cls(settings, storage, barrier.with_integrity(Barrier.new_integrity_key()), key.source)
+            vault._upgrade_integrity(key)
+            return vault
         except BaseException:
             storage.dispose()
             raise
+
+    def _upgrade_integrity(self, committed: MasterKey) -> None:
+        """One-time step for a vault from before integrity keys (see `keyturn.vault.integrity`)."""
+        with self._storage.session(write=True) as s:
+            self._storage.serialize(s)
+            meta = {r.key: r.value for r in s.scalars(sa.select(MetaRow))}
+            if _M_INTEGRITY in meta:  # another process upgraded it first: use its key
+                self._barrier = self._barrier.with_integrity(
+                    self._barrier.unwrap_integrity(_unb64(meta[_M_INTEGRITY])))
+                return
+            if meta[_M_KEY_ID] != committed.key_id:
+                raise VaultKeyRetired("the vault's master key changed while it was being opened; "
+                                      "open it again")
+            # Wrapped by the committed key: an unfinished rekey rewraps it with the rest when it ends.
+            s.add(MetaRow(key=_M_INTEGRITY, value=_b64(
+                self._barrier.with_primary(committed).wrap_integrity())))
+            s.get(MetaRow, _M_KEYCHECK).value = _b64(  # type: ignore[union-attr]
+                self._barrier.with_primary(committed).make_keycheck())
+            tagged = integrity.seal_all_in(s, self._barrier)
+            chain = self.audit.rekey_chain_on(s.connection())
+            self.audit.append_in(s, integrity.ACTION_UPGRADE, actor="keyturn", details={
+                "records_tagged": tagged, "audit_entries_rekeyed": chain.rekeyed,
+                "legacy_head": chain.legacy_head, "chain_broken_at": chain.broken_at,
+            })
 
     @staticmethod
     def _current_key(settings: Settings, meta: dict[str, str], passphrase: Secret | None) -> MasterKey:
@@ -320,13 +416,17 @@ class Vault:
     def add(
         self, *, type: str, title: str, fields: Sequence[Field] = (), custom: Sequence[Field] = (),
         meta: Mapping[str, Any] | None = None, allow_duplicate: bool = False, actor: str = "cli",
+        allow_scripts: bool = True,
     ) -> Record:
         """Create a record. Secret fields with a value get version 1 in state `current`.
 
         `DuplicateRecord` when another record has the same title (case-insensitive) unless
-        `allow_duplicate`.
+        `allow_duplicate`. `allow_scripts=False` (the API) refuses a record that would run a
+        post-rotation script (`ScriptsNotAllowed`; see `scripts.attachments.script_bearing`).
         """
         spec = NewRecord(type=type, title=title, fields=fields, custom=custom, meta=meta)
+        if not allow_scripts:
+            _refuse_scripts(custom=custom, meta=meta, title=title)
         with self._storage.session(write=True) as s:
             uid = self._add_in(s, spec, allow_duplicate=allow_duplicate, actor=actor)
         return self.get(uid)
@@ -346,6 +446,7 @@ class Vault:
 
     def _add_in(self, s: Session, spec: NewRecord, *, allow_duplicate: bool, actor: str) -> str:
         self._storage.serialize(s)  # PostgreSQL: duplicate-title check + insert are atomic
+        self._check_wrap_key(s)
         title = validate_title(spec.title)
         if not _TYPE_RE.match(spec.type):
             raise VaultError(f"invalid record type {spec.type!r}")
@@ -364,9 +465,36 @@ class Vault:
         s.add(row)
         s.flush()
         self._write_fields(s, row, list(spec.fields), list(spec.custom))
-        self.audit.append_in(s, "record.add", actor=actor, record_uid=uid,
-                             details={"title": title, "type": spec.type})
+        integrity.seal(self._barrier, row)
+        details: dict[str, Any] = {"title": title, "type": spec.type}
+        scripts = _script_bearing(spec.custom, spec.meta)
+        if scripts:
+            details["scripts"] = scripts
+        self.audit.append_in(s, "record.add", actor=actor, record_uid=uid, details=details)
         return uid
+
+    def _check_wrap_key(self, s: Session) -> None:
+        """Inside a write transaction that is about to wrap a data key: make sure this process wraps
+        with a key the vault still accepts — its current key or, while a rekey runs, the new one.
+
+        A `vault rekey` finished by another process retires the key this process opened with; a
+        data key wrapped by it after that would be lost when the old key file goes. Switch to the
+        vault's key when a configured source has it, else `VaultKeyRetired`. Reading the key id here,
+        in the write transaction, serializes with the rekey's final transaction (same writer lock).
+        """
+        meta = {k: v for k, v in s.execute(sa.select(MetaRow.key, MetaRow.value)
+                                           .where(MetaRow.key.in_([_M_KEY_ID, _M_REKEY])))}
+        target = json.loads(meta[_M_REKEY])["key_id"] if _M_REKEY in meta else meta[_M_KEY_ID]
+        if self._barrier.key_id in (target, meta[_M_KEY_ID]):
+            return
+        key = self._barrier.key(target)
+        if key is None:
+            raise VaultKeyRetired(
+                f"this process wraps with master key {self._barrier.key_id}, which `keyturn vault rekey` "
+                f"retired; the vault now uses key {target}, which is not available here: restart this "
+                "process with the new key (nothing was written)"
+            )
+        self._barrier = self._barrier.with_primary(key)
 
     def _refuse_duplicate(self, s: Session, title: str, *, exclude: str | None) -> None:
         q = sa.select(RecordRow.uid).where(RecordRow.title_key == title_key(title))
@@ -451,10 +579,17 @@ class Vault:
             created_at=row.created_at, updated_at=row.updated_at,
         )
 
-    def _row(self, s: Session, ref: str) -> RecordRow:
+    def _row(self, s: Session, ref: str, *, check: bool = True) -> RecordRow:
+        """The record row by uid or unique title; with `check`, refused (`RecordTampered`) unless its
+        integrity tag matches."""
         row = s.get(RecordRow, ref)
-        if row is not None:
-            return row
+        if row is None:
+            row = self._row_by_title(s, ref)
+        if check:
+            integrity.check(self._barrier, row)
+        return row
+
+    def _row_by_title(self, s: Session, ref: str) -> RecordRow:
         rows = list(s.scalars(sa.select(RecordRow).where(RecordRow.title_key == title_key(ref))))
         if len(rows) == 1:
             return rows[0]
@@ -477,10 +612,18 @@ class Vault:
             meta: dict[str, Any] = json.loads(row.meta_json)
             return row.uid, meta
 
-    def resolve(self, ref: str) -> str:
-        """The uid for a uid or unique title (no decryption)."""
+    def summary(self, ref: str) -> RecordSummary:
+        """uid/title/type of a record by uid or unique title, without decrypting or checking it (what
+        a confirmation prompt shows, e.g. before removing a tampered record)."""
         with self._storage.session() as s:
-            return self._row(s, ref).uid
+            row = self._row(s, ref, check=False)
+            return RecordSummary(row.uid, row.title, row.type, row.updated_at)
+
+    def resolve(self, ref: str) -> str:
+        """The uid for a uid or unique title (no decryption, no integrity check: an admin must be able
+        to name a tampered record to remove or reseal it)."""
+        with self._storage.session() as s:
+            return self._row(s, ref, check=False).uid
 
     def find(
         self, *, type: str | None = None, title: str | None = None, custom: Mapping[str, str] | None = None,
@@ -493,7 +636,10 @@ class Vault:
         if title is not None:
             q = q.where(RecordRow.title_key.contains(title_key(title), autoescape=True))
         with self._storage.session() as s:
-            records = [self._to_record(s, r) for r in s.scalars(q)]
+            rows = list(s.scalars(q))
+            for r in rows:
+                integrity.check(self._barrier, r)
+            records = [self._to_record(s, r) for r in rows]
         if custom:
             records = [
                 r for r in records
@@ -519,11 +665,13 @@ class Vault:
     def update(
         self, uid: str, *, title: str | None = None, fields: Sequence[Field] | None = None,
         custom: Sequence[Field] | None = None, allow_duplicate: bool = False, actor: str = "cli",
+        allow_scripts: bool = True,
     ) -> Record:
         """Change title and/or replace the standard / custom field lists.
 
         A secret field whose value differs from its current version gets a new `current` version
-        (old → `previous`); an empty value list keeps the current one.
+        (old → `previous`); an empty value list keeps the current one. `allow_scripts=False` (the API)
+        refuses a change to a `Shell` field; sending the record's current one back is fine.
         """
         with self._storage.session(write=True) as s:
             self._storage.serialize(s)
@@ -539,10 +687,13 @@ class Vault:
                 current = self._to_record(s, row)
                 new_fields = list(fields) if fields is not None else current.fields
                 new_custom = list(custom) if custom is not None else current.custom
+                if not allow_scripts and _shell_values(new_custom) != _shell_values(current.custom):
+                    _refuse_scripts(custom=new_custom, meta=None, title=row.title)
                 details["new_versions"] = self._write_fields(s, row, new_fields, new_custom)
                 details["fields"] = fields is not None
                 details["custom"] = custom is not None
             row.updated_at = utcnow()
+            integrity.seal(self._barrier, row)
             self.audit.append_in(s, "record.update", actor=actor, record_uid=row.uid, details=details)
             result = self._to_record(s, row)
         return result
@@ -555,16 +706,68 @@ class Vault:
             meta[key] = value
             row.meta_json = canonical(meta)  # refuses Secret values
             row.updated_at = utcnow()
-            self.audit.append_in(s, "record.meta", actor=actor, record_uid=row.uid, details={"key": key})
+            integrity.seal(self._barrier, row)
+            # What changed, without the value (env values of an attachment are in clear but private):
+            # a keyed digest, and what would run when it is a script-bearing key.
+            details: dict[str, Any] = {"key": key, "digest": self._barrier.hmac_value(canonical(value))}
+            scripts = _script_bearing((), {key: value})
+            if scripts:
+                details["scripts"] = scripts
+            self.audit.append_in(s, "record.meta", actor=actor, record_uid=row.uid, details=details)
 
     def remove(self, uid: str, *, actor: str = "cli") -> None:
-        """Delete a record and all its secret versions."""
+        """Delete a record and all its secret versions (a tampered one too: that is one way out)."""
         with self._storage.session(write=True) as s:
-            row = self._row(s, uid)
+            row = self._row(s, uid, check=False)
             s.execute(sa.delete(SecretVersionRow).where(SecretVersionRow.record_uid == row.uid))
             self.audit.append_in(s, "record.remove", actor=actor, record_uid=row.uid,
                                  details={"title": row.title, "type": row.type})
             s.delete(row)
+
+    # --- integrity -------------------------------------------------------------------------------
+
+    def tampered(self) -> list[RecordSummary]:
+        """Every record whose integrity check fails (`keyturn vault check`), by title."""
+        out: list[RecordSummary] = []
+        with self._storage.session() as s:
+            for row in s.scalars(sa.select(RecordRow).order_by(RecordRow.title_key, RecordRow.uid)):
+                try:
+                    integrity.check(self._barrier, row)
+                except VaultError:
+                    out.append(RecordSummary(row.uid, row.title, row.type, row.updated_at))
+        return out
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        """A record's stored, UNVERIFIED type/title/fields/meta (no secret values), for review before
+        `reseal`, plus ``"intact"``: whether its integrity check passes."""
+        with self._storage.session() as s:
+            row = self._row(s, ref, check=False)
+            view = integrity.raw_view(row)
+            try:
+                integrity.check(self._barrier, row)
+                view["intact"] = True
+            except VaultError:
+                view["intact"] = False
+            return view
+
+    def reseal(self, ref: str, *, actor: str) -> None:
+        """Accept a record's current stored content as authentic: a new integrity tag (an admin action
+        after review; audited with what was accepted, including any script attachments)."""
+        with self._storage.session(write=True) as s:
+            row = self._row(s, ref, check=False)
+            view = integrity.raw_view(row)
+            if not (isinstance(view["fields"], list) and isinstance(view["custom"], list)
+                    and isinstance(view["meta"], dict)):
+                raise VaultError(f"record {row.uid} holds malformed fields or metadata and cannot be used "
+                                 f"even resealed; remove it (`keyturn record rm {row.uid}`)")
+            integrity.seal(self._barrier, row)
+            custom = [Field(str(i.get("type", "")), i.get("label"), list(i.get("value") or []))
+                      for i in view["custom"] if isinstance(i, dict)]
+            meta = view["meta"]
+            self.audit.append_in(s, integrity.ACTION_RESEAL, actor=actor, record_uid=row.uid, details={
+                "title": row.title, "type": row.type, "digest": self._barrier.hmac_value(canonical(view)),
+                "scripts": _script_bearing(custom, meta),
+            })
 
     # --- secret versions -------------------------------------------------------------------------
 
@@ -592,10 +795,12 @@ class Vault:
         if is_secret_field(name, custom=False):
             std.append({"type": name, "label": None, "slot": name})
             row.fields_json = json.dumps(std, separators=(",", ":"))
+            integrity.seal(self._barrier, row)
             return name
         slot = f"custom:{name}"
         cus.append({"type": "secret", "label": name, "slot": slot})
         row.custom_json = json.dumps(cus, separators=(",", ":"))
+        integrity.seal(self._barrier, row)
         return slot
 
     def secret(self, uid: str, field: str = "password") -> Secret | None:
@@ -718,21 +923,39 @@ class Vault:
 
     def rekey(
         self, new_key: MasterKey, *, kdf: KdfParams | None = None, limit: int | None = None,
-        batch_size: int = 200, actor: str = "cli",
+        batch_size: int = 200, actor: str = "cli", lease: RekeyLease | None = None,
     ) -> RekeyProgress:
         """Rewrap every record's data key under `new_key` (record data is not re-encrypted).
 
         Resumable: each row records which key wraps it, and only rows not yet under the new key are
         processed, `batch_size` rows per committed transaction. `limit` stops after that many rows
         (an interruption on purpose; call again to resume). While unfinished, the vault needs both
-        keys to open (see `open`). On completion the vault's key id, key check and KDF parameters
-        switch to the new key in one transaction; the old key is no longer accepted.
-        `kdf` is given when `new_key` was derived from a passphrase.
+        keys to open (see `open`). On completion the vault's key id, key check, KDF parameters and
+        wrapped integrity key switch to the new key in one transaction, which also rewraps the rows
+        other processes added meanwhile; the old key is no longer accepted. `kdf` is given when
+        `new_key` was derived from a passphrase.
+
+        Holds the rekey lease throughout (`RekeyLocked` when another rekey has it; `lease` lets a
+        caller pass its own, e.g. with a short lease in tests). Processes that keep writing meanwhile
+        stay correct by themselves (`_check_wrap_key`); the integrity key, and with it record tags,
+        the audit chain and audit HMACs, is unchanged.
         """
+        lease = lease or RekeyLease(self._storage)
+        lease.acquire()
+        try:
+            return self._rekey(new_key, kdf=kdf, limit=limit, batch_size=batch_size, actor=actor, lease=lease)
+        finally:
+            lease.release()
+
+    def _rekey(
+        self, new_key: MasterKey, *, kdf: KdfParams | None, limit: int | None, batch_size: int, actor: str,
+        lease: RekeyLease,
+    ) -> RekeyProgress:
         with self._storage.session(write=True) as s:
+            committed_id = s.get(MetaRow, _M_KEY_ID).value  # type: ignore[union-attr]
             cur = s.get(MetaRow, _M_REKEY)
             if cur is None:
-                if new_key.key_id == s.get(MetaRow, _M_KEY_ID).value:  # type: ignore[union-attr]
+                if new_key.key_id == committed_id:
                     raise VaultError("the new master key is the vault's current key")
                 plan = {
                     "key_id": new_key.key_id, "keycheck": _b64(Barrier(new_key).make_keycheck()),
@@ -745,32 +968,35 @@ class Vault:
                     f"a rekey to master key {json.loads(cur.value)['key_id']} is in progress; "
                     "resume it with that key"
                 )
-        committed = self._barrier.hmac_master  # the key the vault is sealed with until the rekey ends
-        self._barrier = Barrier(new_key, [committed], hmac_key=committed)
+        if self._barrier.key(committed_id) is None:
+            raise VaultKeyRetired(f"the vault's master key {committed_id} is not loaded in this process; "
+                                  "open the vault again")
+        self._barrier = self._barrier.with_primary(new_key)
         done = 0
         while limit is None or done < limit:
             take = batch_size if limit is None else min(batch_size, limit - done)
             with self._storage.session(write=True) as s:
-                rows = list(s.scalars(
-                    sa.select(RecordRow).where(RecordRow.key_id != new_key.key_id)
-                    .order_by(RecordRow.uid).limit(take)
-                ))
-                for r in rows:
-                    r.wrapped_key = self._barrier.rewrap(r.wrapped_key, r.uid)
-                    r.key_id = new_key.key_id
-            done += len(rows)
-            if len(rows) < take:
+                rows = self._rewrap_rows(s, new_key, take)
+            done += rows
+            if rows < take:
                 break
+            lease.renew()
         with self._storage.session(write=True) as s:
             self._storage.serialize(s)
             remaining = s.scalar(
                 sa.select(sa.func.count()).select_from(RecordRow).where(RecordRow.key_id != new_key.key_id)
             ) or 0
-            if remaining:
+            if remaining and limit is not None:
                 return RekeyProgress(new_key.key_id, done, remaining, finished=False)
+            # Under the writer lock: rows added by other processes since the last batch (they may only
+            # wrap with the old key or the new one, see `_check_wrap_key`) are rewrapped here, so the
+            # switch below never strands one under the retired key.
+            done += self._rewrap_rows(s, new_key, None)
             plan = json.loads(s.get(MetaRow, _M_REKEY).value)  # type: ignore[union-attr]
             s.get(MetaRow, _M_KEY_ID).value = new_key.key_id  # type: ignore[union-attr]
-            s.get(MetaRow, _M_KEYCHECK).value = plan["keycheck"]  # type: ignore[union-attr]
+            # A fresh version-2 check by the new key (the plan's may predate integrity keys).
+            s.get(MetaRow, _M_KEYCHECK).value = _b64(self._barrier.make_keycheck())  # type: ignore[union-attr]
+            s.get(MetaRow, _M_INTEGRITY).value = _b64(self._barrier.wrap_integrity())  # type: ignore[union-attr]
             kdf_row = s.get(MetaRow, _M_KDF)
             if plan.get("kdf"):
                 if kdf_row is None:
@@ -781,9 +1007,17 @@ class Vault:
                 s.delete(kdf_row)
             s.delete(s.get(MetaRow, _M_REKEY))
             self.audit.append_in(s, "vault.rekey.done", actor=actor, details={"to": new_key.key_id})
-        self._barrier = Barrier(new_key)
         self._key_source = new_key.source
         return RekeyProgress(new_key.key_id, done, 0, finished=True)
+
+    def _rewrap_rows(self, s: Session, new_key: MasterKey, limit: int | None) -> int:
+        """Rewrap up to `limit` (None: all) rows not yet under `new_key`; returns how many."""
+        q = sa.select(RecordRow).where(RecordRow.key_id != new_key.key_id).order_by(RecordRow.uid)
+        rows = list(s.scalars(q if limit is None else q.limit(limit)))
+        for r in rows:
+            r.wrapped_key = self._barrier.rewrap(r.wrapped_key, r.uid)
+            r.key_id = new_key.key_id
+        return len(rows)
 
     def status(self) -> VaultStatus:
         from keyturn.vault.storage import AuditRow

@@ -130,8 +130,10 @@ async def list_records(
 async def create_record(
     body: RecordIn, ctx: Ctx, p: Annotated[Principal, Depends(require(Permission.RECORDS_WRITE))],
 ) -> RecordOut:
+    # allow_scripts=False: a Shell field runs a program with the passwords; only the CLI sets one.
     rec = await ctx.db(ctx.vault.add, type=body.type, title=body.title, fields=to_fields(body.fields),
-                       custom=to_fields(body.custom), allow_duplicate=body.allow_duplicate, actor=p.actor)
+                       custom=to_fields(body.custom), allow_duplicate=body.allow_duplicate, actor=p.actor,
+                       allow_scripts=False)
     return record_out(rec)
 
 
@@ -152,7 +154,7 @@ async def update_record(
         ctx.vault.update, uid, title=body.title,
         fields=to_fields(body.fields) if body.fields is not None else None,
         custom=to_fields(body.custom) if body.custom is not None else None,
-        allow_duplicate=body.allow_duplicate, actor=p.actor,
+        allow_duplicate=body.allow_duplicate, actor=p.actor, allow_scripts=False,
     )
     return record_out(rec)
 
