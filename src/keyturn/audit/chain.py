@@ -1,11 +1,18 @@
-"""Hash-chained, append-only audit log.
+"""Keyed hash chain: the append-only audit log.
 
 Each entry stores ``id, ts, actor, action, record_uid, details (JSON), prev_hash, hash`` where
-``hash = SHA-256(canonical JSON of {id, ts, actor, action, record_uid, details, prev_hash})`` and
-``prev_hash`` is the previous entry's hash (64 zeros for the first). The newest (id, hash) is also
-kept in the meta table (``audit_head``), updated in the same transaction, so deleting the newest
-entries is detected too. `verify()` walks the chain and returns the id of the first entry that was
-modified, deleted (the entry after the gap) or reordered, or None when the chain is intact.
+``hash = HMAC-SHA256(chain key, canonical JSON of {id, ts, actor, action, record_uid, details,
+prev_hash})`` and ``prev_hash`` is the previous entry's hash (64 zeros for the first). The chain key is
+derived from the vault's integrity key (`Barrier.chain_mac`), which survives `vault rekey`; without it
+nobody can rebuild the chain after deleting or editing entries, even with write access to the database.
+The newest (id, hash) is also kept in the meta table (``audit_head``) with its own HMAC, updated in the
+same transaction, so deleting the newest entries is detected too. `verify()` walks the chain and
+returns the id of the first entry that was modified, deleted (the entry after the gap) or reordered,
+or None when the chain is intact.
+
+Vaults from before keyed chains hashed with plain SHA-256 (``mac=None`` here). Their first open by this
+version re-keys the chain from genesis (`rekey_chain_on`), but only the prefix that still verifies
+unkeyed: a chain already broken keeps reporting the same first bad entry. The vault audits the step.
 
 Appends from many threads and processes stay linear: each append runs in a write transaction that
 holds the chain lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL advisory transaction lock) while it
@@ -19,8 +26,9 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import hmac
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +42,9 @@ from keyturn.vault.storage import AuditRow, MetaRow, Storage, utcnow
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
+PAGE = 1000  # rows per keyset page when walking the chain
+
+ChainMac = Callable[[bytes], str]  # bytes -> hex HMAC-SHA256 (`Barrier.chain_mac`)
 
 # Prebuilt statements for the append hot path (built once, parameters bound per call).
 _SELECT_HEAD = sa.select(MetaRow.value).where(MetaRow.key == HEAD_KEY)
@@ -41,6 +52,8 @@ _SELECT_MAX_ID = sa.select(sa.func.max(AuditRow.id))
 _INSERT_ENTRY = sa.insert(AuditRow)
 _INSERT_HEAD = sa.insert(MetaRow)
 _UPDATE_HEAD = sa.update(MetaRow).where(MetaRow.key == HEAD_KEY).values(value=sa.bindparam("head_value"))
+_REHASH = sa.update(AuditRow).where(AuditRow.id == sa.bindparam("b_id")).values(
+    prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash"))
 
 
 @dataclass(frozen=True)
@@ -66,12 +79,26 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_refuse_secret)
 
 
-def entry_hash(row: AuditRow) -> str:
+def entry_hash(row: Any, mac: ChainMac | None = None, *, prev_hash: str | None = None) -> str:
+    """The chain hash of `row` (an `AuditRow` or a Core row of its columns): keyed with `mac`, plain
+    SHA-256 (pre-keyed vaults) without. `prev_hash` replaces the row's own (re-keying)."""
     body = {
         "id": row.id, "ts": row.ts, "actor": row.actor, "action": row.action,
-        "record_uid": row.record_uid, "details": row.details, "prev_hash": row.prev_hash,
+        "record_uid": row.record_uid, "details": row.details,
+        "prev_hash": row.prev_hash if prev_hash is None else prev_hash,
     }
-    return hashlib.sha256(canonical(body).encode()).hexdigest()
+    data = canonical(body).encode()
+    return mac(data) if mac is not None else hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainRekey:
+    """What `AuditLog.rekey_chain_on` did: entries re-keyed, the unkeyed head it replaced, and the first
+    entry that already failed the unkeyed check (left as it was), if any."""
+
+    rekeyed: int
+    legacy_head: dict[str, Any] | None
+    broken_at: int | None
 
 
 def _to_entry(row: AuditRow) -> AuditEntry:
@@ -84,8 +111,20 @@ def _to_entry(row: AuditRow) -> AuditEntry:
 class AuditLog:
     """The audit chain over a `Storage`. Thread-safe (session per call)."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, mac: ChainMac | None = None) -> None:
+        """`mac` keys the chain (`Barrier.chain_mac`); None reads an unkeyed, pre-upgrade chain."""
         self._storage = storage
+        self._mac = mac
+
+    def _head_value(self, last_id: int, last_hash: str) -> str:
+        head: dict[str, Any] = {"id": last_id, "hash": last_hash}
+        if self._mac is not None:
+            head["mac"] = self._head_mac(last_id, last_hash)
+        return json.dumps(head)
+
+    def _head_mac(self, last_id: int, last_hash: str) -> str:
+        assert self._mac is not None
+        return self._mac(canonical(["keyturn-audit-head-v1", last_id, last_hash]).encode())
 
     def append(
         self, action: str, *, actor: str, record_uid: str | None = None,
@@ -136,12 +175,12 @@ class AuditLog:
             last_id += 1
             row = AuditRow(id=last_id, ts=utcnow().isoformat(timespec="microseconds"), actor=actor,
                            action=action, record_uid=record_uid, details=text, prev_hash=prev)
-            row.hash = prev = entry_hash(row)
+            row.hash = prev = entry_hash(row, self._mac)
             params.append({"id": row.id, "ts": row.ts, "actor": actor, "action": action,
                            "record_uid": record_uid, "details": text, "prev_hash": row.prev_hash,
                            "hash": row.hash})
         conn.execute(_INSERT_ENTRY, params)
-        value = json.dumps({"id": last_id, "hash": prev})
+        value = self._head_value(last_id, prev)
         if head is not None:
             conn.execute(_UPDATE_HEAD, {"head_value": value})
         else:
@@ -162,26 +201,82 @@ class AuditLog:
         with self._storage.session() as s:
             return [_to_entry(r) for r in s.scalars(q)]
 
+    def head(self) -> tuple[int, str] | None:
+        """(id, hash) of the newest entry, or None when the log is empty."""
+        with self._storage.session() as s:
+            q = sa.select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)
+            row = s.execute(q).first()
+        return (int(row.id), str(row.hash)) if row is not None else None
+
     def verify(self) -> int | None:
         """Id of the first broken entry (modified, deleted, reordered), or None if the chain holds."""
         prev, last_id = GENESIS, 0
         with self._storage.session() as s:
             while True:  # keyset pages: bounded memory, no server-side cursor left open on early return
                 page = list(s.scalars(
-                    sa.select(AuditRow).where(AuditRow.id > last_id).order_by(AuditRow.id).limit(1000)
+                    sa.select(AuditRow).where(AuditRow.id > last_id).order_by(AuditRow.id).limit(PAGE)
                 ))
                 for row in page:
-                    if row.prev_hash != prev or entry_hash(row) != row.hash:
+                    if row.prev_hash != prev or not hmac.compare_digest(entry_hash(row, self._mac), row.hash):
                         return row.id
                     prev, last_id = row.hash, row.id
                 s.expunge_all()
-                if len(page) < 1000:
+                if len(page) < PAGE:
                     break
             head = s.get(MetaRow, HEAD_KEY)
         if head is None:
-            return None if last_id == 0 else last_id
+            if last_id == 0:
+                # A keyed chain is never empty (`vault.init` is its first entry): all of it was deleted.
+                return 1 if self._mac is not None else None
+            return last_id
         want = json.loads(head.value)
-        if (want["id"], want["hash"]) != (last_id, prev):
+        head_ok = self._mac is None or hmac.compare_digest(
+            str(want.get("mac", "")), self._head_mac(int(want["id"]), str(want["hash"])))
+        if (want["id"], want["hash"]) != (last_id, prev) or not head_ok:
             # The newest entries were deleted (or the head itself was altered).
             return int(want["id"]) if want["id"] > last_id else last_id
         return None
+
+    def rekey_chain_on(self, conn: sa.Connection) -> ChainRekey:
+        """Re-hash an unkeyed (pre-upgrade) chain with this log's key, in the caller's write transaction.
+
+        Only the prefix that still verifies unkeyed is re-keyed; from the first entry that does not,
+        entries stay as they are, so `verify` keeps naming it (a chain broken before the upgrade is not
+        laundered by it). The head is re-keyed when the whole chain verified.
+        """
+        assert self._mac is not None, "rekey_chain_on needs a keyed log"
+        self._storage.serialize(conn)
+        legacy_prev, keyed_prev, last_id, count = GENESIS, GENESIS, 0, 0
+        broken: int | None = None
+        cols = (AuditRow.id, AuditRow.ts, AuditRow.actor, AuditRow.action, AuditRow.record_uid,
+                AuditRow.details, AuditRow.prev_hash, AuditRow.hash)
+        while broken is None:
+            page = conn.execute(sa.select(*cols).where(AuditRow.id > last_id).order_by(AuditRow.id)
+                                .limit(PAGE)).all()
+            updates = []
+            for row in page:
+                if row.prev_hash != legacy_prev or entry_hash(row) != row.hash:
+                    broken = row.id
+                    break
+                new_hash = entry_hash(row, self._mac, prev_hash=keyed_prev)
+                updates.append({"b_id": row.id, "b_prev": keyed_prev, "b_hash": new_hash})
+                legacy_prev, keyed_prev, last_id = row.hash, new_hash, row.id
+            if updates:
+                conn.execute(_REHASH, updates)
+                count += len(updates)
+            if len(page) < PAGE:
+                break
+        raw = conn.execute(_SELECT_HEAD).scalar_one_or_none()
+        legacy_head = json.loads(raw) if raw is not None else None
+        if broken is None and last_id and legacy_head is None:
+            broken = last_id  # entries but no head: the unkeyed `verify` named the newest one too
+        elif broken is None and legacy_head is not None and (legacy_head["id"], legacy_head["hash"]) != (
+                last_id, legacy_prev):
+            broken = int(legacy_head["id"]) if legacy_head["id"] > last_id else last_id
+        if broken is None and last_id:
+            value = self._head_value(last_id, keyed_prev)
+            if raw is not None:
+                conn.execute(_UPDATE_HEAD, {"head_value": value})
+            else:
+                conn.execute(_INSERT_HEAD, {"key": HEAD_KEY, "value": value})
+        return ChainRekey(rekeyed=count, legacy_head=legacy_head, broken_at=broken)

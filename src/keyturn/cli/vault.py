@@ -1,4 +1,4 @@
-"""`keyturn init`, `keyturn vault rekey`, `keyturn vault status`.
+"""`keyturn init`, `keyturn vault rekey|status|check|reseal`.
 
 Rekey — how the new key is supplied (both keys are needed until it completes):
 
@@ -12,6 +12,14 @@ Rekey — how the new key is supplied (both keys are needed until it completes):
   prompt); its salt is stored when the rekey starts, so resuming with the same passphrase works.
 
 ``--limit N`` stops after N records (a deliberate interruption; run again to resume).
+
+A rekey holds the rekey lease (a second one is refused, naming the first), and `keyturn serve` may
+keep running: its writes check the vault's key id, and it picks the new key up from the key file.
+The vault's integrity key does not change, so record tags, the audit chain and audit HMACs stay valid.
+
+Integrity: every record carries a tag over its type, title, fields and metadata; one changed in the
+database directly is refused when used. ``vault check`` lists such records (and checks the audit
+chain); ``vault reseal RECORD`` shows what the record holds now and, once confirmed, accepts it.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from keyturn.cli.output import (
     handle_errors,
     open_vault,
     settings,
+    table,
     warn,
 )
 from keyturn.secret import Secret
@@ -159,3 +168,54 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
     ]
     for k, v in rows:
         typer.echo(f"{k + ':':<16} {v}")
+
+
+@app.command("check")
+@handle_errors
+def check(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False) -> None:
+    """Check every record's integrity tag and the audit chain; exit 1 when anything fails."""
+    with open_vault() as vault:
+        bad = vault.tampered()
+        broken = vault.audit.verify()
+    if as_json:
+        echo_json({"tampered": [{"uid": r.uid, "title": r.title, "type": r.type} for r in bad],
+                   "audit_broken_at": broken})
+    else:
+        if bad:
+            table(["UID", "TYPE", "TITLE"], [(r.uid, r.type, r.title) for r in bad],
+                  title="records changed outside keyturn")
+        typer.echo(f"records: {len(bad)} failed the integrity check" if bad else "records: all intact")
+        typer.echo(f"audit chain: broken at entry {broken}" if broken is not None else "audit chain: intact")
+        if bad:
+            typer.echo("review each with `keyturn vault reseal RECORD` (it shows the record first), "
+                       "or remove it, or restore the database from a backup")
+    if bad or broken is not None:
+        raise typer.Exit(1)
+
+
+@app.command("reseal")
+@handle_errors
+def reseal(
+    ref: Annotated[str, typer.Argument(help="Record uid or unique title.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept without asking (after reviewing it).")] \
+        = False,
+) -> None:
+    """Show a record as stored (no secret values) and accept it as authentic: a new integrity tag.
+
+    For a record refused as changed outside keyturn: read what it holds now — script attachments,
+    Shell, rotation profile — and accept it only if every part is what you expect. Audited.
+    """
+    with open_vault() as vault:
+        view = vault.inspect(ref)
+        intact = view.pop("intact")
+        echo_json(view)
+        if intact:
+            typer.echo(f"record {view['uid']} passes its integrity check; nothing to do")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("refusing to reseal without confirmation; review the record above, then pass --yes",
+                     EXIT_USAGE)
+            typer.confirm("Accept this record, scripts and metadata included, as authentic?", abort=True)
+        vault.reseal(view["uid"], actor=actor())
+    typer.echo(f"resealed {view['uid']}")

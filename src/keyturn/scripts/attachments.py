@@ -9,14 +9,20 @@ A record (PAM user, resource, or PAM configuration) holds its attachments as a J
 The meta is **not encrypted**: `env` values and `fail_on` patterns are stored in clear, so they must
 never hold a secret (a script that needs a credential gets it from a record listed in `with_records`,
 through stdin). `attachments_of` validates what it reads and raises `ConfigError` naming the record and
-entry, so a hand-edited or corrupt meta fails loudly instead of running something unexpected.
+entry, so a hand-edited or corrupt meta fails loudly instead of running something unexpected. The
+vault tags the meta (`keyturn.vault.integrity`): a database write that adds an attachment is refused.
+
+Attachments, and Keeper's `Shell` custom field (the command prefix of a resource's scripts), run with
+the passwords a rotation sets. They are accepted from the CLI (`keyturn script attach`, `keyturn record
+add/edit`) only: the API refuses them, and an import refuses them unless the admin confirms with
+`keyturn record import --allow-scripts`. `script_bearing` says what in a record would run one.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -25,9 +31,18 @@ from typing import Any, Protocol
 from keyturn.errors import ConfigError
 
 META_KEY = "scripts"
+SHELL_LABEL = "Shell"  # Keeper's custom field: command prefix of the resource's scripts
 DEFAULT_TIMEOUT = 120.0
 MAX_TIMEOUT = 24 * 3600.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class HasLabel(Protocol):
+    @property
+    def label(self) -> str | None: ...
+
+    @property
+    def value(self) -> list[Any]: ...
 
 
 class HasMeta(Protocol):
@@ -158,6 +173,23 @@ def attachments_of(record: HasMeta) -> list[ScriptAttachment]:
         ScriptAttachment.from_meta(item, location=f"record {record.uid} meta.scripts[{i}]")
         for i, item in enumerate(raw)
     ]
+
+
+def script_bearing(
+    *, custom: Iterable[HasLabel] = (), meta: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """What in a record would choose or run a post-rotation script, for a message: ``meta.scripts``
+    when it holds any entry, ``custom field 'Shell'`` for a non-empty `Shell` field (label in any case:
+    refusing a near miss costs nothing). Empty when there is nothing."""
+    found: list[str] = []
+    if meta is not None and meta.get(META_KEY):
+        n = len(meta[META_KEY]) if isinstance(meta[META_KEY], list) else 1
+        found.append(f"meta.{META_KEY} ({n} attachment{'' if n == 1 else 's'})")
+    for f in custom:
+        if (f.label or "").casefold() == SHELL_LABEL.casefold() and any(
+                str(v).strip() for v in f.value):
+            found.append(f"custom field {f.label!r}")
+    return found
 
 
 def to_meta(attachments: Sequence[ScriptAttachment]) -> list[dict[str, Any]]:

@@ -4,6 +4,10 @@ Parsing is separate from writing: `parse(text, fmt)` validates the whole file an
 `NewRecord`s (or raises `ImportFailed` naming the JSON line/column or the record index and title);
 `Vault.add_many` then writes them in one transaction, so an import is all-or-nothing.
 
+A record that would run a post-rotation script (attachments in ``meta.scripts``, a ``Shell`` custom
+field) is refused unless the admin confirms with ``allow_scripts`` (``keyturn record import
+--allow-scripts``): an import file from elsewhere must not choose what runs with the passwords.
+
 Keeper Commander shape::
 
     {"shared_folders": [...], "records": [{"uid": ..., "title": ..., "$type": "login", "login": ...,
@@ -23,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from keyturn.errors import ImportFailed
+from keyturn.scripts.attachments import script_bearing
 from keyturn.secret import Secret
 from keyturn.vault.api import NewRecord
 from keyturn.vault.records import Field, Record, is_secret_field
@@ -40,8 +45,11 @@ class _Bad(Exception):
     """Internal: a problem in one record; turned into ImportFailed with the record's index/title."""
 
 
-def parse(text: str, fmt: str, *, source: str = "import file") -> list[NewRecord]:
-    """Validate a whole import file and return the records to create."""
+def parse(
+    text: str, fmt: str, *, source: str = "import file", allow_scripts: bool = False,
+) -> list[NewRecord]:
+    """Validate a whole import file and return the records to create; a script-bearing record is
+    refused (`ImportFailed`) unless `allow_scripts`."""
     if fmt not in FORMATS:
         raise ImportFailed(f"unknown import format {fmt!r} (choose {' or '.join(FORMATS)})")
     try:
@@ -65,9 +73,16 @@ def parse(text: str, fmt: str, *, source: str = "import file") -> list[NewRecord
         if not isinstance(item, dict):
             raise ImportFailed(f"{where}: not a JSON object")
         try:
-            out.append(convert(item))
+            rec = convert(item)
         except _Bad as exc:
             raise ImportFailed(f"{where}: {exc}") from exc
+        found = script_bearing(custom=rec.custom, meta=rec.meta)
+        if found and not allow_scripts:
+            raise ImportFailed(
+                f"{where}: carries {', '.join(found)}, which would run a program with the passwords at "
+                "rotation time; review the file, then confirm with `keyturn record import --allow-scripts`"
+            )
+        out.append(rec)
     return out
 
 

@@ -72,7 +72,8 @@ class Base(DeclarativeBase):
 
 
 class MetaRow(Base):
-    """Vault-wide settings: key id, key-check value, KDF parameters, rekey progress, audit head."""
+    """Vault-wide settings: key id, key-check value, KDF parameters, wrapped integrity key, rekey
+    progress and lease, audit head."""
 
     __tablename__ = "kt_meta"
     key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
@@ -92,6 +93,8 @@ class RecordRow(Base):
     key_id: Mapped[str] = mapped_column(sa.String(16), index=True)  # which master key wraps it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # HMAC over uid/type/title/fields/custom/meta (`Barrier.record_mac`); NULL only before the upgrade.
+    mac: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
 class SecretVersionRow(Base):

@@ -23,7 +23,10 @@ from keyturn.vault.storage import AuditRow
 @dataclass(frozen=True)
 class AuditEvent:
     """One audit entry as shipped: the stored fields, including both chain hashes, so a SIEM can
-    re-check the chain on its side."""
+    re-check the chain's links on its side, and the chain head (newest id and keyed hash) when the
+    entry was taken for shipping. The head lets a SIEM detect truncation: every id up to a head it
+    has seen must arrive, and entry `head_id` must carry `head_hash`; entries deleted from the
+    database before they were shipped, or a rebuilt tail, contradict a head shipped earlier."""
 
     id: int
     ts: datetime
@@ -33,13 +36,15 @@ class AuditEvent:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    head_id: int | None = None
+    head_hash: str | None = None
 
     @classmethod
-    def from_row(cls, row: AuditRow) -> AuditEvent:
+    def from_row(cls, row: AuditRow, head: tuple[int, str] | None = None) -> AuditEvent:
         return cls(
             id=row.id, ts=datetime.fromisoformat(row.ts), actor=row.actor, action=row.action,
             record_uid=row.record_uid, details=json.loads(row.details), prev_hash=row.prev_hash,
-            hash=row.hash,
+            hash=row.hash, head_id=head[0] if head else None, head_hash=head[1] if head else None,
         )
 
 

@@ -10,7 +10,9 @@ For each configured sink, one pass (`deliver_once`) repeats until nothing moves:
 
 Sinks are served concurrently, so one slow or dead sink never delays another, and all disk work runs
 in threads, so the event loop that also runs rotations is never blocked. Delivery is at-least-once
-and in audit-id order per sink; every message carries the audit id for de-duplication.
+and in audit-id order per sink; every message carries the audit id for de-duplication, and the chain
+head (id + keyed hash) as of when it was taken, so a SIEM can tell a truncated or rebuilt chain from
+the entries and heads it already holds.
 
 `keyturn serve` runs `run(stop)` as a task (and may call `notify()` after appending entries to skip
 the poll wait); `keyturn audit sinks --deliver` runs one `deliver_once()` standalone.
@@ -139,9 +141,14 @@ class Dispatcher:
     # --- delivery --------------------------------------------------------------------------------
 
     def _read(self, after: int, limit: int) -> list[AuditEvent]:
+        """Entries after `after`, each carrying the chain head read in the same transaction."""
         q = sa.select(AuditRow).where(AuditRow.id > after).order_by(AuditRow.id).limit(limit)
+        newest = sa.select(AuditRow.id, AuditRow.hash).order_by(AuditRow.id.desc()).limit(1)
         with self._storage.session() as s:
-            return [AuditEvent.from_row(r) for r in s.scalars(q)]
+            rows = list(s.scalars(q))
+            top = s.execute(newest).first() if rows else None
+            head = (int(top.id), str(top.hash)) if top is not None else None
+            return [AuditEvent.from_row(r, head) for r in rows]
 
     def _head(self) -> int:
         with self._storage.session() as s:

@@ -1,7 +1,8 @@
 """Rendering audit events: JSON lines and ArcSight CEF, plus the severity table both use.
 
 JSON line: the entry as one canonical JSON object (sorted keys, no spaces, UTF-8), fields
-``action, actor, details, hash, id, prev_hash, record_uid, ts``.
+``action, actor, details, hash, id, prev_hash, record_uid, ts`` and, for entries shipped by the
+dispatcher, ``head: {"id", "hash"}`` (the chain head when the entry was taken; see `AuditEvent`).
 
 CEF (ArcSight Common Event Format, rev. 25):
 ``CEF:0|keyturn|keyturn|<version>|<action>|<name>|<severity>|<extension>``. Header fields escape
@@ -9,7 +10,7 @@ CEF (ArcSight Common Event Format, rev. 25):
 pipe needs no escape there). Extension keys, always in this order: ``rt`` (ms since epoch),
 ``externalId`` (audit id), ``suser`` (actor), ``act`` (action), ``outcome`` (rotation outcome, when
 there is one), ``cs1`` record uid, ``cs2`` hash, ``cs3`` prev_hash, ``cs4`` details (canonical JSON),
-each with its ``csNLabel``.
+then, when shipped with a head, ``cn1`` head id and ``cs5`` head hash, each with its label.
 """
 
 from __future__ import annotations
@@ -91,11 +92,14 @@ def canonical_json(obj: Any) -> str:
 
 
 def event_dict(event: AuditEvent) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "id": event.id, "ts": event.ts.isoformat(timespec="microseconds"), "actor": event.actor,
         "action": event.action, "record_uid": event.record_uid, "details": event.details,
         "prev_hash": event.prev_hash, "hash": event.hash,
     }
+    if event.head_id is not None:
+        out["head"] = {"id": event.head_id, "hash": event.head_hash}
+    return out
 
 
 def render_jsonl(event: AuditEvent) -> str:
@@ -128,6 +132,9 @@ def render_cef(event: AuditEvent) -> str:
         ext += [("cs1Label", "record"), ("cs1", event.record_uid)]
     ext += [("cs2Label", "hash"), ("cs2", event.hash), ("cs3Label", "prev_hash"), ("cs3", event.prev_hash),
             ("cs4Label", "details"), ("cs4", canonical_json(event.details))]
+    if event.head_id is not None and event.head_hash is not None:
+        ext += [("cn1Label", "head_id"), ("cn1", str(event.head_id)), ("cs5Label", "head_hash"),
+                ("cs5", event.head_hash)]
     header = "|".join(cef_header(h) for h in (
         CEF_VENDOR, CEF_PRODUCT, CEF_VERSION, event.action, name, str(severity(event).cef),
     ))
