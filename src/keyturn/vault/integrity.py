@@ -70,9 +70,10 @@ def tampered_message(uid: str, title: str, reason: str) -> str:
     return (
         f"record {uid} ({shown!r}) failed its integrity check ({reason}): its type, title, fields or "
         "metadata (script attachments, Shell, rotation profile) were changed outside keyturn, by "
-        "someone with write access to the database; keyturn refuses to use it. Run `keyturn audit "
-        "verify`, then restore the database from a backup, remove the record (`keyturn record rm "
-        f"{uid}`) or, after reviewing it with `keyturn vault reseal {uid}`, accept it there"
+        "someone with write access to the database; keyturn refuses to use it. Run `keyturn vault "
+        "check` (every record and the audit chain), then restore the database from a backup, remove the "
+        f"record (`keyturn record rm {uid}`) or, after reviewing it with `keyturn vault reseal {uid}`, "
+        "accept it there"
     )
 
 
