@@ -99,7 +99,10 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
 
     from keyturn.api.app import attach_scheduler, create_app
     from keyturn.engine.rotate import RotationEngine
+    from keyturn.hardening import harden_process
 
+    # Idempotent after the CLI entry's; the script policy it sets lives in this run's context only.
+    harden_process(script_user=vault.settings.script_user)
     pool, budgets = shared_targets(vault.settings.meraki_api_share)
 
     def engine_factory(actor: str) -> RotationEngine:

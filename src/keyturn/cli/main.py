@@ -23,6 +23,8 @@ from keyturn.cli import serve as serve_cli
 from keyturn.cli import sim as sim_cli
 from keyturn.cli import tokens as tokens_cli
 from keyturn.cli import vault as vault_cli
+from keyturn.errors import KeyturnError
+from keyturn.hardening import harden_process
 
 app = typer.Typer(
     name="keyturn",
@@ -36,6 +38,7 @@ app = typer.Typer(
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     home: Annotated[
         Path | None,
         typer.Option("--home", envvar="KEYTURN_HOME", help="Data directory (env KEYTURN_HOME).",
@@ -51,6 +54,17 @@ def main(
     """keyturn: an encrypted vault that rotates device credentials safely."""
     output.OVERRIDES.clear()
     output.OVERRIDES.update({"home": home, "database_url": database_url})
+    # First thing every command does (keyturn.hardening): no core dumps, not dumpable, master-key
+    # variables out of the environment, scripts as `script_user`. Undone when the command ends, for
+    # in-process callers; a real process just exits.
+    ctx.call_on_close(harden_process(script_user=_script_user()))
+
+
+def _script_user() -> str | None:
+    try:
+        return output.settings().script_user
+    except KeyturnError:  # the command reports a broken configuration itself; scripts keep the default
+        return None
 
 
 def demo(

@@ -7,7 +7,9 @@
     keyturn script detach "core-sw1 admin" 2          # by position (see `list`), or by path / file name
 
 Scripts run after a rotation in this order: those of the user record, then the resource record, then
-the PAM configuration record. Attachments live in the record's meta, **unencrypted**: `--env` values and
+the PAM configuration record. When keyturn runs as root they run as the `script_user` setting
+(KEYTURN_SCRIPT_USER, default `nobody`), so the script and its interpreter must be readable and
+executable by that account. Attachments live in the record's meta, **unencrypted**: `--env` values and
 `--fail-on` patterns must not be secrets (give a script credentials through `--with RECORD`).
 """
 
@@ -37,7 +39,8 @@ _RECORD_HELP = "Record uid or unique title (user, resource or PAM configuration)
 _PREFIX_HELP = ("Command prefix, e.g. '/usr/bin/python3' or 'pwsh -File' (split like a shell would, never "
                 "run through one). Default: run the script by its shebang.")
 _WITH_HELP = "Additional record (uid or title) the script sees in `records`; repeatable."
-_ENV_HELP = "Extra environment NAME=VALUE; repeatable. Stored IN CLEAR in the record's meta: never a secret."
+_ENV_HELP = ("Extra environment NAME=VALUE; repeatable. Stored IN CLEAR in the record's meta: never a "
+             "secret. PATH, LD_*, PYTHON* and the like (what chooses the code that runs) are refused.")
 _FAIL_ON_HELP = "Regex on stdout/stderr that marks the run failed even with exit 0; repeatable."
 
 RecordArg = Annotated[str, typer.Argument(metavar="RECORD", help=_RECORD_HELP)]
@@ -76,15 +79,19 @@ def attach(
     no_check: NoCheckOpt = False,
 ) -> None:
     """Attach a script to a record; it runs after each rotation that involves the record."""
-    from keyturn.scripts.runner import build_env, prepare_argv
+    from keyturn.scripts.runner import build_env, prepare_argv, refused_env_message, refused_env_names
 
     path = Path(os.path.abspath(script.expanduser()))
+    extra_env = parse_env_assignments(env or [])
+    refused = refused_env_names(extra_env)
+    if refused:
+        fail(refused_env_message(refused), EXIT_USAGE)
     with open_vault() as vault:
         rec = vault.get(record)
         uids = tuple(vault.resolve(ref) for ref in with_records or [])
         att = ScriptAttachment(
             script=str(path), prefix=prefix, with_records=uids, timeout=timeout,
-            env=parse_env_assignments(env or []), fail_on=tuple(fail_on or []),
+            env=extra_env, fail_on=tuple(fail_on or []),
         )
         if not no_check:
             # The same checks the runner makes, so a broken attachment is caught now, not at 3 a.m.
