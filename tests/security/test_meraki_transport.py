@@ -19,7 +19,7 @@ from keyturn.secret import Secret
 from keyturn.targets.base import Account, AdminCredential, Endpoint, Verdict
 from keyturn.targets.meraki import MerakiAuthUserTarget
 
-KEY = "0123456789abcdef0123456789abcdef01234567"
+KEY = "test-api-key-for-the-mock-dashboard"
 NET, ORG = "N_1", "O_1"
 EMAIL = "jane.roe@example.com"
 USER = {"id": "amFuZQ==", "email": EMAIL, "isAdmin": False}
