@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
@@ -71,6 +72,7 @@ DEFAULT_BASE_URL = "https://api.meraki.com/api/v1"
 MERAKI_DOMAINS = ("meraki.com", "meraki.ca", "meraki.cn", "meraki.in", "gov-meraki.com")
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 RETRY_5XX = frozenset({500, 502, 503, 504})
+MAX_RETRY_AFTER = 300.0  # seconds; Meraki asks for 1-2 s (reference meraki.md §2)
 AUTH_HEADERS = {"bearer": "Authorization", "x-cisco-meraki-api-key": "X-Cisco-Meraki-API-Key"}
 USER_AGENT = "Keyturn/0.1 Keyturn"
 # No documented rules for auth-user passwords; printable ASCII, no space at either end (policy does it).
@@ -118,12 +120,24 @@ def check_url(url: str, what: str) -> None:
     raise ProfileError(f"meraki: {what} {url!r} must be an https:// URL with a host")
 
 
-def _errors_text(response: httpx.Response, scrub: Secret | None = None) -> str:
+_UNREADABLE = object()
+
+
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON, or `_UNREADABLE` (not JSON, not UTF-8, or nested past the parser's limit:
+    whatever a broken or hostile peer sends, it is refused, never a crash)."""
     try:
-        doc = response.json()
-        errors = doc.get("errors") if isinstance(doc, dict) else None
+        return response.json()
+    except (ValueError, RecursionError):
+        return _UNREADABLE
+
+
+def _errors_text(response: httpx.Response, scrub: Secret | None = None) -> str:
+    doc = _json(response)
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    try:
         text = "; ".join(str(e) for e in errors) if isinstance(errors, list) else ""
-    except ValueError:
+    except RecursionError:  # an error entry nested as deep as the parser allows
         text = ""
     text = text or response.reason_phrase or "no detail"
     if scrub is not None and scrub.reveal():
@@ -134,9 +148,13 @@ def _errors_text(response: httpx.Response, scrub: Secret | None = None) -> str:
 def _retry_after(response: httpx.Response, attempt: int) -> float:
     raw = response.headers.get("Retry-After", "")
     try:
-        return max(0.0, float(raw))
+        wait = float(raw)
     except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait):
         return float(min(2 ** attempt, 30))  # the nginx/per-IP limiter may omit it
+    # "inf" or "1e308" would hold every rotation of the organisation (they share its budget) forever
+    return min(max(0.0, wait), MAX_RETRY_AFTER)
 
 
 class MerakiAuthUserTarget:
@@ -229,7 +247,7 @@ class MerakiAuthUserTarget:
                                         budget_key="_discovery", doing="looking up the network")
             org = None
             if response.status_code == 200:
-                body = response.json()
+                body = _json(response)
                 org = body.get("organizationId") if isinstance(body, dict) else None
             known = self._orgs[network] = str(org) if org else f"network:{network}"
         return known
@@ -304,8 +322,11 @@ class MerakiAuthUserTarget:
             response = await self._call(account, "GET", path, doing="listing auth users")
             if response.status_code != 200:
                 self._raise_for(account, response, "listing auth users")
-            body = response.json()
-            users = [u for u in body if isinstance(u, dict)] if isinstance(body, list) else []
+            body = _json(response)
+            if not isinstance(body, list):
+                raise self._err(TargetError, account, "listing auth users: the answer is not a JSON list "
+                                                      f"({_errors_text(response)})")
+            users = [u for u in body if isinstance(u, dict)]
             self._lists[network] = (self._clock(), users)
             return users
 
@@ -357,10 +378,7 @@ class MerakiAuthUserTarget:
 
     async def _confirm(self, account: Account, response: httpx.Response, user_id: str, path: str) -> None:
         """A 200 counts only if the user is still there (PUT echo or, failing that, a GET)."""
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = _json(response)
         if isinstance(body, dict) and str(body.get("id")) == user_id and (
                 str(body.get("email", "")).lower() == account.username.strip().lower()):
             return
@@ -397,10 +415,7 @@ class MerakiAuthUserTarget:
         except TargetError as exc:
             log.info("%s: verify inconclusive: %s", KIND, exc)
             return Verdict.INCONCLUSIVE
-        try:
-            doc = response.json()
-        except ValueError:
-            return Verdict.INCONCLUSIVE
+        doc = _json(response)
         ok = doc.get("ok") if isinstance(doc, dict) else None
         if response.status_code != 200 or not isinstance(ok, bool):
             return Verdict.INCONCLUSIVE
