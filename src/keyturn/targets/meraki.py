@@ -219,11 +219,15 @@ class MerakiAuthUserTarget:
                 "Content-Type": "application/json", "User-Agent": USER_AGENT}
 
     def _redirect_target(self, account: Account, current: str, location: str) -> str:
-        url = urljoin(current, location)
-        parts = urlsplit(url)
         base = urlsplit(self._base_url(account.endpoint))
-        host = (parts.hostname or "").lower()
-        same_base = host == (base.hostname or "").lower() and parts.port == base.port
+        try:
+            url = urljoin(current, location)
+            parts = urlsplit(url)
+            host = (parts.hostname or "").lower()
+            same_base = host == (base.hostname or "").lower() and parts.port == base.port
+        except ValueError as exc:  # "https://[bad", a port past 65535: nothing to follow
+            raise self._err(TargetError, account, f"refused a redirect to an unreadable location "
+                                                  f"{location[:80]!r}") from exc
         if parts.scheme == "https" and (same_base or is_meraki_host(host)):
             return url
         # Plain http only where the lab runs it: the configured loopback base, already on http.
