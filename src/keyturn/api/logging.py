@@ -53,9 +53,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record is emitted, not the one at configuration time:
+    a stderr replaced later (a test runner's capture, a daemon's redirect) must not turn every log line
+    into a "Logging error" on a closed stream."""
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", *, stream: IO[str] | None = None, debug: bool = False) -> None:
-    """Route the root logger (and uvicorn's) to one JSON handler on `stream` (default stderr)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    """Route the root logger (and uvicorn's) to one JSON handler on `stream` (default: the current stderr,
+    looked up at each record)."""
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     handler.setFormatter(JsonFormatter(debug=debug))
     root = logging.getLogger()
     for old in list(root.handlers):
