@@ -23,6 +23,17 @@ from keyturn.config import Settings, database_url_warning, load_settings, secure
 from keyturn.vault import Vault
 
 
+@pytest.fixture(autouse=True)
+def _keep_root_logging() -> Any:
+    """`serve` configures the root logger for its JSON lines before it opens the vault; put it back so
+    the rest of the suite does not inherit an INFO-level handler."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def cli(tmp_path: Path, *args: str, env: dict[str, Any] | None = None) -> Any:
     base = {"KEYTURN_HOME": str(tmp_path / "home"), "KEYTURN_MASTER_KEY": None, "KEYTURN_PASSPHRASE": None,
             "KEYTURN_DATABASE_URL": None, "KEYTURN_KEY_FILE": None, "KEYTURN_SERVE_INSECURE_HTTP": None}
@@ -98,12 +109,17 @@ def test_a_shared_directory_is_never_chmodded(tmp_path: Path) -> None:
     assert stat.S_IMODE(sticky.stat().st_mode) == 0o1777
 
 
-def test_a_database_password_on_the_command_line_is_warned_about(tmp_path: Path) -> None:
+def test_a_database_password_on_the_command_line_is_warned_about(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
     url = "postgresql://keyturn:S3cret-db-pw@127.0.0.1:9/keyturn"
-    result = cli(tmp_path, "--database-url", url, "record", "list")
+    with caplog.at_level(logging.WARNING, logger="keyturn.config"):
+        result = cli(tmp_path, "--database-url", url, "record", "list")
+    # A warning through logging: on stderr in a terminal (no handler: Python's last resort), in the
+    # captured log under pytest (whose handler on the root logger takes it).
+    said = result.stderr + caplog.text
     assert "a database password given on the command line (--database-url) can leak via the process " \
-           "list and shell history" in result.stderr
-    assert "S3cret-db-pw" not in result.stderr
+           "list and shell history" in said
+    assert "S3cret-db-pw" not in said
     # From the environment (owner-readable only), or without a password: nothing to warn about.
     assert database_url_warning(url, from_env=url) is None
     assert database_url_warning("postgresql://keyturn@127.0.0.1:9/keyturn", from_env=None) is None
