@@ -332,3 +332,15 @@ def test_is_loopback(host: str, loopback: bool) -> None:
     from keyturn.targets.meraki import is_loopback
 
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(("header", "held"), [("inf", 2.0), ("1e308", 300.0), ("nan", 2.0), ("-5", 0.0),
+                                              ("0.5", 0.5)])
+async def test_retry_after_is_bounded(meraki: FakeMeraki, fake_time: FakeTime, target: MerakiAuthUserTarget,
+                                      header: str, held: float) -> None:
+    """A hostile or broken Retry-After cannot hold every rotation of the organisation for ever."""
+    meraki.script = [once(429, headers={"Retry-After": header})]
+    await target.change(account(), None, Secret("p"))
+    bucket = target.budget.bucket("2930418")
+    assert bucket.penalties == 1
+    assert max(fake_time.slept, default=0.0) <= held + 1.0
