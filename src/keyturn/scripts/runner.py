@@ -432,7 +432,11 @@ async def run_script(
             return _failed(att, owner_uid, argv, started)
         identity = ["-", "-", "-"]
         if user is not None:
-            os.chown(workdir, user.uid, user.gid)
+            try:
+                os.chown(workdir, user.uid, user.gid)
+            except OSError as exc:
+                return _failed(att, owner_uid, f"cannot give the working directory to script user "
+                                               f"{user.name!r}: {exc.strerror or exc}", started)
             identity = [user.name, str(user.uid), str(user.gid)]
         status_r, status_w = os.pipe()
         try:
