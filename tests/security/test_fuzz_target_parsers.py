@@ -13,7 +13,6 @@ import contextlib
 import json
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -154,10 +153,6 @@ def test_deeply_nested_json_from_the_dashboard_is_an_error_not_a_crash() -> None
     asyncio.run(exchange([(200, {}, deep)], deep))
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="finding: iosxe_restconf.restconf_errors lets json's RecursionError out "
-                          "(catches ValueError only); a rogue device can crash the rotation. Fix there, "
-                          "then drop this mark")
 def test_deeply_nested_restconf_error_body_is_not_a_crash() -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     assert restconf_errors(httpx.Response(400, content=deep)) == []

@@ -13,6 +13,7 @@ from keyturn.errors import (
     ChangeRejected,
     ProfileError,
     TargetAuthRejected,
+    TargetError,
     TargetTimeout,
     TargetUnreachable,
 )
@@ -289,3 +290,24 @@ async def test_persist_after_verify_fresh(device: FakeDevice, target: IosXeRestc
     assert await target.verify(account(), Secret("candidate")) is Verdict.OK
     await target.persist(account())
     assert device.saved == 1 and basic_user(device.requests[-1]) == "bob"
+
+
+async def test_a_device_answering_absurdly_nested_json_gets_a_clear_error_not_a_crash() -> None:
+    """A rogue or broken peer: every answer is 200 with JSON nested past the parser's recursion limit."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=deep, headers={"Content-Type": "application/yang-data+json"})
+
+    tgt = IosXeRestconfTarget(lambda ep: httpx.AsyncClient(base_url="https://sw1",
+                                                           transport=httpx.MockTransport(handler)))
+    try:
+        check = await tgt.check(account(admin=True), Secret("x"))
+        assert check.verdict is Verdict.INCONCLUSIVE and "not JSON" in check.detail
+        hashed = await tgt.check(account(admin=True, verify="hash"), Secret("x"))
+        assert hashed.verdict is Verdict.INCONCLUSIVE and "not JSON" in hashed.detail
+        with pytest.raises(TargetError, match="not JSON") as err:
+            await tgt.change(account(admin=True), None, Secret("new"))
+        assert not isinstance(err.value, AccountNotFound)
+    finally:
+        await tgt.aclose()

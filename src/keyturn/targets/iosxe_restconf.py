@@ -81,11 +81,24 @@ ClientFactory = Callable[[Endpoint], httpx.AsyncClient]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class _NoJson(Exception):
+    """Internal: the body is not JSON a RESTCONF server would send."""
+
+
+def response_json(response: httpx.Response) -> Any:
+    """The parsed body; `_NoJson` for anything unparsable — including nesting deep enough to exhaust
+    the parser's recursion (a rogue or broken peer must not crash the rotation)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError) as exc:
+        raise _NoJson(type(exc).__name__) from None
+
+
 def restconf_errors(response: httpx.Response) -> list[dict[str, Any]]:
     """The `error` entries of a RESTCONF error body, in either shape; [] if none/unparsable."""
     try:
-        doc = response.json()
-    except ValueError:
+        doc = response_json(response)
+    except _NoJson:
         return []
     if not isinstance(doc, dict):
         return []
@@ -241,8 +254,10 @@ class IosXeRestconfTarget:
         status = response.status_code
         if status == 200:
             try:
-                users = response.json().get("Cisco-IOS-XE-native:username", [])
-            except (ValueError, AttributeError):
+                users = response_json(response).get("Cisco-IOS-XE-native:username", [])
+            except _NoJson as exc:
+                raise self._err(TargetError, account, "the device's answer for the user is not JSON") from exc
+            except AttributeError:
                 users = []
             for user in users if isinstance(users, list) else []:
                 if isinstance(user, dict) and user.get("name") == account.username:
@@ -338,8 +353,8 @@ class IosXeRestconfTarget:
                     raise self._err(TargetError, account, f"reading the AAA configuration: "
                                                           f"{describe_errors(response)}")
                 try:
-                    docs.append(response.json())
-                except ValueError as exc:
+                    docs.append(response_json(response))
+                except _NoJson as exc:
                     raise self._err(TargetError, account, "the AAA configuration is not JSON") from exc
             config = aaa_from_restconf(docs[0], docs[1])
         if user:
