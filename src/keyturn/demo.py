@@ -79,6 +79,14 @@ class Demo:
         self.env.pop("KEYTURN_DATABASE_URL", None)
         self.env.pop("KEYTURN_MASTER_KEY", None)
         self.env.pop("KEYTURN_PASSPHRASE", None)
+        if os.geteuid() == 0 and "KEYTURN_SCRIPT_USER" not in os.environ:
+            # As root, scripts run as `nobody` — which cannot reach this checkout's Python when it lives
+            # under a 0700 home (as root's does). The demo keeps its example script as root and says so;
+            # a real install gives scripts an interpreter `nobody` can run (see the README).
+            self.env["KEYTURN_SCRIPT_USER"] = "root"
+            self.script_user_note = True
+        else:
+            self.script_user_note = False
         self.lab: subprocess.Popen[bytes] | None = None
         self.keyturn = [sys.executable, "-m", "keyturn.cli.main"]
 
@@ -203,6 +211,10 @@ class Demo:
                 self.run("rotation", "set", p.title, "--target", p.target, "--resource", p.where,
                          "--admin", f"{p.where} admin")
             elif p.target == "noop":
+                if self.script_user_note:
+                    console.print("  (running as root: the demo sets KEYTURN_SCRIPT_USER=root so the example "
+                                  "script can use this checkout's Python; keyturn warns about it)")
+                    self.script_user_note = False
                 self.run("rotation", "set", p.title, "--target", "noop", "--verify-with", "iosxe-restconf",
                          "--resource", p.where, "--admin", f"{p.where} admin", "--policy", "24,2,2,2,2")
                 script = EXAMPLES / "iosxe_restconf_update.py"
