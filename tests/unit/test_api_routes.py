@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from keyturn.api.routes.records import MASK
 from keyturn.scripts.attachments import ScriptAttachment, to_meta
+from keyturn.secret import Secret
+from keyturn.vault import Field
 from tests.unit.api_world import Api
 from tests.unit.engine_world import OLD
 
@@ -177,3 +179,19 @@ async def test_shutdown_journals_queued_rotations_as_cancelled(api: Api) -> None
     assert api.world.dev.password("second") == "Second-Old-Pw-1"
     status = await api.client.get(f"/rotations/{ids[1]}", headers=api.auth("auditor"))
     assert status.status_code == 200 and status.json()["outcome"] == "failed"
+
+
+async def test_enable_secret_profile_links_the_admin_record_for_admins_only(api: Api) -> None:
+    world = api.world
+    enable = world.vault.add(type="pamUser", title="sw1-enable",
+                             fields=[Field("login", value=["enable"]),
+                                     Field("password", value=[Secret("En-1")])])
+    body = {"target": "iosxe-enable-secret", "resource": world.resource.uid, "admin": world.admin.uid}
+    as_operator = await api.client.put(f"/records/{enable.uid}/rotation", headers=api.auth("operator"),
+                                       json=body)
+    assert as_operator.status_code == 200, as_operator.text
+    # an operator may not write records: the admin record stays as it was
+    assert world.vault.get(world.admin.uid).custom_value("enable_secret_record") is None
+    as_admin = await api.client.put(f"/records/{enable.uid}/rotation", headers=api.auth("admin"), json=body)
+    assert as_admin.status_code == 200, as_admin.text
+    assert world.vault.get(world.admin.uid).custom_value("enable_secret_record") == enable.uid
