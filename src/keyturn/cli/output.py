@@ -64,8 +64,11 @@ def exit_code(exc: KeyturnError) -> int:
 
 
 def error(message: str) -> None:
-    """One red line on stderr (plain when stderr is not a terminal)."""
-    typer.echo(typer.style(f"error: {message}", fg="red"), err=True)
+    """One red line on stderr (plain when stderr is not a terminal); control, bidi and zero-width
+    characters escaped, whatever text the message quotes."""
+    from keyturn.vault.records import escaped
+
+    typer.echo(typer.style(f"error: {escaped(message)}", fg="red"), err=True)
 
 
 def fail(message: str, code: int = EXIT_GENERIC) -> NoReturn:
@@ -161,8 +164,11 @@ def echo_json(obj: Any) -> None:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
-    """A Rich table on a terminal; plain aligned columns, one row per line, when piped (grep/awk)."""
-    cells = [[str(c) if c is not None else "" for c in row] for row in rows]
+    """A Rich table on a terminal; plain aligned columns, one row per line, when piped (grep/awk).
+    Cells are escaped (`vault.records.escaped`): a stored newline or bidi override cannot forge a row."""
+    from keyturn.vault.records import escaped
+
+    cells = [[escaped(str(c)) if c is not None else "" for c in row] for row in rows]
     if not sys.stdout.isatty():
         widths = [max(len(x) for x in col) for col in zip(columns, *cells, strict=True)]
         if title:

@@ -8,6 +8,11 @@ Scriptable forms (stable)::
 
 `record add` prints the new uid alone on stdout. Secrets are never printed except by `reveal`
 (audited), which prints the value alone and a newline.
+
+A title, login, field type or label the vault would refuse (`vault.records.check_fields`: control,
+bidi or zero-width characters, too long) is a usage error (exit 2) found before the vault is opened.
+Titles and labels read from the vault are shown escaped (`vault.records.escaped`) and quoted in
+messages shortened (`vault.records.shown`): a name stored before those rules cannot rewrite the screen.
 """
 
 from __future__ import annotations
@@ -81,10 +86,28 @@ class _Stdin:
 
 
 def _split(spec: str, opt: str) -> tuple[str, str]:
+    from keyturn.vault.records import shown
+
     name, sep, value = spec.partition("=")
     if not sep or not name.strip():
-        fail(f"{opt} {spec.split('=')[0]!r}: expected NAME=VALUE", EXIT_USAGE)
+        fail(f"{opt} {shown(name)}: expected NAME=VALUE", EXIT_USAGE)
     return name.strip(), value
+
+
+def _check_usage(title: str | None, fields: list[Field], custom: list[Field]) -> None:
+    """What the vault would refuse in the options themselves, as a usage error (exit 2)."""
+    from keyturn.errors import VaultError
+    from keyturn.vault.records import check_fields, validate_title
+
+    try:
+        if title is not None:
+            validate_title(title)
+    except VaultError as exc:
+        fail(f"--title: {exc}", EXIT_USAGE)
+    try:
+        check_fields(fields, custom)
+    except VaultError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 def _secret_value(value: str, opt: str, stdin: _Stdin) -> Secret:
@@ -153,6 +176,7 @@ def add(
     pw = _password(password, stdin, prompt=type_ in PASSWORD_TYPES)
     fields = _build_fields(login, pw, field or [], stdin)
     cust = _build_custom(custom or [], secret_custom or [], stdin)
+    _check_usage(title, fields, cust)
     with open_vault() as vault:
         rec = vault.add(type=type_, title=title, fields=fields, custom=cust, allow_duplicate=allow_duplicate,
                         actor=actor())
@@ -201,10 +225,14 @@ def _record_json(rec: Record) -> dict[str, Any]:
     }
 
 
-def _show_value(values: list[Any]) -> str:
+def _show_value(values: list[Any], *, name: bool = False) -> str:
+    """Values as one line; `name` (a login): escaped like a title (notes may keep their newlines)."""
+    from keyturn.vault.records import escaped
+
     shown = [MASK if isinstance(v, Secret) else (json.dumps(v) if isinstance(v, (dict, list)) else str(v))
              for v in values]
-    return ", ".join(shown)
+    text = ", ".join(shown)
+    return escaped(text) if name else text
 
 
 @app.command("show")
@@ -219,9 +247,11 @@ def show(
     if as_json:
         echo_json(_record_json(rec))
         return
-    lines = [("uid", rec.uid), ("title", rec.title), ("type", rec.type)]
-    lines += [(f.name, _show_value(f.value)) for f in rec.fields]
-    lines += [(f"custom {f.label or f.type}", _show_value(f.value)) for f in rec.custom]
+    from keyturn.vault.records import LOGIN_TYPE, escaped
+
+    lines = [("uid", rec.uid), ("title", escaped(rec.title)), ("type", rec.type)]
+    lines += [(escaped(f.name), _show_value(f.value, name=f.type == LOGIN_TYPE)) for f in rec.fields]
+    lines += [(f"custom {escaped(f.label or f.type)}", _show_value(f.value)) for f in rec.custom]
     lines += [(f"meta {k}", json.dumps(v, sort_keys=True)) for k, v in sorted(rec.meta.items())]
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
@@ -263,10 +293,13 @@ def edit(
     allow_duplicate: AllowDupOpt = False,
 ) -> None:
     """Change a record's title or fields (a changed secret becomes a new current version)."""
+    from keyturn.vault.records import shown
+
     stdin = _Stdin()
     pw = _password(password, stdin, prompt=False)
     new_fields = _build_fields(login, pw, field or [], stdin)
     new_custom = _build_custom(custom or [], secret_custom or [], stdin)
+    _check_usage(title, new_fields, new_custom)
     with open_vault() as vault:
         rec = vault.get(ref)
         fields = _replace(rec.fields, new_fields, by_label=False)
@@ -275,7 +308,7 @@ def edit(
             keep_f = [f for f in fields if name not in (f.type, f.label)]
             keep_c = [f for f in cust if f.label != name]
             if len(keep_f) == len(fields) and len(keep_c) == len(cust):
-                fail(f"record {rec.uid} has no field {name!r}", EXIT_USAGE)
+                fail(f"record {rec.uid} has no field {shown(name)}", EXIT_USAGE)
             fields, cust = keep_f, keep_c
         changed_fields = bool(new_fields or remove_field)
         changed_custom = bool(new_custom or remove_field)
@@ -293,14 +326,25 @@ def rm(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Remove a record and all its secret versions."""
+    from keyturn.vault.records import shown
+
     with open_vault() as vault:
         summary = vault.summary(ref)  # not `get`: a record failing its integrity check can be removed
         if not yes:
             if not sys.stdin.isatty():
                 fail("refusing to remove without confirmation; pass --yes", EXIT_USAGE)
-            typer.confirm(f"Remove {summary.type} record {summary.title!r} ({summary.uid})?", abort=True)
+            typer.confirm(f"Remove {summary.type} record {shown(summary.title)} ({summary.uid})?",
+                          abort=True)
         vault.remove(summary.uid, actor=actor())
-    typer.echo(f"removed {summary.uid} {summary.title!r}")
+    typer.echo(f"removed {summary.uid} {shown(summary.title)}")
+
+
+def _check_format(fmt: str) -> None:
+    from keyturn.vault.importers import FORMATS
+    from keyturn.vault.records import shown
+
+    if fmt not in FORMATS:
+        fail(f"--format {shown(fmt)}: choose {' or '.join(FORMATS)}", EXIT_USAGE)
 
 
 @app.command("import")
@@ -314,13 +358,10 @@ def import_(
         "with the passwords; review the file first).")] = False,
 ) -> None:
     """Import records, all or nothing."""
-    from keyturn.errors import ImportFailed
-    from keyturn.vault.importers import parse
+    from keyturn.vault.importers import parse, read_file
 
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ImportFailed(f"cannot read {file}: {exc}") from exc
+    _check_format(fmt)
+    text = read_file(file)  # at most MAX_IMPORT_BYTES, refused unread beyond
     specs = parse(text, fmt, source=str(file), allow_scripts=allow_scripts)
     with open_vault() as vault:
         uids = vault.add_many(specs, allow_duplicate=allow_duplicate, actor=actor())
@@ -338,6 +379,7 @@ def export(
     """Export every record WITH SECRETS IN CLEAR to a new file (mode 0600)."""
     from keyturn.vault.importers import export as build
 
+    _check_format(fmt)
     with open_vault() as vault:
         doc = build([vault.get(s.uid) for s in vault.summaries()], fmt)
         try:

@@ -67,14 +67,19 @@ from keyturn.vault.keys import (
 from keyturn.vault.lease import RekeyLease
 from keyturn.vault.records import (
     DEFAULT_PAM_CONFIGURATION_TITLE,
+    MAX_META_DEPTH,
     Field,
     Record,
+    check_fields,
+    check_value,
     encode_fields,
     is_secret_field,
     new_uid,
     secret_values,
+    shown,
     slot_names,
     title_key,
+    unstorable,
     validate_title,
 )
 from keyturn.vault.storage import MetaRow, RecordRow, SecretVersionRow, Storage, sqlite_path, utcnow
@@ -173,7 +178,7 @@ def _refuse_scripts(*, custom: Sequence[Field], meta: Mapping[str, Any] | None, 
     found = _script_bearing(custom, meta)
     if found:
         raise ScriptsNotAllowed(
-            f"record {title!r}: {', '.join(found)} would run a program with the passwords at rotation "
+            f"record {shown(title)}: {', '.join(found)} would run a program with the passwords at rotation "
             "time; attach scripts and set Shell from the keyturn CLI on the server (`keyturn script "
             "attach`, `keyturn record edit`), not through the API"
         )
@@ -441,15 +446,18 @@ class Vault:
                 try:
                     uids.append(self._add_in(s, spec, allow_duplicate=allow_duplicate, actor=actor))
                 except VaultError as exc:
-                    raise type(exc)(f"record #{i + 1} ({spec.title!r}): {exc}") from exc
+                    title = shown(spec.title) if isinstance(spec.title, str) else "untitled"
+                    raise type(exc)(f"record #{i + 1} ({title}): {exc}") from exc
             return uids
 
     def _add_in(self, s: Session, spec: NewRecord, *, allow_duplicate: bool, actor: str) -> str:
         self._storage.serialize(s)  # PostgreSQL: duplicate-title check + insert are atomic
         self._check_wrap_key(s)
         title = validate_title(spec.title)
-        if not _TYPE_RE.match(spec.type):
-            raise VaultError(f"invalid record type {spec.type!r}")
+        if not isinstance(spec.type, str) or not _TYPE_RE.match(spec.type):
+            raise VaultError(f"invalid record type {shown(str(spec.type))}")
+        check_fields(spec.fields, spec.custom)
+        check_value(dict(spec.meta or {}), "meta", depth=MAX_META_DEPTH)
         if not allow_duplicate:
             self._refuse_duplicate(s, title, exclude=None)
         uid = spec.uid if spec.uid and re.fullmatch(r"[A-Za-z0-9_-]{16,32}", spec.uid) else new_uid()
@@ -503,7 +511,8 @@ class Vault:
         other = s.scalars(q).first()
         if other is not None:
             raise DuplicateRecord(
-                f"a record titled {title!r} already exists (uid {other}); use --allow-duplicate to add anyway"
+                f"a record titled {shown(title)} already exists (uid {other}); use --allow-duplicate to add "
+                "anyway"
             )
 
     def _write_fields(
@@ -582,6 +591,8 @@ class Vault:
     def _row(self, s: Session, ref: str, *, check: bool = True) -> RecordRow:
         """The record row by uid or unique title; with `check`, refused (`RecordTampered`) unless its
         integrity tag matches."""
+        if unstorable(ref):  # the database cannot even be asked (and holds no such text)
+            raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
         row = s.get(RecordRow, ref)
         if row is None:
             row = self._row_by_title(s, ref)
@@ -594,10 +605,11 @@ class Vault:
         if len(rows) == 1:
             return rows[0]
         if not rows:
-            raise RecordNotFound(f"no record with uid or title {ref!r} (see `keyturn record list`)")
-        cands = [f"{r.uid} {r.title!r} ({r.type})" for r in rows]
+            raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
+        cands = [f"{r.uid} {shown(r.title)} ({r.type})" for r in rows]
         raise AmbiguousRecord(
-            f"title {ref!r} matches {len(rows)} records; use a uid: " + "; ".join(cands), candidates=cands
+            f"title {shown(ref)} matches {len(rows)} records; use a uid: " + "; ".join(cands),
+            candidates=cands,
         )
 
     def get(self, ref: str) -> Record:
@@ -630,6 +642,8 @@ class Vault:
     ) -> list[Record]:
         """Records matching all filters, ordered by title. `title` is a case-insensitive substring;
         `custom` matches plain custom field values exactly (labels as in `Record.custom_value`)."""
+        if any(unstorable(f) for f in (type, title) if f is not None):
+            return []
         q = sa.select(RecordRow).order_by(RecordRow.title_key, RecordRow.uid)
         if type is not None:
             q = q.where(RecordRow.type == type)
@@ -652,6 +666,8 @@ class Vault:
 
     def summaries(self, *, type: str | None = None, title: str | None = None) -> list[RecordSummary]:
         """Like `find` (type / title substring) but without decrypting: for listings."""
+        if any(unstorable(f) for f in (type, title) if f is not None):
+            return []
         q = sa.select(RecordRow.uid, RecordRow.title, RecordRow.type, RecordRow.updated_at).order_by(
             RecordRow.title_key, RecordRow.uid
         )
@@ -687,6 +703,8 @@ class Vault:
                 current = self._to_record(s, row)
                 new_fields = list(fields) if fields is not None else current.fields
                 new_custom = list(custom) if custom is not None else current.custom
+                # Only what changes is checked: a record stored before a rule existed stays editable.
+                check_fields(new_fields, new_custom, unchanged=[*current.fields, *current.custom])
                 if not allow_scripts and _shell_values(new_custom) != _shell_values(current.custom):
                     _refuse_scripts(custom=new_custom, meta=None, title=row.title)
                 details["new_versions"] = self._write_fields(s, row, new_fields, new_custom)
