@@ -193,3 +193,12 @@ def test_window_in_the_schedule_zone_and_deferral() -> None:
     assert sched.absorb_until(due) == utc(2026, 1, 10, 4)
     assert sched.earliest(utc(2026, 1, 10, 1)) == utc(2026, 1, 10, 1)
     assert sched.earliest(utc(2026, 1, 10, 5)) == utc(2026, 1, 17, 0)
+
+
+def test_an_empty_tz_in_keeper_json_says_nothing_and_survives_its_round_trip() -> None:
+    """Found by fuzzing: `"tz": ""` was accepted as UTC, then refused when read back with tz UTC."""
+    from keyturn.scheduler.schedules import from_meta, parse_schedule
+
+    sched = parse_schedule({"type": "DAILY", "utcTime": "02:00", "tz": ""})
+    again = from_meta(sched.to_meta())
+    assert again.to_meta() == sched.to_meta()

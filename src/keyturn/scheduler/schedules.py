@@ -299,8 +299,11 @@ def parse_schedule(
         keeper = loaded
     elif not isinstance(spec, str) or not spec.strip():
         raise ConfigError("empty schedule: use a cron expression, 'every 30d', or a Keeper JSON object")
-    if keeper is not None and isinstance(keeper.get("tz"), str) and tz and keeper["tz"] != tz:
-        raise ConfigError(f"the schedule JSON says tz {keeper['tz']!r} but --tz says {tz!r}")
+    said = keeper.get("tz") if keeper is not None else None
+    # An empty "tz" in the JSON says nothing (the zone then comes from --tz or defaults to UTC), so it
+    # cannot contradict --tz — nor the zone stored with the schedule when it is read back.
+    if isinstance(said, str) and said.strip() and tz and said.strip() != tz.strip():
+        raise ConfigError(f"the schedule JSON says tz {said!r} but --tz says {tz!r}")
     tz_name = (tz or (str(keeper.get("tz")) if keeper is not None and keeper.get("tz") else None)
                or "UTC").strip()
     zone_ = zone(tz_name)
