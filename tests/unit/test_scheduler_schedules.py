@@ -202,3 +202,16 @@ def test_an_empty_tz_in_keeper_json_says_nothing_and_survives_its_round_trip() -
     sched = parse_schedule({"type": "DAILY", "utcTime": "02:00", "tz": ""})
     again = from_meta(sched.to_meta())
     assert again.to_meta() == sched.to_meta()
+
+
+def test_a_window_whose_only_weekly_opening_falls_in_a_dst_gap_opens_the_week_after() -> None:
+    """Found by fuzzing: Sun 02:00-03:00 in Europe/Berlin does not exist on 2026-03-29 (clocks jump from
+    02:00 to 03:00); asked on the Sunday before, the next opening is two weeks away, not "never"."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from keyturn.scheduler.window import parse_window
+
+    window = parse_window("Sun 02:00-03:00", ZoneInfo("Europe/Berlin"))
+    start, end = window.next_opening(datetime(2026, 3, 22, 2, 30, tzinfo=UTC))
+    assert start == datetime(2026, 4, 5, 0, 0, tzinfo=UTC) and end == datetime(2026, 4, 5, 1, 0, tzinfo=UTC)

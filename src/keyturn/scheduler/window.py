@@ -115,8 +115,10 @@ class Window:
         current = self.opening_at(t)
         if current is not None:
             return current
-        later = [(s, e) for s, e in self.openings(t) if s > t]
-        if not later:  # pragma: no cover - every rule names at least one day, so a week always has one
+        # Nine days ahead holds every weekday at least once — unless the only opening that week falls in a
+        # DST gap (Sun 02:00-03:00 in Europe/Berlin on the last Sunday of March): look one week further.
+        later = [(s, e) for s, e in self.openings(t, days_after=16) if s > t]
+        if not later:  # pragma: no cover - a DST gap never swallows the same weekday two weeks running
             raise ConfigError(f"maintenance window {self.text!r} never opens")
         return later[0]
 
