@@ -178,3 +178,59 @@ def test_hmac_value_matches_without_storing(vault: Vault) -> None:
     assert a == vault.hmac_value("x")
     assert a != vault.hmac_value("y")
     assert len(a) == 64
+
+
+# ---- what a write may store (records.check_fields / validate_title; issue 12, item 15) ------------------
+
+
+def test_helpers_for_quoting_names() -> None:
+    from keyturn.vault.records import describe_char, escaped, shorten, shown
+
+    assert shorten("x" * 60) == "x" * 60 and shorten("x" * 61) == "x" * 60 + "\u2026"
+    assert shown("a\u202eb\n" + "c" * 100) == repr("a\u202eb\n" + "c" * 56 + "\u2026")
+    assert "\u202e" not in shown("a\u202eb")
+    assert escaped("a\x00b\u2066c\ud800 é\ttab") == "a\\x00b\\u2066c\\ud800 é\\ttab"
+    assert describe_char("\x0a") == "U+000A LINE FEED"
+    assert describe_char("\u200f") == "U+200F RIGHT-TO-LEFT MARK"
+    assert describe_char("\x9e") == "U+009E"
+
+
+def test_check_value_is_a_loop_not_recursion() -> None:
+    from keyturn.vault.records import check_value
+
+    deep: object = "leaf"
+    for _ in range(200_000):  # past any recursion limit: a recursive walk would crash here
+        deep = [deep]
+    with pytest.raises(VaultError, match="nested more than 8 levels deep"):
+        check_value(deep, "field host", depth=8)
+    check_value({"a": [1, 2.5, True, None, {"b": "c"}]}, "v", depth=3)
+    for bad, message in [(float("nan"), "nan is not a JSON number"), ({1: "x"}, "keys must be text"),
+                         ({"k\ud800": 1}, "a key contains a lone surrogate"), (b"x", "is not a JSON value"),
+                         (["ok", "bad\udfff"], r"v\[1\] contains a lone surrogate")]:
+        with pytest.raises(VaultError, match=message):
+            check_value(bad, "v", depth=3)
+
+
+def test_check_fields_skips_what_is_stored_unchanged() -> None:
+    from keyturn.vault.records import check_fields
+
+    stored = [Field("login", None, ["ad\u200bmin"]), Field("text", "la\nbel", ["x"])]
+    check_fields(stored, [], unchanged=stored)
+    with pytest.raises(VaultError, match="U\\+200B"):
+        check_fields(stored, [])
+    with pytest.raises(VaultError, match="U\\+200B"):  # a changed login is checked
+        check_fields([Field("login", None, ["ad\u200bmin2"])], [], unchanged=stored)
+    with pytest.raises(VaultError, match="lone surrogate"):  # a secret is always checked
+        check_fields([Field("password", None, [Secret("p\ud800")])], [],
+                     unchanged=[Field("password", None, [Secret("old")])])
+    with pytest.raises(VaultError, match="must not be a Secret"):
+        check_fields([Field("login", None, [Secret("x")])], [])
+
+
+def test_refused_title_writes_nothing(vault: Vault) -> None:
+    before = (vault.status(), [s.uid for s in vault.summaries()])
+    with pytest.raises(VaultError, match="U\\+000A LINE FEED, at character 3"):
+        vault.add(type="login", title="ab\ncd")
+    with pytest.raises(VaultError, match="201 characters long"):
+        vault.add(type="login", title="x" * 201)
+    assert (vault.status(), [s.uid for s in vault.summaries()]) == before

@@ -91,7 +91,7 @@ def _split(spec: str, opt: str) -> tuple[str, str]:
     name, sep, value = spec.partition("=")
     if not sep or not name.strip():
         fail(f"{opt} {shown(name)}: expected NAME=VALUE", EXIT_USAGE)
-    return name.strip(), value
+    return name.strip(" "), value  # only spaces: a stray newline or tab is refused, not silently dropped
 
 
 def _check_usage(title: str | None, fields: list[Field], custom: list[Field]) -> None:
