@@ -6,6 +6,7 @@ then an SSH rotation whose admin lands in `>` (so it must `enable`) succeeds wit
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from keyturn.cli.main import app
 from tests.lab_fixtures import running_lab
 
 
-async def test_enable_rotation_then_ssh_rotation_needing_enable(tmp_path: Path) -> None:
+def cli(tmp_path: Path) -> Callable[..., Any]:
+    """`run(*args, stdin=None, code=0)`: keyturn's CLI in-process on a vault under `tmp_path`."""
     runner = CliRunner()
     env = {"KEYTURN_HOME": str(tmp_path / "home"), "KEYTURN_MASTER_KEY": None, "KEYTURN_PASSPHRASE": None,
            "KEYTURN_DATABASE_URL": None, "KEYTURN_KEY_FILE": None}
@@ -25,6 +27,11 @@ async def test_enable_rotation_then_ssh_rotation_needing_enable(tmp_path: Path) 
         assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
         return result
 
+    return run
+
+
+async def test_enable_rotation_then_ssh_rotation_needing_enable(tmp_path: Path) -> None:
+    run = cli(tmp_path)
     async with running_lab(tmp_path, iosxe=1, meraki_orgs=0, users_per_device=1) as lab:
         dev, state = lab.state.iosxe[0], lab.state
         model = lab.lab.device(dev.name).device
@@ -70,15 +77,7 @@ async def test_enable_rotation_then_ssh_rotation_needing_enable(tmp_path: Path) 
 async def test_enable_rotation_when_the_admin_lands_in_user_exec(tmp_path: Path) -> None:
     """The save after an enable-secret change must `enable` with the *new* secret: the old one is dead
     and the vault's copy is stale until the commit (the admin lands in `>`, so `write memory` needs it)."""
-    runner = CliRunner()
-    env = {"KEYTURN_HOME": str(tmp_path / "home"), "KEYTURN_MASTER_KEY": None, "KEYTURN_PASSPHRASE": None,
-           "KEYTURN_DATABASE_URL": None, "KEYTURN_KEY_FILE": None}
-
-    def run(*args: str, stdin: str | None = None, code: int = 0) -> Any:
-        result = runner.invoke(app, list(args), env=env, input=stdin)
-        assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
-        return result
-
+    run = cli(tmp_path)
     async with running_lab(tmp_path, iosxe=1, meraki_orgs=0, users_per_device=1) as lab:
         dev, state = lab.state.iosxe[0], lab.state
         model = lab.lab.device(dev.name).device

@@ -43,9 +43,9 @@ from keyturn.errors import (
     TargetUnreachable,
 )
 from keyturn.secret import REDACTED, Secret
-from keyturn.targets.base import Account, Check, Endpoint, SecretRules, Target, Verdict
+from keyturn.targets.base import Account, Endpoint, SecretRules, Target, Verdict
 from keyturn.targets.http import build_client, map_httpx_errors
-from keyturn.targets.iosxe_verify import DeviceView, aaa_from_restconf, prove, validate_options
+from keyturn.targets.iosxe_verify import DeviceView, Proving, aaa_from_restconf
 
 log = logging.getLogger("keyturn.targets.iosxe_restconf")
 
@@ -117,7 +117,7 @@ def describe_errors(response: httpx.Response, *, scrub: Secret | None = None) ->
     return f"HTTP {response.status_code} ({text[:300]})"
 
 
-class IosXeRestconfTarget:
+class IosXeRestconfTarget(Proving):
     """Rotates IOS XE local-user secrets over RESTCONF; one pooled client per device (host, port)."""
 
     kind: ClassVar[str] = KIND
@@ -296,19 +296,6 @@ class IosXeRestconfTarget:
             raise self._err(TargetAuthRejected, account, f"save-config refused the login "
                                                          f"({describe_errors(response)})")
         raise self._err(TargetError, account, f"save-config failed: {describe_errors(response)}")
-
-    async def verify(self, account: Account, secret: Secret) -> Verdict:
-        """The verdict of `check`."""
-        return (await self.check(account, secret)).verdict
-
-    @staticmethod
-    def validate_options(options: Mapping[str, str]) -> None:
-        """Profile options checked when the profile is set (`engine.profile.set_profile`)."""
-        validate_options(options)
-
-    async def check(self, account: Account, secret: Secret) -> Check:
-        """Prove `secret` by login and/or stored hash (profile option ``verify``, default ``auto``)."""
-        return await prove(account, secret, self)
 
     async def login(self, account: Account, secret: Secret) -> tuple[Verdict, str]:
         """Log in as the user: 2xx/404 → OK, 401/403 → REJECTED, anything else → INCONCLUSIVE."""

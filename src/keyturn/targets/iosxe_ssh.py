@@ -46,15 +46,14 @@ from keyturn.errors import (
 )
 from keyturn.secret import REDACTED, Secret
 from keyturn.targets import peer_trust
-from keyturn.targets.base import Account, AdminCredential, Check, Endpoint, SecretRules, Verdict
+from keyturn.targets.base import Account, AdminCredential, Endpoint, SecretRules, Verdict
 from keyturn.targets.iosxe_verify import (
     AAA_SHOW,
     LOCKOUT_SHOW,
     DeviceView,
+    Proving,
     aaa_from_cli,
     lockout_row,
-    prove,
-    validate_options,
 )
 from keyturn.targets.ssh_trust import HostKeyRecorder, HostKeyTrust, HostKeyTrustStore
 
@@ -352,7 +351,7 @@ class _SshBase:
         self._save_auth.clear()
 
 
-class IosXeSshTarget(_SshBase):
+class IosXeSshTarget(Proving, _SshBase):
     """Rotates an IOS XE local user's secret over the SSH CLI (``username X algorithm-type scrypt``)."""
 
     kind: ClassVar[str] = "iosxe-ssh"
@@ -383,19 +382,6 @@ class IosXeSshTarget(_SshBase):
             await cli.close()
         live = auth if account.admin is not None else (account.username, new)  # the old one is dead now
         self._save_auth[self._save_key(account)] = live
-
-    async def verify(self, account: Account, secret: Secret) -> Verdict:
-        """The verdict of `check`."""
-        return (await self.check(account, secret)).verdict
-
-    @staticmethod
-    def validate_options(options: Mapping[str, str]) -> None:
-        """Profile options checked when the profile is set (`engine.profile.set_profile`)."""
-        validate_options(options)
-
-    async def check(self, account: Account, secret: Secret) -> Check:
-        """Prove `secret` by login and/or stored hash (profile option ``verify``, default ``auto``)."""
-        return await prove(account, secret, self)
 
     async def login(self, account: Account, secret: Secret) -> tuple[Verdict, str]:
         """A fresh login as the user: accepted → OK, refused → REJECTED, no answer → INCONCLUSIVE."""

@@ -369,3 +369,22 @@ def _join(*parts: str) -> str:
 
 def _with(check: Check, why: str) -> Check:
     return Check(check.verdict, check.proof, _join(check.detail, why), check.warning)
+
+
+class Proving:
+    """Mixin for an IOS XE target that is its own `Prover`: `verify`/`check` go through `prove`, and the
+    profile options are validated when a profile is set (`engine.profile.set_profile`)."""
+
+    async def verify(self, account: Account, secret: Secret) -> Verdict:
+        """The verdict of `check`."""
+        return (await self.check(account, secret)).verdict
+
+    @staticmethod
+    def validate_options(options: Mapping[str, str]) -> None:
+        """Profile options checked when the profile is set."""
+        validate_options(options)
+
+    async def check(self, account: Account, secret: Secret) -> Check:
+        """Prove `secret` by login and/or stored hash (profile option ``verify``, default ``auto``)."""
+        prover: Prover = self  # type: ignore[assignment]  # the concrete target supplies login/read_device
+        return await prove(account, secret, prover)
