@@ -68,12 +68,13 @@ async def put_profile(
         configuration=body.configuration, policy=body.policy, verify_with=body.verify_with,
         options=body.options, max_attempts=body.max_attempts, actor=p.actor,
     )
-    linkable = profile.target == ENABLE_TARGET and profile.admin not in (None, uid)
-    if linkable and p.can(Permission.RECORDS_WRITE):
+    admin = profile.admin
+    if profile.target == ENABLE_TARGET and admin is not None and admin != uid \
+            and p.can(Permission.RECORDS_WRITE):
         # As `keyturn rotation set` does: the admin record reads the enable secret from this record,
         # so SSH rotations never use a stale copy. It changes the admin record, so only a caller who
         # may write records (admin) gets it; an operator's profile leaves the admin record alone.
-        await ctx.db(link_enable_secret, ctx.vault, uid, profile.admin, actor=p.actor)
+        await ctx.db(link_enable_secret, ctx.vault, uid, admin, actor=p.actor)
     ctx.reload_scheduler()
     return profile_out(uid, profile)
 
