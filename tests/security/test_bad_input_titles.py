@@ -252,3 +252,11 @@ def test_cli_shows_a_stored_name_escaped(run: Run, tmp_path: Path) -> None:
     assert "\u202e" not in run("record", "show", uid).stdout
     r = run("record", "rm", "--yes", uid)
     assert r.stdout == f"removed {uid} 'old\\u202etitle\\nwith a line break and {'z' * 28}\u2026'\n"
+
+
+def test_a_record_type_that_is_not_a_name_is_a_usage_error(run: Run, tmp_path: Path) -> None:
+    before = cli_state(tmp_path)
+    r = run("record", "add", "--type", "pam\nUser", "--title", "t", code=2)
+    assert r.stderr == ("error: --type: invalid record type 'pam\\nUser': a letter, then letters, digits "
+                        "or _\n")
+    assert cli_state(tmp_path) == before

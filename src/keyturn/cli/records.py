@@ -94,16 +94,19 @@ def _split(spec: str, opt: str) -> tuple[str, str]:
     return name.strip(" "), value  # only spaces: a stray newline or tab is refused, not silently dropped
 
 
-def _check_usage(title: str | None, fields: list[Field], custom: list[Field]) -> None:
+def _check_usage(
+    title: str | None, fields: list[Field], custom: list[Field], *, rtype: str | None = None,
+) -> None:
     """What the vault would refuse in the options themselves, as a usage error (exit 2)."""
     from keyturn.errors import VaultError
-    from keyturn.vault.records import check_fields, validate_title
+    from keyturn.vault.records import check_fields, check_record_type, validate_title
 
-    try:
-        if title is not None:
-            validate_title(title)
-    except VaultError as exc:
-        fail(f"--title: {exc}", EXIT_USAGE)
+    for opt, value, check in (("--type", rtype, check_record_type), ("--title", title, validate_title)):
+        try:
+            if value is not None:
+                check(value)
+        except VaultError as exc:
+            fail(f"{opt}: {exc}", EXIT_USAGE)
     try:
         check_fields(fields, custom)
     except VaultError as exc:
@@ -176,7 +179,7 @@ def add(
     pw = _password(password, stdin, prompt=type_ in PASSWORD_TYPES)
     fields = _build_fields(login, pw, field or [], stdin)
     cust = _build_custom(custom or [], secret_custom or [], stdin)
-    _check_usage(title, fields, cust)
+    _check_usage(title, fields, cust, rtype=type_)
     with open_vault() as vault:
         rec = vault.add(type=type_, title=title, fields=fields, custom=cust, allow_duplicate=allow_duplicate,
                         actor=actor())

@@ -71,6 +71,7 @@ from keyturn.vault.records import (
     Field,
     Record,
     check_fields,
+    check_record_type,
     check_value,
     encode_fields,
     is_secret_field,
@@ -85,7 +86,6 @@ from keyturn.vault.records import (
 from keyturn.vault.storage import MetaRow, RecordRow, SecretVersionRow, Storage, sqlite_path, utcnow
 from keyturn.vault.versions import VersionInfo, VersionState
 
-_TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 _M_KEY_ID, _M_KEYCHECK, _M_KDF, _M_REKEY, _M_CREATED = "key_id", "keycheck", "kdf", "rekey", "created_at"
 _M_INTEGRITY = "integrity_key"  # the integrity key, wrapped by the current master key (see barrier)
 
@@ -454,8 +454,7 @@ class Vault:
         self._storage.serialize(s)  # PostgreSQL: duplicate-title check + insert are atomic
         self._check_wrap_key(s)
         title = validate_title(spec.title)
-        if not isinstance(spec.type, str) or not _TYPE_RE.match(spec.type):
-            raise VaultError(f"invalid record type {shown(str(spec.type))}")
+        check_record_type(spec.type)
         check_fields(spec.fields, spec.custom)
         check_value(dict(spec.meta or {}), "meta", depth=MAX_META_DEPTH)
         if not allow_duplicate:

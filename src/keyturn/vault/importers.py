@@ -55,7 +55,9 @@ KEYTURN_FORMAT_VERSION = 1
 KEEPER_CUSTOM_TYPES = frozenset({"text", "secret", "multiline"})
 # Keeper top-level keys ↔ keyturn standard field types.
 _KEEPER_TOP = (("login", "login"), ("password", "password"), ("login_url", "url"), ("notes", "note"))
-_TYPED_KEY = re.compile(r"^\$(?P<type>[A-Za-z][A-Za-z0-9_]*)(?::(?P<label>[^:]*))?(?::(?P<index>\d+))?$")
+# The label is everything between the type and an optional trailing ":index", so it may hold ":" itself.
+_TYPED_KEY = re.compile(r"^\$(?P<type>[A-Za-z][A-Za-z0-9_]*)(?::(?P<label>.*?))?(?::(?P<index>\d+))?$",
+                        re.DOTALL)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 # 64 MiB: ~150,000 Keeper records of ordinary size (~450 bytes each; 5,000 records are ~2 MiB), far past
 # any real export, while parsing and checking one that big stays under ~1 GiB of memory (measured: 100,000
@@ -285,10 +287,14 @@ def _to_keeper(r: Record) -> dict[str, Any]:
     top = {ftype: key for key, ftype in _KEEPER_TOP}
     custom_fields: dict[str, Any] = {}
 
-    def put(key: str, values: list[Any]) -> None:
-        unique, n = key, 1
+    def put(ftype: str, label: str | None, values: list[Any]) -> None:
+        base = f"${ftype}:{label}" if label else f"${ftype}"
+        m = _TYPED_KEY.match(base)
+        # A label ending in ":<digits>" would read as an index: give it an explicit one.
+        unique = f"{base}:0" if m is None or m["index"] is not None else base
+        n = 1
         while unique in custom_fields:  # Keeper's "$type:label:index" form for repeats
-            unique = f"{key if ':' in key else key + ':'}:{n}"
+            unique = f"{base if ':' in base else base + ':'}:{n}"
             n += 1
         custom_fields[unique] = values[0] if len(values) == 1 else values
 
@@ -300,14 +306,14 @@ def _to_keeper(r: Record) -> dict[str, Any]:
         if key is not None and f.label is None and key not in out and len(values) == 1:
             out[key] = values[0]
         else:
-            put(f"${f.type}:{f.label}" if f.label else f"${f.type}", values)
+            put(f.type, f.label, values)
     for f in r.custom:
         values = [_plain(v) for v in f.value]
         label = f.label or ""
         if f.type == "text" and label and not label.startswith("$") and label not in custom_fields:
             custom_fields[label] = values[0] if len(values) == 1 else values
         else:
-            put(f"${f.type}:{label}", values)
+            put(f.type, label, values)
     if custom_fields:
         out["custom_fields"] = custom_fields
     return out

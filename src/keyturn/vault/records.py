@@ -262,6 +262,14 @@ def validate_title(title: object) -> str:
     return check_name(title, "the record title", limit=MAX_TITLE_CHARS)
 
 
+def check_record_type(rtype: object) -> str:
+    """A record type is a name: a letter, then letters, digits or _ (at most 64). `VaultError`."""
+    if not isinstance(rtype, str) or not _FIELD_TYPE.match(rtype):
+        got = shown(rtype) if isinstance(rtype, str) else _json_kind(rtype)
+        raise VaultError(f"invalid record type {got}: a letter, then letters, digits or _")
+    return rtype
+
+
 def title_key(title: str) -> str:
     return title.strip().casefold()
 
