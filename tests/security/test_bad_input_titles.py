@@ -259,4 +259,8 @@ def test_a_record_type_that_is_not_a_name_is_a_usage_error(run: Run, tmp_path: P
     r = run("record", "add", "--type", "pam\nUser", "--title", "t", code=2)
     assert r.stderr == ("error: --type: invalid record type 'pam\\nUser': a letter, then letters, digits "
                         "or _\n")
+    r = run("record", "add", "--type", "login\n", "--title", "t", code=2)  # "$" would let it through
+    assert "invalid record type 'login\\n'" in r.stderr
+    r = run("record", "add", "--type", "login", "--title", "t", "--field", "host\n=h", code=2)
+    assert "invalid field type 'host\\n'" in r.stderr
     assert cli_state(tmp_path) == before

@@ -58,7 +58,7 @@ _KEEPER_TOP = (("login", "login"), ("password", "password"), ("login_url", "url"
 # The label is everything between the type and an optional trailing ":index", so it may hold ":" itself.
 _TYPED_KEY = re.compile(r"^\$(?P<type>[A-Za-z][A-Za-z0-9_]*)(?::(?P<label>.*?))?(?::(?P<index>\d+))?$",
                         re.DOTALL)
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # fullmatch: "$" would let a final "\n" in
 # 64 MiB: ~150,000 Keeper records of ordinary size (~450 bytes each; 5,000 records are ~2 MiB), far past
 # any real export, while parsing and checking one that big stays under ~1 GiB of memory (measured: 100,000
 # records, 43 MiB, 13 s and 540 MiB peak). A bigger file is a mistake or an attack: refused unread.
@@ -189,7 +189,7 @@ def _kind(value: Any) -> str:
 
 
 def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         got = shown(value) if isinstance(value, str) else _kind(value)
         raise _Bad(f"invalid {what} {got} (a letter, then letters, digits or _)")
     return value
@@ -245,7 +245,7 @@ def _from_keeper(item: dict[str, Any]) -> NewRecord:
     if not isinstance(cf, dict):
         raise _Bad(f"\"custom_fields\" must be an object, not {_kind(cf)}")
     for key, raw in cf.items():
-        m = _TYPED_KEY.match(key)
+        m = _TYPED_KEY.fullmatch(key)
         if key.startswith("$") and m is None:
             raise _Bad(f"custom field key {shown(key)} is not $type, $type:label or $type:label:index")
         if m is None:
@@ -289,7 +289,7 @@ def _to_keeper(r: Record) -> dict[str, Any]:
 
     def put(ftype: str, label: str | None, values: list[Any]) -> None:
         base = f"${ftype}:{label}" if label else f"${ftype}"
-        m = _TYPED_KEY.match(base)
+        m = _TYPED_KEY.fullmatch(base)
         # A label ending in ":<digits>" would read as an index: give it an explicit one.
         unique = f"{base}:0" if m is None or m["index"] is not None else base
         n = 1

@@ -79,7 +79,7 @@ _SURROGATE = re.compile("[\\ud800-\\udfff]")
 # Field types whose values are text a person reads (objects belong to host, name, phone, ...).
 LOGIN_TYPE = "login"
 TEXT_FIELD_TYPES: frozenset[str] = frozenset({"url", "email", "note", "text", "multiline"})
-_FIELD_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+_FIELD_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")  # fullmatch: "$" would let a final "\n" in
 
 
 def new_uid() -> str:
@@ -264,7 +264,7 @@ def validate_title(title: object) -> str:
 
 def check_record_type(rtype: object) -> str:
     """A record type is a name: a letter, then letters, digits or _ (at most 64). `VaultError`."""
-    if not isinstance(rtype, str) or not _FIELD_TYPE.match(rtype):
+    if not isinstance(rtype, str) or not _FIELD_TYPE.fullmatch(rtype):
         got = shown(rtype) if isinstance(rtype, str) else _json_kind(rtype)
         raise VaultError(f"invalid record type {got}: a letter, then letters, digits or _")
     return rtype
@@ -339,7 +339,7 @@ def check_fields(
 
 
 def _check_names(f: Field, is_custom: bool) -> None:
-    if not isinstance(f.type, str) or not _FIELD_TYPE.match(f.type):
+    if not isinstance(f.type, str) or not _FIELD_TYPE.fullmatch(f.type):
         shown_type = shown(f.type) if isinstance(f.type, str) else _json_kind(f.type)
         raise VaultError(f"invalid field type {shown_type}: a letter, then letters, digits or _")
     if f.label is not None:
