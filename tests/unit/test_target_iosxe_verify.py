@@ -143,11 +143,24 @@ async def test_aaa_is_read_once_per_rotation() -> None:
     assert device.reads == [(True, True), (False, True)]
 
 
-async def test_local_first_device_is_proved_by_login() -> None:
+async def test_local_first_device_is_proved_by_login_after_the_stored_hash_agrees() -> None:
     device = FakeDevice(aaa=LOCAL_FIRST, local_login=True)
     check = await prove(account(), Secret(GOOD), device)
-    assert (check.verdict, check.proof) == (Verdict.OK, Proof.LOGIN)
+    assert (check.verdict, check.proof) == (Verdict.OK, Proof.BOTH)
     assert device.logins == [GOOD]
+
+
+async def test_a_secret_the_device_does_not_store_is_refused_without_a_login() -> None:
+    device = FakeDevice(aaa=LOCAL_FIRST, local_login=True)
+    check = await prove(account(verify="login"), Secret(BAD), device)
+    assert (check.verdict, check.proof) == (Verdict.REJECTED, Proof.STORED_HASH)
+    assert "no login tried" in check.detail and device.logins == [] and device.failed_logins == 0
+
+
+async def test_self_service_on_a_local_device_is_proved_by_login_alone() -> None:
+    device = FakeDevice(aaa=LOCAL_FIRST, local_login=True)
+    check = await prove(account(admin=False), Secret(GOOD), device)
+    assert (check.verdict, check.proof) == (Verdict.OK, Proof.LOGIN) and device.reads == []
 
 
 async def test_unclassified_aaa_requires_both_proofs_and_says_why() -> None:
@@ -170,12 +183,14 @@ async def test_both_fails_when_the_login_fails_even_if_the_hash_matches() -> Non
 
 
 async def test_a_second_failed_login_is_never_risked_in_one_rotation() -> None:
-    device, acct = FakeDevice(aaa=LOCAL_FIRST, local_login=True), account(verify="login")
-    first = await prove(acct, Secret(BAD), device)
-    second = await prove(acct, Secret(BAD), device)
+    # The device stores the secret but refuses the login (its AAA was misread as local-first): the
+    # stored hash cannot spare the first failed login, the ledger spares every later one.
+    device, acct = FakeDevice(aaa=LOCAL_FIRST, local_login=False), account(verify="login")
+    first = await prove(acct, Secret(GOOD), device)
+    second = await prove(acct, Secret(GOOD), device)
     assert first.verdict is Verdict.REJECTED and first.proof is Proof.LOGIN
     # The budget (1) is spent: with an admin credential the stored hash answers instead.
-    assert (second.verdict, second.proof) == (Verdict.REJECTED, Proof.STORED_HASH)
+    assert (second.verdict, second.proof) == (Verdict.OK, Proof.STORED_HASH)
     assert "not logging in" in second.detail
     assert device.failed_logins == 1
 
@@ -189,10 +204,10 @@ async def test_self_service_without_budget_left_is_inconclusive_not_a_guess() ->
 
 
 async def test_budget_is_a_profile_option_and_capped_below_max_fail() -> None:
-    device = FakeDevice(aaa=replace(LOCAL_FIRST, max_fail=2), local_login=True)
+    device = FakeDevice(aaa=replace(LOCAL_FIRST, max_fail=2), local_login=False)
     acct = account(verify="login", failed_login_budget="5")
     for _ in range(3):
-        await prove(acct, Secret(BAD), device)
+        await prove(acct, Secret(GOOD), device)
     assert device.failed_logins == 1                 # max-fail 2 allows one failure, never two
 
 

@@ -21,7 +21,9 @@ The profile option ``verify`` picks the proof:
             decides (AAA off, ``local`` first, ``ip http authentication local`` for RESTCONF), ``both``
             when the configuration cannot be classified (the check says why)
 
-Lockout safety: a login that may fail is only tried while the account's `ProbeLedger` allows one more
+Lockout safety: with an admin credential the stored hash is read first whatever the proof, so a secret
+the device does not store is refused without a login (a `login` proof then tries only a secret the device
+holds). A login that may fail is only tried while the account's `ProbeLedger` allows one more
 failed login (default 1 per rotation, the profile option ``failed_login_budget`` changes it) and stays
 below the device's ``max-fail``; past that, an admin credential proves by stored hash instead, and
 without one the verdict is `inconclusive` with the reason. A refused connection on a device configured
@@ -267,9 +269,17 @@ async def prove(account: Account, secret: Secret, prover: Prover) -> Check:
                 ledger.device[LEDGER_AAA] = cached
     if mode == "auto":
         mode, why = choose(cached, prover.path)
-    if mode == "login":
-        return await _by_login(account, secret, prover, cached, why)
     hashed = await _by_hash(account, secret, prover, view)
+    if mode == "login":
+        # The proof is a login; the stored hash, read first through the admin credential, only spares a
+        # login that would fail (and count toward max-fail / block-for): a secret the device does not
+        # store is refused without trying it.
+        if hashed.verdict is Verdict.REJECTED or hashed.warning:   # not stored, or the user is locked out
+            return _with(hashed, _join(why, "no login tried"))
+        logged = await _by_login(account, secret, prover, cached, why)
+        if hashed.verdict is Verdict.OK and logged.verdict is Verdict.OK and logged.proof is Proof.LOGIN:
+            return Check(Verdict.OK, Proof.BOTH, logged.detail, logged.warning)
+        return logged
     if mode == "hash" or hashed.verdict is Verdict.REJECTED:
         return _with(hashed, why)
     logged = await _by_login(account, secret, prover, cached, why)
