@@ -17,7 +17,7 @@ from keyturn.api.auth import Permission, Principal, context, require
 from keyturn.api.context import ApiContext
 from keyturn.secret import Secret
 from keyturn.vault import Field as VaultField
-from keyturn.vault.records import SECRET_FIELD_TYPES, Record
+from keyturn.vault.records import MAX_TITLE_CHARS, SECRET_FIELD_TYPES, Record
 
 MASK = "********"
 TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
@@ -54,7 +54,7 @@ class FieldOut(BaseModel):
 class RecordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str = Field(pattern=TYPE_PATTERN)
-    title: str = Field(min_length=1, max_length=512)
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
     fields: list[FieldIn] = Field(default_factory=list, max_length=200)
     custom: list[FieldIn] = Field(default_factory=list, max_length=200)
     allow_duplicate: bool = False
@@ -64,7 +64,7 @@ class RecordPatch(BaseModel):
     """Fields given replace the record's whole standard / custom list; omitted ones stay."""
 
     model_config = ConfigDict(extra="forbid")
-    title: str | None = Field(default=None, min_length=1, max_length=512)
+    title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_CHARS)
     fields: list[FieldIn] | None = Field(default=None, max_length=200)
     custom: list[FieldIn] | None = Field(default=None, max_length=200)
     allow_duplicate: bool = False
