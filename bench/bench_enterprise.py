@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_restconf import SCRIPT, keeper_payload, new_password
-from bench.bench_ssh import FORKS, ensure_ansible, run_ansible
+from bench.bench_ssh import FORKS, ansible_failed_hosts, ensure_ansible, run_ansible
 from bench.harness import Acct, Home, Lab, Usage, rotate_json, run_measured
 from bench.report import Row
 
@@ -188,24 +188,8 @@ def run_ansible_leg(workdir: Path, lab: Lab, accts: list[Acct]
     usage = run_ansible(workdir, lab, accts, news)
     check = check_accounts(lab, accts, news)
     safety = login_safety(lab, sorted({a.where for a in accts}))
-    failed_hosts = _ansible_failed_hosts(workdir / "ansible.out")
+    failed_hosts = ansible_failed_hosts(workdir / "ansible.out")
     return usage, check, safety, {"failed_hosts": failed_hosts}
-
-
-def _ansible_failed_hosts(path: Path) -> dict[str, Any]:
-    """`PLAY RECAP` counts (hosts with failures, unreachable hosts) and the names of failed hosts."""
-    out: dict[str, Any] = {"failed": 0, "unreachable": 0, "hosts": set()}
-    try:
-        for line in path.read_text(errors="replace").splitlines():
-            if line.startswith(("fatal: [", "failed: [")):
-                out["hosts"].add(line.split("[", 1)[1].split("]", 1)[0])
-            elif " : ok=" in line:
-                fields = dict(p.split("=", 1) for p in line.split(":", 1)[1].split() if "=" in p)
-                out["failed"] += int(fields.get("failed", "0")) > 0
-                out["unreachable"] += int(fields.get("unreachable", "0")) > 0
-    except OSError:
-        pass
-    return out
 
 
 # ---- the benchmark -----------------------------------------------------------------------------------

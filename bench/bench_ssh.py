@@ -4,6 +4,10 @@ Ansible lives in its own venv, `bench/.venv-ansible`, created on first use: `ans
 `cisco.ios` and `ansible.netcommon` collections from Galaxy; when Galaxy is unreachable (only package
 registries are), the PyPI `ansible` package, which bundles those collections. If neither works, the
 baseline is a sequential Netmiko loop, clearly labelled as such.
+
+The inventory's strings are `!unsafe` (`unsafe_inventory`): written plain, the lab passwords that hold
+a Jinja opener failed their hosts, ~1.5 % of devices (issue 20; `python -m bench.diagnose_ansible`
+shows it).
 """
 
 from __future__ import annotations
@@ -14,16 +18,21 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.bench_restconf import new_password
 from bench.harness import Acct, Home, Lab, Usage, rotate_json, run_measured, verify_all
 from bench.report import Row
+from keyturn.sim.client import LabState
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-ansible"
 PLAYBOOK = HERE / "baselines" / "ansible_ios_user.yml"
 NETMIKO = HERE / "baselines" / "netmiko_user.py"
 FORKS = 20
+JINJA_OPENERS = ("{{", "{%", "{#")
+# The inventory values that come from the lab plan; the playbook's new secrets never hold `{`.
+PLAN_FIELDS = ("admin password", "enable secret")
 
 
 def _bundled_cisco_ios() -> bool:
@@ -120,6 +129,33 @@ def run_ansible(workdir: Path, lab: Lab, accts: list[Acct], news: dict[str, str]
                         stderr=workdir / "ansible.err")
 
 
+def jinja_devices(state: LabState) -> dict[str, list[str]]:
+    """Device name → which of its inventory values hold a Jinja opener (PLAN_FIELDS names)."""
+    out: dict[str, list[str]] = {}
+    for dev in state.iosxe:
+        values = dict(zip(PLAN_FIELDS, (dev.admin.password, dev.enable_secret), strict=True))
+        hit = [f for f, v in values.items() if any(o in v for o in JINJA_OPENERS)]
+        if hit:
+            out[dev.name] = hit
+    return out
+
+
+def ansible_failed_hosts(path: Path) -> dict[str, Any]:
+    """`PLAY RECAP` counts (hosts with failures, unreachable hosts) and the names of failed hosts."""
+    out: dict[str, Any] = {"failed": 0, "unreachable": 0, "hosts": set()}
+    try:
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith(("fatal: [", "failed: [")):
+                out["hosts"].add(line.split("[", 1)[1].split("]", 1)[0])
+            elif " : ok=" in line:
+                fields = dict(p.split("=", 1) for p in line.split(":", 1)[1].split() if "=" in p)
+                out["failed"] += int(fields.get("failed", "0")) > 0
+                out["unreachable"] += int(fields.get("unreachable", "0")) > 0
+    except OSError:
+        pass
+    return out
+
+
 def run_netmiko(workdir: Path, lab: Lab, accts: list[Acct], news: dict[str, str]) -> Usage:
     assert lab.state is not None
     jobs = []
@@ -159,6 +195,14 @@ def run(workdir: Path, *, devices: int, concurrency: int, seed: int, baseline: s
         saves = sum(1 for d in lab.stats()["iosxe"].values() if d["saves"] > 0)
         rows.append(Row(name, label, len(accts), usage, len(accts) - len(bad),
                         note=f"exit {usage.returncode}; {saves} devices saved"))
+        if use_ansible:
+            failed = ansible_failed_hosts(workdir / "ansible.out")
+            jinja = jinja_devices(lab.state)
+            missed = sorted(a.where for a in bad)[:10]
+            notes.append(f"Ansible: {failed['failed']} hosts failed {sorted(failed['hosts'])[:10]}, "
+                         f"{failed['unreachable']} unreachable; not rotated {missed}")
+            notes.append(f"Ansible inventory values are `!unsafe`: {len(jinja)} of {devices} devices hold a "
+                         "Jinja opener in the admin password or enable secret (failed before, issue 20)")
     if use_ansible:
         notes.append("Ansible CPU counts ansible-playbook and its forks; persistent `ansible-connection` "
                      "daemons detach and are not counted (in Ansible's favour)")
