@@ -7,8 +7,10 @@ login). The user is locked out from outside before keyturn starts (someone misty
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,17 @@ from keyturn.vault import Vault
 from tests.lab_fixtures import running_lab
 
 
+@asynccontextmanager
+async def one_device(tmp_path: Path, vault: Vault) -> AsyncIterator[tuple[Any, Any, Any, Any, Any]]:
+    """A lab of one device with `max-fail 2` (local AAA) and one user onboarded for `iosxe-ssh`:
+    (lab, its state entry, the device model, the user, the onboarded account)."""
+    async with running_lab(tmp_path, iosxe=1, meraki_orgs=0, users_per_device=1,
+                           profile={"max_fail": 2}) as lab:
+        dev = lab.state.iosxe[0]
+        [acct] = onboard_iosxe(vault, lab.state, target="iosxe-ssh")
+        yield lab, dev, lab.lab.device(dev.name).device, dev.users[0], acct
+
+
 @pytest.fixture
 def vault(tmp_path: Path) -> Iterator[Vault]:
     with Vault.init(Settings(home=tmp_path / "home")) as v:
@@ -27,12 +40,7 @@ def vault(tmp_path: Path) -> Iterator[Vault]:
 
 
 async def test_locked_out_user_is_reported_with_the_device_words(tmp_path: Path, vault: Vault) -> None:
-    async with running_lab(tmp_path, iosxe=1, meraki_orgs=0, users_per_device=1,
-                           profile={"max_fail": 2}) as lab:
-        dev = lab.state.iosxe[0]
-        model = lab.lab.device(dev.name).device
-        user = dev.users[0]
-        [acct] = onboard_iosxe(vault, lab.state, target="iosxe-ssh")
+    async with one_device(tmp_path, vault) as (lab, dev, model, user, acct):
         for _ in range(2):                                   # two mistyped logins lock the user
             assert model.authenticate(user.username, "mistyped") is None
         assert model.local_user_locked(user.username)
@@ -61,12 +69,7 @@ async def test_recovery_costs_no_failed_login(tmp_path: Path, vault: Vault) -> N
     from keyturn.secret import Secret
     from keyturn.vault.versions import VersionState
 
-    async with running_lab(tmp_path, iosxe=1, meraki_orgs=0, users_per_device=1,
-                           profile={"max_fail": 2}) as lab:
-        dev = lab.state.iosxe[0]
-        model = lab.lab.device(dev.name).device
-        user = dev.users[0]
-        [acct] = onboard_iosxe(vault, lab.state, target="iosxe-ssh")
+    async with one_device(tmp_path, vault) as (lab, dev, model, user, acct):
         # The state a crash between apply and commit leaves: the device has the candidate, the vault
         # holds it as pending.
         candidate = "Cand1date-Secret-77"
