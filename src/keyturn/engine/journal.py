@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from keyturn.engine.outcome import Outcome, RotationState, ScriptSummary, StepStatus, state_for
 from keyturn.errors import StorageUnavailable
+from keyturn.holders import HOST
 from keyturn.vault.storage import UTCDateTime, ambient_connection
 
 metadata = sa.MetaData()
@@ -75,7 +75,6 @@ rotation_locks = sa.Table(
 )
 
 OPEN_STATES = (RotationState.RUNNING, RotationState.UNVERIFIED, RotationState.NEEDS_ATTENTION)
-HOST = socket.gethostname()
 
 
 @contextlib.contextmanager

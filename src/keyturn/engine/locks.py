@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from keyturn.engine.journal import HOST, read_tx, rotation_locks, write_tx
+from keyturn.engine.journal import read_tx, rotation_locks, write_tx
 from keyturn.errors import RotationLocked
+from keyturn.holders import HOST, holder_gone
 
 DEFAULT_LEASE = 900.0   # seconds; longer than any single step's worst case (timeouts x retries)
 
@@ -32,18 +33,6 @@ class LockInfo:
     expires_at: float
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class LockManager:
     """Lease-based, database-backed mutual exclusion per account key."""
 
@@ -55,9 +44,7 @@ class LockManager:
 
     def is_stale(self, info: LockInfo) -> bool:
         """Expired lease, or a holder process on this host that is gone."""
-        if info.expires_at <= self.clock():
-            return True
-        return info.host == HOST and info.pid != os.getpid() and not _pid_alive(info.pid)
+        return holder_gone(host=info.host, pid=info.pid, expires_at=info.expires_at, now=self.clock())
 
     def holder(self, key: str) -> LockInfo | None:
         with read_tx(self.engine) as conn:

@@ -27,12 +27,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
-from keyturn.engine.journal import HOST, RotationRow
-from keyturn.engine.locks import _pid_alive
+from keyturn.engine.journal import RotationRow
 from keyturn.engine.outcome import Outcome, RotationResult, RotationState, ScriptSummary, Step, StepStatus
 from keyturn.engine.profile import load_profile
 from keyturn.engine.rotate import REFUSED, can_verify, describe, save_config, scripts_message
 from keyturn.errors import KeyturnError, RecordNotFound, RotationLocked, TargetError
+from keyturn.holders import HOST, pid_alive
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, Checking, Persisting, Target, Verdict
 from keyturn.vault.versions import VersionState
@@ -117,7 +117,7 @@ class Recovery:
         if holder is not None and holder.owner == row.id and not self.e.locks.is_stale(holder):
             return holder.pid != os.getpid() or row.state is RotationState.RUNNING
         return (row.state is RotationState.RUNNING and row.host == HOST and row.pid != os.getpid()
-                and _pid_alive(row.pid) and holder is None)
+                and pid_alive(row.pid) and holder is None)
 
     async def settle(self, row: RotationRow) -> RotationResult | None:
         """Probe and finish one open rotation; None when another live process is still on it."""

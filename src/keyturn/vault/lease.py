@@ -1,9 +1,9 @@
 """The rekey lease: at most one `keyturn vault rekey` at a time, across processes and hosts.
 
 A row in the meta table (``rekey_lease``) names its holder (a random token, host, pid) and an expiry.
-It follows the account locks of `keyturn.engine.locks` (the vault sits below the engine, so it does not
-import them): taken in a write transaction, renewed after every batch, and *stale* — free to take over —
-when its lease has expired or its holder was a process on this host that no longer exists (a killed
+It follows the account locks of `keyturn.engine.locks` and shares their holder rule
+(`keyturn.holders`): taken in a write transaction, renewed after every batch, and *stale* — free to take
+over — when its lease has expired or its holder was a process on this host that no longer exists (a killed
 rekey resumes from where it stopped, since every rewrapped row records its key).
 
 The lease keeps rekeys apart; it does not stop ordinary writers. They stay correct during and after a
@@ -16,18 +16,17 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from keyturn.errors import RekeyLocked
+from keyturn.holders import HOST, holder_gone
 from keyturn.vault.storage import MetaRow, Storage
 
 LEASE_KEY = "rekey_lease"
 DEFAULT_LEASE = 300.0  # seconds; one batch of rewraps takes well under a second
-HOST = socket.gethostname()
 
 
 @dataclass(frozen=True)
@@ -36,18 +35,6 @@ class LeaseInfo:
     host: str
     pid: int
     expires_at: float
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _parse(value: str) -> LeaseInfo:
@@ -69,9 +56,7 @@ class RekeyLease:
         self.owner = secrets.token_hex(8)
 
     def is_stale(self, info: LeaseInfo) -> bool:
-        if info.expires_at <= self._clock():
-            return True
-        return info.host == HOST and info.pid != os.getpid() and not _pid_alive(info.pid)
+        return holder_gone(host=info.host, pid=info.pid, expires_at=info.expires_at, now=self._clock())
 
     def _value(self) -> str:
         return json.dumps({"owner": self.owner, "host": HOST, "pid": os.getpid(),

@@ -1,0 +1,39 @@
+"""Who holds a lease, and whether that holder is gone: the one rule every lease in keyturn follows.
+
+Account locks (`keyturn.engine.locks`), the rekey lease (`keyturn.vault.lease`) and recovery's "is a
+live process still on this rotation" check all name their holder by host and pid and carry an expiry.
+A holder is *gone* — its lease free to take over — when the lease has expired, or when it was another
+process on this host that no longer exists (a crashed or killed keyturn). Both vault and engine use it,
+so it lives below them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+#: This machine's name as leases record it.
+HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (one we may not signal still exists)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def holder_gone(*, host: str, pid: int, expires_at: float, now: float) -> bool:
+    """Expired lease, or a holder process on this host (not this one) that no longer exists."""
+    if expires_at <= now:
+        return True
+    return host == HOST and pid != os.getpid() and not pid_alive(pid)
+
+
+__all__ = ["HOST", "holder_gone", "pid_alive"]
