@@ -34,7 +34,11 @@
     │   ├── RotationLocked         another rotation holds the account
     │   ├── RotationInterrupted
     │   ├── RollbackFailed
-    │   └── ProfileError           missing / invalid rotation profile
+    │   ├── ProfileError           missing / invalid rotation profile
+    │   └── LeaseLost              the account lock passed to another rotation: this one may not commit
+    ├── DispatchError              scale-out (Celery): enqueueing or running rotations on workers
+    │   ├── BrokerUnavailable      the broker did not take the request (nothing recorded as requested)
+    │   └── WorkerRefused          a worker will not start (schema, key, storage): says why
     ├── ScriptError(exit_code)
     └── SimulatorError
         └── SimulatedApiError(status, errors)   a simulated API refusing a request (HTTP 4xx)
@@ -226,6 +230,23 @@ class RollbackFailed(RotationError):
 
 
 class ProfileError(RotationError):
+    pass
+
+
+class LeaseLost(RotationError):
+    """The rotation's account lock expired and another rotation took it over: fencing refuses every
+    later write of this one (the new holder settles the account)."""
+
+
+class DispatchError(KeyturnError):
+    pass
+
+
+class BrokerUnavailable(DispatchError):
+    pass
+
+
+class WorkerRefused(DispatchError):
     pass
 
 
