@@ -40,6 +40,9 @@
     │   ├── BrokerUnavailable      the broker did not take the request (nothing recorded as requested)
     │   └── WorkerRefused          a worker will not start (schema, key, storage): says why
     ├── ScriptError(exit_code)
+    ├── LimitError                 limits shared by every worker (in Redis)
+    │   ├── LimitsUnavailable      their store cannot be reached: nothing is granted without it
+    │   └── DeviceBusy(device)     a device's slots stayed taken past the wait (also a TimeoutError)
     └── SimulatorError
         └── SimulatedApiError(status, errors)   a simulated API refusing a request (HTTP 4xx)
 
@@ -254,6 +257,23 @@ class ScriptError(KeyturnError):
     def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class LimitError(KeyturnError):
+    pass
+
+
+class LimitsUnavailable(LimitError):
+    """The store of the limits shared across workers (Redis) cannot be reached. Nothing is granted
+    without it: running unlimited would break the organisation budget and the per-device limit."""
+
+
+class DeviceBusy(LimitError, TimeoutError):
+    """Every concurrency slot of `device` stayed held by other workers for the whole wait."""
+
+    def __init__(self, message: str, *, device: str) -> None:
+        super().__init__(message)
+        self.device = device
 
 
 class SimulatorError(KeyturnError):
