@@ -29,6 +29,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+_site = ""
+
+
+def set_site(site: str) -> None:
+    """Name the site this process works for (a `keyturn worker --site`), for `worker_label`."""
+    global _site
+    _site = site
+
+
+def worker_label() -> str:
+    """Who is writing, as the journal records it per step: host, pid and (in a worker) site."""
+    label = f"{HOST} pid {os.getpid()}"
+    return f"{label} site {_site}" if _site else label
+
+
 def holder_gone(*, host: str, pid: int, expires_at: float, now: float) -> bool:
     """Expired lease, or a holder process on this host (not this one) that no longer exists."""
     if expires_at <= now:
@@ -36,4 +51,4 @@ def holder_gone(*, host: str, pid: int, expires_at: float, now: float) -> bool:
     return host == HOST and pid != os.getpid() and not pid_alive(pid)
 
 
-__all__ = ["HOST", "holder_gone", "pid_alive"]
+__all__ = ["HOST", "holder_gone", "pid_alive", "set_site", "worker_label"]

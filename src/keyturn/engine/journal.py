@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from keyturn.engine.outcome import Outcome, RotationState, ScriptSummary, StepStatus, state_for
 from keyturn.errors import StorageUnavailable
-from keyturn.holders import HOST
+from keyturn.holders import HOST, worker_label
 from keyturn.vault.storage import UTCDateTime, ambient_connection
 
 metadata = sa.MetaData()
@@ -61,6 +61,7 @@ rotation_steps = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("message", sa.Text, nullable=False, server_default=""),
     sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("worker", sa.String(320), nullable=False, server_default=""),   # who wrote it: host, pid, site
 )
 
 _INSERT_STEP = rotation_steps.insert()
@@ -72,6 +73,7 @@ rotation_locks = sa.Table(
     sa.Column("host", sa.String(255), nullable=False, server_default=""),
     sa.Column("pid", sa.Integer, nullable=False, server_default="0"),
     sa.Column("expires_at", sa.Float, nullable=False),   # epoch seconds: compared, never displayed
+    sa.Column("token", sa.String(32), nullable=False, server_default=""),   # fencing: new per acquisition
 )
 
 OPEN_STATES = (RotationState.RUNNING, RotationState.UNVERIFIED, RotationState.NEEDS_ATTENTION)
@@ -119,6 +121,7 @@ class StepRow:
     status: StepStatus
     message: str
     at: datetime
+    worker: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +223,11 @@ class Journal:
         for *_, fields in steps:
             merged.update(fields)
         values = {**self._encode(merged), "updated_at": now, "last_step": steps[-1][0]}
+        worker = worker_label()
         # A prebuilt insert, parameters per call: this runs for every step of every rotation.
         conn.execute(_INSERT_STEP, [{"rotation_id": rotation_id, "step": step, "status": status.value,
-                                     "message": message, "at": now} for step, status, message, _ in steps])
+                                     "message": message, "at": now, "worker": worker}
+                                    for step, status, message, _ in steps])
         conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(**values))
 
     def update(self, rotation_id: str, **fields: Any) -> None:
@@ -262,7 +267,8 @@ class Journal:
         for m in ms:
             at = m["at"]
             assert at is not None
-            out.append(StepRow(step=m["step"], status=StepStatus(m["status"]), message=m["message"], at=at))
+            out.append(StepRow(step=m["step"], status=StepStatus(m["status"]), message=m["message"], at=at,
+                               worker=m["worker"]))
         return out
 
     def for_record(self, record_uid: str, *, limit: int = 50) -> list[RotationRow]:

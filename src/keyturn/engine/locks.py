@@ -5,20 +5,28 @@ transaction; the primary key makes a second insert fail, on SQLite and PostgreSQ
 processes can never both hold it. Each row has a lease (renewed as the rotation advances) and names its
 holder's host and pid, so a lock is *stale* — and may be taken over — when its lease has expired or its
 holder was a process on this host that no longer exists (a crashed or killed engine).
+
+Fencing: every acquisition gets a fresh random `token` (even a takeover by the same rotation id, which
+is what recovery does). A holder's durable writes call `fence(key, owner, token)` inside their own
+transaction: it renews the lease *and* fails with `LeaseLost` when the row is no longer this holder's —
+so a worker that stalled past its lease while another took over can never commit. On PostgreSQL the
+renewing UPDATE keeps the row locked until the writer commits, and a takeover deletes only the exact
+row it judged stale (same token and expiry), so renew-then-commit and takeover cannot interleave.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from keyturn.engine.journal import read_tx, rotation_locks, write_tx
-from keyturn.errors import RotationLocked
+from keyturn.errors import LeaseLost, RotationLocked
 from keyturn.holders import HOST, holder_gone
 
 DEFAULT_LEASE = 900.0   # seconds; longer than any single step's worst case (timeouts x retries)
@@ -31,10 +39,15 @@ class LockInfo:
     host: str
     pid: int
     expires_at: float
+    token: str = ""
+
+
+def _info(m: RowMapping) -> LockInfo:
+    return LockInfo(m["key"], m["owner"], m["host"], m["pid"], m["expires_at"], m["token"] or "")
 
 
 class LockManager:
-    """Lease-based, database-backed mutual exclusion per account key."""
+    """Lease-based, database-backed mutual exclusion per account key, with fencing tokens."""
 
     def __init__(self, engine: Engine, *, lease: float = DEFAULT_LEASE,
                  clock: Callable[[], float] = time.time) -> None:
@@ -49,28 +62,45 @@ class LockManager:
     def holder(self, key: str) -> LockInfo | None:
         with read_tx(self.engine) as conn:
             m = conn.execute(rotation_locks.select().where(rotation_locks.c.key == key)).mappings().first()
-        return LockInfo(m["key"], m["owner"], m["host"], m["pid"], m["expires_at"]) if m else None
+        return _info(m) if m else None
 
-    def acquire(self, key: str, owner: str) -> None:
-        """Take the lock for `owner` (re-entrant for the same owner); `RotationLocked` if held."""
+    def acquire(self, key: str, owner: str) -> str:
+        """Take the lock for `owner` (re-entrant for the same owner); `RotationLocked` if held. Returns
+        the new fencing token (see `fence`)."""
+        token = secrets.token_hex(16)
         try:
             with write_tx(self.engine) as conn:
                 query = rotation_locks.select().where(rotation_locks.c.key == key)
                 m = conn.execute(query).mappings().first()
                 if m is not None:
-                    info = LockInfo(m["key"], m["owner"], m["host"], m["pid"], m["expires_at"])
+                    info = _info(m)
                     if info.owner != owner and not self.is_stale(info):
                         raise RotationLocked(
                             f"account {key} is being rotated by rotation {info.owner[:12]} "
                             f"(pid {info.pid} on {info.host}); try again when it has finished"
                         )
-                    # Delete only the row we judged: a concurrent taker that already replaced it keeps it.
+                    # Delete only the exact row we judged (owner, token, expiry): a holder that renewed
+                    # meanwhile, or a concurrent taker that replaced it, keeps it.
                     conn.execute(rotation_locks.delete().where(
-                        rotation_locks.c.key == key, rotation_locks.c.owner == info.owner))
+                        rotation_locks.c.key == key, rotation_locks.c.owner == info.owner,
+                        rotation_locks.c.token == info.token, rotation_locks.c.expires_at == info.expires_at))
                 conn.execute(rotation_locks.insert().values(
-                    key=key, owner=owner, host=HOST, pid=os.getpid(), expires_at=self.clock() + self.lease))
+                    key=key, owner=owner, host=HOST, pid=os.getpid(), expires_at=self.clock() + self.lease,
+                    token=token))
         except IntegrityError as exc:
             raise RotationLocked(f"account {key} was locked by another rotation just now; try again") from exc
+        return token
+
+    def fence(self, key: str, owner: str, token: str) -> None:
+        """Inside the caller's write transaction: renew the lease, or raise `LeaseLost` when the lock is
+        no longer this holder's (expired and taken over) — the caller must not commit."""
+        with write_tx(self.engine) as conn:
+            res = conn.execute(rotation_locks.update().where(
+                rotation_locks.c.key == key, rotation_locks.c.owner == owner, rotation_locks.c.token == token,
+            ).values(expires_at=self.clock() + self.lease))
+        if res.rowcount != 1:
+            raise LeaseLost(f"rotation {owner[:12]} lost the lock of account {key} to another rotation "
+                            "(its lease expired); that one settles the account, this one wrote nothing more")
 
     def renew(self, key: str, owner: str) -> None:
         with write_tx(self.engine) as conn:
@@ -78,16 +108,17 @@ class LockManager:
                 rotation_locks.c.key == key, rotation_locks.c.owner == owner,
             ).values(expires_at=self.clock() + self.lease))
 
-    def release(self, key: str, owner: str) -> None:
-        """Release if `owner` still holds it (idempotent)."""
+    def release(self, key: str, owner: str, token: str | None = None) -> None:
+        """Release if `owner` (and, when given, this acquisition's `token`) still holds it (idempotent)."""
+        query = rotation_locks.delete().where(rotation_locks.c.key == key, rotation_locks.c.owner == owner)
+        if token is not None:
+            query = query.where(rotation_locks.c.token == token)
         with write_tx(self.engine) as conn:
-            conn.execute(rotation_locks.delete().where(
-                rotation_locks.c.key == key, rotation_locks.c.owner == owner))
+            conn.execute(query)
 
     def all(self) -> list[LockInfo]:
         with read_tx(self.engine) as conn:
-            return [LockInfo(m["key"], m["owner"], m["host"], m["pid"], m["expires_at"])
-                    for m in conn.execute(rotation_locks.select()).mappings()]
+            return [_info(m) for m in conn.execute(rotation_locks.select()).mappings()]
 
     def release_stale(self) -> list[LockInfo]:
         """Drop every stale lock; returns what was released."""
@@ -97,6 +128,7 @@ class LockManager:
                 with write_tx(self.engine) as conn:
                     res = conn.execute(rotation_locks.delete().where(
                         rotation_locks.c.key == info.key, rotation_locks.c.owner == info.owner,
+                        rotation_locks.c.token == info.token,
                         rotation_locks.c.expires_at == info.expires_at))
                 if res.rowcount:
                     released.append(info)

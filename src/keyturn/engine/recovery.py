@@ -123,16 +123,17 @@ class Recovery:
         """Probe and finish one open rotation; None when another live process is still on it."""
         if await self.e.db(self._in_flight, row):
             return None
+        token = None
         if row.lock_key:
             try:
-                await self.e.db(self.e.locks.acquire, row.lock_key, row.id)
+                token = await self.e.db(self.e.locks.acquire, row.lock_key, row.id)
             except RotationLocked:
                 return None
         try:
             return await self._settle_locked(row)
         finally:
             if row.lock_key:
-                await self.e.db(self.e.locks.release, row.lock_key, row.id)
+                await self.e.db(self.e.locks.release, row.lock_key, row.id, token)
 
     async def _finish(self, row: RotationRow, outcome: Outcome, reason: str, status: StepStatus,
                       scripts: tuple[ScriptSummary, ...] = ()) -> RotationResult:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
 from keyturn.engine.hooks import kill_point
@@ -40,6 +40,7 @@ from keyturn.errors import (
     AccountNotFound,
     ChangeRejected,
     KeyturnError,
+    LeaseLost,
     RateLimited,
     RotationLocked,
     TargetAuthRejected,
@@ -49,6 +50,9 @@ from keyturn.secret import Secret
 from keyturn.targets import peer_trust
 from keyturn.targets.base import Account, Check, Checking, Persisting, Proof, Target, Verdict
 from keyturn.vault.versions import VersionState
+
+if TYPE_CHECKING:
+    from keyturn.engine.ratelimit import Budgets
 
 log = logging.getLogger("keyturn.engine")
 T = TypeVar("T")
@@ -87,17 +91,20 @@ class TargetPool:
     """One target instance per kind, shared by every rotation (connection reuse); closed together.
 
     Without a `factory`, targets come from the registry: the Meraki ones share one per-organisation
-    budget (`budgets`) at `meraki_share` of the documented rate; the SSH ones store a resource's first
-    host key in the vault through `host_keys` (``ssh_host_key=tofu``; set by the engine using the pool)."""
+    budget (`budgets`): the one given (e.g. `RedisOrgBudgets`, shared by every worker), else an
+    in-process `OrgBudgets` at `meraki_share` of the documented rate; the SSH ones store a resource's
+    first host key in the vault through `host_keys` (``ssh_host_key=tofu``; set by the engine using
+    the pool)."""
 
     SSH_KINDS = ("iosxe-ssh", "iosxe-enable-secret")
 
     def __init__(self, factory: Callable[[str], Target] | None = None, *, meraki_share: float = 0.9,
-                 host_keys: Callable[[str, str, str], Awaitable[str]] | None = None) -> None:
+                 host_keys: Callable[[str, str, str], Awaitable[str]] | None = None,
+                 budgets: Budgets | None = None) -> None:
         from keyturn.engine.ratelimit import OrgBudgets
         self._factory = factory
         self._targets: dict[str, Target] = {}
-        self.budgets = OrgBudgets(headroom=meraki_share)
+        self.budgets: Budgets = budgets if budgets is not None else OrgBudgets(headroom=meraki_share)
         self.host_keys = host_keys
 
     def get(self, kind: str) -> Target:
@@ -266,7 +273,7 @@ class RotationEngine:
         run = _Rotation(self, rid, prep.uid, prep.title, prep.kind, prep.ra, started)
         if prep.error is not None:
             return await run.finish(Outcome.FAILED, prep.error, Step.LOCK)
-        run.locked = True
+        run.locked, run.token = True, prep.token
         kill_point(Step.LOCK.value)
         return await run.execute(prep)
 
@@ -290,11 +297,11 @@ class RotationEngine:
         key = ra.account.lock_key
         self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=profile.target,
                            lock_key=key)
-        self.locks.acquire(key, rid)
+        token = self.locks.acquire(key, rid)
         _write_steps(self, rid, user.uid, [(Step.LOCK, StepStatus.OK, f"account {key} locked", {})])
         old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
         return _Prepared(user.uid, user.title, profile.target, ra, pending=pending, old_version=old_version,
-                         old=self.vault.secret(user.uid))
+                         old=self.vault.secret(user.uid), token=token)
 
     async def _refused(self, rid: str, ref: str, exc: KeyturnError, started: float) -> RotationResult:
         """The account lock is held: journal the refused rotation (its own transaction)."""
@@ -331,6 +338,7 @@ class _Prepared:
     pending: bool = False             # a pending candidate survived recovery
     old_version: int | None = None
     old: Secret | None = None
+    token: str = ""                   # the account lock's fencing token
 
 
 Queued = tuple[Step, StepStatus, str, dict[str, Any]]
@@ -365,6 +373,7 @@ class _Rotation:
         self.version: int | None = None
         self.scripts: tuple[ScriptSummary, ...] = ()
         self.locked = False
+        self.token = ""                       # fencing token of the account lock (`LockManager.fence`)
         self.verified_by: str | None = None   # how the new secret was proved (`Proof` value)
         self.warning = ""                     # what the device said a person must know (a lockout)
         self._queued: list[Queued] = []
@@ -392,6 +401,7 @@ class _Rotation:
         with its audit entry. Returns what `action` returned; the kill hook for `then` fires after
         the commit."""
         def write() -> T:
+            self._fence()
             result = action()
             queued, self._queued = self._queued, []
             _write_steps(self.e, self.rid, self.uid, queued)
@@ -402,6 +412,11 @@ class _Rotation:
             kill_point(then.value)
         return result
 
+    def _fence(self) -> None:
+        """Inside a write transaction: renew the account lease or raise `LeaseLost` (write nothing)."""
+        if self.locked and self.ra is not None:
+            self.e.locks.fence(self.ra.account.lock_key, self.rid, self.token)
+
     async def finish(self, outcome: Outcome, reason: str, at: Step | None = None) -> RotationResult:
         """Step 10: record the outcome (journal + audit) and release the lock, in one transaction."""
         queued, self._queued = self._queued, []
@@ -409,6 +424,7 @@ class _Rotation:
 
         def write() -> None:  # queued steps, the failed one, the outcome: one insert, one append
             e = self.e
+            self._fence()
             steps = [(st.value, status, msg, fields) for st, status, msg, fields in queued]
             if at is not None and at is not Step.AUDIT:
                 steps.append((at.value, StepStatus.FAILED, reason, {}))
@@ -427,7 +443,7 @@ class _Rotation:
                 e.vault.audit.append_many_on(conn, entries)
             if release:
                 assert self.ra is not None
-                e.locks.release(self.ra.account.lock_key, self.rid)
+                e.locks.release(self.ra.account.lock_key, self.rid, self.token)
 
         await self.e.unit(write)
         kill_point(Step.AUDIT.value)
@@ -440,7 +456,13 @@ class _Rotation:
 
     async def drop_candidate(self) -> None:
         if self.version is not None:
-            await self.e.db(self.e.vault.set_version_state, self.uid, self.version, VersionState.FAILED)
+            version = self.version
+
+            def drop() -> None:
+                self._fence()
+                self.e.vault.set_version_state(self.uid, version, VersionState.FAILED)
+
+            await self.e.unit(drop)
 
     # --- the ten steps --------------------------------------------------------------------------------
 
@@ -454,6 +476,12 @@ class _Rotation:
                                          "unsettled (its candidate is pending); run `keyturn recover` when "
                                          "the device is reachable, then rotate again", Step.VERIFY_CURRENT)
             return await self._run(self.ra, prep.old, prep.old_version)
+        except LeaseLost as exc:  # another rotation took the account over: it settles; write nothing
+            log.warning("rotation %s of %s: %s", self.rid, self.uid, exc)
+            self.locked = False
+            return RotationResult(record_uid=self.uid, title=self.title, target=self.kind,
+                                  outcome=Outcome.UNVERIFIED, reason=str(exc), rotation_id=self.rid,
+                                  duration=time.monotonic() - self.started)
         except Exception as exc:
             log.exception("rotation %s of %s stopped on an unexpected error", self.rid, self.uid)
             if self.version is None:
@@ -462,7 +490,7 @@ class _Rotation:
                                      "`keyturn recover` will probe the device and finish")
         finally:
             if self.locked:
-                await self.e.db(self.e.locks.release, key, self.rid)
+                await self.e.db(self.e.locks.release, key, self.rid, self.token)
 
     async def _run(self, ra: ResolvedAccount, old: Secret | None, old_version: int | None) -> RotationResult:
         e, account, profile = self.e, ra.account, ra.profile
