@@ -17,6 +17,8 @@ Every environment variable keyturn reads is a field here:
     KEYTURN_AUDIT_SINKS   audit sinks as JSON (normally `[[keyturn.audit_sinks]]` tables in the TOML)
     KEYTURN_SCRIPT_USER   account post-rotation scripts run as when keyturn runs as root (default
                           nobody; `keyturn.scripts.runner.resolve_script_user`)
+    KEYTURN_SITES         sites records and profiles may name, comma-separated (`sites = [...]` in the
+                          TOML); `default` is always one (`keyturn.sites`)
 
 KEYTURN_MASTER_KEY, KEYTURN_PASSPHRASE and KEYTURN_NEW_PASSPHRASE are taken out of the environment when a
 command starts (`keyturn.hardening`); `load_settings` gets them from there, at the same rank.
@@ -41,13 +43,22 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from keyturn.errors import ConfigError
+from keyturn.sites import check_name
 
 log = logging.getLogger("keyturn.config")
 HOME_MODE = 0o700
@@ -113,6 +124,26 @@ class Settings(BaseSettings):
     meraki_api_share: float = Field(default=0.9, gt=0, le=1)
     audit_sinks: list[AuditSinkConfig] = Field(default_factory=list)
     script_user: str | None = None
+    # NoDecode: KEYTURN_SITES is "dc-east,dc-west", not JSON.
+    sites: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("sites", mode="before")
+    @classmethod
+    def _site_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list):
+            value = [v.strip() if isinstance(v, str) else v for v in value]
+            return [v for v in value if v != ""]
+        return value
+
+    @field_validator("sites")
+    @classmethod
+    def _site_names(cls, value: list[str]) -> list[str]:
+        try:
+            return [check_name(v) for v in value]
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @property
     def effective_database_url(self) -> str:

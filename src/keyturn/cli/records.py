@@ -3,11 +3,13 @@
 Scriptable forms (stable)::
 
     keyturn record add --type pamUser --title "core-sw1 admin" --login admin --password - < pw.txt
-    keyturn record add --type pamNetworkDevice --title core-sw1 --field host=10.0.0.1 --custom site=hq
+    keyturn record add --type pamNetworkDevice --title core-sw1 --field host=10.0.0.1 --custom room=b2
+    keyturn record edit core-sw1 --site dc-east                    # its accounts rotate at dc-east
     keyturn record add ... --secret-custom enable_secret=-         # secret custom field from stdin
 
-`record add` prints the new uid alone on stdout. Secrets are never printed except by `reveal`
-(audited), which prints the value alone and a newline.
+`--site` (a known site, `keyturn.sites`) is kept in the record's metadata: the workers of that site rotate
+the accounts on this resource. `record add` prints the new uid alone on stdout. Secrets are never printed
+except by `reveal` (audited), which prints the value alone and a newline.
 
 A title, login, field type or label the vault would refuse (`vault.records.check_fields`: control,
 bidi or zero-width characters, too long) is a usage error (exit 2) found before the vault is opened.
@@ -33,6 +35,7 @@ from keyturn.cli.output import (
     handle_errors,
     open_vault,
     read_secret,
+    settings,
     table,
     warn,
 )
@@ -71,6 +74,9 @@ SecretCustomOpt = Annotated[
                  help="Secret custom field LABEL=VALUE, VALUE '-' reads stdin (repeatable)."),
 ]
 AllowDupOpt = Annotated[bool, typer.Option("--allow-duplicate", help="Allow a title that already exists.")]
+SiteOpt = Annotated[str | None, typer.Option(
+    "--site", show_default=False, help="Site whose workers rotate the accounts on this resource (a known "
+    'site, see KEYTURN_SITES); "" or default: none.')]
 
 
 class _Stdin:
@@ -172,9 +178,13 @@ def add(
     custom: CustomOpt = None,
     secret_custom: SecretCustomOpt = None,
     allow_duplicate: AllowDupOpt = False,
+    site: SiteOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a record; prints its uid."""
+    from keyturn.sites import META_KEY, site_setting
+
+    stored_site = site_setting(site, settings())
     stdin = _Stdin()
     pw = _password(password, stdin, prompt=type_ in PASSWORD_TYPES)
     fields = _build_fields(login, pw, field or [], stdin)
@@ -182,7 +192,7 @@ def add(
     _check_usage(title, fields, cust, rtype=type_)
     with open_vault() as vault:
         rec = vault.add(type=type_, title=title, fields=fields, custom=cust, allow_duplicate=allow_duplicate,
-                        actor=actor())
+                        meta={META_KEY: stored_site} if stored_site else None, actor=actor())
     if as_json:
         echo_json(_record_json(rec))
     else:
@@ -255,7 +265,8 @@ def show(
     lines = [("uid", rec.uid), ("title", escaped(rec.title)), ("type", rec.type)]
     lines += [(escaped(f.name), _show_value(f.value, name=f.type == LOGIN_TYPE)) for f in rec.fields]
     lines += [(f"custom {escaped(f.label or f.type)}", _show_value(f.value)) for f in rec.custom]
-    lines += [(f"meta {k}", json.dumps(v, sort_keys=True)) for k, v in sorted(rec.meta.items())]
+    lines += [(f"meta {k}", json.dumps(v, sort_keys=True)) for k, v in sorted(rec.meta.items())
+              if v is not None]  # a cleared setting (site, schedule) is kept as null
     width = max(len(k) for k, _ in lines)
     for k, v in lines:
         typer.echo(f"{k + ':':<{width + 1}} {v}")
@@ -294,16 +305,19 @@ def edit(
                      help="Remove a standard field (type or label) or custom field (label)."),
     ] = None,
     allow_duplicate: AllowDupOpt = False,
+    site: SiteOpt = None,
 ) -> None:
-    """Change a record's title or fields (a changed secret becomes a new current version)."""
+    """Change a record's title, fields or site (a changed secret becomes a new current version)."""
+    from keyturn.sites import META_KEY, site_setting
     from keyturn.vault.records import shown
 
+    stored_site = site_setting(site, settings()) if site is not None else None
     stdin = _Stdin()
     pw = _password(password, stdin, prompt=False)
     new_fields = _build_fields(login, pw, field or [], stdin)
     new_custom = _build_custom(custom or [], secret_custom or [], stdin)
     _check_usage(title, new_fields, new_custom)
-    with open_vault() as vault:
+    with open_vault() as vault, vault.unit():
         rec = vault.get(ref)
         fields = _replace(rec.fields, new_fields, by_label=False)
         cust = _replace(rec.custom, new_custom, by_label=True)
@@ -315,10 +329,13 @@ def edit(
             fields, cust = keep_f, keep_c
         changed_fields = bool(new_fields or remove_field)
         changed_custom = bool(new_custom or remove_field)
-        vault.update(
-            rec.uid, title=title, fields=fields if changed_fields else None,
-            custom=cust if changed_custom else None, allow_duplicate=allow_duplicate, actor=actor(),
-        )
+        if site is None or title is not None or changed_fields or changed_custom:
+            vault.update(
+                rec.uid, title=title, fields=fields if changed_fields else None,
+                custom=cust if changed_custom else None, allow_duplicate=allow_duplicate, actor=actor(),
+            )
+        if site is not None and rec.meta.get(META_KEY) != stored_site:
+            vault.set_meta(rec.uid, META_KEY, stored_site, actor=actor())
     typer.echo(f"updated {rec.uid}")
 
 
@@ -361,11 +378,12 @@ def import_(
         "with the passwords; review the file first).")] = False,
 ) -> None:
     """Import records, all or nothing."""
+    from keyturn.sites import known_sites
     from keyturn.vault.importers import parse, read_file
 
     _check_format(fmt)
     text = read_file(file)  # at most MAX_IMPORT_BYTES, refused unread beyond
-    specs = parse(text, fmt, source=str(file), allow_scripts=allow_scripts)
+    specs = parse(text, fmt, source=str(file), allow_scripts=allow_scripts, sites=known_sites(settings()))
     with open_vault() as vault:
         uids = vault.add_many(specs, allow_duplicate=allow_duplicate, actor=actor())
         vault.audit.append("record.import", actor=actor(), details={

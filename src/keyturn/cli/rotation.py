@@ -146,16 +146,20 @@ def set_(
     window: Annotated[str | None, typer.Option("--window", help='Maintenance window, e.g. '
                                                '"Sat 01:00-05:00".')] = None,
     jitter: Annotated[str | None, typer.Option("--jitter", help="Spread start times, e.g. 10m.")] = None,
+    site: Annotated[str | None, typer.Option("--site", help="Site whose workers rotate this account, "
+                                             "overriding the resource's site (a known site, see "
+                                             "KEYTURN_SITES; \"\" for none).", show_default=False)] = None,
 ) -> None:
     """Attach (or replace) the rotation profile of RECORD; validated now, not at rotation time."""
     from keyturn.cli.schedule import apply_options
     from keyturn.engine.profile import set_profile
+    from keyturn.sites import profile_options
 
+    options = profile_options(_parse_options(option or []), site, settings())
     with open_vault() as vault:
         profile = set_profile(vault, record, target=target, resource=resource, admin=admin,
                               configuration=configuration, policy=policy, verify_with=verify_with,
-                              options=_parse_options(option or []), max_attempts=max_attempts,
-                              actor=actor())
+                              options=options, max_attempts=max_attempts, actor=actor())
         sched = apply_options(vault, record, schedule=schedule, every=every, tz=tz, window=window,
                               jitter=jitter)
         rec = vault.get(record)
@@ -200,6 +204,7 @@ def show(
     from keyturn.engine.journal import Journal
     from keyturn.engine.profile import load_profile
     from keyturn.scheduler.assign import show_rows
+    from keyturn.sites import site_and_source
 
     with open_vault() as vault:
         rec = vault.get(record)
@@ -210,7 +215,9 @@ def show(
                 names[uid] = vault.get(uid).title
         open_rows = Journal(vault.engine).open_rotations(rec.uid)
         schedule_lines = show_rows(vault, rec.uid)
+        site, site_from = site_and_source(vault, rec)
     data = {"record": rec.uid, "title": rec.title, **profile.to_meta(), "schedule": dict(schedule_lines),
+            "site": site, "site_from": site_from,
             "open_rotations": [{"id": r.id, "state": r.state.value, "reason": r.reason} for r in open_rows]}
     if as_json:
         echo_json(data)
@@ -222,6 +229,7 @@ def show(
     rows += [("policy", json.dumps(profile.policy) if profile.policy else "default (20,1,1,1,1)"),
              ("verify with", profile.verify_with or "-"),
              ("options", ", ".join(f"{k}={v}" for k, v in profile.options.items()) or "-"),
+             ("site", f"{site} (from the {site_from})" if site_from != "default" else site),
              ("max attempts", str(profile.max_attempts))]
     for r in open_rows:
         rows.append(("UNSETTLED", f"rotation {_short(r.id)} {r.state.value}: {r.reason or 'in progress'}"))

@@ -24,12 +24,14 @@ credential anywhere or loosen how a peer is trusted:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 
+from keyturn import sites
 from keyturn.engine.ports import RecordLike, VaultLike
 from keyturn.errors import ProfileError
 from keyturn.policy import PasswordPolicy, effective, parse_policy
@@ -44,21 +46,28 @@ USER_TYPES = ("pamUser", "login")
 
 @dataclass(frozen=True, slots=True)
 class OptionSpec:
-    """What one profile option takes: one of `choices`, or a whole number in [`low`, `high`]."""
+    """What one profile option takes: one of `choices`, a text matching `pattern` (described by
+    `rule`), or a whole number in [`low`, `high`]."""
 
     meaning: str
     choices: tuple[str, ...] = ()
     low: int | None = None
     high: int | None = None
+    pattern: re.Pattern[str] | None = None
+    rule: str = ""
 
     def describe(self) -> str:
         if self.choices:
             return "one of " + ", ".join(self.choices)
+        if self.pattern is not None:
+            return self.rule
         return f"a whole number {self.low}-{self.high}"
 
     def accepts(self, value: str) -> bool:
         if self.choices:
             return value in self.choices
+        if self.pattern is not None:
+            return self.pattern.fullmatch(value) is not None
         if not value.isascii() or not value.isdigit() or len(value) > 9:
             return False
         return (self.low is None or int(value) >= self.low) and (self.high is None or int(value) <= self.high)
@@ -75,6 +84,10 @@ PROFILE_OPTIONS: Mapping[str, OptionSpec] = {
     "failed_login_budget": OptionSpec("IOS XE: failed logins a rotation may cause on the account",
                                       low=0, high=100),
     "verify_via": OptionSpec("iosxe-restconf: log in over SSH to verify", choices=("ssh",)),
+    # Which workers rotate the account, overriding the resource's site; checked against the known
+    # sites by `set_profile` (`keyturn.sites`). Not a target setting: targets never read it.
+    sites.OPTION: OptionSpec("the site whose workers rotate this account (overrides the resource's)",
+                             pattern=sites.SITE_NAME, rule=f"a known site name ({sites.NAME_RULE})"),
 }
 
 
@@ -248,6 +261,8 @@ def set_profile(
     if kind_cls.kind != NOOP_KIND and resource is None:
         raise ProfileError(f"target {target} needs --resource (the device or network record)")
     checked = check_options(options or {})
+    if sites.OPTION in checked:  # an override for this account: a known site (`default` included)
+        sites.check_site(checked[sites.OPTION], vault.settings)
     for cls in (kind_cls, verifier_cls):
         validate = getattr(cls, "validate_options", None)
         if validate is not None:

@@ -15,6 +15,10 @@ A record that would run a post-rotation script (attachments in ``meta.scripts``,
 field) is refused unless the admin confirms with ``allow_scripts`` (``keyturn record import
 --allow-scripts``): an import file from elsewhere must not choose what runs with the passwords.
 
+A site in a record's metadata (``meta.site``, a profile's ``options.site``) must be one of `sites`, the
+known sites (`keyturn.sites.known_sites`; only ``default`` unless the caller passes them), as
+``--site`` requires: an import is no back door to an unknown queue.
+
 Keeper Commander shape::
 
     {"shared_folders": [...], "records": [{"uid": ..., "title": ..., "$type": "login", "login": ...,
@@ -35,9 +39,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from keyturn.errors import ImportFailed, VaultError
+from keyturn.errors import ConfigError, ImportFailed, VaultError
 from keyturn.scripts.attachments import script_bearing
 from keyturn.secret import Secret
+from keyturn.sites import DEFAULT_SITE, check_meta_sites
 from keyturn.vault.api import NewRecord
 from keyturn.vault.records import (
     MAX_META_DEPTH,
@@ -127,10 +132,11 @@ def _load(text: str, source: str) -> Any:
 
 def parse(
     text: str, fmt: str, *, source: str = "import file", allow_scripts: bool = False,
+    sites: Sequence[str] = (DEFAULT_SITE,),
 ) -> list[NewRecord]:
     """Validate a whole import file and return the records to create; a script-bearing record is
-    refused (`ImportFailed`) unless `allow_scripts`. Every problem is an `ImportFailed` naming the
-    record (index, and its title when that is valid); nothing else escapes."""
+    refused (`ImportFailed`) unless `allow_scripts`, a site outside `sites` always. Every problem is an
+    `ImportFailed` naming the record (index, and its title when that is valid); nothing else escapes."""
     if fmt not in FORMATS:
         raise ImportFailed(f"unknown import format {shown(str(fmt))} (choose {' or '.join(FORMATS)})")
     doc = _load(text, source)
@@ -154,7 +160,8 @@ def parse(
             rec = convert(item)
             check_fields(rec.fields, rec.custom)
             check_value(dict(rec.meta or {}), "\"meta\"", depth=MAX_META_DEPTH)
-        except (_Bad, VaultError) as exc:
+            check_meta_sites(rec.meta or {}, sites)
+        except (_Bad, VaultError, ConfigError) as exc:
             raise ImportFailed(f"{where}: {exc}") from exc
         found = script_bearing(custom=rec.custom, meta=rec.meta)
         if found and not allow_scripts:

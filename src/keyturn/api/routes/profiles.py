@@ -1,7 +1,8 @@
 """Rotation profiles: `PUT/GET /records/{ref}/rotation` over `keyturn.engine.profile`.
 
 `PUT` validates everything `set_profile` validates (records exist, target kind known, policy feasible
-on the target) and answers 422 with the reason when it does not hold.
+on the target) and answers 422 with the reason when it does not hold. ``options.site`` is the
+account's site override (`keyturn.sites`): a known site, else 422 listing the known ones.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ class ProfileIn(BaseModel):
     configuration: str | None = Field(default=None, max_length=512, description="pamConfiguration record")
     policy: dict[str, Any] | str | None = Field(default=None, description="Keeper complexity object or spec")
     verify_with: str | None = Field(default=None, max_length=64)
-    options: dict[str, str] = Field(default_factory=dict, max_length=64)
+    options: dict[str, str] = Field(default_factory=dict, max_length=64,
+                                    description="mode, verify, failed_login_budget, verify_via, site")
     max_attempts: int = Field(default=3, ge=1, le=100)
 
 

@@ -3,6 +3,10 @@ Secret fields are write-only: responses show ``"********"`` in their place.
 
 A client that reads a record and writes it back unchanged sends the placeholder again; a secret value
 equal to the placeholder therefore means "keep the current value", never "set it to ********".
+
+``site`` (create / patch) is the resource's site (`keyturn.sites`), kept in ``meta.site``: a known site,
+checked as `keyturn record add --site` checks it (422 listing the known sites); ``""`` or ``"default"``
+clears it, an omitted one leaves it as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from keyturn.api.auth import Permission, Principal, context, require
 from keyturn.api.context import ApiContext
 from keyturn.secret import Secret
+from keyturn.sites import META_KEY as SITE_KEY
+from keyturn.sites import site_setting
 from keyturn.vault import Field as VaultField
+from keyturn.vault import Vault
 from keyturn.vault.records import MAX_TITLE_CHARS, SECRET_FIELD_TYPES, Record
 
 MASK = "********"
@@ -51,6 +58,9 @@ class FieldOut(BaseModel):
     value: list[Any]
 
 
+SITE_DESCRIPTION = 'site whose workers rotate the accounts on this resource; "" or "default" clears'
+
+
 class RecordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str = Field(pattern=TYPE_PATTERN)
@@ -58,6 +68,7 @@ class RecordIn(BaseModel):
     fields: list[FieldIn] = Field(default_factory=list, max_length=200)
     custom: list[FieldIn] = Field(default_factory=list, max_length=200)
     allow_duplicate: bool = False
+    site: str | None = Field(default=None, max_length=64, description=SITE_DESCRIPTION)
 
 
 class RecordPatch(BaseModel):
@@ -68,6 +79,7 @@ class RecordPatch(BaseModel):
     fields: list[FieldIn] | None = Field(default=None, max_length=200)
     custom: list[FieldIn] | None = Field(default=None, max_length=200)
     allow_duplicate: bool = False
+    site: str | None = Field(default=None, max_length=64, description=SITE_DESCRIPTION)
 
 
 class RecordOut(BaseModel):
@@ -130,10 +142,11 @@ async def list_records(
 async def create_record(
     body: RecordIn, ctx: Ctx, p: Annotated[Principal, Depends(require(Permission.RECORDS_WRITE))],
 ) -> RecordOut:
+    site = site_setting(body.site, ctx.vault.settings)
     # allow_scripts=False: a Shell field runs a program with the passwords; only the CLI sets one.
     rec = await ctx.db(ctx.vault.add, type=body.type, title=body.title, fields=to_fields(body.fields),
-                       custom=to_fields(body.custom), allow_duplicate=body.allow_duplicate, actor=p.actor,
-                       allow_scripts=False)
+                       custom=to_fields(body.custom), allow_duplicate=body.allow_duplicate,
+                       meta={SITE_KEY: site} if site else None, actor=p.actor, allow_scripts=False)
     return record_out(rec)
 
 
@@ -149,14 +162,26 @@ async def update_record(
     ref: str, body: RecordPatch, ctx: Ctx,
     p: Annotated[Principal, Depends(require(Permission.RECORDS_WRITE))],
 ) -> RecordOut:
+    site = site_setting(body.site, ctx.vault.settings) if body.site is not None else None
     uid = await ctx.db(ctx.vault.resolve, ref)
-    rec = await ctx.db(
-        ctx.vault.update, uid, title=body.title,
-        fields=to_fields(body.fields) if body.fields is not None else None,
-        custom=to_fields(body.custom) if body.custom is not None else None,
-        allow_duplicate=body.allow_duplicate, actor=p.actor, allow_scripts=False,
-    )
-    return record_out(rec)
+    return record_out(await ctx.db(_update, ctx.vault, uid, body, site, p.actor))
+
+
+def _update(vault: Vault, uid: str, body: RecordPatch, site: str | None, actor: str) -> Record:
+    """The patch in one transaction: fields and title, then the site when one was given and differs."""
+    with vault.unit():
+        if body.site is None or body.model_fields_set - {"site", "allow_duplicate"}:
+            rec = vault.update(
+                uid, title=body.title, fields=to_fields(body.fields) if body.fields is not None else None,
+                custom=to_fields(body.custom) if body.custom is not None else None,
+                allow_duplicate=body.allow_duplicate, actor=actor, allow_scripts=False,
+            )
+        else:
+            rec = vault.get(uid)
+        if body.site is not None and rec.meta.get(SITE_KEY) != site:
+            vault.set_meta(uid, SITE_KEY, site, actor=actor)
+            rec = vault.get(uid)
+    return rec
 
 
 class RestoreIn(BaseModel):
