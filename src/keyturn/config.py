@@ -17,6 +17,16 @@ Every environment variable keyturn reads is a field here:
     KEYTURN_AUDIT_SINKS   audit sinks as JSON (normally `[[keyturn.audit_sinks]]` tables in the TOML)
     KEYTURN_SCRIPT_USER   account post-rotation scripts run as when keyturn runs as root (default
                           nobody; `keyturn.scripts.runner.resolve_script_user`)
+    KEYTURN_BROKER_URL    Celery broker (redis://… by default, amqp://… for RabbitMQ): when set, `rotate`,
+                          the API and the scheduler enqueue rotations for `keyturn worker`s
+    KEYTURN_REDIS_URL     Redis for the limits workers share (Meraki budgets, per-device slots);
+                          default: the broker URL when it is redis://
+    KEYTURN_WORKER_ATTEMPTS   rotations a worker tries for one request while they fail (default 3)
+    KEYTURN_WORKER_RETRY_BACKOFF  seconds before the second attempt, doubling (default 5)
+    KEYTURN_WORKER_MAX_DELIVERIES  deliveries of one request whose worker died before it settles
+                          `needs_attention` (a poison request never loops; default 3)
+    KEYTURN_BROKER_VISIBILITY_TIMEOUT  seconds before Redis hands an unacknowledged task to another
+                          worker (default 300; RabbitMQ redelivers when the connection drops)
     KEYTURN_SITES         sites records and profiles may name, comma-separated (`sites = [...]` in the
                           TOML); `default` is always one (`keyturn.sites`)
 
@@ -144,6 +154,21 @@ class Settings(BaseSettings):
             return [check_name(v) for v in value]
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+
+    broker_url: str | None = None
+    redis_url: str | None = None
+    worker_attempts: int = Field(default=3, ge=1, le=20)
+    worker_retry_backoff: float = Field(default=5.0, ge=0, le=3600)
+    worker_max_deliveries: int = Field(default=3, ge=1, le=100)
+    broker_visibility_timeout: float = Field(default=300.0, ge=5, le=86_400)
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def effective_database_url(self) -> str:

@@ -23,6 +23,7 @@ from keyturn.cli import serve as serve_cli
 from keyturn.cli import sim as sim_cli
 from keyturn.cli import tokens as tokens_cli
 from keyturn.cli import vault as vault_cli
+from keyturn.cli import worker as worker_cli
 from keyturn.errors import KeyturnError
 from keyturn.hardening import harden_process
 
@@ -92,6 +93,7 @@ app.command("serve")(serve_cli.serve)
 app.add_typer(tokens_cli.app, name="token")
 app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(device_cli.app, name="device")
+app.command("worker")(worker_cli.worker)
 # --- end sub-apps ---
 
 

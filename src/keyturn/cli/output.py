@@ -29,6 +29,7 @@ import typer
 
 from keyturn.errors import (
     AmbiguousRecord,
+    BrokerUnavailable,
     ConfigError,
     KeyturnError,
     RecordNotFound,
@@ -51,6 +52,7 @@ EXIT_CODES: tuple[tuple[type[KeyturnError], int], ...] = (
     (RecordNotFound, EXIT_NOT_FOUND),
     (AmbiguousRecord, EXIT_NOT_FOUND),
     (StorageUnavailable, EXIT_STORAGE),
+    (BrokerUnavailable, EXIT_STORAGE),
     (ConfigError, EXIT_USAGE),
     (KeyturnError, EXIT_GENERIC),
 )

@@ -15,8 +15,9 @@ account ended `rotated` or `rotated_unverifiable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -278,29 +279,51 @@ def log(
 
 async def _rotate_all(vault: Vault, uids: list[str], concurrency: int, per_device: int,
                       show_progress: bool) -> tuple[list[RotationResult], list[RotationResult]]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from keyturn.engine.batch import rotate_many
     from keyturn.engine.rotate import RotationEngine
 
     engine = RotationEngine(vault, actor=actor())
     try:
         recovered = await engine.recover(full=False)
-        progress = Progress(TextColumn("rotating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TextColumn("{task.fields[last]}"), console=Console(stderr=True),
-                            transient=True, disable=not show_progress)
-        with progress:
-            task = progress.add_task("rotate", total=len(uids), last="")
-
-            def on_done(result: RotationResult, done: int, total: int) -> None:
-                progress.update(task, completed=done, last=f"{result.title}: {result.outcome.value}")
-
+        with _progress(len(uids), show_progress) as on_done:
             results = await rotate_many(engine, uids, concurrency=concurrency, per_device=per_device,
                                         progress=on_done)
     finally:
         await engine.aclose()
     return recovered, results
+
+
+async def _dispatch_all(vault: Vault, broker_url: str, uids: list[str], show_progress: bool
+                        ) -> list[RotationResult]:
+    """Enqueue for workers, then follow the ledger until every request has its one outcome."""
+    from keyturn.dispatch.client import Dispatcher
+
+    dispatcher = Dispatcher(vault, broker_url)
+    try:
+        ids = await asyncio.to_thread(dispatcher.submit, uids, actor=actor())
+        with _progress(len(ids), show_progress, "waiting for workers") as on_done:
+            return await dispatcher.follow(ids, on_result=on_done)
+    finally:
+        dispatcher.close()
+
+
+@contextlib.contextmanager
+def _progress(total: int, show: bool, label: str = "rotating"
+              ) -> Iterator[Callable[[RotationResult, int, int], None]]:
+    """A progress bar on stderr; yields the per-result callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[last]}"), console=Console(stderr=True),
+                        transient=True, disable=not show)
+    with progress:
+        task = progress.add_task("rotate", total=total, last="")
+
+        def on_done(result: RotationResult, done: int, _total: int) -> None:
+            progress.update(task, completed=done, last=f"{result.title}: {result.outcome.value}")
+
+        yield on_done
 
 
 @handle_errors
@@ -316,18 +339,28 @@ def rotate(
     per_device: Annotated[int | None, typer.Option("--per-device", min=1, help="Rotations in flight per "
                                                    "device / network (default 1).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    local: Annotated[bool, typer.Option("--local", help="Rotate in this process even when "
+                                        "KEYTURN_BROKER_URL hands rotations to workers.")] = False,
 ) -> None:
-    """Rotate accounts now: recover interrupted rotations first, then rotate with a progress bar."""
+    """Rotate accounts now: recover interrupted rotations first, then rotate with a progress bar.
+
+    With KEYTURN_BROKER_URL set, the rotations are enqueued for `keyturn worker`s (each to its
+    site's queue) and followed here until each has its outcome; the output and exit code are the same."""
     import sys
 
     cfg = settings()
+    show = not as_json and sys.stderr.isatty()
     with open_vault() as vault:
         uids = select_records(vault, records or [], all_, filter_)
         if not uids:
             fail("no record matches", EXIT_USAGE)
-        recovered, results = asyncio.run(_rotate_all(
-            vault, uids, concurrency or cfg.concurrency, per_device or cfg.per_device_concurrency,
-            show_progress=not as_json and sys.stderr.isatty()))
+        recovered: list[RotationResult] = []    # with workers, recovery is theirs (per request)
+        if cfg.broker_url and not local:
+            results = asyncio.run(_dispatch_all(vault, cfg.broker_url, uids, show))
+        else:
+            recovered, results = asyncio.run(_rotate_all(
+                vault, uids, concurrency or cfg.concurrency, per_device or cfg.per_device_concurrency,
+                show_progress=show))
     if as_json:
         echo_json({"recovered": [r.to_json() for r in recovered], "results": [r.to_json() for r in results]})
     else:

@@ -136,3 +136,15 @@ class RotationResult:
             "duration": round(self.duration, 3), "scripts": [s.to_json() for s in self.scripts],
             "verified_by": self.verified_by,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RotationResult:
+        """The inverse of `to_json` (a worker's result read back by the process that requested it)."""
+        return cls(
+            record_uid=str(data.get("record_uid", "")), title=str(data.get("title", "")),
+            target=str(data.get("target", "")), outcome=Outcome(data.get("outcome", Outcome.FAILED.value)),
+            reason=str(data.get("reason", "")), rotation_id=data.get("rotation_id"),
+            duration=float(data.get("duration", 0.0)),
+            scripts=tuple(ScriptSummary.from_json(s) for s in data.get("scripts") or ()),
+            verified_by=data.get("verified_by"),
+        )
