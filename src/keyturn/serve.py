@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from keyturn.engine.ratelimit import OrgBudgets
+    from keyturn.engine.ratelimit import Budgets
     from keyturn.engine.rotate import RotationEngine, TargetPool
     from keyturn.vault import Vault
 
@@ -46,7 +46,7 @@ class ServeOptions:
     log_level: str = "INFO"
 
 
-def shared_targets(meraki_share: float = 0.9) -> tuple[TargetPool, OrgBudgets]:
+def shared_targets(meraki_share: float = 0.9) -> tuple[TargetPool, Budgets]:
     """One target per kind for every engine in the process, and the Meraki budget they share."""
     from keyturn.engine.rotate import TargetPool
 
@@ -54,9 +54,9 @@ def shared_targets(meraki_share: float = 0.9) -> tuple[TargetPool, OrgBudgets]:
     return pool, pool.budgets
 
 
-def rate_limited(budgets: OrgBudgets) -> Callable[[], int]:
-    """HTTP 429s received so far: every 429 penalises its organisation's bucket once."""
-    return lambda: sum(budgets.bucket(org).penalties for org in budgets.orgs())
+def rate_limited(budgets: Budgets) -> Callable[[], int]:
+    """HTTP 429s received so far: every 429 penalises its organisation's budget once."""
+    return budgets.penalties
 
 
 class _Server:

@@ -6,6 +6,9 @@ the budget *proactively* so steady state produces no 429 at all: `OrgBudgets` ke
 per organisation at `headroom` (default 90 %, i.e. 9/s and a burst of 9) of the documented limit, and
 a 429 seen by any rotation pauses that organisation's bucket for everyone (`penalize`).
 
+`Budgets` is what a Meraki target needs from a budget; `OrgBudgets` is the in-process one, and
+`keyturn.engine.shared_limits.RedisOrgBudgets` the one shared by every worker process through Redis.
+
 The clock and the sleep are injectable, so tests drive time by hand and never sleep.
 """
 
@@ -15,6 +18,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -22,6 +26,24 @@ Sleep = Callable[[float], Awaitable[None]]
 # Float refill arithmetic can leave 0.9999999 tokens; without this slack a waiter could spin on
 # sleeps too small to move the clock.
 _EPSILON = 1e-9
+
+
+class Budgets(Protocol):
+    """Per-organisation request budgets, shared by every rotation that holds the same object.
+
+    `acquire(org)` waits until one request to `org` may be sent. `penalize(org, retry_after)` is
+    called when the platform answered 429: every later `acquire(org)` — of every rotation, and for a
+    shared implementation of every process — waits `retry_after` seconds first. It is synchronous so
+    a target can call it where it sees the 429, but must be called from inside the running event loop
+    (a shared implementation publishes the pause from a background task). `penalties()` counts the
+    429s reported to this object (for `/metrics`).
+    """
+
+    async def acquire(self, org: str) -> None: ...
+
+    def penalize(self, org: str, retry_after: float) -> None: ...
+
+    def penalties(self) -> int: ...
 
 
 class TokenBucket:
@@ -119,6 +141,9 @@ class OrgBudgets:
 
     def penalize(self, org: str, retry_after: float) -> None:
         self.bucket(org).penalize(retry_after)
+
+    def penalties(self) -> int:
+        return sum(bucket.penalties for bucket in self._buckets.values())
 
     def orgs(self) -> list[str]:
         return sorted(self._buckets)

@@ -10,9 +10,10 @@ Wire facts (reference meraki.md §1, §2, §6, §7.2):
   percent-encoded (ids are base64 and may end in ``=``). 200 with the same user back = confirmed;
 * auth: ``Authorization: Bearer <API key>`` (the admin credential's secret), or the legacy
   ``X-Cisco-Meraki-API-Key`` header with ``Endpoint.options["auth_header"] = "x-cisco-meraki-api-key"``;
-* budget: every request first takes a token from the organisation's bucket (`OrgBudgets`, shared by
-  all rotations in the process); a 429 penalises that bucket for its ``Retry-After`` and is retried
-  a bounded number of times, then `RateLimited`;
+* budget: every request first takes a token from the organisation's budget (`Budgets`: `OrgBudgets`
+  shared by all rotations in the process, or `RedisOrgBudgets` shared by every worker); a 429
+  penalises that organisation for its ``Retry-After`` and is retried a bounded number of times, then
+  `RateLimited`;
 * redirects (historical shard redirects, 301/302/303/307/308) are followed **here**, never by httpx:
   only to Meraki hosts (meraki.com/.ca/.cn/.in, gov-meraki.com and their subdomains) or to the
   configured base URL's own host, with the key re-attached and the method and body kept — a 302 on
@@ -49,7 +50,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from keyturn.engine.ratelimit import OrgBudgets
+from keyturn.engine.ratelimit import Budgets, OrgBudgets
 from keyturn.errors import (
     AccountNotFound,
     AccountNotRotatable,
@@ -164,13 +165,13 @@ class MerakiAuthUserTarget:
     constraints: ClassVar[SecretRules] = MERAKI_AUTH_RULES
     can_verify: ClassVar[bool] = False
 
-    def __init__(self, client_factory: ClientFactory | None = None, *, budget: OrgBudgets | None = None,
+    def __init__(self, client_factory: ClientFactory | None = None, *, budget: Budgets | None = None,
                  timeout: float = 30.0, max_429: int = 6, max_5xx: int = 3, max_redirects: int = 5,
                  backoff: float = 1.0, list_ttl: float = 60.0, sleep: Sleep = asyncio.sleep,
                  clock: Callable[[], float] = time.monotonic,
                  verifier_client: httpx.AsyncClient | None = None) -> None:
         self._factory = client_factory or self._default_client
-        self.budget = budget if budget is not None else OrgBudgets()
+        self.budget: Budgets = budget if budget is not None else OrgBudgets()
         self._timeout = timeout
         self._max_429 = max(1, max_429)
         self._max_5xx = max(1, max_5xx)
