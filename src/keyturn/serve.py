@@ -104,11 +104,27 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
     # Idempotent after the CLI entry's; the script policy it sets lives in this run's context only.
     harden_process(script_user=vault.settings.script_user)
     pool, budgets = shared_targets(vault.settings.meraki_api_share)
+    engine_factory: Callable[[str], Any]
+    concurrency = options.concurrency
+    follower = None
+    if vault.settings.broker_url:
+        # Workers rotate; this process enqueues (API, scheduler) and waits on the ledger, so the number
+        # in flight is the workers' business, not a local semaphore's.
+        from keyturn.dispatch.client import Dispatcher as RotationDispatcher
+        from keyturn.dispatch.client import Follower, RemoteEngine
 
-    def engine_factory(actor: str) -> RotationEngine:
-        return RotationEngine(vault, targets=pool, actor=actor)
+        to_workers = RotationDispatcher(vault, vault.settings.broker_url)
+        follower = Follower(to_workers.ledger)
+        concurrency = 10_000
 
-    app = create_app(vault, engine_factory=engine_factory, concurrency=options.concurrency,
+        def engine_factory(actor: str) -> RemoteEngine:
+            return RemoteEngine(to_workers, follower, actor)
+        log.info("rotations go to workers through the broker %s", _broker_display(vault))
+    else:
+        def engine_factory(actor: str) -> RotationEngine:
+            return RotationEngine(vault, targets=pool, actor=actor)
+
+    app = create_app(vault, engine_factory=engine_factory, concurrency=concurrency,
                      per_device=options.per_device, rate_limited=rate_limited(budgets))
     runner = app.state.ctx.runner
     stop = asyncio.Event()
@@ -123,7 +139,7 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
 
         # refresh_every: schedules set and manual rotations done from other processes (the CLI)
         # are picked up within a minute, not only after an API call.
-        scheduler = Scheduler(vault, rotate, concurrency=options.concurrency,
+        scheduler = Scheduler(vault, rotate, concurrency=concurrency,
                               recover=recover_engine.recover, refresh_every=60.0)
         sched_task = asyncio.create_task(scheduler.run(stop), name="keyturn-scheduler")
         attach_scheduler(app, scheduler, alive=lambda: sched_task is not None and not sched_task.done())
@@ -175,6 +191,8 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
         await _stop_scheduler(sched_task, stop, grace)
         finished, parked = await runner.drain(grace)
         await runner.aclose()
+        if follower is not None:
+            await follower.aclose()
         if dispatcher is not None:
             await _stop_sinks(dispatcher, sinks_task, stop)
         loop = asyncio.get_running_loop()
@@ -183,6 +201,12 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
                 loop.remove_signal_handler(sig)
         log.info("stopped: %d rotation(s) finished during shutdown, %d parked for recovery", finished, parked)
     return code
+
+
+def _broker_display(vault: Vault) -> str:
+    from keyturn.dispatch.client import display_url
+
+    return display_url(str(vault.settings.broker_url))
 
 
 async def _stop_sinks(dispatcher: Any, task: asyncio.Task[None] | None, stop: asyncio.Event) -> None:

@@ -11,6 +11,7 @@ from keyturn.engine.outcome import Outcome
 from keyturn.errors import LeaseLost
 from tests.unit.engine_world import OLD, World, open_world
 
+
 @pytest.fixture
 def world(tmp_path):
     yield from open_world(tmp_path)

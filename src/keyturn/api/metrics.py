@@ -10,6 +10,11 @@
     keyturn_rate_limited_total                       HTTP 429 answers received from device APIs
     keyturn_api_denied_total{status}                 401 / 403 answers given
     keyturn_api_requests_total{method,route,status}  API requests served
+    keyturn_site_queue_depth{site}                   rotation requests waiting for a worker (scale-out)
+    keyturn_site_queue_age_seconds{site}             age of the oldest waiting request
+    keyturn_site_running{site}                       requests a worker has claimed
+    keyturn_site_workers{site}                       live `keyturn worker` processes
+    keyturn_site_in_flight{site}                     rotations the site's workers run now
 
 Each app gets its own `CollectorRegistry` (several apps in one test process must not collide). Nothing
 here carries a record title, a token or a secret: labels are target kinds, outcomes and route templates.
@@ -72,9 +77,38 @@ class _JournalCollector(Collector):
                 yield GaugeMetricFamily("keyturn_schedule_next_due_timestamp_seconds",
                                         "Earliest next scheduled rotation (Unix time).",
                                         value=due.timestamp())
+        yield from _site_gauges(m.engine)
         limited = CounterMetricFamily("keyturn_rate_limited", "HTTP 429 answers received from device APIs.")
         limited.add_metric([], float(m.rate_limited()))
         yield limited
+
+
+_SITE_GAUGES = (
+    ("keyturn_site_queue_depth", "Rotation requests waiting for a worker of the site.", "queued"),
+    ("keyturn_site_queue_age_seconds", "Age of the site's oldest waiting request.", "oldest_queued_age"),
+    ("keyturn_site_running", "Requests the site's workers have claimed.", "running"),
+    ("keyturn_site_workers", "Live keyturn workers of the site.", "workers"),
+    ("keyturn_site_in_flight", "Rotations the site's workers run now.", "in_flight"),
+)
+
+
+def _site_gauges(engine: Engine | None) -> Iterable[GaugeMetricFamily]:
+    """Per-site queue and worker gauges from the request ledger (empty without workers)."""
+    if engine is None:
+        return
+    from keyturn.dispatch.ledger import RequestLedger
+    from keyturn.errors import KeyturnError
+
+    try:
+        stats = RequestLedger(engine).site_stats()
+    except (sa.exc.SQLAlchemyError, KeyturnError) as exc:
+        log.warning("metrics: site queues unavailable (%s)", type(exc).__name__)
+        return
+    for name, doc, attr in _SITE_GAUGES:
+        family = GaugeMetricFamily(name, doc, labels=["site"])
+        for st in stats:
+            family.add_metric([st.site], float(getattr(st, attr)))
+        yield family
 
 
 class Metrics:

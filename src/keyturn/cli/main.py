@@ -21,6 +21,7 @@ from keyturn.cli import schedule as schedule_cli
 from keyturn.cli import scripts as scripts_cli
 from keyturn.cli import serve as serve_cli
 from keyturn.cli import sim as sim_cli
+from keyturn.cli import status as status_cli
 from keyturn.cli import tokens as tokens_cli
 from keyturn.cli import vault as vault_cli
 from keyturn.cli import worker as worker_cli
@@ -94,6 +95,7 @@ app.add_typer(tokens_cli.app, name="token")
 app.add_typer(schedule_cli.app, name="schedule")
 app.add_typer(device_cli.app, name="device")
 app.command("worker")(worker_cli.worker)
+app.command("status")(status_cli.status)
 # --- end sub-apps ---
 
 

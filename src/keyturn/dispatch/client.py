@@ -14,6 +14,7 @@ poll for all the ids) and reports each request once, when it is final.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from keyturn.dispatch.app import TASK_ROTATE, make_app, queue_name
 from keyturn.dispatch.ledger import NewRequest, Request, RequestLedger
-from keyturn.engine.outcome import RotationResult
+from keyturn.engine.outcome import Outcome, RotationResult
 from keyturn.errors import BrokerUnavailable, KeyturnError
 
 if TYPE_CHECKING:
@@ -52,27 +53,29 @@ class Dispatcher:
         self.app = app or make_app(broker_url,
                                    visibility_timeout=vault.settings.broker_visibility_timeout)
 
-    def plan(self, refs: Sequence[str]) -> list[NewRequest]:
-        """One request per distinct record (uid, title and site read from metadata; nothing decrypted)."""
+    def plan(self, refs: Sequence[str], ids: Sequence[str] | None = None) -> list[NewRequest]:
+        """One request per distinct record (uid, title and site read from metadata; nothing decrypted);
+        `ids` chooses the request ids (one per ref), by default fresh uuid4 hex."""
         from keyturn.sites import site_of
 
         out: list[NewRequest] = []
         seen: set[str] = set()
         with self.vault.unit(write=False):
-            for ref in refs:
+            for n, ref in enumerate(refs):
                 uid, _meta = self.vault.meta(ref)
                 if uid in seen:
                     continue
                 seen.add(uid)
                 title = self.vault.summary(uid).title
-                out.append(NewRequest(id=uuid.uuid4().hex, record_uid=uid, title=title,
+                rid = ids[n] if ids is not None else uuid.uuid4().hex
+                out.append(NewRequest(id=rid, record_uid=uid, title=title,
                                       site=site_of(self.vault, uid)))
         return out
 
-    def submit(self, refs: Sequence[str], *, actor: str) -> list[str]:
+    def submit(self, refs: Sequence[str], *, actor: str, ids: Sequence[str] | None = None) -> list[str]:
         """Request a rotation of every record in `refs`; returns the request ids (in order, one per
         distinct record). `BrokerUnavailable` when the broker did not take them all."""
-        requests = self.plan(refs)
+        requests = self.plan(refs, ids)
         self.ledger.create(requests, actor=actor)
         return self.publish(requests)
 
@@ -117,13 +120,82 @@ class Dispatcher:
             await asyncio.sleep(poll)
         return [results[rid] for rid in ids]
 
-    async def rotate(self, ref: str, *, actor: str) -> RotationResult:
-        """Enqueue one rotation and wait for its outcome (the scheduler's dispatch callable)."""
-        ids = await asyncio.to_thread(self.submit, [ref], actor=actor)
-        return (await self.follow(ids))[0]
-
     def close(self) -> None:
         self.app.close()
+
+
+class Follower:
+    """Waits for many requests at once with one ledger query per poll (the API's and the scheduler's
+    rotations in flight on workers)."""
+
+    def __init__(self, ledger: RequestLedger, *, poll: float = 0.5) -> None:
+        self.ledger = ledger
+        self.poll = poll
+        self._waiting: dict[str, asyncio.Future[RotationResult]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    async def wait(self, rid: str) -> RotationResult:
+        future = self._waiting.get(rid)
+        if future is None:
+            future = self._waiting[rid] = asyncio.get_running_loop().create_future()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="keyturn-follower")
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while self._waiting:
+            try:
+                rows = await asyncio.to_thread(self.ledger.get_many, list(self._waiting))
+            except KeyturnError as exc:          # a database blip: the requests are still durable
+                log.warning("following rotations on workers: %s", exc)
+                rows = []
+            for req in rows:
+                future = self._waiting.get(req.id)
+                if req.final and future is not None:
+                    del self._waiting[req.id]
+                    if not future.done():
+                        future.set_result(req.to_result())
+            await asyncio.sleep(self.poll)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class RemoteEngine:
+    """The engine interface the API's runner and the scheduler use (`rotate`, `recover`, `aclose`), with
+    the rotation run by a worker: `rotate` enqueues under the caller's id and waits for the outcome."""
+
+    def __init__(self, dispatcher: Dispatcher, follower: Follower, actor: str) -> None:
+        self.dispatcher = dispatcher
+        self.follower = follower
+        self.actor = actor
+
+    @property
+    def vault(self) -> Vault:
+        return self.dispatcher.vault
+
+    async def rotate(self, ref: str, *, rotation_id: str | None = None) -> RotationResult:
+        ids = [rotation_id] if rotation_id else None
+        try:
+            submitted = await asyncio.to_thread(self.dispatcher.submit, [ref], actor=self.actor, ids=ids)
+        except KeyturnError as exc:  # broker down, unknown record: one failed outcome, as the engine does
+            return RotationResult(record_uid="", title=ref, target="", outcome=Outcome.FAILED,
+                                  reason=str(exc), rotation_id=rotation_id)
+        return await self.follower.wait(submitted[0])
+
+    async def recover(self, *, full: bool = True) -> list[RotationResult]:
+        """Workers settle interrupted rotations per request (and `keyturn recover` does all)."""
+        return []
+
+    async def aclose(self) -> None:
+        return None
 
 
 def from_settings(vault: Vault) -> Dispatcher | None:
@@ -132,4 +204,4 @@ def from_settings(vault: Vault) -> Dispatcher | None:
     return Dispatcher(vault, url) if url else None
 
 
-__all__ = ["PUBLISH_RETRY", "Dispatcher", "display_url", "from_settings"]
+__all__ = ["PUBLISH_RETRY", "Dispatcher", "Follower", "RemoteEngine", "display_url", "from_settings"]
