@@ -5,6 +5,7 @@
     python -m bench --only restconf,meraki --restconf-devices 500
     python -m bench --markdown out.md    # also write the tables as Markdown
     python -m bench --only enterprise --enterprise-devices 200   # issue 11's realistic network
+    python -m bench --only simcost --simcost-before HEAD~1      # simulator CPU per rotation (issue 14)
 
 Benchmarks assert nothing: they print what they measured, including failures.
 """
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from bench.report import Row, console, markdown, print_table
 
-ALL = ("restconf", "ssh", "meraki", "scaling", "mixed", "enterprise")
+ALL = ("restconf", "ssh", "meraki", "scaling", "mixed", "enterprise", "simcost")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +50,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--enterprise-latency", default="realistic", help="realistic (default) or 0")
     p.add_argument("--enterprise-keyturn-only", action="store_true",
                    help="no baselines in the enterprise run")
+    p.add_argument("--simcost-devices", type=int, help="devices of the simulator-cost lab (issue 14)")
+    p.add_argument("--simcost-before", default=None, metavar="REF",
+                   help="also measure the simulator of git revision REF (a temporary worktree)")
+    p.add_argument("--simcost-profile", type=Path, default=None, metavar="DIR",
+                   help="record the simulator with py-spy during each simcost rotation run, into DIR")
     p.add_argument("--scaling", default=None, help="device counts for the scaling curve, e.g. 100,1000,5000")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here (Markdown)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -62,6 +68,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.mixed_orgs = args.mixed_orgs or (2 if q else 5)
     args.mixed_users = args.mixed_users or (100 if q else 1000)
     args.enterprise_devices = args.enterprise_devices or (50 if q else 1000)
+    args.simcost_devices = args.simcost_devices or (50 if q else 200)
     if args.enterprise_ansible_limit is None and not q:
         # Ansible took ~35 min for 1,000 devices without latency on 2 cores: a subset, said so in the table.
         args.enterprise_ansible_limit = 200
@@ -118,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                                                   ansible_limit=args.enterprise_ansible_limit,
                                                   latency=args.enterprise_latency,
                                                   baselines=not args.enterprise_keyturn_only)
+            elif name == "simcost":
+                from bench import bench_simcost
+
+                got, notes = bench_simcost.run(sub, devices=args.simcost_devices,
+                                               concurrency=args.concurrency, seed=args.seed,
+                                               before=args.simcost_before, profile=args.simcost_profile)
             else:
                 from bench import bench_scaling
 

@@ -8,7 +8,9 @@
                          switches (400); an unknown switch or bad value → 400 naming it
     POST /profile        {switch: value, ...} → the same change on every device (all or nothing)
     GET  /meraki/orgs    orgs: id, name, networks, fault switches
-    GET  /stats          per device change/save/reboot/auth-failure counts and login safety:
+    GET  /stats          per device change/save/reboot/auth-failure counts, RESTCONF `restconf_requests`,
+                         `restconf_connections` (accepted: TLS handshakes) and `restconf_tls_resumed`
+                         (of those, resumed sessions), and login safety:
                          `failed_logins` (every refused SSH/RESTCONF authentication this run),
                          `failed_logins_by_user` {name: n}, `lockouts` (lock events), `locked_users`,
                          `quiet_mode_entries`, `quiet_mode_refusals` (connections closed), `quiet_mode`;

@@ -273,7 +273,9 @@ class RestconfFrontend:
 
     `errors_shape` picks the release's error body shape; `save_delay` is how long save-config takes
     (2.5-3.7 s on real devices); `non_priv15_status` is what a valid user below privilege 15 gets
-    (401 or 403 — sources disagree). Counters `requests` and `writes` are for tests and the lab.
+    (401 or 403 — sources disagree). Counters `requests` and `writes` are for tests and the lab, as are
+    `connections` (accepted; over TLS each one is a handshake) and `tls_resumed` (of those, abbreviated
+    handshakes resuming an earlier session).
     """
 
     def __init__(
@@ -298,6 +300,8 @@ class RestconfFrontend:
         self.request_latency = request_latency
         self.requests = 0
         self.writes = 0
+        self.connections = 0
+        self.tls_resumed = 0
         self.port: int | None = None
         self._locked = False
         self._closing = asyncio.Event()
@@ -311,7 +315,7 @@ class RestconfFrontend:
             raise SimulatorError(f"RESTCONF front-end of {self.device.name} is already running")
         self._closing = asyncio.Event()
         # Hung requests (timeout faults) are released by `stop()`, so shutdown need not wait long.
-        runner = web.ServerRunner(web.Server(self._handle, access_log=None), shutdown_timeout=1.0)
+        runner = web.ServerRunner(_CountingServer(self, self._handle, access_log=None), shutdown_timeout=1.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, host, port, ssl_context=ssl)
@@ -545,6 +549,22 @@ class RestconfFrontend:
         resp = self._json(err.status, error_body(err, self.errors_shape))
         resp.headers.update(err.headers)
         return resp
+
+
+class _CountingServer(web.Server):
+    """aiohttp's low-level server, counting accepted connections and resumed TLS sessions."""
+
+    def __init__(self, frontend: RestconfFrontend, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._frontend = frontend
+
+    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self._frontend.connections += 1
+        # asyncio reports a TLS connection only once its handshake is done.
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.session_reused:
+            self._frontend.tls_resumed += 1
 
 
 def _quote(key: str) -> str:

@@ -535,6 +535,8 @@ class Lab:
             name: {"changes": d.device.change_count, "saves": d.device.save_count,
                    "reboots": d.device.reboot_count, "auth_failures": d.device.last_auth_failures,
                    "restconf_requests": d.restconf.requests if d.restconf is not None else 0,
+                   "restconf_connections": d.restconf.connections if d.restconf is not None else 0,
+                   "restconf_tls_resumed": d.restconf.tls_resumed if d.restconf is not None else 0,
                    **d.device.guard.stats()}
             for name, d in self.devices.items()
         }
