@@ -257,13 +257,13 @@ def log(
         steps = journal.steps(row.id)
     if as_json:
         step_rows = [{"step": s.step, "status": s.status.value, "message": s.message,
-                      "at": s.at.isoformat()} for s in steps]
+                      "at": s.at.isoformat(), "worker": s.worker} for s in steps]
         echo_json({**row.to_json(), "steps": step_rows})
         return
     typer.echo(f"rotation {row.id} of {row.title} ({row.target}): "
                f"{row.outcome.value if row.outcome else row.state.value} — {row.reason or 'in progress'}")
-    table(["at", "step", "status", "message"],
-          [(s.at.strftime("%H:%M:%S.%f")[:-3], s.step, s.status.value, s.message) for s in steps])
+    table(["at", "step", "status", "message", "by"],
+          [(s.at.strftime("%H:%M:%S.%f")[:-3], s.step, s.status.value, s.message, s.worker) for s in steps])
     for s in row.scripts:
         typer.echo(f"script {s.name}: {'ok' if s.ok else 'FAILED'} (exit {s.exit_code}, {s.duration:.2f}s)"
                    + (f" — {s.error}" if s.error else ""))
