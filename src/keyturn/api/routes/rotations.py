@@ -49,6 +49,7 @@ class StepOut(BaseModel):
     status: str
     message: str
     at: datetime
+    worker: str = ""       # host, pid and site of the process that wrote the step
 
 
 class RotationOut(BaseModel):
@@ -107,7 +108,8 @@ def rotation_out(row: RotationRow, steps: list[Any] | None = None,
         candidate_version=row.candidate_version, old_version=row.old_version, applied=row.applied,
         started_at=row.started_at, finished_at=row.finished_at, duration=data["duration"],
         scripts=_scripts(data["scripts"], output),
-        steps=[StepOut(step=s.step, status=str(s.status), message=s.message, at=s.at) for s in steps or []],
+        steps=[StepOut(step=s.step, status=str(s.status), message=s.message, at=s.at,
+                                worker=s.worker) for s in steps or []],
     )
 
 
