@@ -17,8 +17,10 @@ IOS rules enforced here, once, for both front-ends:
   front-ends ask `write_blocked()`.
 
 Hashes are real (type 8 PBKDF2-SHA256, type 9 scrypt, type 7 Vigenere), but computed lazily: a secret
-set from clear text keeps the clear value until something reads the configuration, so a lab of
-1,000 devices starts and rotates without spending a scrypt per user that nobody ever reads.
+set from clear text keeps the clear value until something reads the configuration (or until
+`compute_hashes()`, which a lab calls at start, as a real device hashes when configured). Copies of a
+configuration (running, startup, a lab's initial copy restored by every reset) share their credential
+objects, so a secret is hashed once however many copies hold it.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ from __future__ import annotations
 import copy
 import hmac
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 # The hash formats live in one module, shared with keyturn's own stored-hash checks.
 from keyturn.cisco_hash import new_salt as _salt
@@ -115,6 +117,25 @@ class Credential:
         return ok
 
 
+def compute_hashes(configs: Iterable[DeviceConfig], users: Collection[str] | None = None) -> int:
+    """Compute the stored form of credentials in `configs` now: those of `users`, or (None) every user's
+    and the enable secret. Returns how many credentials that was.
+
+    Safe in a worker thread while nothing else touches these configurations (hashlib releases the GIL
+    while it hashes)."""
+    count = 0
+    for config in configs:
+        if users is None:
+            creds = [u.credential for u in config.users.values()] + [config.enable_secret]
+        else:
+            creds = [config.users[n].credential for n in users if n in config.users]
+        for cred in creds:
+            if cred is not None:
+                _ = cred.stored
+                count += 1
+    return count
+
+
 @dataclass
 class User:
     name: str
@@ -131,6 +152,14 @@ class DeviceConfig:
     min_length: int = 1
     aaa: AaaConfig = field(default_factory=AaaConfig)
     password_encryption: bool = False      # `service password-encryption`
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DeviceConfig:
+        # Every write (`atomic`), save and lab reset copies a configuration: field by field, not through
+        # copy's generic walk. Users are changed in place, so each copy gets its own; credentials are
+        # values (replaced, never changed; the hash they compute lazily is the same for every holder),
+        # so copies share them; `aaa` is changed by replacement and holds only immutable values.
+        users = {name: copy.copy(u) for name, u in self.users.items()}
+        return replace(self, users=users, aaa=copy.copy(self.aaa))
 
 
 class IosXeDevice:

@@ -97,6 +97,11 @@ CAPABILITIES_DOCUMENT = {
     }
 }
 
+# Answers that never change, encoded once.
+_ROOT_BODY = codec.dumps(ROOT_DOCUMENT)
+_CAPABILITIES_BODY = codec.dumps(CAPABILITIES_DOCUMENT)
+_SAVE_CONFIG_BODY = codec.dumps(codec.SAVE_CONFIG_OUTPUT)
+
 Resource = Literal["host-meta", "root", "capabilities", "native", "username", "user", "save-config", "aaa",
                    "login"]
 
@@ -423,9 +428,9 @@ class RestconfFrontend:
         if resource == "host-meta":
             return web.Response(body=HOST_META, headers={"Content-Type": "application/xrd+xml"})
         if resource == "root":
-            return self._json(200, ROOT_DOCUMENT)
+            return self._encoded(200, _ROOT_BODY)
         if resource == "capabilities":
-            return self._json(200, CAPABILITIES_DOCUMENT)
+            return self._encoded(200, _CAPABILITIES_BODY)
         if resource == "native":
             return self._json(200, codec.native_document(self.device))
         if resource in ("aaa", "login"):
@@ -538,12 +543,16 @@ class RestconfFrontend:
                 self.device.save()
             finally:
                 self.device.end_save(token)
-        return self._json(200, codec.SAVE_CONFIG_OUTPUT)
+        return self._encoded(200, _SAVE_CONFIG_BODY)
 
     # ---- answers -------------------------------------------------------------------------------
     @staticmethod
     def _json(status: int, doc: dict[str, Any]) -> web.Response:
         return web.Response(status=status, body=codec.dumps(doc), headers={"Content-Type": YANG_JSON})
+
+    @staticmethod
+    def _encoded(status: int, body: bytes) -> web.Response:
+        return web.Response(status=status, body=body, headers={"Content-Type": YANG_JSON})
 
     def _error(self, err: RestconfError) -> web.Response:
         resp = self._json(err.status, error_body(err, self.errors_shape))
