@@ -27,6 +27,15 @@ Every environment variable keyturn reads is a field here:
                           `needs_attention` (a poison request never loops; default 3)
     KEYTURN_BROKER_VISIBILITY_TIMEOUT  seconds before Redis hands an unacknowledged task to another
                           worker (default 300; RabbitMQ redelivers when the connection drops)
+    KEYTURN_WORKER_HEARTBEAT  seconds between a worker's heartbeats: registration, claim renewal
+                          (claims live 60 s, so at most 20) and, every third beat, the stranded check
+                          (default 10)
+    KEYTURN_WORKER_STRANDED_AFTER  seconds after its last publish a request counts as stranded — queued
+                          while its queue is empty, or claimed by a dead worker — and is published
+                          again (default 30)
+    KEYTURN_WORKER_SLOT_TTL  seconds a device slot (`DeviceSlots`) lives without renewal (renewed every
+                          third of it): how long a killed worker keeps its devices from the others
+                          (default 60)
     KEYTURN_SITES         sites records and profiles may name, comma-separated (`sites = [...]` in the
                           TOML); `default` is always one (`keyturn.sites`)
 
@@ -161,6 +170,9 @@ class Settings(BaseSettings):
     worker_retry_backoff: float = Field(default=5.0, ge=0, le=3600)
     worker_max_deliveries: int = Field(default=3, ge=1, le=100)
     broker_visibility_timeout: float = Field(default=300.0, ge=5, le=86_400)
+    worker_heartbeat: float = Field(default=10.0, gt=0, le=20)
+    worker_stranded_after: float = Field(default=30.0, ge=0, le=86_400)
+    worker_slot_ttl: float = Field(default=60.0, ge=3, le=3600)
 
     @property
     def effective_redis_url(self) -> str | None:

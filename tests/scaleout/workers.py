@@ -106,3 +106,97 @@ def redis_db(n: int) -> str:
     client.flushdb()
     client.close()
     return f"{REDIS}/{n}"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def wait_until(check: Any, *, timeout: float = 60, poll: float = 0.2, what: str = "condition") -> Any:
+    """Poll `check()` (sync or async) until it returns something truthy; that value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(poll)
+
+
+class PrivateRedis:
+    """A `redis-server` of the test's own on a free port, without persistence: a restart loses every
+    key (the broker's queues and unacknowledged messages), as a Redis run without AOF/RDB does."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.dir = tmp
+        self.proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> PrivateRedis:
+        self.proc = await asyncio.create_subprocess_exec(
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.dir), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        await wait_until(self._answers, timeout=20, poll=0.05, what=f"redis-server on {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def private_redis(tmp: Path) -> AsyncIterator[PrivateRedis]:
+    server = await PrivateRedis(tmp).start()
+    try:
+        yield server
+    finally:
+        await server.kill()
+
+
+def rabbit_up() -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def delete_rabbit_queue(site: str) -> None:
+    """Drop a test's durable queue (unique per test) so runs do not pile queues up on the broker."""
+    import amqp
+
+    from keyturn.dispatch.app import queue_name
+
+    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest")
+    try:
+        conn.connect()
+        conn.channel().queue_delete(queue_name(site))
+    finally:
+        conn.close()

@@ -236,16 +236,17 @@ class RequestLedger:
             conn.execute(rotation_requests.update().where(rotation_requests.c.id == rid).values(
                 rotation_id=rotation_id, attempts=attempts, updated_at=self.clock()))
 
-    def complete(self, rid: str, result: RotationResult) -> None:
-        """The request's one outcome (idempotent: a final request is never rewritten)."""
+    def complete(self, rid: str, result: RotationResult) -> bool:
+        """The request's one outcome; whether this call wrote it (a final request is never rewritten)."""
         now = self.clock()
         with write_tx(self.engine) as conn:
-            conn.execute(rotation_requests.update().where(
+            res = conn.execute(rotation_requests.update().where(
                 rotation_requests.c.id == rid,
                 rotation_requests.c.state.notin_([RequestState.DONE.value, RequestState.REFUSED.value]),
             ).values(state=RequestState.DONE.value, outcome=result.outcome.value,
                      result=json.dumps(result.to_json()), rotation_id=result.rotation_id or rid,
                      updated_at=now, finished_at=now, claim_until=0.0))
+        return res.rowcount == 1
 
     def release(self, rid: str) -> None:
         """Give a claimed request back (a worker shutting down before it started the rotation)."""

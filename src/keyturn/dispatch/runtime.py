@@ -7,18 +7,20 @@ One request → at most `worker_attempts` rotations, each with its own rotation 
 request id), recorded in the ledger *before* it starts, so a redelivery after a crash resumes the same
 rotation instead of starting a second one:
 
-1. claim (`RequestLedger.claim`): a final request, or one a live worker holds, is a duplicate delivery —
-   acknowledged and left alone (idempotent by request id). A request delivered more than
+1. claim (`RequestLedger.claim`): a final request, or one a live worker (this one included) holds, is a
+   duplicate delivery — acknowledged and left alone (idempotent by request id). A request delivered more than
    `worker_max_deliveries` times (its worker died each time) ends `needs_attention` without running.
 2. the current attempt's rotation already in the journal (its worker died mid-rotation): recovery
    settles the account first — forward or back, under the account lock — and its outcome is the
    attempt's outcome; a rotation another live process still runs is left to it.
 3. otherwise rotate, holding the device's shared slot (`DeviceSlots`, across every worker) for
-   IOS XE targets; Meraki is paced by the shared per-organisation budget instead.
+   IOS XE targets; Meraki is paced by the shared per-organisation budget instead. No slot (Redis
+   unreachable, the device busy past the wait) is a failed attempt that changed nothing.
 4. an attempt that failed with nothing changed is tried again after a back-off (doubling), up to
    `worker_attempts`; the last failure ends the request `needs_attention` (a poison account never
    blocks its queue: the other threads of the worker go on).
-5. the request's one outcome is written (`complete`; a final request is never rewritten).
+5. the request's one outcome is written (`complete`; a final request is never rewritten), and audited
+   once, by the delivery that wrote it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from keyturn.dispatch.ledger import Request, RequestLedger
 from keyturn.engine.outcome import Outcome, RotationResult, RotationState
 from keyturn.engine.rotate import RotationEngine, describe
-from keyturn.errors import KeyturnError
+from keyturn.errors import KeyturnError, LimitError
 
 if TYPE_CHECKING:
     from keyturn.config import Settings
@@ -62,14 +64,21 @@ class WorkerRuntime:
         self.slots = slots
         self.sleep = sleep
         self.in_flight = 0
+        self._running: set[str] = set()
 
     async def run(self, rid: str) -> str:
         """Handle one delivery of request `rid`; returns what happened (for the worker's log)."""
+        if rid in self._running:
+            # Redelivered to this very process while it still runs it (its broker connection dropped
+            # and came back): the run in progress gives the outcome.
+            return "duplicate"
+        self._running.add(rid)
         self.in_flight += 1
         try:
             return await self._run(rid)
         finally:
             self.in_flight -= 1
+            self._running.discard(rid)
 
     async def _run(self, rid: str) -> str:
         e = self.engine
@@ -148,8 +157,18 @@ class WorkerRuntime:
 
     async def _rotate(self, req: Request, rotation_id: str) -> RotationResult:
         device = await self.engine.db(_device_key, self.engine, req.record_uid)
-        async with self._slot(device):
-            return await self.engine.rotate(req.record_uid, rotation_id=rotation_id)
+        holding = False
+        try:
+            async with self._slot(device):
+                holding = True
+                return await self.engine.rotate(req.record_uid, rotation_id=rotation_id)
+        except LimitError as exc:
+            if holding:
+                raise
+            # No slot (Redis down, the device busy past the wait): an attempt that changed nothing.
+            return RotationResult(record_uid=req.record_uid, title=req.title, target="",
+                                  outcome=Outcome.FAILED, reason=f"{exc}; nothing was changed",
+                                  rotation_id=rotation_id)
 
     @contextlib.asynccontextmanager
     async def _slot(self, device: str | None) -> AsyncIterator[None]:
@@ -161,7 +180,8 @@ class WorkerRuntime:
 
     async def _complete(self, req: Request, result: RotationResult) -> None:
         e = self.engine
-        await e.db(self.ledger.complete, req.id, result)
+        if not await e.db(self.ledger.complete, req.id, result):
+            return              # another delivery wrote the outcome first: one outcome, one audit entry
         await e.db(e.vault.audit.append, "rotation.request", actor=e.actor, record_uid=req.record_uid,
                    details={"request_id": req.id, "rotation_id": result.rotation_id, "site": req.site,
                             "outcome": result.outcome.value, "deliveries": req.deliveries})

@@ -13,9 +13,13 @@ a broker is configured; the site is known; the database's schema revision is the
 (no silent migration from a worker); the master key opens the vault (`VaultSealed` otherwise); a
 SQLite vault is not shared with a worker on another host; the limits workers share have a Redis.
 
-While it runs: a heartbeat every `HEARTBEAT` s registers the worker (`keyturn status`, `/metrics`),
-renews its request claims and re-publishes requests whose message was lost (a Redis broker restarted
-without persistence, a worker that died holding them): duplicates are harmless, the ledger decides.
+While it runs: a heartbeat every `KEYTURN_WORKER_HEARTBEAT` s (10) registers the worker (`keyturn
+status`, `/metrics`), renews its request claims and, every third beat, re-publishes the requests of its
+site stranded for `KEYTURN_WORKER_STRANDED_AFTER` s (30) since their last publish: queued while the
+site's queue is empty (a Redis broker restarted without persistence lost it), or claimed by a worker
+that died. Duplicates are harmless, the ledger decides. On Redis it also sweeps the broker for the
+unacknowledged messages of dead workers every KEYTURN_BROKER_VISIBILITY_TIMEOUT / 5 s (1 to 10 s), so
+one is handed out again soon after its visibility timeout.
 """
 
 from __future__ import annotations
@@ -43,9 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("keyturn.worker")
 T = TypeVar("T")
-
-HEARTBEAT = 10.0           # seconds between heartbeats (claims live CLAIM_TTL = 60 s)
-STRANDED_AFTER = 30.0      # a request unpublished-for this long with no message in its queue is re-sent
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,7 @@ def _run_one(settings: Settings, options: WorkerOptions) -> int:
         loop = _Loop()
         runtime = loop.run(_runtime(vault, settings, name))
         app = make_app(str(settings.broker_url), visibility_timeout=settings.broker_visibility_timeout)
+        _sweep_unacked_often(app, settings.broker_visibility_timeout)
         _register(app, runtime, loop)
         from keyturn.dispatch.client import Dispatcher
 
@@ -202,10 +204,23 @@ async def _runtime(vault: Vault, settings: Settings, name: str) -> WorkerRuntime
     redis_url = settings.effective_redis_url
     assert redis_url is not None
     budgets = RedisOrgBudgets(redis_url, headroom=settings.meraki_api_share)
-    slots = DeviceSlots(redis_url, per_device=settings.per_device_concurrency)
+    slots = DeviceSlots(redis_url, per_device=settings.per_device_concurrency, ttl=settings.worker_slot_ttl)
     pool = TargetPool(meraki_share=settings.meraki_api_share, budgets=budgets)
     engine = RotationEngine(vault, targets=pool, actor=f"worker:{name}")
     return WorkerRuntime(engine, settings, slots=slots)
+
+
+def _sweep_unacked_often(app: Celery, visibility_timeout: float) -> None:
+    """Redis: look for the unacknowledged messages of dead workers every visibility_timeout / 5 s (1 to
+    10 s), scanning each time. kombu's default scans on every tenth 10-second sweep only, so a dead
+    worker's message waited up to 100 s past its visibility timeout."""
+    if not str(app.conf.broker_url).startswith(("redis://", "rediss://")):
+        return
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "unacked_restore_interval": max(1, min(10, int(visibility_timeout // 5))),
+        "unacked_restore_throttle": 1,
+    }
 
 
 def _register(app: Celery, runtime: WorkerRuntime, loop: _Loop) -> None:
@@ -219,6 +234,7 @@ def _register(app: Celery, runtime: WorkerRuntime, loop: _Loop) -> None:
 async def _heartbeat(runtime: WorkerRuntime, dispatcher: Dispatcher, name: str,
                      options: WorkerOptions) -> None:
     e = runtime.engine
+    settings = runtime.settings
     beats = 0
     while True:
         try:
@@ -226,15 +242,16 @@ async def _heartbeat(runtime: WorkerRuntime, dispatcher: Dispatcher, name: str,
                        in_flight=runtime.in_flight)
             await e.db(runtime.ledger.renew_claims)
             if beats % 3 == 0:
-                await asyncio.to_thread(_republish, dispatcher, options.site)
+                await asyncio.to_thread(_republish, dispatcher, options.site,
+                                        settings.worker_stranded_after)
         except Exception:  # the heartbeat must outlive a database or broker blip
             log.warning("worker heartbeat failed", exc_info=True)
         beats += 1
-        await asyncio.sleep(HEARTBEAT)
+        await asyncio.sleep(settings.worker_heartbeat)
 
 
-def _republish(dispatcher: Dispatcher, site: str) -> None:
-    queued, dead = dispatcher.ledger.stranded([site], older_than=STRANDED_AFTER)
+def _republish(dispatcher: Dispatcher, site: str, older_than: float) -> None:
+    queued, dead = dispatcher.ledger.stranded([site], older_than=older_than)
     again = list(dead)
     if queued and queue_depth(dispatcher.app, site) == 0:
         again.extend(queued)
@@ -244,12 +261,18 @@ def _republish(dispatcher: Dispatcher, site: str) -> None:
 
 
 def queue_depth(app: Celery, site: str) -> int | None:
-    """Messages waiting in a site's queue (None when the broker cannot say)."""
+    """Messages waiting in a site's queue (None when the broker cannot say). A queue the broker does not
+    know holds none: Redis keeps a queue as a list and drops it when it is empty (or lost in a restart)."""
     try:
         with app.connection_for_read() as conn:
-            ok = conn.default_channel.queue_declare(queue=queue_name(site), passive=True)
+            try:
+                ok = conn.default_channel.queue_declare(queue=queue_name(site), passive=True)
+            except conn.channel_errors as exc:
+                if getattr(exc, "code", None) == 404 or "NOT_FOUND" in str(exc):
+                    return 0
+                raise
             return int(ok.message_count)
-    except Exception:  # a queue never declared yet, or a broker blip: unknown, not zero
+    except Exception:  # a broker blip: unknown, not zero
         return None
 
 
