@@ -43,7 +43,14 @@ async def keyturn(env: dict[str, str], *args: str, timeout: float = 240) -> tupl
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "keyturn.cli.main", *args, env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=timeout)
+    except (TimeoutError, asyncio.CancelledError):
+        if proc.returncode is None:     # never leave a command (a worker that should have refused) behind
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+        raise
     return proc.returncode or 0, out.decode(), err.decode()
 
 
