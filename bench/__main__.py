@@ -6,6 +6,7 @@
     python -m bench --markdown out.md    # also write the tables as Markdown
     python -m bench --only enterprise --enterprise-devices 200   # issue 11's realistic network
     python -m bench --only simcost --simcost-before HEAD~1      # simulator CPU per rotation (issue 14)
+    python -m bench --only startup --startup-before HEAD~1      # CLI start-up wall/CPU (issue 14)
 
 Benchmarks assert nothing: they print what they measured, including failures.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 from bench.report import Row, console, markdown, print_table
 
 ALL = ("restconf", "ssh", "meraki", "scaling", "mixed", "enterprise", "simcost")
+ALL += ("startup",)  # CLI start-up wall/CPU per command (issue 14)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +57,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="also measure the simulator of git revision REF (a temporary worktree)")
     p.add_argument("--simcost-profile", type=Path, default=None, metavar="DIR",
                    help="record the simulator with py-spy during each simcost rotation run, into DIR")
+    p.add_argument("--startup-runs", type=int, default=10, help="runs per CLI command (median reported)")
+    p.add_argument("--startup-before", default=None, metavar="REF",
+                   help="also measure the CLI of git revision REF (a temporary worktree)")
     p.add_argument("--scaling", default=None, help="device counts for the scaling curve, e.g. 100,1000,5000")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here (Markdown)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -131,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                 got, notes = bench_simcost.run(sub, devices=args.simcost_devices,
                                                concurrency=args.concurrency, seed=args.seed,
                                                before=args.simcost_before, profile=args.simcost_profile)
+            elif name == "startup":
+                from bench import bench_cli_startup
+
+                got, notes = bench_cli_startup.run(sub, runs=args.startup_runs, before=args.startup_before)
             else:
                 from bench import bench_scaling
 

@@ -1,8 +1,10 @@
 """The `keyturn` command (console script `keyturn.cli.main:app`).
 
 Each command group lives in its own module with its own `app = typer.Typer()`; this file only wires
-them. To add a group, add ONE line in the marked block below. Heavy imports (SQLAlchemy, Rich,
-targets) happen inside commands so `keyturn --help` stays fast.
+them. To add a command or group, add ONE entry in the marked block below: its name, where it lives and
+the first line of its help. Modules are imported when their command runs (`keyturn.cli.lazy`), and
+heavy imports (SQLAlchemy, Rich, targets) happen inside commands, so `keyturn --help` imports no
+command module and `keyturn reveal` only `keyturn.cli.records` (guarded by tests/unit/test_cli_imports.py).
 """
 
 from __future__ import annotations
@@ -12,21 +14,46 @@ from typing import Annotated
 
 import typer
 
-from keyturn.cli import audit as audit_cli
-from keyturn.cli import device as device_cli
 from keyturn.cli import output
-from keyturn.cli import records as records_cli
-from keyturn.cli import rotation as rotation_cli
-from keyturn.cli import schedule as schedule_cli
-from keyturn.cli import scripts as scripts_cli
-from keyturn.cli import serve as serve_cli
-from keyturn.cli import sim as sim_cli
-from keyturn.cli import status as status_cli
-from keyturn.cli import tokens as tokens_cli
-from keyturn.cli import vault as vault_cli
-from keyturn.cli import worker as worker_cli
+from keyturn.cli.lazy import Lazy, lazy_group
 from keyturn.errors import KeyturnError
 from keyturn.hardening import harden_process
+
+# --- commands and sub-apps, in `--help` order: one entry each ---
+COMMANDS = (
+    Lazy("init", "keyturn.cli.vault:init",
+         "Create the data directory, master key and vault. Refuses to overwrite an existing vault."),
+    Lazy("reveal", "keyturn.cli.records:reveal",
+         "Print one secret value (alone, then a newline), the current one or --version N. Audited."),
+    Lazy("rotate", "keyturn.cli.rotation:rotate",
+         "Rotate accounts now: recover interrupted rotations first, then rotate with a progress bar."),
+    Lazy("history", "keyturn.cli.rotation:history",
+         "Rotations of RECORD (newest first) and its password versions."),
+    Lazy("recover", "keyturn.cli.rotation:recover",
+         "Finish interrupted rotations: probe the device with both secrets, finish forward or back."),
+    Lazy("demo", "keyturn.cli.demo:demo",
+         "Start a simulator lab, rotate every device and user in a fresh vault, prove it, stop the lab."),
+    Lazy("serve", "keyturn.cli.serve:serve",
+         "Serve the REST API with scheduled rotation. Logs are JSON lines on stderr; stop with SIGTERM."),
+    Lazy("worker", "keyturn.cli.worker:worker",
+         "Run rotations for a site from the broker (KEYTURN_BROKER_URL) until SIGTERM."),
+    Lazy("status", "keyturn.cli.status:status",
+         "Per site: rotation requests queued (and the oldest one's age), running, live workers, in flight."),
+    Lazy("record", "keyturn.cli.records:app", "Add, list, show, edit, remove, import and export records."),
+    Lazy("vault", "keyturn.cli.vault:app", "Master key and vault state."),
+    Lazy("audit", "keyturn.cli.audit:app", "The hash-chained audit log."),
+    Lazy("script", "keyturn.cli.scripts:app",
+         "Attach, list and detach post-rotation scripts (KeeperPAM-compatible)."),
+    Lazy("sim", "keyturn.cli.sim:app",
+         "Run device simulators (IOS XE RESTCONF + SSH, Meraki Dashboard API)."),
+    Lazy("rotation", "keyturn.cli.rotation:app", "Rotation profiles and rotation logs."),
+    Lazy("token", "keyturn.cli.tokens:app", "API bearer tokens (roles: admin, operator, auditor)."),
+    Lazy("schedule", "keyturn.cli.schedule:app",
+         "Rotation schedules: set, clear, list (next due time per record)."),
+    Lazy("device", "keyturn.cli.device:app",
+         "Trust material of devices: pin TLS certificate and SSH host key fingerprints."),
+)
+# --- end commands and sub-apps ---
 
 app = typer.Typer(
     name="keyturn",
@@ -35,6 +62,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode=None,
+    cls=lazy_group(*COMMANDS),
 )
 
 
@@ -67,36 +95,6 @@ def _script_user() -> str | None:
         return output.settings().script_user
     except KeyturnError:  # the command reports a broken configuration itself; scripts keep the default
         return None
-
-
-def demo(
-    keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's temporary directory.")] = False,
-) -> None:
-    """Start a simulator lab, rotate every device and user in a fresh vault, prove it, stop the lab."""
-    from keyturn.demo import run_demo
-
-    raise typer.Exit(run_demo(keep=keep))
-
-
-# --- sub-apps (one line each) ---
-app.command("init")(vault_cli.init)
-app.command("reveal")(records_cli.reveal)
-app.add_typer(records_cli.app, name="record")
-app.add_typer(vault_cli.app, name="vault")
-app.add_typer(audit_cli.app, name="audit")
-app.add_typer(scripts_cli.app, name="script")
-app.add_typer(sim_cli.app, name="sim")
-app.add_typer(rotation_cli.app, name="rotation")
-for _name in ("rotate", "history", "recover"):
-    app.command(_name)(getattr(rotation_cli, _name))
-app.command("demo")(demo)
-app.command("serve")(serve_cli.serve)
-app.add_typer(tokens_cli.app, name="token")
-app.add_typer(schedule_cli.app, name="schedule")
-app.add_typer(device_cli.app, name="device")
-app.command("worker")(worker_cli.worker)
-app.command("status")(status_cli.status)
-# --- end sub-apps ---
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -233,7 +235,14 @@ class Storage:
         # SQLite: BEGIN IMMEDIATE already holds the single writer lock.
 
     def migrate(self) -> None:
-        """`alembic upgrade head` over the shipped migrations, serialized across processes."""
+        """`alembic upgrade head` over the shipped migrations, serialized across processes.
+
+        One query first: a database already at the shipped head (`shipped_head`) is left as it is
+        without loading Alembic, which is every open but the first after an upgrade. Anything else (no
+        version table yet, an older revision, one this keyturn does not know) goes to Alembic under
+        the migration lock, as before."""
+        if self._at_shipped_head():
+            return
         from alembic import command
         from alembic.config import Config
         from alembic.util import CommandError
@@ -255,6 +264,58 @@ class Storage:
             # A broken migration chain or a database newer than this keyturn: refuse, touch nothing.
             raise StorageUnavailable(f"database {self.display_url}: schema migration failed: "
                                      f"{str(exc).splitlines()[0]}") from exc
+
+    def _at_shipped_head(self) -> bool:
+        head = shipped_head()
+        if head is None:
+            return False
+        try:
+            conn = self.engine.connect()
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            raise self.unavailable(exc) from exc
+        with conn:
+            try:
+                # SQLite: BEGIN IMMEDIATE, as a migration takes it, so a database another process holds
+                # locked is still reported at open (WAL would let a plain read through).
+                conn.execution_options(keyturn_write=True).begin()
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+                raise self.unavailable(exc) from exc
+            try:
+                stored = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+            except sa_exc.DBAPIError:  # no version table yet: a new database
+                return False
+        return stored == [head]
+
+
+@functools.cache
+def shipped_head() -> str | None:
+    """The head revision of the shipped migrations, from the `revision` / `down_revision` literals of
+    the version files (neither they nor Alembic are imported); None unless there is exactly one head."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_MIGRATIONS_DIR / "versions").glob("*.py"):
+        found: dict[str, object] = {}
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                target, value = node.target, node.value
+            else:
+                continue
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                with contextlib.suppress(ValueError):
+                    found[target.id] = ast.literal_eval(value)
+        revision, down = found.get("revision"), found.get("down_revision")
+        if not isinstance(revision, str):
+            continue
+        revisions.add(revision)
+        if isinstance(down, str):
+            parents.add(down)
+        elif isinstance(down, tuple | list):  # a merge revision
+            parents.update(str(d) for d in down)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
