@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from keyturn.errors import AuditError
 from keyturn.secret import Secret
-from keyturn.vault.storage import AuditRow, MetaRow, Storage, utcnow
+from keyturn.vault.storage import AuditRow, MetaRow, Storage, ambient_audit_batch, utcnow
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
@@ -145,8 +145,10 @@ class AuditLog:
         self, conn: sa.Connection, action: str, *, actor: str, record_uid: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append on the caller's connection, inside its write transaction (see `append_many_on`)."""
-        return self.append_many_on(conn, [(action, actor, record_uid, details)])[0]
+        """Append on the caller's connection, inside its write transaction (see `append_many_on`);
+        0 inside a batching unit of work (the id is assigned when the unit writes its batch)."""
+        ids = self.append_many_on(conn, [(action, actor, record_uid, details)])
+        return ids[0] if ids else 0
 
     def append_many_on(
         self, conn: sa.Connection,
@@ -158,8 +160,22 @@ class AuditLog:
         Prebuilt Core statements, not the ORM: appends sit on the rotation hot path (one per step).
         The head is read once and written once however many entries go in; ids are the head's id + 1,
         + 2, ..., chosen under the chain lock, so each hash (which covers the id) is known before the
-        insert.
+        insert. Inside a batching unit of work (`Storage.unit(batch_audit=True)`) the entries join the
+        unit's batch, written with the unit's others just before it commits: no ids are returned.
         """
+        if not entries:
+            return []
+        batch = ambient_audit_batch(self._storage.engine)
+        if batch is not None:
+            batch.extend((self, entry) for entry in entries)
+            return []
+        return self.write_batch(conn, entries)
+
+    def write_batch(
+        self, conn: sa.Connection,
+        entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+    ) -> builtins.list[int]:
+        """Write entries into the chain now (see `append_many_on`); returns their ids."""
         if not entries:
             return []
         self._storage.serialize(conn)

@@ -182,6 +182,15 @@ def _row(m: sa.RowMapping) -> RotationRow:
     )
 
 
+def finish_columns(outcome: Outcome, reason: str) -> dict[str, Any]:
+    """The rotation row's columns for its outcome (`unverified` / `needs_attention` keep it open);
+    also usable as a step's fields, so the outcome lands with the last steps in one UPDATE."""
+    state = state_for(outcome)
+    now = _now()
+    return {"state": state.value, "outcome": outcome.value, "reason": reason, "updated_at": now,
+            "finished_at": now if state is RotationState.DONE else None}
+
+
 class Journal:
     """Durable record of rotations and their steps. Every method commits before returning."""
 
@@ -241,12 +250,8 @@ class Journal:
             self.finish_on(conn, rotation_id, outcome, reason)
 
     def finish_on(self, conn: Connection, rotation_id: str, outcome: Outcome, reason: str) -> None:
-        state = state_for(outcome)
-        now = _now()
         conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(
-            state=state.value, outcome=outcome.value, reason=reason, updated_at=now,
-            finished_at=now if state is RotationState.DONE else None,
-        ))
+            **finish_columns(outcome, reason)))
 
     def get(self, rotation_id: str) -> RotationRow | None:
         with read_tx(self.engine) as conn:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
 from keyturn.engine.hooks import kill_point
-from keyturn.engine.journal import Journal, write_tx
+from keyturn.engine.journal import Journal, finish_columns, write_tx
 from keyturn.engine.locks import LockManager
 from keyturn.engine.outcome import Outcome, RotationResult, ScriptSummary, Step, StepStatus
 from keyturn.engine.ports import ScriptResultLike, ScriptsRunner, VaultLike
@@ -243,7 +243,7 @@ class RotationEngine:
         """Run `fn` off the event loop as one transaction: every vault, journal and lock call inside
         it commits together (`Vault.unit`)."""
         def run() -> T:
-            with self.vault.unit():
+            with self.vault.unit(batch_audit=True):
                 return fn()
         return await self.db(run)
 
@@ -428,7 +428,8 @@ class _Rotation:
             steps = [(st.value, status, msg, fields) for st, status, msg, fields in queued]
             if at is not None and at is not Step.AUDIT:
                 steps.append((at.value, StepStatus.FAILED, reason, {}))
-            steps.append((Step.AUDIT.value, StepStatus.OK, f"outcome {outcome.value}", {}))
+            steps.append((Step.AUDIT.value, StepStatus.OK, f"outcome {outcome.value}",
+                          finish_columns(outcome, reason)))
             entries: list[tuple[str, str, str | None, dict[str, Any] | None]] = [
                 (f"rotation.{st.value}", e.actor, self.uid,
                  {"rotation_id": self.rid, "status": status.value, "message": msg})
@@ -438,8 +439,7 @@ class _Rotation:
                              "reason": reason, "candidate_version": self.version,
                              "verified_by": self.verified_by}))
             with write_tx(e.vault.engine) as conn:
-                e.journal.finish_on(conn, self.rid, outcome, reason)
-                e.journal.steps_on(conn, self.rid, steps)
+                e.journal.steps_on(conn, self.rid, steps)     # the outcome with them: one UPDATE
                 e.vault.audit.append_many_on(conn, entries)
             if release:
                 assert self.ra is not None

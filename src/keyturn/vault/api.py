@@ -83,7 +83,15 @@ from keyturn.vault.records import (
     unstorable,
     validate_title,
 )
-from keyturn.vault.storage import MetaRow, RecordRow, SecretVersionRow, Storage, sqlite_path, utcnow
+from keyturn.vault.storage import (
+    ROWS_KEPT,
+    MetaRow,
+    RecordRow,
+    SecretVersionRow,
+    Storage,
+    sqlite_path,
+    utcnow,
+)
 from keyturn.vault.versions import VersionInfo, VersionState
 
 _M_KEY_ID, _M_KEYCHECK, _M_KDF, _M_REKEY, _M_CREATED = "key_id", "keycheck", "kdf", "rekey", "created_at"
@@ -399,10 +407,12 @@ class Vault:
     def storage(self) -> Storage:
         return self._storage
 
-    def unit(self, *, write: bool = True) -> contextlib.AbstractContextManager[Session]:
+    def unit(self, *, write: bool = True, batch_audit: bool = False
+             ) -> contextlib.AbstractContextManager[Session]:
         """One transaction for every vault, journal and lock call on this thread inside the block
-        (`Storage.unit`): all of it commits together, or none of it."""
-        return self._storage.unit(write=write)
+        (`Storage.unit`): all of it commits together, or none of it; `batch_audit` writes its audit
+        entries in one go at the end."""
+        return self._storage.unit(write=write, batch_audit=batch_audit)
 
     @property
     def barrier(self) -> Barrier:
@@ -595,6 +605,9 @@ class Vault:
         row = s.get(RecordRow, ref)
         if row is None:
             row = self._row_by_title(s, ref)
+        keep = s.info.get(ROWS_KEPT)
+        if keep is not None:   # a unit of work: later reads of this record in it need no SELECT
+            keep[row.uid] = row
         if check:
             integrity.check(self._barrier, row)
         return row
@@ -737,6 +750,7 @@ class Vault:
         with self._storage.session(write=True) as s:
             row = self._row(s, uid, check=False)
             s.execute(sa.delete(SecretVersionRow).where(SecretVersionRow.record_uid == row.uid))
+            ver.forget_current(s, row.uid)
             self.audit.append_in(s, "record.remove", actor=actor, record_uid=row.uid,
                                  details={"title": row.title, "type": row.type})
             s.delete(row)

@@ -37,6 +37,20 @@ _ADVISORY_AUDIT = 0x6B74_6175  # "ktau": the audit-chain lock id on PostgreSQL
 _ADVISORY_MIGRATE = 0x6B74_6D67  # "ktmg"
 # The unit of work open on this thread, if any (`Storage.unit`): session, engine, write.
 _AMBIENT = threading.local()
+#: Session.info key: the record rows a unit of work has read, kept alive so the session's (weak)
+#: identity map answers a second read of the same record without a SELECT.
+ROWS_KEPT = "kt_rows_kept"
+#: Session.info key: audit entries a batching unit appends at its end, in one write (`AuditLog`).
+AUDIT_BATCH = "kt_audit_batch"
+
+
+def ambient_audit_batch(engine: Engine) -> list[Any] | None:
+    """The audit batch of the unit of work open on this thread for `engine`, when it batches."""
+    s = getattr(_AMBIENT, "session", None)
+    if s is None or _AMBIENT.engine is not engine:
+        return None
+    batch: list[Any] | None = s.info.get(AUDIT_BATCH)
+    return batch
 
 
 def ambient_connection(engine: Engine) -> sa.Connection | None:
@@ -206,23 +220,37 @@ class Storage:
             raise
 
     @contextlib.contextmanager
-    def unit(self, *, write: bool = True) -> Iterator[Session]:
+    def unit(self, *, write: bool = True, batch_audit: bool = False) -> Iterator[Session]:
         """One transaction for every vault, journal and lock call made on this thread inside the block.
 
         They all join it (see `session()` and `ambient_connection()`), so the block commits as a
         whole or not at all — the rotation engine uses it to make one durable write per phase instead
-        of one per call. A nested `unit()` joins the outer one.
+        of one per call. A nested `unit()` joins the outer one. Inside it a record read twice is read
+        once, and its current secrets too (`versions.current_values`). With `batch_audit`, every
+        audit entry appended inside goes into the chain in one write just before the commit (their
+        ids are assigned then, so appends return none).
         """
         if getattr(_AMBIENT, "session", None) is not None and _AMBIENT.engine is self.engine:
             with self.session(write=write) as joined:
                 yield joined
             return
         with self.session(write=write) as s:
+            from keyturn.vault.versions import CURRENT_CACHE
+
+            s.info[ROWS_KEPT], s.info[CURRENT_CACHE] = {}, {}
+            if batch_audit and write:
+                s.info[AUDIT_BATCH] = []
             _AMBIENT.session, _AMBIENT.engine, _AMBIENT.write = s, self.engine, write
             try:
                 yield s
+                batch = s.info.pop(AUDIT_BATCH, None)
+                if batch:
+                    log_, entries = batch[0][0], [e for _log, e in batch]
+                    log_.write_batch(s.connection(), entries)
             finally:
                 _AMBIENT.session = _AMBIENT.engine = None
+                for key in (ROWS_KEPT, CURRENT_CACHE, AUDIT_BATCH):
+                    s.info.pop(key, None)
 
     def unavailable(self, exc: BaseException) -> StorageUnavailable:
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
@@ -315,7 +343,6 @@ def shipped_head() -> str | None:
             parents.update(str(d) for d in down)
     heads = revisions - parents
     return heads.pop() if len(heads) == 1 else None
-
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:

@@ -74,9 +74,27 @@ def current_row(s: Session, uid: str, slot: str) -> VersionRow | None:
         _T.c.record_uid == uid, _T.c.field == slot, _T.c.state == VersionState.CURRENT.value)).first()
 
 
+#: Session.info key of the per-unit cache of `current_values` (`Storage.unit` creates it; every write
+#: of a record's versions below drops that record's entry).
+CURRENT_CACHE = "kt_current_values"
+
+
 def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
-    """slot → (version, ciphertext) of every current version of a record, in one query."""
-    return {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
+    """slot → (version, ciphertext) of every current version of a record, in one query (once per unit
+    of work: a rotation reads the same record's secret several times in one transaction)."""
+    cache: dict[str, dict[str, tuple[int, bytes]]] | None = s.info.get(CURRENT_CACHE)
+    if cache is not None and uid in cache:
+        return dict(cache[uid])
+    values = {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
+    if cache is not None:
+        cache[uid] = dict(values)
+    return values
+
+
+def forget_current(s: Session, uid: str) -> None:
+    cache = s.info.get(CURRENT_CACHE)
+    if cache is not None:
+        cache.pop(uid, None)
 
 
 def list_rows(s: Session, uid: str, slot: str) -> list[VersionRow]:
@@ -90,6 +108,7 @@ def insert(
     rotation_id: str | None,
 ) -> None:
     now = utcnow()
+    forget_current(s, uid)
     s.execute(sa.insert(_T).values(
         record_uid=uid, field=slot, version=version, state=VersionState.PENDING.value,
         rotation_id=rotation_id, ciphertext=ciphertext, created_at=now, updated_at=now,
@@ -107,6 +126,7 @@ def set_state(s: Session, uid: str, slot: str, version: int, state: VersionState
     if row.state == VersionState.CURRENT.value:
         raise VaultError(f"version {version} of {slot!r} is current; promote another version instead")
     now = utcnow()
+    forget_current(s, uid)
     if state is VersionState.CURRENT:
         # Demote before promote: the partial unique index allows one current at a time.
         s.execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot,
@@ -127,5 +147,6 @@ def trim(s: Session, uid: str, slot: str, depth: int) -> int:
         .offset(depth)
     ))
     if ids:
+        forget_current(s, uid)
         s.execute(sa.delete(_T).where(_T.c.id.in_(ids)))
     return len(ids)
