@@ -79,8 +79,10 @@ class Dispatcher:
         self.ledger.create(requests, actor=actor)
         return self.publish(requests)
 
-    def publish(self, requests: Sequence[NewRequest | Request]) -> list[str]:
-        """Publish the messages of recorded requests (also used to re-publish stranded ones)."""
+    def publish(self, requests: Sequence[NewRequest | Request], *, refuse: bool = True) -> list[str]:
+        """Publish the messages of recorded requests. When the broker fails, the ones it did not take
+        are marked refused — unless `refuse` is False (re-publishing stranded requests: they stay
+        queued for the next try, someone may be following them)."""
         done: list[str] = []
         try:
             with self.app.producer_or_acquire() as producer:
@@ -95,6 +97,8 @@ class Dispatcher:
             self.ledger.published(done)
             missing = [r.id for r in requests if r.id not in set(done)]
             why = f"broker {display_url(self.broker_url)} unreachable ({type(exc).__name__})"
+            if not refuse:
+                raise BrokerUnavailable(f"{why}: {len(missing)} request(s) not re-published yet") from exc
             self.ledger.refuse(missing, f"not enqueued: {why}; nothing was changed — request it again")
             raise BrokerUnavailable(f"{why}: {len(done)} of {len(requests)} rotation(s) enqueued, "
                                     f"{len(missing)} refused (nothing was changed for those)") from exc

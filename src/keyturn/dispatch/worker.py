@@ -169,7 +169,6 @@ def _run_one(settings: Settings, options: WorkerOptions) -> int:
         loop = _Loop()
         runtime = loop.run(_runtime(vault, settings, name))
         app = make_app(str(settings.broker_url), visibility_timeout=settings.broker_visibility_timeout)
-        _sweep_unacked_often(app, settings.broker_visibility_timeout)
         _register(app, runtime, loop)
         from keyturn.dispatch.client import Dispatcher
 
@@ -210,19 +209,6 @@ async def _runtime(vault: Vault, settings: Settings, name: str) -> WorkerRuntime
     return WorkerRuntime(engine, settings, slots=slots)
 
 
-def _sweep_unacked_often(app: Celery, visibility_timeout: float) -> None:
-    """Redis: look for the unacknowledged messages of dead workers every visibility_timeout / 5 s (1 to
-    10 s), scanning each time. kombu's default scans on every tenth 10-second sweep only, so a dead
-    worker's message waited up to 100 s past its visibility timeout."""
-    if not str(app.conf.broker_url).startswith(("redis://", "rediss://")):
-        return
-    app.conf.broker_transport_options = {
-        **app.conf.broker_transport_options,
-        "unacked_restore_interval": max(1, min(10, int(visibility_timeout // 5))),
-        "unacked_restore_throttle": 1,
-    }
-
-
 def _register(app: Celery, runtime: WorkerRuntime, loop: _Loop) -> None:
     @app.task(name=TASK_ROTATE, ignore_result=True)  # type: ignore[untyped-decorator]
     def rotate(request_id: str) -> str:
@@ -257,7 +243,7 @@ def _republish(dispatcher: Dispatcher, site: str, older_than: float) -> None:
         again.extend(queued)
     if again:
         log.warning("re-publishing %d request(s) of site %s whose message was lost", len(again), site)
-        dispatcher.publish(again)
+        dispatcher.publish(again, refuse=False)
 
 
 def queue_depth(app: Celery, site: str) -> int | None:
