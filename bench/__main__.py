@@ -7,6 +7,7 @@
     python -m bench --only enterprise --enterprise-devices 200   # issue 11's realistic network
     python -m bench --only simcost --simcost-before HEAD~1      # simulator CPU per rotation (issue 14)
     python -m bench --only startup --startup-before HEAD~1      # CLI start-up wall/CPU (issue 14)
+    python -m bench --only cost --cost-before ccf3472    # CPU, SQL, requests per rotation (issue 14)
 
 Benchmarks assert nothing: they print what they measured, including failures.
 """
@@ -25,6 +26,7 @@ from bench.report import Row, console, markdown, print_table
 
 ALL = ("restconf", "ssh", "meraki", "scaling", "mixed", "enterprise", "simcost")
 ALL += ("startup",)  # CLI start-up wall/CPU per command (issue 14)
+ALL += ("cost",)  # CPU, SQL, requests and handshakes per rotation per target and phase (issue 14)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -57,6 +59,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="also measure the simulator of git revision REF (a temporary worktree)")
     p.add_argument("--simcost-profile", type=Path, default=None, metavar="DIR",
                    help="record the simulator with py-spy during each simcost rotation run, into DIR")
+    p.add_argument("--cost-devices", type=int, default=None, help="IOS XE devices per kind (cost)")
+    p.add_argument("--cost-meraki-users", type=int, default=None, help="Meraki users (cost)")
+    p.add_argument("--cost-before", default=None, metavar="REF",
+                   help="measure REF's keyturn too, from a temporary worktree (cost: before/after)")
     p.add_argument("--startup-runs", type=int, default=10, help="runs per CLI command (median reported)")
     p.add_argument("--startup-before", default=None, metavar="REF",
                    help="also measure the CLI of git revision REF (a temporary worktree)")
@@ -66,6 +72,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     q = args.quick
     args.restconf_devices = args.restconf_devices or (100 if q else 1000)
+    args.cost_devices = args.cost_devices or (50 if q else 500)
+    args.cost_meraki_users = args.cost_meraki_users or (20 if q else 100)
     args.ssh_devices = args.ssh_devices or (100 if q else 1000)
     args.meraki_orgs = args.meraki_orgs or (2 if q else 10)
     args.meraki_users = args.meraki_users or (200 if q else 5000)
@@ -136,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
                 got, notes = bench_simcost.run(sub, devices=args.simcost_devices,
                                                concurrency=args.concurrency, seed=args.seed,
                                                before=args.simcost_before, profile=args.simcost_profile)
+            elif name == "cost":
+                from bench import bench_cost
+
+                got, notes = bench_cost.run(sub, devices=args.cost_devices,
+                                            meraki_users=args.cost_meraki_users,
+                                            before=args.cost_before, startup_runs=args.startup_runs)
             elif name == "startup":
                 from bench import bench_cli_startup
 

@@ -18,17 +18,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.harness import REPO, Home, Usage, run_measured, user_record
+from bench.harness import REPO, Home, Usage, run_measured, user_record, worktree
 from bench.report import Row, console
 
 RECORDS = 20
@@ -74,20 +71,6 @@ class Tree:
             raise RuntimeError(f"{self.label}: {cmd.name} exited {usage.returncode}")
         return usage
 
-
-@contextmanager
-def worktree(ref: str) -> Iterator[Path]:
-    """A throw-away checkout of `ref` (git worktree, detached), removed on exit."""
-    where = Path(tempfile.mkdtemp(prefix="keyturn-startup-"))
-    path = where / "tree"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(path), ref],
-                   check=True, capture_output=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
-                       check=False, capture_output=True)
-        shutil.rmtree(where, ignore_errors=True)
 
 
 def small_vault(home: Home) -> None:

@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness import REPO, Home, Lab, rotate_json, verify_all
+from bench.harness import REPO, Home, Lab, rotate_json, verify_all, worktree
 from bench.report import Row
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -84,20 +83,6 @@ def _lab_pythonpath(src: Path | None) -> Iterator[None]:
         else:
             os.environ["PYTHONPATH"] = old
 
-
-@contextmanager
-def worktree(ref: str) -> Iterator[Path]:
-    """A throw-away checkout of `ref` (git worktree, detached), removed on exit."""
-    where = Path(tempfile.mkdtemp(prefix="keyturn-simcost-"))
-    path = where / "tree"
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(path), ref],
-                   check=True, capture_output=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
-                       check=False, capture_output=True)
-        shutil.rmtree(where, ignore_errors=True)
 
 
 def _py_spy() -> str | None:

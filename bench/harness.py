@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,22 @@ from keyturn.sim.client import LabState
 from keyturn.sim.onboard import OnboardedAccount, Titles
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """A throw-away checkout of `ref` (git worktree, detached), removed on exit: the "before" of a
+    before/after measurement in one run."""
+    where = Path(tempfile.mkdtemp(prefix="keyturn-before-"))
+    path = where / "tree"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(path), ref],
+                   check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+                       check=False, capture_output=True)
+        shutil.rmtree(where, ignore_errors=True)
 KEYTURN = [sys.executable, "-m", "keyturn.cli.main"]
 GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
 

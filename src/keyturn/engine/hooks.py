@@ -12,12 +12,24 @@ set it in production.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 KILL_ENV = "KEYTURN_TEST_KILL_AT"
 KILL_EXIT_CODE = 137
 
+_observer: Callable[[str], None] | None = None
+
+
+def observe(observer: Callable[[str], None] | None) -> None:
+    """Measurement hook (`python -m bench --only cost`): `observer(step)` at every step boundary, where
+    the kill hook would fire; None removes it."""
+    global _observer
+    _observer = observer
+
 
 def kill_point(step: str) -> None:
-    """Exit the process at once if the kill hook names `step`."""
+    """Exit the process at once if the kill hook names `step` (and tell the observer, if any)."""
+    if _observer is not None:
+        _observer(step)
     if os.environ.get(KILL_ENV) == step:
         os._exit(KILL_EXIT_CODE)

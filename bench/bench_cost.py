@@ -1,0 +1,84 @@
+"""Cost per rotation and per command (issue 14): `python -m bench --only cost [--cost-before REF]`.
+
+For each target kind (IOS XE RESTCONF, IOS XE SSH, Meraki auth users) on one simulator lab: keyturn's CPU
+per rotation (its process: event loop and database thread), SQL statements, RESTCONF requests and TLS
+handshakes per rotation (from the lab's counters), and the CPU of one rotation split by step boundary
+(prepare, verify current, generate, write-ahead, change, persist, verify new, commit, scripts, finish;
+sequential rotations, so nothing else runs in between). With `--cost-before REF` the same probe runs on
+that revision first (a temporary git worktree; same lab, reset between runs), so before and after come
+from one run. The CLI start-up rows are `bench_cli_startup`'s (median of 10).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.harness import REPO, Lab, worktree
+from bench.report import Row
+
+PROBE = Path(__file__).resolve().with_name("cost_probe.py")
+KINDS = ("iosxe-restconf", "iosxe-ssh", "meraki-auth-user")
+
+
+def probe(tree: Path, lab: Lab, workdir: Path, label: str, kind: str, *, accounts: int, phase_accounts: int,
+          concurrency: int) -> dict[str, Any]:
+    lab.reset()
+    home = workdir / f"home-{label}-{kind}"
+    assert lab.state_file.exists()
+    args = {"state_file": str(lab.state_file), "home": str(home), "kind": kind, "accounts": accounts,
+            "phase_accounts": phase_accounts, "concurrency": concurrency}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), str(REPO)])
+    proc = subprocess.run([sys.executable, str(PROBE), json.dumps(args)], env=env, capture_output=True,
+                          text=True, timeout=3600, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cost probe ({label}, {kind}) failed: {proc.stderr.strip()[-800:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["label"] = label
+    return result
+
+
+def _line(r: dict[str, Any]) -> str:
+    phases = r.get("phases_ms")
+    split = "; ".join(f"{k} {v:.1f}" for k, v in phases.items()) if phases else "(no step hook)"
+    return (f"{r['label']:>6} {r['kind']:<17} {r['cpu_ms']:6.1f} CPU-ms/rot  {r['sql']:5.1f} SQL/rot  "
+            f"{r['requests']:4.1f} req/rot  {r['handshakes']:4.2f} TLS handshakes/rot  "
+            f"{r['ok']}/{r['rotations']} ok  phases (ms): {split}")
+
+
+def run(workdir: Path, *, devices: int, meraki_users: int, before: str | None = None,
+        concurrency: int = 64, startup_runs: int = 10) -> tuple[list[Row], list[str]]:
+    phase_accounts = max(5, devices // 10)
+    per_org = -(-(meraki_users + phase_accounts) // 20)      # networks of 10 users, 2 organisations
+    lab = Lab(workdir, iosxe=devices + phase_accounts, users_per_device=1, meraki_orgs=2,
+              networks_per_org=per_org, users_per_network=10, flags=("--latency", "0"), timeout=1800)
+    results: list[dict[str, Any]] = []
+    with lab:
+        trees: list[tuple[str, Path]] = [("after", REPO)]
+        with worktree(before) if before else contextlib.nullcontext(None) as old:
+            if old is not None:
+                trees.insert(0, ("before", old))
+            for kind in KINDS:
+                count = meraki_users if kind.startswith("meraki") else devices
+                for label, tree in trees:
+                    results.append(probe(tree, lab, workdir, label, kind, accounts=count,
+                                         phase_accounts=phase_accounts, concurrency=concurrency))
+    notes = [f"cost: {devices} IOS XE devices per kind, {meraki_users} Meraki users, concurrency "
+             f"{concurrency}; phases from {phase_accounts} sequential rotations"]
+    notes += [_line(r) for r in results]
+    for kind in KINDS:
+        pair = [r for r in results if r["kind"] == kind]
+        if len(pair) == 2 and pair[1]["cpu_ms"]:
+            notes.append(f"{kind}: CPU per rotation {pair[0]['cpu_ms']:.1f} -> {pair[1]['cpu_ms']:.1f} ms "
+                         f"({pair[0]['cpu_ms'] / pair[1]['cpu_ms']:.2f}x), SQL {pair[0]['sql']:.0f} -> "
+                         f"{pair[1]['sql']:.0f}")
+    from bench import bench_cli_startup
+
+    rows, startup = bench_cli_startup.run(workdir / "startup", runs=startup_runs, before=before)
+    return rows, notes + startup

@@ -1,0 +1,120 @@
+"""One tree's cost per rotation, for `bench_cost` (run as a child with that tree's `src` on PYTHONPATH).
+
+    python bench/cost_probe.py '{"state_file": ..., "home": ..., "kind": "iosxe-restconf", ...}'
+
+Builds a vault of `accounts` accounts of one target kind on the running lab (the tree's own onboarding,
+so an older tree gets its own schema), then (a) rotates them all in-process with `concurrency` in flight:
+CPU (this process: event loop + database thread), SQL statements and the lab's RESTCONF requests and
+TLS handshakes per rotation; (b) rotates `phase_accounts` more one at a time, splitting the CPU by step
+boundary when the tree has the engine's measurement hook. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+PHASES = {"lock": "prepare", "verify_current": "verify current", "generate": "generate",
+          "write_ahead": "write-ahead", "apply": "change", "persist": "persist", "verify_new": "verify new",
+          "commit": "commit", "scripts": "scripts", "audit": "finish"}
+
+
+def _accounts(vault: Any, state: Any, kind: str, count: int) -> list[str]:
+    from keyturn.engine.profile import set_profile
+    from keyturn.secret import Secret
+    from keyturn.vault import Field
+
+    if kind.startswith("iosxe"):
+        from keyturn.sim.onboard import onboard_iosxe
+
+        accounts = onboard_iosxe(vault, state, target=kind, devices=count, users=1, actor="bench")
+        return [a.uid for a in accounts]
+    key = vault.add(type="login", title="meraki-api-key", fields=[
+        Field("login", None, ["api"]), Field("password", None, [Secret(state.meraki.api_key)])])
+    out: list[str] = []
+    for org in state.meraki.orgs:
+        for net in org.networks:
+            res = vault.add(type="pamMerakiNetwork", title=f"meraki-{net.id}", custom=[
+                Field("text", "network_id", [net.id]), Field("text", "org_id", [org.id]),
+                Field("text", "base_url", [state.meraki.base_url])])
+            for user in net.users:
+                rec = vault.add(type="pamUser", title=f"{net.id}-{user.email}", fields=[
+                    Field("login", None, [user.email]), Field("password", None, [Secret(user.password)])])
+                set_profile(vault, rec.uid, target=kind, resource=res.uid, admin=key.uid)
+                out.append(rec.uid)
+    return out[:count]
+
+
+def _stats(control: str) -> dict[str, int]:
+    data = httpx.get(f"{control}/stats", timeout=60).json()
+    out = {"requests": 0, "connections": 0}
+    for dev in (data.get("iosxe") or {}).values():
+        out["requests"] += int(dev.get("restconf_requests", 0))
+        out["connections"] += int(dev.get("restconf_connections", 0))
+    return out
+
+
+async def _measure(args: dict[str, Any]) -> dict[str, Any]:
+    from keyturn.config import Settings
+    from keyturn.engine import hooks
+    from keyturn.engine.batch import rotate_many
+    from keyturn.engine.rotate import RotationEngine
+    from keyturn.sim.client import LabState
+    from keyturn.vault import Vault
+
+    state = LabState.load(Path(args["state_file"]))
+    vault = Vault.init(Settings(home=Path(args["home"])))
+    uids = _accounts(vault, state, args["kind"], args["accounts"] + args["phase_accounts"])
+    bulk, phased = uids[:args["accounts"]], uids[args["accounts"]:]
+    statements = [0]
+
+    def count(*_args: Any) -> None:
+        statements[0] += 1
+
+    sa.event.listen(vault.engine, "before_cursor_execute", count)
+    engine = RotationEngine(vault, actor="bench")
+    out: dict[str, Any] = {"kind": args["kind"], "rotations": len(bulk)}
+    try:
+        s0, st0, c0, w0 = statements[0], _stats(state.control_url), time.process_time(), time.monotonic()
+        results = await rotate_many(engine, bulk, concurrency=args["concurrency"])
+        c1, w1, st1 = time.process_time(), time.monotonic(), _stats(state.control_url)
+        n = max(1, len(bulk))
+        out.update(cpu_ms=1000 * (c1 - c0) / n, wall=w1 - w0, sql=(statements[0] - s0) / n,
+                   requests=(st1["requests"] - st0["requests"]) / n,
+                   handshakes=(st1["connections"] - st0["connections"]) / n,
+                   outcomes=sorted({str(r.outcome) for r in results}),
+                   ok=sum(1 for r in results if r.outcome.success))
+        phases: dict[str, float] = {}
+        observe = getattr(hooks, "observe", None)
+        if observe is not None and phased:
+            last = [0.0]
+
+            def mark(step: str) -> None:
+                now = time.process_time()
+                name = PHASES.get(step, step)
+                phases[name] = phases.get(name, 0.0) + now - last[0]
+                last[0] = now
+
+            observe(mark)
+            try:
+                for uid in phased:
+                    last[0] = time.process_time()
+                    await engine.rotate(uid)
+            finally:
+                observe(None)
+            out["phases_ms"] = {k: round(1000 * v / len(phased), 2) for k, v in phases.items()}
+    finally:
+        await engine.aclose()
+        vault.close()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(_measure(json.loads(sys.argv[1])))))
