@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from keyturn import durations
 from keyturn.engine.journal import read_tx, write_tx
 from keyturn.errors import ConfigError, VaultError
 from keyturn.secret import Secret
@@ -32,8 +33,6 @@ from keyturn.vault.storage import UTCDateTime
 
 TOKEN_PREFIX = "kt_"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@:/-]{0,127}$")
-_DURATION_RE = re.compile(r"^\s*(\d{1,6})\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 metadata = sa.MetaData()
 api_tokens = sa.Table(
@@ -58,11 +57,9 @@ class Role(enum.StrEnum):
 
 
 def parse_duration(text: str) -> timedelta:
-    """``90d`` / ``12h`` / ``30m`` / ``2w`` / ``45s`` → timedelta; `ConfigError` saying the format."""
-    m = _DURATION_RE.match(text)
-    if not m or int(m.group(1)) == 0:
-        raise ConfigError(f"bad duration {text!r}: use a positive number with s, m, h, d or w (e.g. 90d)")
-    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    """A token lifetime in keyturn's duration syntax (`90d`, `12h`, `1w2d`; `keyturn.durations`), longer
+    than zero; `ConfigError` saying the format."""
+    return durations.parse_duration(text, what="duration", positive=True)
 
 
 def digest(token: str) -> str:

@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,21 +13,21 @@ import typer
 
 from keyturn.cli.output import EXIT_USAGE, actor, echo_json, fail, handle_errors, open_vault, table
 
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _PAGE = 1000
 
 
 def parse_when(value: str, *, now: datetime, option: str) -> datetime:
-    """``7d`` / ``12h`` / ``30m`` / ``2w`` / ``45s`` ago, or an ISO 8601 date or time (naive = UTC)."""
-    m = _RELATIVE.match(value)
-    if m:
-        return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    """An age in keyturn's duration syntax (``7d``, ``12h``, ``1d12h``: `keyturn.durations`) ago, or an
+    ISO 8601 date or time (naive = UTC)."""
+    from keyturn.durations import looks_like_duration, parse_duration
+
+    if looks_like_duration(value):
+        return now - parse_duration(value, what=option)
     try:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         fail(f"{option} {value!r}: expected an ISO 8601 time (2025-01-31, 2025-01-31T08:00:00Z) "
-             "or an age like 7d, 12h, 30m", EXIT_USAGE)
+             "or an age like 7d, 12h, 1h30m", EXIT_USAGE)
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 

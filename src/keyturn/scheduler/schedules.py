@@ -45,8 +45,9 @@ from typing import Any, Protocol
 from croniter import croniter
 from croniter.croniter import CroniterError
 
+from keyturn.durations import MAX_DURATION, format_duration, looks_like_duration, parse_duration
 from keyturn.errors import ConfigError
-from keyturn.scheduler.tz import MAX_DURATION, format_duration, parse_duration, to_utc, to_wall, zone
+from keyturn.scheduler.tz import to_utc, to_wall, zone
 from keyturn.scheduler.window import Window, day_index, parse_window
 
 META_KEY = "schedule"
@@ -366,7 +367,7 @@ def _anchor(value: datetime | str | None) -> datetime | None:
 
 def _text_rule(text: str, anchor: datetime | None) -> tuple[str, IntervalRule | CronRule]:
     low = text.lower()
-    if low.startswith("every ") or re.fullmatch(r"(\d+\s*[smhdw]\s*)+", low):
+    if low.startswith("every ") or looks_like_duration(low):
         every = parse_duration(text[6:] if low.startswith("every ") else text, what="interval")
         if every < timedelta(minutes=1):
             raise ConfigError(f"interval {text!r} is shorter than the minimum of 1 minute")

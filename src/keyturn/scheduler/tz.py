@@ -1,18 +1,13 @@
-"""Time-zone helpers shared by schedules and windows: IANA names, wall time → UTC, durations."""
+"""Time-zone helpers shared by schedules and windows: IANA names, wall time → UTC. (Durations:
+`keyturn.durations`, re-exported here for older callers.)"""
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from keyturn.durations import MAX_DURATION, format_duration, parse_duration
 from keyturn.errors import ConfigError
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
-# Longest duration accepted (intervals, jitter): ten years. Longer is a typo, and would overflow date
-# arithmetic (`every 99999999d` is past the year 9999).
-MAX_DURATION = timedelta(days=3650)
 
 
 def zone(name: str) -> tzinfo:
@@ -42,34 +37,4 @@ def to_wall(t: datetime, tz: tzinfo) -> datetime:
     return t.astimezone(tz).replace(tzinfo=None)
 
 
-def parse_duration(text: str, *, what: str = "duration") -> timedelta:
-    """`30d`, `12h`, `1h30m`, `90s`, `2w` → timedelta (units s/m/h/d/w), at most `MAX_DURATION`;
-    `ConfigError` otherwise."""
-    raw = str(text).strip()
-    shown = raw if len(raw) <= 40 else raw[:40] + "…"
-    if not raw:
-        raise ConfigError(f"empty {what}: use a number with a unit s/m/h/d/w, e.g. 30d")
-    pos, total = 0, 0
-    limit = int(MAX_DURATION.total_seconds())
-    for m in _DURATION.finditer(raw):
-        if raw[pos:m.start()].strip():
-            break
-        digits = m.group(1).lstrip("0") or "0"
-        if len(digits) > 12:  # before int(): Python refuses to convert very long digit strings at all
-            total = limit + 1
-        else:
-            total += int(digits) * _UNITS[m.group(2).lower()]
-        pos = m.end()
-    if pos == 0 or raw[pos:].strip():
-        raise ConfigError(f"bad {what} {shown!r}: use a number with a unit s/m/h/d/w, e.g. 30d or 1h30m")
-    if total > limit:
-        raise ConfigError(f"{what} {shown!r} is longer than the maximum of {format_duration(MAX_DURATION)} "
-                          "(10 years)")
-    return timedelta(seconds=total)
-
-
-def format_duration(delta: timedelta) -> str:
-    """`parse_duration` text for `delta` in the largest unit that fits exactly (`30d`, `2w`, `90m`)."""
-    secs = int(delta.total_seconds())
-    unit = next(u for u in ("w", "d", "h", "m", "s") if secs % _UNITS[u] == 0)
-    return f"{secs // _UNITS[unit]}{unit}"
+__all__ = ["MAX_DURATION", "format_duration", "parse_duration", "to_utc", "to_wall", "zone"]
