@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from keyturn.api.metrics import Metrics
 from keyturn.engine.outcome import Outcome, RotationResult
-from keyturn.engine.rotate import describe
+from keyturn.engine.steps import describe
 
 log = logging.getLogger("keyturn.api.jobs")
 MAX_FINISHED_JOBS = 10_000

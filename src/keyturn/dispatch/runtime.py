@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from keyturn.dispatch.ledger import Request, RequestLedger
 from keyturn.engine.outcome import Outcome, RotationResult, RotationState
-from keyturn.engine.rotate import RotationEngine, describe
+from keyturn.engine.rotate import RotationEngine
+from keyturn.engine.steps import describe
 from keyturn.errors import KeyturnError, LimitError
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ import contextlib
 from collections.abc import Callable, Sequence
 
 from keyturn.engine.outcome import Outcome, RotationResult
-from keyturn.engine.rotate import RotationEngine, describe
+from keyturn.engine.rotate import RotationEngine
+from keyturn.engine.steps import describe
 from keyturn.errors import KeyturnError
 
 Progress = Callable[[RotationResult, int, int], None]

@@ -30,7 +30,7 @@ from keyturn.engine.accounts import ResolvedAccount, resolve_account
 from keyturn.engine.journal import RotationRow
 from keyturn.engine.outcome import Outcome, RotationResult, RotationState, ScriptSummary, Step, StepStatus
 from keyturn.engine.profile import load_profile
-from keyturn.engine.rotate import REFUSED, can_verify, describe, save_config, scripts_message
+from keyturn.engine.steps import REFUSED, can_verify, describe, save_config, scripts_message
 from keyturn.errors import KeyturnError, RecordNotFound, RotationLocked, TargetError
 from keyturn.holders import HOST, pid_alive
 from keyturn.secret import Secret

@@ -36,14 +36,21 @@ from keyturn.engine.locks import LockManager
 from keyturn.engine.outcome import Outcome, RotationResult, ScriptSummary, Step, StepStatus
 from keyturn.engine.ports import ScriptResultLike, ScriptsRunner, VaultLike
 from keyturn.engine.profile import NOOP_KIND, RotationProfile, check_noop_effect, load_profile
+from keyturn.engine.recovery import Recovery
+from keyturn.engine.steps import (
+    REFUSED,
+    can_verify,
+    describe,
+    proved,
+    save_config,
+    scripts_message,
+    summarize,
+)
 from keyturn.errors import (
-    AccountNotFound,
-    ChangeRejected,
     KeyturnError,
     LeaseLost,
     RateLimited,
     RotationLocked,
-    TargetAuthRejected,
     TargetError,
 )
 from keyturn.secret import Secret
@@ -56,36 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("keyturn.engine")
 T = TypeVar("T")
-
-# Errors from `change` that prove nothing was changed on the device: the candidate is dropped.
-REFUSED = (ChangeRejected, AccountNotFound, TargetAuthRejected, RateLimited)
-
-
-def can_verify(target: Target, account: Account) -> bool:
-    """Whether `target` can test a login for `account` (a per-account verifier may turn it on)."""
-    verifiable = getattr(target, "verifiable", None)
-    if callable(verifiable):
-        return bool(verifiable(account))
-    return bool(target.can_verify)
-
-
-async def save_config(target: Persisting, account: Account, secret: Secret | None) -> None:
-    """`target.persist` with the secret that now logs in (a self-service account must save with its
-    new secret: the old one no longer works)."""
-    await target.persist(account, secret=secret)
-
-
-def proved(check: Check) -> str:
-    """``"by stored hash (type 9 secret)"`` — how a verdict was reached, for journal and audit."""
-    how = f"by {check.proof.value}" if check.proof is not Proof.NONE else "without a probe"
-    said = "; ".join(part for part in (check.detail, check.warning) if part)
-    return f"{how} ({said})" if said else how
-
-
-def describe(exc: BaseException) -> str:
-    """One line for the journal: our errors carry safe messages; foreign ones are named, not quoted."""
-    return str(exc) if isinstance(exc, KeyturnError) else f"internal error ({type(exc).__name__})"
-
 
 class TargetPool:
     """One target instance per kind, shared by every rotation (connection reuse); closed together.
@@ -140,24 +117,6 @@ class TargetPool:
 async def _default_scripts(**kwargs: Any) -> Sequence[ScriptResultLike]:
     from keyturn.scripts import run_rotation_scripts
     return await run_rotation_scripts(**kwargs)
-
-
-def summarize(results: Sequence[ScriptResultLike]) -> tuple[ScriptSummary, ...]:
-    return tuple(ScriptSummary(
-        name=r.name, ok=r.ok, exit_code=r.exit_code, duration=r.duration, error=r.error,
-        stdout=r.stdout, stderr=r.stderr, owner_uid=r.owner_uid,
-    ) for r in results)
-
-
-def scripts_message(scripts: Sequence[ScriptSummary]) -> str:
-    failed = [s for s in scripts if not s.ok]
-    if not scripts:
-        return "no post-rotation scripts attached"
-    if not failed:
-        return f"{len(scripts)} script(s) succeeded"
-    first = failed[0]
-    why = first.error or f"exit code {first.exit_code}"
-    return f"{len(failed)} of {len(scripts)} script(s) failed; first: {first.name} ({why})"
 
 
 class RotationEngine:
@@ -267,7 +226,6 @@ class RotationEngine:
             if not prep.unsettled:
                 break
             # A previous rotation of this record that never finished is settled first (forward or back).
-            from keyturn.engine.recovery import Recovery
             await Recovery(self).recover_record(prep.uid)
         assert prep is not None and not prep.unsettled
         run = _Rotation(self, rid, prep.uid, prep.title, prep.kind, prep.ra, started)
@@ -321,7 +279,6 @@ class RotationEngine:
 
     async def recover(self, *, full: bool = True) -> list[RotationResult]:
         """Finish every interrupted rotation (see `keyturn.engine.recovery`)."""
-        from keyturn.engine.recovery import Recovery
         return await Recovery(self).recover(full=full)
 
 
