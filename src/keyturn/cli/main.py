@@ -52,6 +52,8 @@ COMMANDS = (
          "Rotation schedules: set, clear, list (next due time per record)."),
     Lazy("device", "keyturn.cli.device:app",
          "Trust material of devices: pin TLS certificate and SSH host key fingerprints."),
+    Lazy("discover", "keyturn.cli.discover:app",
+         "Find the accounts on Meraki networks and IOS XE devices; propose records to rotate them."),
 )
 # --- end commands and sub-apps ---
 

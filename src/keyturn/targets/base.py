@@ -177,11 +177,34 @@ class Persisting(Protocol):
     async def persist(self, account: Account, secret: Secret | None = None) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class FoundAccount:
+    """One account a `Discovering` target found on a resource (never its secret).
+
+    `kind`/`type`: how the device stores the credential (IOS ``secret``/``password`` and its type,
+    e.g. ``"9"``; Meraki: the user's ``accountType``). `rotatable` False with `note` saying why (a
+    Dashboard administrator, a user without a credential). `details` are plain facts for the plan
+    (Meraki: the user's id and name)."""
+
+    username: str
+    privilege: int | None = None
+    kind: str = ""
+    type: str = ""
+    rotatable: bool = True
+    note: str = ""
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
 @runtime_checkable
 class Discovering(Protocol):
-    """A target that can list the accounts present on a resource."""
+    """A target that can list the accounts present on a resource, through the admin credential.
 
-    async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[str]: ...
+    Read-only: `discover` changes nothing on the resource. It raises what `change` raises for the
+    connection (`TargetUnreachable`, `TargetAuthRejected`, `RateLimited`, ...), so a caller walking
+    many resources can report the ones it could not read and carry on.
+    """
+
+    async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[FoundAccount]: ...
 
 
 @runtime_checkable

@@ -43,7 +43,15 @@ from keyturn.errors import (
     TargetUnreachable,
 )
 from keyturn.secret import REDACTED, Secret
-from keyturn.targets.base import Account, Endpoint, SecretRules, Target, Verdict
+from keyturn.targets.base import (
+    Account,
+    AdminCredential,
+    Endpoint,
+    FoundAccount,
+    SecretRules,
+    Target,
+    Verdict,
+)
 from keyturn.targets.http import build_client, map_httpx_errors
 from keyturn.targets.iosxe_verify import DeviceView, Proving, aaa_from_restconf
 
@@ -52,6 +60,7 @@ log = logging.getLogger("keyturn.targets.iosxe_restconf")
 KIND = "iosxe-restconf"
 YANG_JSON = "application/yang-data+json"
 USER_PATH = "/restconf/data/Cisco-IOS-XE-native:native/username={name}"
+USERS_PATH = "/restconf/data/Cisco-IOS-XE-native:native/username"   # the whole list (discovery)
 SAVE_PATH = "/restconf/operations/cisco-ia:save-config"
 # What decides who checks a login (`keyturn.targets.iosxe_verify`): Cisco-IOS-XE-aaa and -native `login`.
 AAA_PATH = "/restconf/data/Cisco-IOS-XE-native:native/aaa"
@@ -349,6 +358,38 @@ class IosXeRestconfTarget(Proving):
                                            doing="reading the stored credential")
             stored = parse_restconf_user(self._check_read(account, response, auth_is_admin=True))
         return DeviceView(aaa=config, stored=stored)
+
+    async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[FoundAccount]:
+        """``GET native/username`` (the whole list) as the admin; 204 = no local users."""
+        account = Account(record_uid="", username=admin.username, endpoint=endpoint, admin=admin)
+        auth = (admin.username, admin.secret)
+        response = await self._request(account, "GET", USERS_PATH, auth, doing="listing the local users")
+        status = response.status_code
+        if status in (204, 404):
+            return []
+        if status in (401, 403):
+            raise self._err(TargetAuthRejected, account, f"the admin credential was refused "
+                                                         f"({describe_errors(response)}); RESTCONF needs a "
+                                                         "privilege-15 login")
+        if status != 200:
+            raise self._err(TargetError, account, f"listing the local users: {describe_errors(response)}")
+        try:
+            doc = response_json(response)
+        except _NoJson as exc:
+            raise self._err(TargetError, account, "the list of local users is not JSON") from exc
+        entries = doc.get("Cisco-IOS-XE-native:username") if isinstance(doc, dict) else None
+        found = []
+        for entry in entries if isinstance(entries, list) else []:
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if not isinstance(name, str) or not name:
+                continue
+            privilege = entry.get("privilege")
+            stored = parse_restconf_user(entry)
+            found.append(FoundAccount(
+                username=name, privilege=privilege if isinstance(privilege, int) else None,
+                kind=stored.kind if stored else "", type=stored.type if stored else "",
+                rotatable=stored is not None, note="" if stored else "no password or secret (nopassword)"))
+        return found
 
     def _ssh(self, account: Account) -> Target:
         if self._ssh_verifier is None:

@@ -46,7 +46,7 @@ from keyturn.errors import (
 )
 from keyturn.secret import REDACTED, Secret
 from keyturn.targets import peer_trust
-from keyturn.targets.base import Account, AdminCredential, Endpoint, SecretRules, Verdict
+from keyturn.targets.base import Account, AdminCredential, Endpoint, FoundAccount, SecretRules, Verdict
 from keyturn.targets.iosxe_verify import (
     AAA_SHOW,
     LOCKOUT_SHOW,
@@ -71,6 +71,8 @@ CLI_ERRORS = ("% Invalid", "% Incomplete", "% Ambiguous", "% Unknown command", "
               "% No password set", "Command authorization failed")
 ENABLE_DENIED = ("% Access denied", "% Bad secrets", "% No password set")
 SAVE_OK = "[OK]"
+LIST_USERS = "show running-config | include ^username"
+USER_LINE = re.compile(r"username (\S+)(?: privilege (\d+))?")
 QUOTE_NEXT = "\x16"  # Ctrl-V: makes the next `?` literal instead of context help
 SET_SECRET = {"secret": "username {name} algorithm-type scrypt secret {value}",
               "password": "username {name} password 0 {value}"}
@@ -416,6 +418,19 @@ class IosXeSshTarget(Proving, _SshBase):
             await cli.close()
         return DeviceView(aaa=config, stored=stored, lockout=lockout)
 
+    async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[FoundAccount]:
+        """One admin session: every ``username`` line of the running config (`LIST_USERS`)."""
+        account = Account(record_uid="", username=admin.username, endpoint=endpoint, admin=admin)
+        doing = "listing the local users"
+        cli, _ = await self._login(account, None, doing)
+        try:
+            await self._enable(account, cli, doing)
+            await self._run(account, cli, "terminal length 0", doing, PROMPT)
+            out = await self._run(account, cli, LIST_USERS, doing, PROMPT)
+        finally:
+            await cli.close()
+        return parse_user_lines(out)
+
     async def _user_line(self, account: Account, cli: _Cli, doing: str) -> str:
         """The user's ``username NAME ...`` running-config line; `AccountNotFound` if there is none."""
         show = f"show running-config | include ^username {account.username} "
@@ -487,6 +502,24 @@ class IosXeEnableSecretTarget(_SshBase):
         if PASSWORD_PROMPT.search(out[-300:]) or any(m in out for m in ENABLE_DENIED):
             return Verdict.REJECTED
         return Verdict.INCONCLUSIVE
+
+
+def parse_user_lines(output: str) -> list[FoundAccount]:
+    """The accounts on the ``username ...`` lines of `output` (the echoed command is skipped)."""
+    found: dict[str, FoundAccount] = {}
+    for raw in output.replace("\r", "").split("\n"):
+        line = raw.strip()
+        match = USER_LINE.match(line)
+        if match is None or line.startswith(LIST_USERS):
+            continue
+        name = match.group(1)
+        stored = parse_cli_username(line)
+        privilege = int(match.group(2)) if match.group(2) else 1   # IOS omits the default privilege 1
+        found.setdefault(name, FoundAccount(
+            username=name, privilege=privilege, kind=stored.kind if stored else "",
+            type=stored.type if stored else "", rotatable=stored is not None,
+            note="" if stored else "no password or secret (nopassword)"))
+    return list(found.values())
 
 
 def _with_enable(account: Account, enable: Secret | None) -> Account:

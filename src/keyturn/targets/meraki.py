@@ -45,6 +45,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -63,7 +64,7 @@ from keyturn.errors import (
     TargetUnreachable,
 )
 from keyturn.secret import REDACTED, Secret
-from keyturn.targets.base import Account, Endpoint, SecretRules, Verdict
+from keyturn.targets.base import Account, AdminCredential, Endpoint, FoundAccount, SecretRules, Verdict
 from keyturn.targets.http import build_client, map_httpx_errors
 
 log = logging.getLogger("keyturn.targets.meraki")
@@ -204,8 +205,10 @@ class MerakiAuthUserTarget:
         return client
 
     def _err(self, cls: type[TargetError], account: Account, message: str) -> TargetError:
-        return cls(f"network {account.endpoint.network_id}: {message}", target=KIND,
-                   record=account.record_uid)
+        ep = account.endpoint
+        where = (f"network {ep.network_id}" if ep.network_id else
+                 f"organisation {ep.org_id}" if ep.org_id else "Meraki API")
+        return cls(f"{where}: {message}", target=KIND, record=account.record_uid)
 
     def _headers(self, account: Account) -> dict[str, str]:
         if account.admin is None:
@@ -267,7 +270,8 @@ class MerakiAuthUserTarget:
         """One logical request: budget, explicit redirects, 429 and 5xx retries (all bounded)."""
         client = self._client(account.endpoint)
         headers = self._headers(account)
-        url = f"{self._base_url(account.endpoint)}{path}"
+        # An absolute URL is a pagination link, checked by `_pages` like a redirect.
+        url = path if "://" in path else f"{self._base_url(account.endpoint)}{path}"
         redirects = limited = failed = 0
         while True:
             await self.budget.acquire(budget_key)
@@ -351,6 +355,58 @@ class MerakiAuthUserTarget:
                             "administrator: Meraki does not let its password be set here (it signs "
                             "in with its Dashboard account)")
         return user
+
+    # ---- discovery (read-only) ---------------------------------------------------------------------
+    @staticmethod
+    def _walker(endpoint: Endpoint, admin: AdminCredential) -> Account:
+        return Account(record_uid="", username="", endpoint=endpoint, admin=admin)
+
+    async def _pages(self, account: Account, path: str, *, budget_key: str,
+                     doing: str) -> list[dict[str, Any]]:
+        """Every item of a paginated list, following ``Link: rel=next`` (reference §2.4) on the
+        API's own hosts only (`_redirect_target`: the key is never sent elsewhere)."""
+        items: list[dict[str, Any]] = []
+        url = path
+        for _page in range(10_000):  # a server whose "next" never ends cannot hold us forever
+            response = await self._send(account, "GET", url, budget_key=budget_key, doing=doing)
+            if response.status_code != 200:
+                self._raise_for(account, response, doing)
+            body = _json(response)
+            if not isinstance(body, list):
+                raise self._err(TargetError, account, f"{doing}: the answer is not a JSON list")
+            items += [item for item in body if isinstance(item, dict)]
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return items
+            current = url if "://" in url else f"{self._base_url(account.endpoint)}{url}"
+            url = self._redirect_target(account, current, following)
+        raise self._err(TargetError, account, f"{doing}: more than 10,000 pages")
+
+    async def organizations(self, endpoint: Endpoint, admin: AdminCredential) -> list[dict[str, Any]]:
+        """``GET /organizations`` (every page): the organisations the API key sees."""
+        return await self._pages(self._walker(endpoint, admin), "/organizations", budget_key="_discovery",
+                                 doing="listing the organisations")
+
+    async def networks(self, endpoint: Endpoint, admin: AdminCredential, org_id: str) -> list[dict[str, Any]]:
+        """``GET /organizations/{id}/networks`` (every page), charged to that organisation's budget."""
+        walker = self._walker(replace(endpoint, org_id=org_id, network_id=None), admin)
+        path = f"/organizations/{quote(org_id, safe='')}/networks"
+        return await self._pages(walker, path, budget_key=org_id, doing="listing the networks")
+
+    async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[FoundAccount]:
+        """The network's auth users (``endpoint.network_id``; its ``org_id`` names the budget).
+        Dashboard administrators are listed as not rotatable (their password cannot be set here)."""
+        found = []
+        for user in await self._users(self._walker(endpoint, admin), fresh=True):
+            email = str(user.get("email") or "").strip()
+            if not email:
+                continue
+            admin_user = bool(user.get("isAdmin"))
+            found.append(FoundAccount(
+                username=email, kind=str(user.get("accountType") or ""), rotatable=not admin_user,
+                note="Dashboard administrator: its password cannot be set through the API" if admin_user
+                else "", details={"id": str(user.get("id") or ""), "name": str(user.get("name") or "")}))
+        return found
 
     # ---- the contract ------------------------------------------------------------------------------
     async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
