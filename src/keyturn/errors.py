@@ -79,7 +79,11 @@ class DecryptionFailed(VaultError):
 
 
 class RecordNotFound(VaultError):
-    pass
+    """`suggestions`: titles close to the one asked for (the message already names them)."""
+
+    def __init__(self, message: str, *, suggestions: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions or []
 
 
 class AmbiguousRecord(VaultError):

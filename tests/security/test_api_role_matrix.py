@@ -35,6 +35,8 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/metrics", None, PUBLIC),
     ("GET", "/openapi.json", None, PUBLIC),
     ("GET", "/docs", None, PUBLIC),
+    ("GET", "/docs/assets/swagger-ui-bundle.js", None, PUBLIC),
+    ("GET", "/docs/assets/swagger-ui.css", None, PUBLIC),
     ("GET", "/records", None, expect(200, A, O, U)),
     ("POST", "/records", {"type": "login", "title": "matrix-new-{role}"}, expect(201, A)),
     ("GET", "/records/{u}", None, expect(200, A, O, U)),

@@ -21,18 +21,20 @@ detail (logged by type).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyturn.api.context import ApiContext, SchedulerLike
@@ -112,8 +114,11 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 # HTML without a policy of its own may load and run nothing.
 HTML_CSP = b"default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-# Where the docs page loads Swagger UI from (FastAPI's default), and the only thing its CSP allows.
-SWAGGER_CDN = "https://cdn.jsdelivr.net"
+# The docs page's Swagger UI assets, served by keyturn itself from the `swagger-ui-bundle` package (the
+# `server` extra): management networks often cannot reach a CDN.
+DOCS_ASSETS = {"swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+               "swagger-ui.css": "text/css; charset=utf-8"}
+DOCS_ASSET_PATH = "/docs/assets"
 
 
 class SecurityHeaders:
@@ -141,22 +146,55 @@ class SecurityHeaders:
         await self.app(scope, receive, sending)
 
 
+def _swagger_ui_dir() -> Path | None:
+    try:
+        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped,unused-ignore]
+    except ImportError:
+        return None
+    return Path(str(swagger_ui_path))
+
+
 def _add_docs(app: FastAPI) -> None:
-    """`/docs`: Swagger UI under a CSP that allows its two CDN assets and, by hash, its one inline
-    script — nothing else runs, nothing is framed, nothing is posted anywhere."""
+    """`/docs`: Swagger UI from keyturn's own `/docs/assets/` under a CSP that allows exactly those two
+    assets and, by hash, its one inline script — nothing else runs, nothing is framed, nothing is
+    posted anywhere, and nothing is fetched from another host. Without the assets package, `/docs` is a
+    503 naming the extra to install."""
+    assets = _swagger_ui_dir()
     page = get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+                               swagger_js_url=f"{DOCS_ASSET_PATH}/swagger-ui-bundle.js",
+                               swagger_css_url=f"{DOCS_ASSET_PATH}/swagger-ui.css",
                                swagger_favicon_url="data:,")
     body = bytes(page.body)
     inline = re.findall(rb"<script>(.*?)</script>", body, re.DOTALL)
     hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in inline)
-    policy = (f"default-src 'none'; script-src {SWAGGER_CDN} {hashes}; style-src {SWAGGER_CDN}; "
-              "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    policy = (f"default-src 'none'; script-src 'self' {hashes}; style-src 'self'; "
+              "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
               "frame-ancestors 'none'")
+    missing = JSONResponse({"detail": "Swagger UI assets are not installed on the keyturn host: install "
+                            "the server extra (pip install 'keyturn[server]'); /openapi.json works "
+                            "without them"}, status_code=503)
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return HTMLResponse(body, headers={"Content-Security-Policy": policy,
-                                           "Cache-Control": "no-cache"})
+    @app.get("/docs", include_in_schema=False, response_model=None)
+    async def docs() -> Response:
+        if assets is None:
+            return missing
+        return HTMLResponse(body, headers={"Content-Security-Policy": policy, "Cache-Control": "no-cache"})
+
+    cache: dict[str, bytes] = {}
+
+    def serve_asset(name: str) -> None:
+        async def asset() -> Response:
+            if assets is None:
+                return missing
+            if name not in cache:
+                cache[name] = await asyncio.to_thread((assets / name).read_bytes)
+            return Response(cache[name], media_type=DOCS_ASSETS[name],
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+        app.get(f"{DOCS_ASSET_PATH}/{name}", include_in_schema=False, response_model=None)(asset)
+
+    for name in DOCS_ASSETS:
+        serve_asset(name)
 
 
 class RequestLog:
@@ -192,6 +230,45 @@ class RequestLog:
             })
 
 
+# CLI commands that engine and vault messages suggest → what an API client does instead ("{0}": the
+# command's first argument, a record or rotation id). Commands without an API equivalent are kept and
+# said to be run on the keyturn host (`api_terms`).
+API_EQUIVALENTS: tuple[tuple[str, str, str], ...] = (
+    ("record list", "GET /records", "GET /records"),
+    ("record show", "GET /records/{0}", "GET /records/{ref}"),
+    ("record edit", "PATCH /records/{0}", "PATCH /records/{ref}"),
+    ("record rm", "DELETE /records/{0}", "DELETE /records/{ref}"),
+    ("record restore", "POST /records/{0}/restore", "POST /records/{ref}/restore"),
+    ("reveal", "POST /records/{0}/reveal", "POST /records/{ref}/reveal"),
+    ("history", "GET /records/{0}/history", "GET /records/{ref}/history"),
+    ("rotation set", "PUT /records/{0}/rotation", "PUT /records/{ref}/rotation"),
+    ("rotation show", "GET /records/{0}/rotation", "GET /records/{ref}/rotation"),
+    ("rotation log", "GET /rotations/{0}", "GET /rotations/{id}"),
+    ("schedule set", "PUT /records/{0}/schedule", "PUT /records/{ref}/schedule"),
+    ("schedule clear", "DELETE /records/{0}/schedule", "DELETE /records/{ref}/schedule"),
+    ("rotate", 'POST /rotations {{"records": ["{0}"]}}', "POST /rotations"),
+)
+_CLI_COMMAND = re.compile(r"`keyturn ([^`]+)`")
+
+
+def api_terms(message: str) -> str:
+    """`message` with each `keyturn …` command it suggests turned into the API request that does the
+    same, or, when the API has none (`keyturn vault rekey`, `keyturn device trust`), marked as a
+    command for the keyturn host."""
+
+    def one(m: re.Match[str]) -> str:
+        words = m.group(1).split()
+        for command, with_arg, without in API_EQUIVALENTS:
+            n = len(command.split())
+            if words[:n] == command.split():
+                arg = next((w for w in words[n:] if not w.startswith("-")), None)
+                placeholder = arg is None or arg.isupper()   # `keyturn rotate RECORD`
+                return f"`{without if placeholder else with_arg.format(arg)}`"
+        return f"{m.group(0)} (on the keyturn host)"
+
+    return _CLI_COMMAND.sub(one, message)
+
+
 def _status_for(exc: KeyturnError) -> int:
     return next((code for cls, code in ERROR_STATUS if isinstance(exc, cls)), 500)
 
@@ -199,7 +276,7 @@ def _status_for(exc: KeyturnError) -> int:
 async def _keyturn_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeyturnError)
     code = _status_for(exc)
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = api_terms(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     if code >= 500:
         log.warning("request failed: %s", message, extra={"status": code})
     return JSONResponse({"detail": message}, status_code=code)

@@ -188,14 +188,19 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str |
 
 
 def read_secret(value: str | None, *, what: str, prompt: bool) -> Secret | None:
-    """A secret from an option: ``-`` reads one line from stdin; a literal value is allowed with a
-    warning (process list / shell history); None prompts (hidden, confirmed) when `prompt` and
-    stdin is a terminal, else gives None."""
+    """A secret from an option: ``-`` reads one line from stdin (an empty line is refused, exit 2); a
+    literal value is allowed with a warning (process list / shell history); None prompts (hidden,
+    confirmed) when `prompt` and stdin is a terminal, else gives None."""
     if value == "-":
         line = sys.stdin.readline()
         if not line:
             fail(f"--{what} -: nothing on stdin", EXIT_USAGE)
-        return Secret(line.rstrip("\r\n"))
+        value = line.rstrip("\r\n")
+        if not value:
+            # `echo "$UNSET_VAR" | keyturn record add ... --password -` must not store an empty secret.
+            fail(f"--{what} -: the line on stdin is empty (an unset shell variable?); nothing was stored",
+                 EXIT_USAGE)
+        return Secret(value)
     if value is not None:
         warn(f"a {what} given on the command line can leak via the process list and shell history; "
              f"prefer --{what} - (stdin)")

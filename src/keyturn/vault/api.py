@@ -617,7 +617,7 @@ class Vault:
         if len(rows) == 1:
             return rows[0]
         if not rows:
-            raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
+            raise _not_found(s, ref)
         cands = [f"{r.uid} {shown(r.title)} ({r.type})" for r in rows]
         raise AmbiguousRecord(
             f"title {shown(ref)} matches {len(rows)} records; use a uid: " + "; ".join(cands),
@@ -1082,6 +1082,21 @@ class Vault:
         with self._storage.session() as s:
             row = s.get(MetaRow, _M_REKEY)
             return str(json.loads(row.value)["key_id"]) if row is not None else None
+
+
+def _not_found(s: Session, ref: str) -> RecordNotFound:
+    """`RecordNotFound` for `ref`, naming up to three titles close to it (difflib), as `git` does."""
+    import difflib
+
+    titles: dict[str, str] = {}
+    for title, key in s.execute(sa.select(RecordRow.title, RecordRow.title_key)):
+        titles.setdefault(key, title)
+    close = [titles[k] for k in difflib.get_close_matches(title_key(ref), titles, n=3, cutoff=0.75)]
+    if not close:
+        return RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
+    names = " or ".join(", ".join(shown(t) for t in close).rsplit(", ", 1))
+    return RecordNotFound(f"no record with uid or title {shown(ref)}; did you mean {names}?",
+                          suggestions=close)
 
 
 __all__ = ["NewRecord", "RecordSummary", "RekeyProgress", "Vault", "VaultStatus"]
