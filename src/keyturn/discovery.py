@@ -23,6 +23,7 @@ vault as it was.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,6 +41,7 @@ DEFAULT_IOSXE_KIND = "iosxe-restconf"
 # Admin-record custom fields that say how to reach the Meraki API; copied onto new network records.
 MERAKI_TRANSPORT = ("base_url", "proxy", "ca_bundle", "fingerprint", "insecure", "auth_header")
 CONCURRENCY = 8
+Hold = Callable[[str], contextlib.AbstractAsyncContextManager[None]]
 
 # Row actions, in the order a person reads them.
 CREATE, MANAGED, ADMIN, SKIP, UNREADABLE = "create", "managed", "admin", "skip", "unreadable"
@@ -325,8 +327,10 @@ class DeviceScan:
 
 
 async def scan_iosxe(get_target: Callable[[str], Any], vault: Any, devices: Sequence[Device], *,
-                     concurrency: int = CONCURRENCY) -> list[DeviceScan]:
-    """The local users of every device (one admin session each, `concurrency` at a time)."""
+                     concurrency: int = CONCURRENCY, hold: Hold | None = None) -> list[DeviceScan]:
+    """The local users of every device (one admin session each, `concurrency` at a time). `hold`
+    takes the device's slot (resource uid) for the session, as a worker's rotation does
+    (`keyturn.engine.shared_limits.DeviceSlots.hold`)."""
     gate = asyncio.Semaphore(max(1, concurrency))
     prepared: list[tuple[Device, Endpoint | None, AdminCredential | None, str]] = []
     for dev in devices:  # vault reads first, on this thread: the scans then only talk to devices
@@ -348,7 +352,8 @@ async def scan_iosxe(get_target: Callable[[str], Any], vault: Any, devices: Sequ
             return DeviceScan(dev, error=f"target {dev.target} cannot list accounts")
         async with gate:
             try:
-                return DeviceScan(dev, tuple(await target.discover(endpoint, admin)))
+                async with hold(dev.record.uid) if hold is not None else contextlib.nullcontext():
+                    return DeviceScan(dev, tuple(await target.discover(endpoint, admin)))
             except KeyturnError as exc:
                 return DeviceScan(dev, error=str(exc))
 

@@ -20,9 +20,9 @@ from keyturn.vault import Field, Vault
 from tests.lab_fixtures import running_lab
 
 
-async def cli(home: Path, *args: str, code: int = 0) -> Any:
+async def cli(home: Path, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Any:
     def run() -> Any:
-        result = CliRunner().invoke(app_(), list(args), env={"KEYTURN_HOME": str(home)})
+        result = CliRunner().invoke(app_(), list(args), env={"KEYTURN_HOME": str(home), **(env or {})})
         assert result.exit_code == code, (result.stdout, result.stderr, result.exception)
         return result
     return await asyncio.to_thread(run)
@@ -174,3 +174,41 @@ async def test_discover_iosxe_unreachable_device_is_a_row_others_listed(tmp_path
         names = [dev.name for dev in lab.state.iosxe]
         assert {r["source"] for r in plan["rows"]} == {"gone", "orphan", *names}
         assert plan["summary"]["managed"] == 2
+
+
+async def test_discovery_takes_the_shared_limits_when_redis_is_configured(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    async with running_lab(tmp_path, iosxe=1, meraki_orgs=1, users_per_device=1, users_per_network=1,
+                           ssh=False) as lab:
+        meraki = lab.state.meraki
+        assert meraki is not None
+        add_api_key(home, meraki.base_url, meraki.api_key)
+        vault = Vault.open(Settings(home=home))
+        try:
+            onboard_iosxe(vault, lab.state, users=0)
+            vault.add(type="pamUser", title="managed", fields=[Field("login", None, ["nobody"])])
+        finally:
+            vault.close()
+        # Redis down: nothing is read unpaced; every source says why
+        down = {"KEYTURN_REDIS_URL": "redis://127.0.0.1:1/0"}
+        plan = await meraki_plan_env(home, down, code=1)
+        assert [r["action"] for r in plan["rows"]] == ["unreadable"]
+        assert "redis" in plan["rows"][0]["note"].lower()
+        dev = lab.state.iosxe[0]
+        result = await cli(home, "discover", "iosxe", "--all", "--admin", f"{dev.name} admin", "--json",
+                           code=1, env=down)
+        assert [r["action"] for r in json.loads(result.stdout)["rows"]] == ["unreadable"]
+        # Redis up: the shared budget and device slots, same plan as in-process
+        up = {"KEYTURN_REDIS_URL": "redis://127.0.0.1:6379/0"}
+        plan = await meraki_plan_env(home, up)
+        assert [(r["account"], r["action"]) for r in plan["rows"]] == [
+            (u.email, "create") for org in meraki.orgs for net in org.networks for u in net.users]
+        result = await cli(home, "discover", "iosxe", "--all", "--admin", f"{dev.name} admin", "--json",
+                           env=up)
+        rows = json.loads(result.stdout)["rows"]
+        assert sorted(r["account"] for r in rows) == sorted([dev.admin.username, dev.users[0].username])
+
+
+async def meraki_plan_env(home: Path, env: dict[str, str], code: int = 0) -> Any:
+    result = await cli(home, "discover", "meraki", "--admin", "meraki-api-key", "--json", code=code, env=env)
+    return json.loads(result.stdout)

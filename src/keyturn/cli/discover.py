@@ -11,6 +11,8 @@ Exit codes: 0 plan printed (or applied), 1 when something could not be read, plu
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -29,14 +31,30 @@ ApplyOpt = Annotated[bool, typer.Option("--apply", help="Create the proposed rec
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")]
 
 
-def _pool(vault: Vault) -> Any:
-    """The rotation engine's target pool: the same budgets and host-key pins as a rotation."""
+@contextlib.asynccontextmanager
+async def _paced(vault: Vault) -> AsyncIterator[tuple[Any, Any]]:
+    """(target pool, per-device slot holder or None), paced like a rotation: with Redis configured
+    (`KEYTURN_REDIS_URL`, or a redis:// broker) the Meraki budget and the device slots are the ones
+    every worker shares, else the in-process per-organisation budget of `keyturn rotate`."""
     from keyturn.engine.hostkeys import HostKeyPins
     from keyturn.engine.rotate import TargetPool
 
-    pool = TargetPool(meraki_share=vault.settings.meraki_api_share)
+    cfg = vault.settings
+    redis_url = cfg.effective_redis_url
+    budgets = slots = None
+    if redis_url:
+        from keyturn.engine.shared_limits import DeviceSlots, RedisOrgBudgets
+        budgets = RedisOrgBudgets(redis_url, headroom=cfg.meraki_api_share)
+        slots = DeviceSlots(redis_url, per_device=cfg.per_device_concurrency, ttl=cfg.worker_slot_ttl)
+    pool = TargetPool(meraki_share=cfg.meraki_api_share, budgets=budgets)
     pool.host_keys = HostKeyPins(vault, asyncio.to_thread)
-    return pool
+    try:
+        yield pool, slots.hold if slots is not None else None
+    finally:
+        await pool.aclose()
+        for shared in (budgets, slots):
+            if shared is not None:
+                await shared.aclose()
 
 
 def _finish(vault: Vault, plan: Plan, apply: bool, as_json: bool) -> None:
@@ -96,14 +114,12 @@ def meraki(
         check_url(endpoint.base_url or "https://api.meraki.com/api/v1", "base_url")
         if verify_url:
             check_url(verify_url, "verify_url")
-        pool = _pool(vault)
 
         async def scan() -> Any:
-            try:
+            async with _paced(vault) as (pool, _hold):
                 return await scan_meraki(pool.get("meraki-auth-user"), endpoint, credential, org=org,
-                                         network_filter=network_filter)
-            finally:
-                await pool.aclose()
+                                         network_filter=network_filter,
+                                         concurrency=vault.settings.concurrency)
 
         scans = asyncio.run(scan())
         plan = plan_meraki(vault, scans, record, endpoint, verify_url)
@@ -133,13 +149,11 @@ def iosxe(
     vault = open_vault()
     try:
         devices = iosxe_devices(vault, records or [], all_, admin=admin, target=target)
-        pool = _pool(vault)
 
         async def scan() -> Any:
-            try:
-                return await scan_iosxe(pool.get, vault, devices)
-            finally:
-                await pool.aclose()
+            async with _paced(vault) as (pool, hold):
+                return await scan_iosxe(pool.get, vault, devices, hold=hold,
+                                        concurrency=vault.settings.concurrency)
 
         scans = asyncio.run(scan())
         plan = plan_iosxe(vault, scans)
