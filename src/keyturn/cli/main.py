@@ -38,7 +38,8 @@ COMMANDS = (
     Lazy("worker", "keyturn.cli.worker:worker",
          "Run rotations for a site from the broker (KEYTURN_BROKER_URL) until SIGTERM."),
     Lazy("status", "keyturn.cli.status:status",
-         "Per site: rotation requests queued (and the oldest one's age), running, live workers, in flight."),
+         "Every managed account (target, site, last outcome, next due, flags), then queues and workers "
+         "per site."),
     Lazy("record", "keyturn.cli.records:app", "Add, list, show, edit, remove, import and export records."),
     Lazy("vault", "keyturn.cli.vault:app", "Master key and vault state."),
     Lazy("audit", "keyturn.cli.audit:app", "The hash-chained audit log."),
@@ -52,6 +53,8 @@ COMMANDS = (
          "Rotation schedules: set, clear, list (next due time per record)."),
     Lazy("device", "keyturn.cli.device:app",
          "Trust material of devices: pin TLS certificate and SSH host key fingerprints."),
+    Lazy("import", "keyturn.cli.importing:app",
+         "Import devices, credentials and rotation profiles from an inventory file."),
     Lazy("discover", "keyturn.cli.discover:app",
          "Find the accounts on Meraki networks and IOS XE devices; propose records to rotate them."),
 )
