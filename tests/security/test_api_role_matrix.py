@@ -51,7 +51,9 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("PUT", "/records/{u}/schedule", {"spec": "every 30d"}, expect(200, A, O)),
     ("DELETE", "/records/{u}/schedule", None, expect(204, A, O)),
     ("POST", "/rotations", {"records": ["{u}"]}, expect(202, A, O)),
+    ("GET", "/rotations", None, expect(200, A, O, U)),
     ("GET", "/rotations/{r}", None, expect(200, A, O, U)),
+    ("GET", "/accounts", None, expect(200, A, O, U)),
     ("GET", "/audit", None, expect(200, A, U)),
 ]
 

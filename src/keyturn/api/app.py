@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keyturn.api.context import ApiContext, SchedulerLike
 from keyturn.api.jobs import EngineFactory, RotationRunner
 from keyturn.api.metrics import Metrics
-from keyturn.api.routes import audit, health, profiles, records, reveal, rotations, schedules
+from keyturn.api.routes import accounts, audit, health, profiles, records, reveal, rotations, schedules
 from keyturn.api.tokens import TokenStore
 from keyturn.errors import (
     AmbiguousRecord,
@@ -325,7 +325,7 @@ def create_app(
     )
     _add_docs(app)
     app.state.ctx = ctx
-    for module in (records, reveal, profiles, schedules, rotations, audit, health):
+    for module in (records, reveal, profiles, schedules, rotations, accounts, audit, health):
         app.include_router(module.router)
     app.add_exception_handler(KeyturnError, _keyturn_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -22,6 +22,13 @@ app = typer.Typer(help="Rotation schedules: set, clear, list (next due time per 
                   no_args_is_help=True, rich_markup_mode=None)
 
 
+TIMES = ("next_due", "last_run_at")
+
+
+def _z(value: str | None) -> str | None:
+    return value.replace("+00:00", "Z") if isinstance(value, str) else value
+
+
 def _when(t: datetime | None) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if t else "-"
 
@@ -47,7 +54,9 @@ def apply_options(vault: Vault, record: str, *, schedule: str | None, every: str
 @app.command("set")
 @handle_errors
 def set_(
-    record: Annotated[str, typer.Argument(help="Record with a rotation profile (uid or unique title).")],
+    record: Annotated[str | None, typer.Argument(help="Record with a rotation profile (uid or unique "
+                                                 "title); or --filter EXPR for many.",
+                                                 show_default=False)] = None,
     schedule: Annotated[str | None, typer.Option(
         "--schedule", help="Cron (5 fields), Quartz (6-7 fields, seconds first), 'every 30d', or Keeper "
         "schedule JSON.")] = None,
@@ -58,15 +67,52 @@ def set_(
                                                'or "Mon-Fri 22:00-02:00".')] = None,
     jitter: Annotated[str | None, typer.Option("--jitter", help="Spread start times by up to this much, "
                                                "e.g. 10m (fixed per record).")] = None,
+    filter_: Annotated[str | None, typer.Option("--filter", help="Set it on every record with a rotation "
+                                                "profile matching EXPR (as `keyturn rotate --filter`).",
+                                                show_default=False)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="With --filter: change the matching records "
+                                      "without asking.")] = False,
 ) -> None:
-    """Set RECORD's rotation schedule; refused with the reason when anything is invalid."""
+    """Set RECORD's rotation schedule; refused with the reason when anything is invalid.
+
+    With --filter EXPR instead of RECORD, every matching record with a rotation profile gets it: the
+    command says how many match and asks (unless --yes); all of them change in one transaction, or
+    none does."""
     if (schedule is None) == (every is None):
         raise ConfigError("give exactly one of --schedule SPEC or --every DURATION")
+    if filter_ is not None:
+        if record is not None:
+            raise ConfigError("give RECORD or --filter EXPR, not both")
+        _set_many(filter_, yes, schedule if schedule is not None else f"every {every}", tz=tz, window=window,
+                  jitter=jitter)
+        return
+    if record is None:
+        raise ConfigError("give RECORD, or --filter EXPR to set the schedule of many records")
     with open_vault() as vault:
         summary = apply_options(vault, record, schedule=schedule, every=every, tz=tz, window=window,
                                 jitter=jitter)
         title = vault.get(record).title
     typer.echo(f"schedule set on {title}: {summary}")
+
+
+def _set_many(filter_: str, yes: bool, spec: str, *, tz: str | None, window: str | None,
+              jitter: str | None) -> None:
+    """`schedule set --filter`: one schedule, validated as the single form, on every matching record."""
+    from keyturn.cli.rotation import all_or_nothing, bulk_matches
+    from keyturn.scheduler.assign import set_schedule
+    from keyturn.scheduler.schedules import parse_schedule
+
+    now = datetime.now(UTC)
+    parse_schedule(spec, tz=tz, window=window, jitter=jitter, anchor=now)  # refused before anything is asked
+    with open_vault() as vault:
+        matched = bulk_matches(vault, filter_, yes=yes, doing="set the schedule of")
+        with all_or_nothing(vault) as at:
+            for rec in matched:
+                at(rec)
+                sched = set_schedule(vault, rec.uid, spec, tz=tz, window=window, jitter=jitter, actor=actor(),
+                                     now=now)
+    n = len(matched)
+    typer.echo(f"schedule set on {n} record{'' if n == 1 else 's'}: {sched.describe()}")
 
 
 @app.command("clear")
@@ -102,7 +148,9 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable
     with open_vault() as vault:
         rows = schedule_rows(vault)
     if as_json:
-        echo_json([r.to_json() for r in rows])
+        # "record" is the old key (kept for scripts); "record_uid" and times with Z as the API has them.
+        echo_json([{"record_uid": r.uid, **{k: _z(v) if k in TIMES else v for k, v in r.to_json().items()}}
+                   for r in rows])
         return
     if not rows:
         typer.echo("no scheduled records; add one with `keyturn schedule set RECORD --schedule SPEC`")

@@ -1,10 +1,13 @@
-"""Rotations: `POST /rotations` (rotate now, 202 + ids), `GET /rotations/{id}` (status + step log),
-`GET /records/{ref}/history` (rotations and password versions of one record).
+"""Rotations: `POST /rotations` (rotate now, 202 + ids), `GET /rotations` (recent rotations, filtered and
+paged), `GET /rotations/{id}` (status + step log), `GET /records/{ref}/history` (rotations and password
+versions of one record).
 
-`POST /rotations` resolves every reference first: one unknown or ambiguous record refuses the whole
-request (404 / 409) and nothing is started. A record without a rotation profile, or with one carrying an
-option profiles may not set (stored before options were checked), is refused (422) for the same reason:
-better told now than by a failed rotation later.
+`POST /rotations` takes exactly one of ``records`` (a list of references), ``filter`` (the language of
+``keyturn rotate --filter``) or ``all: true`` (every record with a rotation profile); a filter that
+matches nothing is refused (422) and nothing is started. It resolves every reference first: one unknown
+or ambiguous record refuses the whole request (404 / 409) and nothing is started. A record without a
+rotation profile, or with one carrying an option profiles may not set (stored before options were
+checked), is refused (422) for the same reason: better told now than by a failed rotation later.
 
 Post-rotation script output (``stdout``/``stderr``) is shown only to callers holding the ``reveal``
 permission (admins): redaction is best effort, and output is where a script echoes what it was given.
@@ -17,20 +20,35 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from keyturn.accounts_view import OUTCOMES, Rotation, RotationList, list_rotations, parse_since
 from keyturn.api.auth import Permission, Principal, context, require
 from keyturn.api.context import ApiContext
 from keyturn.api.jobs import Job
-from keyturn.engine.journal import Journal, RotationRow
-from keyturn.engine.profile import check_options, load_profile
+from keyturn.engine.journal import Journal, RotationRow, read_tx
+from keyturn.engine.profile import RotationProfile, check_options, load_profile
+from keyturn.errors import ConfigError
+from keyturn.selection import FILTER_HELP, select
+from keyturn.vault import Vault
 
 router = APIRouter(tags=["rotations"])
 
 
 class RotateIn(BaseModel):
+    """Exactly one of `records`, `filter`, `all`."""
+
     model_config = ConfigDict(extra="forbid")
-    records: list[Annotated[str, Field(min_length=1, max_length=512)]] = Field(min_length=1, max_length=1000)
+    records: list[Annotated[str, Field(min_length=1, max_length=512)]] | None = Field(
+        default=None, min_length=1, max_length=1000, description="record uids or unique titles")
+    filter: str | None = Field(default=None, min_length=1, max_length=1024, description=FILTER_HELP)
+    all: bool = Field(default=False, description="every record with a rotation profile")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> RotateIn:
+        if sum((self.records is not None, self.filter is not None, self.all)) != 1:
+            raise ValueError("give exactly one of records, filter, or all: true")
+        return self
 
 
 class Accepted(BaseModel):
@@ -52,23 +70,10 @@ class StepOut(BaseModel):
     worker: str = ""       # host, pid and site of the process that wrote the step
 
 
-class RotationOut(BaseModel):
-    id: str
+class RotationOut(Rotation):
+    """A rotation (the `Rotation` of `GET /rotations`) with its step log."""
+
     request_id: str | None = None
-    record_uid: str
-    title: str
-    target: str
-    state: str
-    outcome: str | None
-    reason: str
-    last_step: str
-    candidate_version: int | None = None
-    old_version: int | None = None
-    applied: str = ""
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration: float | None
-    scripts: list[dict[str, Any]] = Field(default_factory=list)
     steps: list[StepOut] = Field(default_factory=list)
 
 
@@ -101,15 +106,11 @@ def _scripts(scripts: list[dict[str, Any]], output: bool) -> list[dict[str, Any]
 def rotation_out(row: RotationRow, steps: list[Any] | None = None,
                  request_id: str | None = None, *, output: bool = False) -> RotationOut:
     """The API view of a journal row; script output only with `output` (see the module docstring)."""
-    data = row.to_json()
+    base = Rotation.from_row(row)
     return RotationOut(
-        id=row.id, request_id=request_id, record_uid=row.record_uid, title=row.title, target=row.target,
-        state=data["state"], outcome=data["outcome"], reason=row.reason, last_step=row.last_step,
-        candidate_version=row.candidate_version, old_version=row.old_version, applied=row.applied,
-        started_at=row.started_at, finished_at=row.finished_at, duration=data["duration"],
-        scripts=_scripts(data["scripts"], output),
+        **{**base.model_dump(), "scripts": _scripts(base.scripts, output)}, request_id=request_id,
         steps=[StepOut(step=s.step, status=str(s.status), message=s.message, at=s.at,
-                                worker=s.worker) for s in steps or []],
+                       worker=s.worker) for s in steps or []],
     )
 
 
@@ -141,19 +142,63 @@ async def rotate(
 ) -> RotateOut:
     if not ctx.runner.accepting:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the service is shutting down")
-    chosen: dict[str, tuple[str, str]] = {}
-    for ref in body.records:
-        rec = await ctx.db(ctx.vault.get, ref)
-        profile = load_profile(rec)  # ProfileError → 422 before anything starts
+    if body.records is not None:
+        chosen: dict[str, tuple[str, str]] = {}
+        for ref in body.records:
+            rec = await ctx.db(ctx.vault.get, ref)
+            profile = load_profile(rec)  # ProfileError → 422 before anything starts
+            check_options(profile.options)
+            chosen.setdefault(rec.uid, (rec.title, profile.resource or rec.uid))
+    else:
+        chosen = await ctx.db(_selected, ctx.vault, body.filter)
+    jobs = [(uid, title, ctx.runner.submit(uid, title=title, actor=p.actor, resource=resource))
+            for uid, (title, resource) in chosen.items()]
+    await ctx.db(_audit_requests, ctx.vault, [(uid, job.id) for uid, _title, job in jobs], p.actor)
+    return RotateOut(rotations=[Accepted(id=job.id, record_uid=uid, title=title, state=job.state)
+                                for uid, title, job in jobs])
+
+
+def _selected(vault: Vault, filter_: str | None) -> dict[str, tuple[str, str]]:
+    """uid → (title, resource) of the records `filter_` (None: all) selects, each profile checked as
+    for a list of references; metadata only. `ConfigError` (422) when nothing matches."""
+    with read_tx(vault.engine) as conn:
+        matched = select(conn, filter_)
+    if not matched:
+        raise ConfigError("no record with a rotation profile matches the filter; nothing was started"
+                          if filter_ is not None else "no record has a rotation profile; nothing was started")
+    chosen = {}
+    for rec in matched:
+        profile = RotationProfile.from_meta(rec.profile)  # ProfileError → 422 before anything starts
         check_options(profile.options)
-        chosen.setdefault(rec.uid, (rec.title, profile.resource or rec.uid))
-    out = []
-    for uid, (title, resource) in chosen.items():
-        job = ctx.runner.submit(uid, title=title, actor=p.actor, resource=resource)
-        await ctx.db(ctx.vault.audit.append, "api.rotate", actor=p.actor, record_uid=uid,
-                     details={"request_id": job.id})
-        out.append(Accepted(id=job.id, record_uid=uid, title=title, state=job.state))
-    return RotateOut(rotations=out)
+        chosen[rec.uid] = (rec.title, profile.resource or rec.uid)
+    return chosen
+
+
+def _audit_requests(vault: Vault, requests: list[tuple[str, str]], actor: str) -> None:
+    """One `api.rotate` entry per accepted rotation, written in one transaction."""
+    with vault.unit(batch_audit=True):
+        for uid, request_id in requests:
+            vault.audit.append("api.rotate", actor=actor, record_uid=uid, details={"request_id": request_id})
+
+
+@router.get("/rotations", response_model=RotationList, summary="Recent rotations, newest first (paged)")
+async def list_recent(
+    ctx: Ctx, p: Annotated[Principal, Depends(require(Permission.ROTATION_READ))],
+    record: Annotated[str | None, Query(max_length=512, description="record uid or unique title")] = None,
+    outcome: Annotated[str | None, Query(max_length=32, description=", ".join(OUTCOMES))] = None,
+    since: Annotated[str | None, Query(max_length=64, description="ISO 8601 time: rotations started at "
+                                       "or after it (UTC without a zone)")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RotationList:
+    when = parse_since(since) if since is not None else None
+    uid = await ctx.db(ctx.vault.resolve, record) if record is not None else None
+    page = await ctx.db(list_rotations, ctx.vault.engine, record_uid=uid, outcome=outcome, since=when,
+                        limit=limit, offset=offset)
+    if not p.can(Permission.REVEAL):
+        for r in page.rotations:
+            r.scripts = _scripts(r.scripts, False)
+    return page
 
 
 @router.get("/rotations/{rotation_id}", response_model=RotationOut, summary="Rotation status and step log")

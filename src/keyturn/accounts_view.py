@@ -1,0 +1,315 @@
+"""One view of every managed account, and of recent rotations: the query behind `keyturn status`,
+`keyturn rotation list`, `GET /accounts` and `GET /rotations`, and the one JSON schema they share.
+
+An *account* is a record with a rotation profile. Its line says what it is (title, target, resource,
+site), how its last rotation ended and when, when the scheduler next rotates it, and what needs a
+person (`flags`):
+
+    needs_attention   the scheduler stopped retrying it, or its last rotation needs a person
+    unverified        its last rotation could not prove the new secret; recovery settles it
+    stale_trust       its last rotation was refused by trust: the device presents a certificate or host
+                      key other than the pinned one, or none is pinned (`keyturn device trust RECORD`)
+    schedule_invalid  its stored schedule cannot be served (set it again)
+
+Built for fleets: `list_accounts` runs exactly three SQL statements whatever the number of accounts —
+one on the records table (metadata only: nothing is decrypted), one on the rotation journal (the newest
+rotation per record, by a window function), one on the scheduler state — and parses each distinct
+stored schedule once.
+
+Schema (`Account`, `Rotation`, pydantic, so the OpenAPI document describes them): record uids are
+``record_uid``, times are ISO 8601 UTC with ``Z``. The CLI prints ``model_dump(mode="json")`` of the
+same models the API returns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, Field
+from sqlalchemy.engine import Connection, Engine
+
+from keyturn.engine.journal import RotationRow, read_tx, rotations
+from keyturn.engine.outcome import Outcome, RotationState
+from keyturn.errors import ConfigError
+from keyturn.scheduler.schedules import META_KEY as SCHEDULE_KEY
+from keyturn.scheduler.schedules import Schedule, from_meta
+from keyturn.scheduler.state import schedule_state
+from keyturn.selection import MetaRecord, matches, meta_records, parse_filter
+from keyturn.sites import META_KEY as SITE_KEY
+from keyturn.sites import site_from_metas
+
+FLAGS = ("needs_attention", "unverified", "stale_trust", "schedule_invalid")
+NEVER = "never"                                  # --outcome never: accounts never rotated
+RUNNING = RotationState.RUNNING.value
+OUTCOMES = (*(o.value for o in Outcome), RUNNING)
+TRUST_FAILURE = "trust failure"                  # how `keyturn.targets.peer_trust.Watch.reason` begins
+
+
+def utc(t: datetime | None) -> datetime | None:
+    return t.astimezone(UTC) if t is not None else None
+
+
+# --- the schema ------------------------------------------------------------------------------------
+
+
+class Account(BaseModel):
+    """One managed account (a record with a rotation profile). No secret, nothing decrypted."""
+
+    record_uid: str
+    title: str
+    type: str
+    target: str = Field(description="target kind of the rotation profile")
+    resource_uid: str | None = Field(description="the device / network record")
+    site: str = Field(description="the site whose workers rotate it")
+    schedule: str | None = Field(description="the schedule, described; null: on demand only")
+    next_due: datetime | None = Field(description="when the scheduler next rotates it")
+    last_rotation_id: str | None
+    last_outcome: str | None = Field(description="outcome of the newest rotation ('running' while it "
+                                                 "runs); null: never rotated")
+    last_at: datetime | None = Field(description="when the newest rotation ended (or last moved)")
+    last_reason: str = ""
+    flags: list[str] = Field(default_factory=list, description=", ".join(FLAGS))
+    attention: str = Field(default="", description="why it is flagged")
+
+
+class AccountList(BaseModel):
+    accounts: list[Account]
+    total: int = Field(description="accounts matching the filters, before limit/offset")
+    limit: int | None
+    offset: int
+
+
+class Rotation(BaseModel):
+    """One rotation from the journal (the same object in `keyturn rotation list --json`, `keyturn history
+    --json` and the API)."""
+
+    id: str
+    record_uid: str
+    title: str
+    target: str
+    state: str
+    outcome: str | None
+    reason: str
+    last_step: str
+    candidate_version: int | None = None
+    old_version: int | None = None
+    applied: str = ""
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: float | None
+    scripts: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: RotationRow) -> Rotation:
+        data = row.to_json()
+        return cls(id=row.id, record_uid=row.record_uid, title=row.title, target=row.target,
+                   state=data["state"], outcome=data["outcome"], reason=row.reason, last_step=row.last_step,
+                   candidate_version=row.candidate_version, old_version=row.old_version, applied=row.applied,
+                   started_at=utc(row.started_at), finished_at=utc(row.finished_at),
+                   duration=data["duration"], scripts=data["scripts"])
+
+
+class RotationList(BaseModel):
+    rotations: list[Rotation]
+    total: int = Field(description="rotations matching the filters, before limit/offset")
+    limit: int
+    offset: int
+
+
+def dump(model: BaseModel) -> Any:
+    """What the CLI prints for `--json`: the API's JSON of the same model."""
+    return model.model_dump(mode="json")
+
+
+# --- accounts --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountQuery:
+    """Filters of the account view; `ConfigError` (checked by `check`) for an unknown outcome/flag."""
+
+    filter: str | None = None
+    outcome: str | None = None
+    site: str | None = None
+    flagged: bool = False
+
+    def check(self) -> None:
+        if self.filter is not None:
+            parse_filter(self.filter)
+        if self.outcome is not None and self.outcome not in (*OUTCOMES, NEVER):
+            raise ConfigError(f"unknown outcome {self.outcome!r}; one of {', '.join((*OUTCOMES, NEVER))}")
+
+
+def _latest_rotations(conn: Connection) -> dict[str, sa.Row[Any]]:
+    """The newest rotation of every record, in one statement."""
+    rn = sa.func.row_number().over(partition_by=rotations.c.record_uid,
+                                   order_by=(rotations.c.started_at.desc(), rotations.c.id.desc()))
+    sub = sa.select(rotations.c.id, rotations.c.record_uid, rotations.c.state, rotations.c.outcome,
+                    rotations.c.reason, rotations.c.started_at, rotations.c.updated_at,
+                    rotations.c.finished_at, rn.label("rn")).subquery()
+    return {r.record_uid: r for r in conn.execute(sa.select(sub).where(sub.c.rn == 1))}
+
+
+class _Schedules:
+    """Stored schedules parsed once per distinct value (a fleet shares a handful), with the next slot."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.cache: dict[str, tuple[Schedule, datetime] | ConfigError] = {}
+
+    def get(self, raw: Any) -> tuple[Schedule, datetime] | ConfigError:
+        key = json.dumps(raw, sort_keys=True, default=str)
+        if key not in self.cache:
+            try:
+                sched = from_meta(raw)
+                self.cache[key] = (sched, sched.next_slot(self.now))
+            except ConfigError as exc:
+                self.cache[key] = exc
+        return self.cache[key]
+
+
+def _account(rec: MetaRecord, resource_meta: dict[str, Any] | None, last: sa.Row[Any] | None,
+             state: sa.Row[Any] | None, schedules: _Schedules) -> Account:
+    profile = rec.profile or {}
+    flags: list[str] = []
+    attention = ""
+    try:
+        site = site_from_metas(rec.meta, resource_meta)
+    except ConfigError:
+        site = "(malformed)"
+    last_outcome = last_reason = ""
+    last_at = None
+    if last is not None:
+        last_outcome = last.outcome or last.state
+        last_reason = last.reason or ""
+        last_at = last.finished_at or last.updated_at
+        if last.state == RotationState.NEEDS_ATTENTION.value:
+            flags.append("needs_attention")
+            attention = last_reason
+        elif last.state == RotationState.UNVERIFIED.value:
+            flags.append("unverified")
+            attention = last_reason
+        if last.state == RotationState.DONE.value and last_reason.startswith(TRUST_FAILURE):
+            flags.append("stale_trust")
+            attention = attention or last_reason
+    if state is not None and state.needs_attention and "needs_attention" not in flags:
+        flags.insert(0, "needs_attention")
+        attention = state.attention_reason or attention
+    described = next_due = None
+    raw = rec.meta.get(SCHEDULE_KEY)
+    if raw is not None:
+        parsed = schedules.get(raw)
+        if isinstance(parsed, ConfigError):
+            flags.append("schedule_invalid")
+            attention = attention or str(parsed)
+            described = str(raw.get("spec") if isinstance(raw, dict) else raw)
+        else:
+            sched, slot = parsed
+            described = sched.describe()
+            if state is not None and state.fingerprint == sched.fingerprint:
+                next_due = state.next_due
+            if next_due is None and not (state is not None and state.needs_attention):
+                next_due = sched.due(slot, rec.uid)[0]
+    return Account(
+        record_uid=rec.uid, title=rec.title, type=rec.type, target=str(profile.get("target") or ""),
+        resource_uid=profile.get("resource") or None, site=site, schedule=described,
+        next_due=utc(next_due), last_rotation_id=last.id if last is not None else None,
+        last_outcome=last_outcome or None, last_at=utc(last_at), last_reason=last_reason, flags=flags,
+        attention=attention)
+
+
+def list_accounts(engine: Engine, query: AccountQuery | None = None, *, limit: int | None = None,
+                  offset: int = 0, now: datetime | None = None) -> AccountList:
+    """Every managed account matching `query`, ordered by title (then uid); `limit`/`offset` page it.
+    Three SQL statements in one read transaction (see the module docstring)."""
+    query = query or AccountQuery()
+    query.check()
+    terms = parse_filter(query.filter) if query.filter is not None else []
+    with read_tx(engine) as conn:
+        records = meta_records(conn, profiled=True, also_meta_key=SITE_KEY)
+        latest = _latest_rotations(conn)
+        states = {r.record_uid: r for r in conn.execute(schedule_state.select())}
+    metas = {r.uid: dict(r.meta) for r in records}
+    schedules = _Schedules(now or datetime.now(UTC))
+    out = []
+    for rec in records:
+        if rec.profile is None or not matches(rec, terms):
+            continue
+        resource = rec.profile.get("resource")
+        acc = _account(rec, metas.get(resource) if isinstance(resource, str) else None, latest.get(rec.uid),
+                       states.get(rec.uid), schedules)
+        if query.site is not None and acc.site != query.site:
+            continue
+        if query.outcome is not None and (acc.last_outcome or NEVER) != query.outcome:
+            continue
+        if query.flagged and not acc.flags:
+            continue
+        out.append(acc)
+    out.sort(key=lambda a: (a.title.casefold(), a.record_uid))
+    page = out[offset:offset + limit] if limit is not None else out[offset:]
+    return AccountList(accounts=page, total=len(out), limit=limit, offset=offset)
+
+
+# --- rotations -------------------------------------------------------------------------------------
+
+
+def _outcome_clause(outcome: str) -> sa.ColumnElement[bool]:
+    if outcome not in OUTCOMES:
+        raise ConfigError(f"unknown outcome {outcome!r}; one of {', '.join(OUTCOMES)}")
+    if outcome == RUNNING:
+        return rotations.c.state == RUNNING
+    return rotations.c.outcome == outcome
+
+
+def list_rotations(engine: Engine, *, record_uid: str | None = None, outcome: str | None = None,
+                   since: datetime | None = None, limit: int = 50, offset: int = 0) -> RotationList:
+    """Rotations newest first, filtered by record, outcome ('running' for those in flight) and start time
+    (at or after `since`); two statements (the page and the total)."""
+    conds: list[sa.ColumnElement[bool]] = []
+    if record_uid is not None:
+        conds.append(rotations.c.record_uid == record_uid)
+    if outcome is not None:
+        conds.append(_outcome_clause(outcome))
+    if since is not None:
+        conds.append(rotations.c.started_at >= since.astimezone(UTC))
+    page = (rotations.select().where(*conds)
+            .order_by(rotations.c.started_at.desc(), rotations.c.id.desc()).limit(limit).offset(offset))
+    with read_tx(engine) as conn:
+        rows = [_rotation(m) for m in conn.execute(page).mappings()]
+        count = sa.select(sa.func.count()).select_from(rotations).where(*conds)
+        total = int(conn.execute(count).scalar_one())
+    return RotationList(rotations=rows, total=total, limit=limit, offset=offset)
+
+
+def _rotation(m: sa.RowMapping) -> Rotation:
+    started, finished, updated = m["started_at"], m["finished_at"], m["updated_at"]
+    end = finished or updated
+    try:
+        scripts = json.loads(m["scripts"] or "[]")
+    except ValueError:
+        scripts = []
+    return Rotation(
+        id=m["id"], record_uid=m["record_uid"], title=m["title"], target=m["target"], state=m["state"],
+        outcome=m["outcome"], reason=m["reason"] or "", last_step=m["last_step"] or "",
+        candidate_version=m["candidate_version"], old_version=m["old_version"], applied=m["applied"] or "",
+        started_at=utc(started), finished_at=utc(finished),
+        duration=round(max(0.0, (end - started).total_seconds()), 3) if started and end else None,
+        scripts=scripts if isinstance(scripts, list) else [])
+
+
+def parse_since(raw: str) -> datetime:
+    """An ISO 8601 time (a time without zone is UTC); `ConfigError` otherwise."""
+    try:
+        when = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"--since {raw!r}: expected an ISO 8601 time such as 2026-01-31 or "
+                          "2026-01-31T08:00:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+__all__ = ["FLAGS", "NEVER", "OUTCOMES", "Account", "AccountList", "AccountQuery", "Rotation", "RotationList",
+           "dump", "list_accounts", "list_rotations", "parse_since"]

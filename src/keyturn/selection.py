@@ -1,0 +1,121 @@
+"""Which records a command acts on: the filter language of ``--filter`` (one implementation).
+
+`keyturn rotate --filter`, `keyturn rotation set --filter`, `keyturn schedule set --filter`,
+`keyturn status --filter`, `GET /accounts?filter=` and `POST /rotations {"filter": ...}` all read it:
+comma-separated terms, every one must match (AND)::
+
+    type=pamUser        record type (exact, case-insensitive)
+    target=iosxe-ssh    the rotation profile's target kind
+    title~sw00          title contains (case-insensitive); ``title=X`` is an exact title
+    resource=UID        the profile's resource record uid
+    uid=UID             the record's uid
+
+Selecting reads metadata only — one query on the records table, nothing decrypted, no integrity
+check — because it only chooses uids: whatever then acts on a record reads it through the vault.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keyturn.errors import ConfigError
+from keyturn.vault.storage import RecordRow
+
+FILTER_KEYS = ("type", "target", "title", "resource", "uid")
+PROFILE_KEY = "rotation"          # keyturn.engine.profile.META_KEY (not imported: this module stays low)
+FILTER_HELP = ("Select records: type=pamUser, target=iosxe-ssh, title~sw00, resource=UID, uid=UID; "
+               "comma = AND.")
+
+Term = tuple[str, str, str]
+
+
+def parse_filter(expr: str) -> list[Term]:
+    """`key=value` / `key~value` terms separated by commas → (key, op, value); `ConfigError` saying the
+    syntax for a bad term or an empty expression."""
+    terms = []
+    for raw in expr.split(","):
+        term = raw.strip()
+        if not term:
+            continue
+        op = "~" if "~" in term and ("=" not in term or term.index("~") < term.index("=")) else "="
+        key, sep, value = term.partition(op)
+        key = key.strip().lower()
+        if not sep or key not in FILTER_KEYS:
+            raise ConfigError(f"bad filter term {term!r}: use KEY=VALUE or KEY~TEXT with KEY one of "
+                              f"{', '.join(FILTER_KEYS)}")
+        terms.append((key, op, value.strip()))
+    if not terms:
+        raise ConfigError("empty --filter")
+    return terms
+
+
+@dataclass(frozen=True, slots=True)
+class MetaRecord:
+    """A record as the filter sees it: what the records table holds in clear."""
+
+    uid: str
+    title: str
+    type: str
+    meta: Mapping[str, Any]
+
+    @property
+    def profile(self) -> Mapping[str, Any] | None:
+        data = self.meta.get(PROFILE_KEY)
+        return data if isinstance(data, Mapping) else None
+
+
+def matches(record: MetaRecord, terms: Sequence[Term]) -> bool:
+    """True when `record` satisfies every term."""
+    profile = record.profile or {}
+    values = {"type": record.type, "target": profile.get("target") or "", "title": record.title,
+              "resource": profile.get("resource") or "", "uid": record.uid}
+    for key, op, wanted in terms:
+        have = str(values[key])
+        if op == "~" and wanted.casefold() not in have.casefold():
+            return False
+        if op == "=" and have.casefold() != wanted.casefold():
+            return False
+    return True
+
+
+def meta_records(conn: Connection, *, profiled: bool = False, types: Iterable[str] = (),
+                 also_meta_key: str | None = None) -> list[MetaRecord]:
+    """Records in one query, ordered by title: with `profiled`, those whose metadata mentions a rotation
+    profile (and, with `also_meta_key`, those mentioning that key too — e.g. resources with a site);
+    with `types`, only those types."""
+    q = sa.select(RecordRow.uid, RecordRow.title, RecordRow.type, RecordRow.meta_json).order_by(
+        RecordRow.title_key, RecordRow.uid)
+    if profiled:
+        cond = RecordRow.meta_json.contains(f'"{PROFILE_KEY}"', autoescape=True)
+        if also_meta_key is not None:
+            cond = sa.or_(cond, RecordRow.meta_json.contains(f'"{also_meta_key}"', autoescape=True))
+        q = q.where(cond)
+    wanted = list(types)
+    if wanted:
+        q = q.where(RecordRow.type.in_(wanted))
+    out = []
+    for uid, title, type_, meta_json in conn.execute(q):
+        meta = json.loads(meta_json)
+        out.append(MetaRecord(uid, title, type_, meta if isinstance(meta, dict) else {}))
+    return out
+
+
+def select(conn: Connection, expr: str | None, *, profiled: bool = True,
+           types: Iterable[str] = ()) -> list[MetaRecord]:
+    """Records matching `expr` (None: all), ordered by title then uid. With `profiled` (what rotating
+    and scheduling need) only records with a rotation profile; `types` narrows the record types (what
+    setting a profile needs: user records, with or without a profile yet)."""
+    terms = parse_filter(expr) if expr is not None else []
+    found = meta_records(conn, profiled=profiled, types=types)
+    chosen = [r for r in found if (not profiled or r.profile is not None) and matches(r, terms)]
+    return sorted(chosen, key=lambda r: (r.title.casefold(), r.uid))
+
+
+__all__ = ["FILTER_HELP", "FILTER_KEYS", "MetaRecord", "Term", "matches", "meta_records", "parse_filter",
+           "select"]
