@@ -88,16 +88,20 @@ def _finish(vault: Vault, plan: Plan, apply: bool, as_json: bool) -> None:
 @app.command("meraki")
 @handle_errors
 def meraki(
-    admin: Annotated[str, typer.Option("--admin", help="Record whose password is the Dashboard API key "
-                                       "(uid or unique title).", envvar="KEYTURN_MERAKI_ADMIN")],
-    org: Annotated[str | None, typer.Option("--org", help="Only this organisation (id).")] = None,
-    network_filter: Annotated[str | None, typer.Option(
-        "--network-filter", help="Only networks whose name or id contains this text.")] = None,
-    base_url: Annotated[str | None, typer.Option(
-        "--base-url", help="API base URL (default: the admin record's base_url, else Meraki's).")] = None,
-    verify_url: Annotated[str | None, typer.Option(
-        "--verify-url", help="Login verifier URL written on new network records (see the Meraki target).")]
+    admin: Annotated[str, typer.Option(
+        "--admin", metavar="RECORD", envvar="KEYTURN_MERAKI_ADMIN",
+        help="Record whose password is the Dashboard API key (uid or unique title).")],
+    org: Annotated[str | None, typer.Option("--org", metavar="ID", help="Only this organisation (id).")]
         = None,
+    network_filter: Annotated[str | None, typer.Option(
+        "--network-filter", metavar="TEXT", help="Only networks whose name or id contains this text.")]
+        = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", metavar="URL", help="API base URL (default: the admin record's base_url, else "
+        "Meraki's).")] = None,
+    verify_url: Annotated[str | None, typer.Option(
+        "--verify-url", metavar="URL", help="Login verifier URL written on new network records (see the "
+        "Meraki target).")] = None,
     apply: ApplyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -132,14 +136,14 @@ def meraki(
 @handle_errors
 def iosxe(
     records: Annotated[list[str] | None, typer.Argument(
-        help="Device records (uid or unique title).", show_default=False)] = None,
+        help="Device records (uid or unique title).", metavar="RECORD", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Every IOS XE device record in the vault.")] = False,
     admin: Annotated[str | None, typer.Option(
-        "--admin", help="Admin record to log in with (default: the admin the device's profiles use).")]
-        = None,
+        "--admin", metavar="RECORD", help="Admin record to log in with (default: the admin the device's "
+        "profiles use).")] = None,
     target: Annotated[str | None, typer.Option(
-        "--target", help="iosxe-restconf or iosxe-ssh (default: what the device's profiles use, else "
-        "iosxe-restconf).")] = None,
+        "--target", metavar="KIND", help="iosxe-restconf or iosxe-ssh (default: what the device's profiles "
+        "use, else iosxe-restconf).")] = None,
     apply: ApplyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:

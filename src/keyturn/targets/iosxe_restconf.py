@@ -383,7 +383,7 @@ class IosXeRestconfTarget(Proving):
             name = entry.get("name") if isinstance(entry, dict) else None
             if not isinstance(name, str) or not name:
                 continue
-            privilege = entry.get("privilege")
+            privilege = entry.get("privilege", 1)   # absent = IOS's default level 1
             stored = parse_restconf_user(entry)
             found.append(FoundAccount(
                 username=name, privilege=privilege if isinstance(privilege, int) else None,
