@@ -33,9 +33,9 @@ def app_() -> Any:
     return app
 
 
-async def meraki_plan(home: Path, *extra: str) -> Any:
+async def meraki_plan(home: Path, *extra: str, code: int = 0) -> Any:
     return json.loads((await cli(home, "discover", "meraki", "--admin", "meraki-api-key", "--json",
-                                 *extra)).stdout)
+                                 *extra, code=code)).stdout)
 
 
 def add_api_key(home: Path, base_url: str, key: str) -> None:
@@ -212,3 +212,21 @@ async def test_discovery_takes_the_shared_limits_when_redis_is_configured(tmp_pa
 async def meraki_plan_env(home: Path, env: dict[str, str], code: int = 0) -> Any:
     result = await cli(home, "discover", "meraki", "--admin", "meraki-api-key", "--json", code=code, env=env)
     return json.loads(result.stdout)
+
+
+async def test_a_429_storm_on_one_org_is_a_row_the_other_orgs_still_listed(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    async with running_lab(tmp_path, iosxe=0, meraki_orgs=3, users_per_network=1, ssh=False) as lab:
+        meraki = lab.state.meraki
+        assert meraki is not None
+        add_api_key(home, meraki.base_url, meraki.api_key)
+        stormy = meraki.orgs[1]
+        async with lab.control() as ctl:
+            await ctl.set_faults(stormy.id, {"rate_limit_storm": 1000, "retry_after": 0}, kind="meraki")
+        plan = await meraki_plan(home, code=1)
+        unread = [r for r in plan["rows"] if r["action"] == "unreadable"]
+        assert len(unread) == 1 and stormy.id in unread[0]["source"]
+        assert "rate limited" in unread[0]["note"]
+        listed = {r["account"] for r in plan["rows"] if r["action"] == "create"}
+        assert listed == {u.email for org in meraki.orgs if org is not stormy
+                          for net in org.networks for u in net.users}
