@@ -5,8 +5,9 @@
 (`typer.Typer`). The module is imported when the command is resolved (`keyturn reveal` imports
 `keyturn.cli.records` and nothing of `keyturn.cli.sim`), and the command is built exactly as
 ``app.command(name)(fn)`` / ``app.add_typer(sub, name=name)`` on the root would build it, with the
-root's markup mode. `keyturn --help` lists every entry from the registry's `help` (the first paragraph
-of the command's docstring, or the sub-app's ``help=``), importing nothing; `tests/unit/test_cli_imports.py`
+root's markup mode. `keyturn --help` and shell completion of command names list every entry from the
+registry's `help` (the first paragraph of the command's docstring, or the sub-app's ``help=``), importing
+nothing; `tests/unit/test_cli_imports.py`
 checks each against the loaded command.
 """
 
@@ -22,6 +23,7 @@ from typer.main import get_group
 
 if TYPE_CHECKING:
     from typer import _click as click
+    from typer._click.shell_completion import CompletionItem
     from typer.core import MarkupMode
 
 
@@ -110,6 +112,18 @@ class LazyGroup(TyperGroup):
         limit = formatter.width - 6 - max(len(n) for n in names)
         with formatter.section("Commands"):
             formatter.write_dl([(n, commands.short_help(n, limit)) for n in names])
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        # TyperGroup's completion, with the command help from the registry: `keyturn <TAB>` imports
+        # no command module (completing inside a command imports that command's module, as running it).
+        from typer._click.core import Command
+        from typer._click.shell_completion import CompletionItem
+
+        commands = self.commands
+        assert isinstance(commands, LazyCommands)
+        items = [CompletionItem(n, help=commands.short_help(n, 45)) for n in commands
+                 if n.startswith(incomplete) and not (n in commands.loaded and commands.loaded[n].hidden)]
+        return items + Command.shell_complete(self, ctx, incomplete)
 
 
 def lazy_group(*entries: Lazy) -> type[LazyGroup]:

@@ -65,15 +65,31 @@ app = typer.Typer(
     help="Self-hosted privileged-credential rotation for network devices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,   # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     rich_markup_mode=None,
     cls=lazy_group(*COMMANDS),
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"keyturn {version('keyturn')}")
+        except PackageNotFoundError:  # running from a source tree that was never installed
+            typer.echo("keyturn (not installed: version unknown)")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
+    _version_flag: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, expose_value=True,
+                     help="Print keyturn's version and exit."),
+    ] = False,
     home: Annotated[
         Path | None,
         typer.Option("--home", envvar="KEYTURN_HOME", help="Data directory (env KEYTURN_HOME).",
@@ -103,4 +119,4 @@ def _script_user() -> str | None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    app(prog_name="keyturn")   # `python -m keyturn.cli.main`: usage lines and completion say `keyturn`
