@@ -1,0 +1,162 @@
+"""Meraki discovery: organisations → networks → auth users, then the plan for them.
+
+`scan_meraki` walks ``GET /organizations`` → ``/organizations/{id}/networks`` (every page) →
+``/networks/{id}/merakiAuthUsers`` with the `meraki-auth-user` target, so every request takes a token
+from the per-organisation budget a rotation uses. `plan_meraki` proposes a `pamMerakiNetwork` record
+per network that has none and a `pamUser` per auth user no profile rotates yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from keyturn.discovery.plan import (
+    CONCURRENCY,
+    MANAGED,
+    SKIP,
+    UNREADABLE,
+    NewNetwork,
+    Plan,
+    Row,
+    credential_text,
+    managed_by,
+    profiled_records,
+    taken_titles,
+    text_field,
+)
+from keyturn.engine.profile import META_KEY
+from keyturn.errors import KeyturnError
+from keyturn.targets.base import AdminCredential, Endpoint, FoundAccount
+
+MERAKI_KIND = "meraki-auth-user"
+# Admin-record custom fields that say how to reach the Meraki API; copied onto new network records.
+MERAKI_TRANSPORT = ("base_url", "proxy", "ca_bundle", "fingerprint", "insecure", "auth_header")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkScan:
+    org_id: str
+    org_name: str
+    network_id: str
+    network_name: str
+    found: tuple[FoundAccount, ...] = ()
+    error: str = ""                   # the network (or its organisation) could not be read
+
+    @property
+    def source(self) -> str:
+        if not self.network_id:
+            return f"{self.org_name} ({self.org_id})" if self.org_id else "Meraki API"
+        return f"{self.org_name} / {self.network_name} ({self.network_id})"
+
+
+def meraki_endpoint(admin_record: Any, base_url: str | None = None) -> Endpoint:
+    """Where the API is, from the admin record's custom fields (`MERAKI_TRANSPORT`), `base_url` first."""
+    values = {label: text_field(admin_record, label) for label in MERAKI_TRANSPORT}
+    url = base_url or values["base_url"]
+    options = {k: v for k in ("proxy", "auth_header") if (v := values[k])}
+    from urllib.parse import urlsplit
+
+    return Endpoint(host=(urlsplit(url).hostname or "") if url else "api.meraki.com", base_url=url,
+                    ca_bundle=values["ca_bundle"], fingerprint=values["fingerprint"],
+                    insecure=(values["insecure"] or "").lower() in ("1", "true", "yes", "on"),
+                    options=options)
+
+
+async def scan_meraki(target: Any, endpoint: Endpoint, admin: AdminCredential, *, org: str | None = None,
+                      network_filter: str | None = None, concurrency: int = CONCURRENCY) -> list[NetworkScan]:
+    """Walk organisations → networks → auth users with `target` (a `MerakiAuthUserTarget`).
+
+    `org` limits the walk to one organisation (id); `network_filter` keeps networks whose name or id
+    contains it (case-insensitive). Failures are rows (`NetworkScan.error`), never an exception, except
+    when the organisations cannot be listed at all (then the one row says why)."""
+    if org:
+        orgs = [{"id": org, "name": org}]
+    else:
+        try:
+            orgs = await target.organizations(endpoint, admin)
+        except KeyturnError as exc:
+            return [NetworkScan("", "", "", "", error=f"listing the organisations: {exc}")]
+    gate = asyncio.Semaphore(max(1, concurrency))
+    wanted = (network_filter or "").casefold()
+
+    async def one_network(org_id: str, org_name: str, net: Mapping[str, Any]) -> NetworkScan:
+        net_id, net_name = str(net.get("id") or ""), str(net.get("name") or "")
+        async with gate:
+            try:
+                found = await target.discover(replace(endpoint, network_id=net_id, org_id=org_id), admin)
+            except KeyturnError as exc:
+                return NetworkScan(org_id, org_name, net_id, net_name, error=str(exc))
+        return NetworkScan(org_id, org_name, net_id, net_name, tuple(found))
+
+    async def one_org(entry: Mapping[str, Any]) -> list[NetworkScan]:
+        org_id, org_name = str(entry.get("id") or ""), str(entry.get("name") or entry.get("id") or "")
+        async with gate:
+            try:
+                networks = await target.networks(endpoint, admin, org_id)
+            except KeyturnError as exc:
+                return [NetworkScan(org_id, org_name, "", "", error=f"listing the networks: {exc}")]
+        chosen = [n for n in networks if n.get("id") and (
+            not wanted or wanted in str(n.get("name") or "").casefold() or wanted in str(n["id"]).casefold())]
+        return list(await asyncio.gather(*(one_network(org_id, org_name, n) for n in chosen)))
+
+    per_org = await asyncio.gather(*(one_org(o) for o in orgs if o.get("id")))
+    return [scan for scans in per_org for scan in scans]
+
+
+def plan_meraki(vault: Any, scans: Sequence[NetworkScan], admin_record: Any, endpoint: Endpoint,
+                verify_url: str | None = None) -> Plan:
+    """Rows for every auth user found; a new network record for each network without one."""
+    plan = Plan("meraki")
+    taken = taken_titles(vault)
+    profiles = profiled_records(vault)
+    resources: dict[str, Any] = {}
+    managed_on: dict[str, dict[str, str]] = {}   # network id → every record rotating a user there
+    for record in [*vault.find(type="pamMerakiNetwork"), *vault.find(type="login")]:
+        net = text_field(record, "network_id")
+        if net and record.meta.get(META_KEY) is None:
+            resources.setdefault(net, record)
+            managed_on.setdefault(net, {}).update(managed_by(profiles, record.uid))
+    transport = [(label, value) for label in MERAKI_TRANSPORT
+                 if (value := text_field(admin_record, label)) and label != "base_url"]
+    if endpoint.base_url:
+        transport.insert(0, ("base_url", endpoint.base_url))
+    if verify_url:
+        transport.append(("verify_url", verify_url))
+    for scan in scans:
+        if scan.error:
+            plan.rows.append(Row(scan.source, action=UNREADABLE, note=scan.error))
+            continue
+        existing = resources.get(scan.network_id)
+        managed = managed_on.get(scan.network_id, {})
+        network_title = existing.title if existing is not None else f"meraki-{scan.network_id}"
+        new_network: NewNetwork | None = None
+        if existing is None and network_title.casefold() in taken:
+            network_title = ""  # the title belongs to another record: nothing can be proposed here
+        for found in scan.found:
+            row = Row(scan.source, found.username, None, credential_text(found), target=MERAKI_KIND)
+            title = f"{found.username} @ {scan.network_id}"
+            key = found.username.casefold()
+            if key in managed:
+                plan.rows.append(replace(row, action=MANAGED, note=f"record {managed[key]}"))
+            elif not found.rotatable:
+                plan.rows.append(replace(row, action=SKIP, note=found.note))
+            elif not network_title:
+                plan.rows.append(replace(row, action=SKIP, note=f"title meraki-{scan.network_id} is taken by "
+                                                                "a record that is not this network"))
+            elif title.casefold() in taken:
+                plan.rows.append(replace(row, action=SKIP, note=f"title {title!r} is taken"))
+            else:
+                if existing is None and new_network is None:
+                    new_network = NewNetwork(network_title, (("network_id", scan.network_id),
+                                                             ("org_id", scan.org_id), *transport))
+                    plan.networks.append(new_network)
+                    taken.add(network_title.casefold())
+                taken.add(title.casefold())
+                plan.rows.append(replace(row, title=title, admin=admin_record.uid,
+                                         resource=existing.uid if existing is not None else network_title,
+                                         note="new network record " + network_title if existing is None
+                                         else f"network record {network_title}"))
+    return plan
