@@ -8,6 +8,7 @@
     python -m bench --only simcost --simcost-before HEAD~1      # simulator CPU per rotation (issue 14)
     python -m bench --only startup --startup-before HEAD~1      # CLI start-up wall/CPU (issue 14)
     python -m bench --only cost --cost-before ccf3472    # CPU, SQL, requests per rotation (issue 14)
+    python -m bench --only scaleout      # in-process vs 1, 2, 4 workers; Meraki on 2 workers (issue 13)
 
 Benchmarks assert nothing: they print what they measured, including failures.
 """
@@ -27,6 +28,8 @@ from bench.report import Row, console, markdown, print_table
 ALL = ("restconf", "ssh", "meraki", "scaling", "mixed", "enterprise", "simcost")
 ALL += ("startup",)  # CLI start-up wall/CPU per command (issue 14)
 ALL += ("cost",)  # CPU, SQL, requests and handshakes per rotation per target and phase (issue 14)
+ALL += ("scaleout",)  # in-process vs 1, 2, 4 worker processes; Meraki budgets across 2 workers (issue 13)
+ALL += ("onboarding",)  # `keyturn import inventory` of a 2,000-device CSV (issue 15)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -63,9 +66,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cost-meraki-users", type=int, default=None, help="Meraki users (cost)")
     p.add_argument("--cost-before", default=None, metavar="REF",
                    help="measure REF's keyturn too, from a temporary worktree (cost: before/after)")
+    p.add_argument("--onboarding-devices", type=int, default=2000, help="devices in the generated CSV")
     p.add_argument("--startup-runs", type=int, default=10, help="runs per CLI command (median reported)")
     p.add_argument("--startup-before", default=None, metavar="REF",
                    help="also measure the CLI of git revision REF (a temporary worktree)")
+    p.add_argument("--scaleout-devices", type=int, help="RESTCONF devices of the scale-out lab (issue 13)")
+    p.add_argument("--scaleout-processes", default="1,2,4", help="worker processes per scale-out run")
+    p.add_argument("--scaleout-threads", type=int, default=32, help="--concurrency of each worker process")
+    p.add_argument("--scaleout-meraki-users", type=int, help="Meraki users per org, 2 orgs (0: skip)")
+    p.add_argument("--scaleout-redis-db", type=int, default=14, help="Redis database of the scale-out runs")
     p.add_argument("--scaling", default=None, help="device counts for the scaling curve, e.g. 100,1000,5000")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here (Markdown)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -150,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
                 got, notes = bench_cost.run(sub, devices=args.cost_devices,
                                             meraki_users=args.cost_meraki_users,
                                             before=args.cost_before, startup_runs=args.startup_runs)
+            elif name == "onboarding":
+                from bench import bench_onboarding
+
+                got, notes = bench_onboarding.run(sub, devices=args.onboarding_devices)
+            elif name == "scaleout":
+                from bench import bench_scaleout
+
+                got, notes = bench_scaleout.run_all(sub, args)
             elif name == "startup":
                 from bench import bench_cli_startup
 

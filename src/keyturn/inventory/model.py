@@ -130,6 +130,7 @@ class Inventory:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     secrets_in_file: bool = False
+    schedules_checked: dict[tuple[str | None, ...], str] = field(default_factory=dict, repr=False)
 
     def problem(self, where: str, message: str) -> None:
         self.problems.append(Problem(where, message))
@@ -273,11 +274,16 @@ def device_from(inv: Inventory, name: Any, where: str, values: Mapping[str, Any]
     if schedule and "schedule" not in schedule:
         inv.problem(where, "tz, window and jitter need a schedule")
     elif schedule:
-        try:
-            parse_schedule(schedule["schedule"], tz=schedule.get("tz"), window=schedule.get("window"),
-                           jitter=schedule.get("jitter"))
-        except KeyturnError as exc:
-            inv.problem(where, f"schedule: {first_line(exc)}")
+        key = tuple(schedule.get(k) for k in SCHEDULE_KEYS)
+        if key not in inv.schedules_checked:  # a fleet shares a few schedules: check each once
+            try:
+                parse_schedule(schedule["schedule"], tz=schedule.get("tz"), window=schedule.get("window"),
+                               jitter=schedule.get("jitter"))
+                inv.schedules_checked[key] = ""
+            except KeyturnError as exc:
+                inv.schedules_checked[key] = f"schedule: {first_line(exc)}"
+        if inv.schedules_checked[key]:
+            inv.problem(where, inv.schedules_checked[key])
     trust = _trust(inv, where, values, base_dir)
     specs: list[UserSpec] = []
     seen: dict[str, str] = {}

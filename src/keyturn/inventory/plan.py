@@ -23,6 +23,7 @@ back on purpose, so what it reports was validated exactly as the real run would 
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -291,10 +292,10 @@ def _profile(vault: Vault, uid: str, user: UserSpec, dev: DeviceSpec, resource: 
 def _schedule(vault: Vault, uid: str, user: UserSpec, schedule: Mapping[str, str], plan: Plan,
               actor: str) -> None:
     from keyturn.scheduler.assign import set_schedule
-    from keyturn.scheduler.schedules import META_KEY, parse_schedule
+    from keyturn.scheduler.schedules import META_KEY
 
-    wanted = parse_schedule(schedule["schedule"], tz=schedule.get("tz"), window=schedule.get("window"),
-                            jitter=schedule.get("jitter")).to_meta()
+    wanted = _schedule_meta(schedule["schedule"], schedule.get("tz"), schedule.get("window"),
+                            schedule.get("jitter"))
     _uid, meta = vault.meta(uid)
     old = meta.get(META_KEY)
     keys = ("spec", "tz", "window", "jitter")
@@ -304,3 +305,11 @@ def _schedule(vault: Vault, uid: str, user: UserSpec, schedule: Mapping[str, str
     set_schedule(vault, uid, schedule["schedule"], tz=schedule.get("tz"), window=schedule.get("window"),
                  jitter=schedule.get("jitter"), actor=actor)
     plan.add("update" if isinstance(old, Mapping) else "create", "schedule", user.title, str(wanted["spec"]))
+
+
+@functools.lru_cache(maxsize=256)
+def _schedule_meta(spec: str, tz: str | None, window: str | None, jitter: str | None) -> dict[str, Any]:
+    """What `set_schedule` would store, without its anchor (compared, never stored from here)."""
+    from keyturn.scheduler.schedules import parse_schedule
+
+    return parse_schedule(spec, tz=tz, window=window, jitter=jitter).to_meta()
