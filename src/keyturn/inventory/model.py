@@ -274,16 +274,16 @@ def device_from(inv: Inventory, name: Any, where: str, values: Mapping[str, Any]
     if schedule and "schedule" not in schedule:
         inv.problem(where, "tz, window and jitter need a schedule")
     elif schedule:
-        key = tuple(schedule.get(k) for k in SCHEDULE_KEYS)
-        if key not in inv.schedules_checked:  # a fleet shares a few schedules: check each once
+        spec_key = tuple(schedule.get(k) for k in SCHEDULE_KEYS)
+        if spec_key not in inv.schedules_checked:  # a fleet shares a few schedules: check each once
             try:
                 parse_schedule(schedule["schedule"], tz=schedule.get("tz"), window=schedule.get("window"),
                                jitter=schedule.get("jitter"))
-                inv.schedules_checked[key] = ""
+                inv.schedules_checked[spec_key] = ""
             except KeyturnError as exc:
-                inv.schedules_checked[key] = f"schedule: {first_line(exc)}"
-        if inv.schedules_checked[key]:
-            inv.problem(where, inv.schedules_checked[key])
+                inv.schedules_checked[spec_key] = f"schedule: {first_line(exc)}"
+        if inv.schedules_checked[spec_key]:
+            inv.problem(where, inv.schedules_checked[spec_key])
     trust = _trust(inv, where, values, base_dir)
     specs: list[UserSpec] = []
     seen: dict[str, str] = {}
