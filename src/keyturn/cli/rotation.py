@@ -46,15 +46,12 @@ if TYPE_CHECKING:
     from keyturn.engine.accounts import EnableLink
     from keyturn.engine.outcome import RotationResult
     from keyturn.engine.profile import RotationProfile
-    from keyturn.selection import MetaRecord
     from keyturn.vault import Vault
 
 app = typer.Typer(help="Rotation profiles and rotation logs.", no_args_is_help=True, rich_markup_mode=None)
 
 FILTER_HELP = ("Select records: type=pamUser, target=iosxe-ssh, title~sw00, resource=UID, uid=UID; "
                "comma = AND.")
-#: What a bulk change shows of the records it is about to change before asking.
-SHOWN_MATCHES = 10
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -80,52 +77,6 @@ def select_records(vault: Vault, refs: Sequence[str], all_: bool, filter_: str |
         raise ConfigError("nothing to rotate: give RECORD..., --all or --filter EXPR")
     with read_tx(vault.engine) as conn:
         return [r.uid for r in select(conn, filter_ or None)]
-
-
-def bulk_matches(vault: Vault, filter_: str, *, yes: bool, doing: str, profiled: bool = True,
-                 types: Sequence[str] = ()) -> list[MetaRecord]:
-    """The records `filter_` selects for a bulk change: says how many (and which, the first few), then
-    asks unless `yes` (without a terminal, refuses without --yes). A filter matching nothing ends the
-    command with that said and nothing changed."""
-    from keyturn.engine.journal import read_tx
-    from keyturn.selection import select
-
-    with read_tx(vault.engine) as conn:
-        matched = select(conn, filter_, profiled=profiled, types=types)
-    if not matched:
-        fail(f"no record matches --filter {filter_!r}; nothing was changed", EXIT_USAGE)
-    shown = ", ".join(r.title for r in matched[:SHOWN_MATCHES])
-    more = f" and {len(matched) - SHOWN_MATCHES} more" if len(matched) > SHOWN_MATCHES else ""
-    typer.echo(f"{_records(len(matched))} match --filter {filter_!r}: {shown}{more}")
-    if not yes:
-        import sys
-
-        if not sys.stdin.isatty():
-            fail(f"refusing to {doing} {_records(len(matched))} without confirmation; run again with --yes",
-                 EXIT_USAGE)
-        typer.confirm(f"{doing.capitalize()} {_records(len(matched))}?", abort=True)
-    return matched
-
-
-def _records(n: int) -> str:
-    return f"{n} record" + ("" if n == 1 else "s")
-
-
-@contextlib.contextmanager
-def all_or_nothing(vault: Vault) -> Iterator[Callable[[MetaRecord], None]]:
-    """One transaction for a bulk change; yields `at(record)` to name the record being changed, so a
-    refusal ends as one line naming it, the reason and that nothing was changed."""
-    from keyturn.cli.output import exit_code
-    from keyturn.errors import KeyturnError
-
-    current: list[MetaRecord] = []
-    try:
-        with vault.unit(batch_audit=True):
-            yield current.append
-    except KeyturnError as exc:
-        where = f"record {current[-1].title!r}: " if current else ""
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        fail(f"{where}{first}; nothing was changed", exit_code(exc))
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, str]:
@@ -242,6 +193,7 @@ def _set_many(filter_: str, yes: bool, *, target: str | None, resource: str | No
               max_attempts: int | None, site: str | None,
               sched: tuple[str | None, str | None, str | None, str | None, str | None]) -> None:
     """`rotation set --filter`: each matching user record's profile, what is given replacing what it has."""
+    from keyturn.cli.bulk import all_or_nothing, bulk_matches, records
     from keyturn.cli.schedule import apply_options
     from keyturn.engine.profile import USER_TYPES, RotationProfile, set_profile
     from keyturn.sites import profile_options
@@ -277,7 +229,7 @@ def _set_many(filter_: str, yes: bool, *, target: str | None, resource: str | No
                 _link_enable_secret(vault, rec.uid, profile.target, profile.admin)
                 targets[profile.target] = targets.get(profile.target, 0) + 1
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(targets.items()))
-    typer.echo(f"rotation profile set on {_records(len(matched))} (target {kinds})")
+    typer.echo(f"rotation profile set on {records(len(matched))} (target {kinds})")
     if summary:
         typer.echo(f"schedule: {summary.partition('; next due')[0]}")
 

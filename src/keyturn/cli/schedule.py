@@ -98,7 +98,7 @@ def set_(
 def _set_many(filter_: str, yes: bool, spec: str, *, tz: str | None, window: str | None,
               jitter: str | None) -> None:
     """`schedule set --filter`: one schedule, validated as the single form, on every matching record."""
-    from keyturn.cli.rotation import all_or_nothing, bulk_matches
+    from keyturn.cli.bulk import all_or_nothing, bulk_matches, records
     from keyturn.scheduler.assign import set_schedule
     from keyturn.scheduler.schedules import parse_schedule
 
@@ -111,8 +111,7 @@ def _set_many(filter_: str, yes: bool, spec: str, *, tz: str | None, window: str
                 at(rec)
                 sched = set_schedule(vault, rec.uid, spec, tz=tz, window=window, jitter=jitter, actor=actor(),
                                      now=now)
-    n = len(matched)
-    typer.echo(f"schedule set on {n} record{'' if n == 1 else 's'}: {sched.describe()}")
+    typer.echo(f"schedule set on {records(len(matched))}: {sched.describe()}")
 
 
 @app.command("clear")
