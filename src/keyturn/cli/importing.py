@@ -42,7 +42,7 @@ FORMAT_HELP = "auto, csv, yaml (keyturn's own), ansible, nornir (hosts.yaml) or 
 def inventory(
     file: Annotated[Path, typer.Argument(help="The inventory (Nornir: hosts.yaml; groups.yaml and "
                                          "defaults.yaml are read next to it).", exists=True,
-                                         dir_okay=False, metavar="FILE")],
+                                         dir_okay=False)],
     fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP, metavar="FORMAT")] = "auto",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan (create / update / "
                                           "unchanged per record) and write nothing.")] = False,
