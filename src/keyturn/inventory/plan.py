@@ -91,10 +91,13 @@ def apply(vault: Vault, inv: Inventory, *, dry_run: bool = False, actor: str = "
     problems: list[Problem] = []
     try:
         with vault.unit(batch_audit=True):
+            from keyturn.engine.profile import default_configuration
+
             index = _TitleIndex(vault.summaries())
+            config = default_configuration(vault)   # what set_profile would look up for each new profile
             for dev in inv.devices:
                 try:
-                    _device(vault, dev, index, plan, actor)
+                    _device(vault, dev, index, config, plan, actor)
                 except InventoryInvalid as exc:
                     problems.extend(exc.problems)
                 except KeyturnError as exc:
@@ -132,7 +135,7 @@ class _TitleIndex:
         return rec.uid
 
 
-def _device(vault: Vault, dev: DeviceSpec, index: _TitleIndex, plan: Plan, actor: str) -> None:
+def _device(vault: Vault, dev: DeviceSpec, index: _TitleIndex, config: str, plan: Plan, actor: str) -> None:
     from keyturn.vault import Field
     from keyturn.vault.api import NewRecord
 
@@ -173,11 +176,12 @@ def _device(vault: Vault, dev: DeviceSpec, index: _TitleIndex, plan: Plan, actor
     created = iter(vault.add_many(new, actor=actor)) if new else iter(())
     resource = resource or next(created)
     admin = admin or next(created)
-    for user, uid in users:
-        uid = uid or next(created)
-        _profile(vault, uid, user, dev, resource, admin, plan, actor)
+    for user, found in users:
+        uid = found or next(created)
+        meta = vault.meta(uid)[1] if found else {}   # a record made just now has no profile or schedule
+        _profile(vault, uid, meta, user, dev, resource, admin, config, plan, actor)
         if dev.schedule is not None:
-            _schedule(vault, uid, user, dev.schedule, plan, actor)
+            _schedule(vault, uid, meta, user, dev.schedule, plan, actor)
 
 
 def _custom(dev: DeviceSpec) -> dict[str, str]:
@@ -264,12 +268,11 @@ def _update_user(vault: Vault, uid: str, user: UserSpec, plan: Plan, actor: str)
     plan.add("update" if changed else "unchanged", "user", user.title, ", ".join(changed))
 
 
-def _profile(vault: Vault, uid: str, user: UserSpec, dev: DeviceSpec, resource: str, admin: str,
-             plan: Plan, actor: str) -> None:
+def _profile(vault: Vault, uid: str, meta: Mapping[str, Any], user: UserSpec, dev: DeviceSpec,
+             resource: str, admin: str, config: str, plan: Plan, actor: str) -> None:
     from keyturn.engine.profile import META_KEY, RotationProfile, set_profile
     from keyturn.policy import parse_policy
 
-    _uid, meta = vault.meta(uid)
     old = RotationProfile.from_meta(meta[META_KEY]) if meta.get(META_KEY) is not None else None
     options = {**(old.options if old else {}), **dev.options}
     policy: Mapping[str, Any] | str | None = dev.policy
@@ -283,20 +286,19 @@ def _profile(vault: Vault, uid: str, user: UserSpec, dev: DeviceSpec, resource: 
             plan.add("unchanged", "profile", user.title, dev.target)
             return
     set_profile(vault, uid, target=dev.target, resource=resource, admin=admin, policy=policy,
-                options=options, configuration=old.configuration if old else None,
+                options=options, configuration=old.configuration if old and old.configuration else config,
                 verify_with=old.verify_with if old else None,
                 max_attempts=old.max_attempts if old else 3, actor=actor)
     plan.add("update" if old else "create", "profile", user.title, dev.target)
 
 
-def _schedule(vault: Vault, uid: str, user: UserSpec, schedule: Mapping[str, str], plan: Plan,
-              actor: str) -> None:
+def _schedule(vault: Vault, uid: str, meta: Mapping[str, Any], user: UserSpec, schedule: Mapping[str, str],
+              plan: Plan, actor: str) -> None:
     from keyturn.scheduler.assign import set_schedule
     from keyturn.scheduler.schedules import META_KEY
 
     wanted = _schedule_meta(schedule["schedule"], schedule.get("tz"), schedule.get("window"),
                             schedule.get("jitter"))
-    _uid, meta = vault.meta(uid)
     old = meta.get(META_KEY)
     keys = ("spec", "tz", "window", "jitter")
     if isinstance(old, Mapping) and all(old.get(k) == wanted[k] for k in keys):
