@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,62 +142,22 @@ class Demo:
             self.lab.wait()
 
     # ---- the records -------------------------------------------------------------------------------
-    @staticmethod
-    def _device_records(dev: IosXeEntry, ca: str, *, enable_record: bool) -> list[dict[str, Any]]:
-        device = {"type": "pamNetworkDevice", "title": dev.name,
-                  "fields": [{"type": "host", "value": [f"{dev.host}:{dev.restconf_port}"]}],
-                  "custom": [{"type": "text", "label": "ssh_port", "value": [str(dev.ssh_port)]},
-                             {"type": "text", "label": "ca_bundle", "value": [ca]}]}
-        admin: dict[str, Any] = {"type": "login", "title": f"{dev.name} admin",
-                                 "fields": [{"type": "login", "value": [dev.admin.username]},
-                                            {"type": "password", "value": [dev.admin.password]}]}
-        users = [{"type": "pamUser", "title": f"{u.username} @ {dev.name}",
-                  "fields": [{"type": "login", "value": [u.username]},
-                             {"type": "password", "value": [u.password]}]} for u in dev.users]
-        if not enable_record:
-            # A copy of the enable secret on the admin record (fine while nobody rotates it).
-            admin["custom"] = [{"type": "secret", "label": "enable_secret", "value": [dev.enable_secret]}]
-            return [device, admin, *users]
-        # The enable secret in a record of its own (rotated by iosxe-enable-secret); `rotation set`
-        # makes the admin record reference it (custom field enable_secret_record).
-        enable = {"type": "pamUser", "title": _enable_title(dev.name),
-                  "fields": [{"type": "login", "value": ["enable"]},
-                             {"type": "password", "value": [dev.enable_secret]}]}
-        return [device, admin, enable, *users]
-
     def write_import(self, state: LabState) -> tuple[Path, list[Planned]]:
-        records: list[dict[str, Any]] = []
         planned: list[Planned] = []
         targets = ["iosxe-restconf", "iosxe-ssh", "noop"]
         for dev, target in zip(state.iosxe, targets, strict=False):
-            with_enable = target == "iosxe-ssh"
-            records += self._device_records(dev, state.ca_cert, enable_record=with_enable)
-            if with_enable:
+            if target == "iosxe-ssh":
                 planned.append(Planned(_enable_title(dev.name), "enable", dev.name, "enable",
                                        dev.enable_secret, "iosxe-enable-secret"))
             planned += [Planned(f"{u.username} @ {dev.name}", "iosxe", dev.name, u.username, u.password,
                                 target) for u in dev.users]
         if state.meraki:
             net = state.meraki.orgs[0].networks[0]
-            records.append({"type": "pamMerakiNetwork", "title": f"Meraki {net.name}",
-                            "custom": [{"type": "text", "label": "network_id", "value": [net.id]},
-                                       {"type": "text", "label": "org_id",
-                                        "value": [state.meraki.orgs[0].id]},
-                                       {"type": "text", "label": "base_url",
-                                        "value": [state.meraki.base_url]},
-                                       {"type": "text", "label": "verify_url",
-                                        "value": [f"{state.control_url}/verify"]}]})
-            records.append({"type": "login", "title": "Meraki API key",
-                            "fields": [{"type": "login", "value": ["dashboard-api"]},
-                                       {"type": "password", "value": [state.meraki.api_key]}]})
-            for u in net.users:
-                records.append({"type": "pamUser", "title": u.email,
-                                "fields": [{"type": "login", "value": [u.email]},
-                                           {"type": "password", "value": [u.password]}]})
-                planned.append(Planned(u.email, "meraki", net.id, u.email, u.password, "meraki-auth-user"))
-        path = self.workdir / "lab-records.json"
-        path.touch(mode=0o600)
-        path.write_text(json.dumps({"records": records}, indent=2))
+            planned += [Planned(u.email, "meraki", net.id, u.email, u.password, "meraki-auth-user")
+                        for u in net.users]
+        ssh = [dev.name for dev, target in zip(state.iosxe, targets, strict=False) if target == "iosxe-ssh"]
+        path = write_records_file(self.workdir / "lab-records.json",
+                                  lab_records(state, devices=len(targets), networks=1, enable_records=ssh))
         return path, planned
 
     def set_profiles(self, state: LabState, planned: Sequence[Planned]) -> None:
@@ -350,6 +310,75 @@ class Demo:
         console.print(f"[bold red]demo finished in {took:.1f} s: some account was not rotated; "
                       "see the table above.[/]")
         return 1
+
+
+def _device_records(dev: IosXeEntry, ca: str, *, enable_record: bool) -> list[dict[str, Any]]:
+    device = {"type": "pamNetworkDevice", "title": dev.name,
+              "fields": [{"type": "host", "value": [f"{dev.host}:{dev.restconf_port}"]}],
+              "custom": [{"type": "text", "label": "ssh_port", "value": [str(dev.ssh_port)]},
+                         {"type": "text", "label": "ca_bundle", "value": [ca]}]}
+    admin: dict[str, Any] = {"type": "login", "title": f"{dev.name} admin",
+                             "fields": [{"type": "login", "value": [dev.admin.username]},
+                                        {"type": "password", "value": [dev.admin.password]}]}
+    users = [{"type": "pamUser", "title": f"{u.username} @ {dev.name}",
+              "fields": [{"type": "login", "value": [u.username]},
+                         {"type": "password", "value": [u.password]}]} for u in dev.users]
+    if not enable_record:
+        # A copy of the enable secret on the admin record (fine while nobody rotates it).
+        admin["custom"] = [{"type": "secret", "label": "enable_secret", "value": [dev.enable_secret]}]
+        return [device, admin, *users]
+    # The enable secret in a record of its own (rotated by iosxe-enable-secret); `rotation set`
+    # makes the admin record reference it (custom field enable_secret_record).
+    enable = {"type": "pamUser", "title": _enable_title(dev.name),
+              "fields": [{"type": "login", "value": ["enable"]},
+                         {"type": "password", "value": [dev.enable_secret]}]}
+    return [device, admin, enable, *users]
+
+
+def lab_records(state: LabState, *, devices: int | None = None, networks: int | None = None,
+                enable_records: Collection[str] = ()) -> list[dict[str, Any]]:
+    """The records that onboard a lab, in `keyturn record import --format keyturn` form: per IOS XE
+    device (the first `devices`; all by default) the device `DEV` (RESTCONF `host`, custom `ssh_port`
+    and `ca_bundle` = the lab CA), its admin `DEV admin` (login, password and a copy of the enable
+    secret, or with the device in `enable_records` a record `enable secret @ DEV` of its own) and one
+    `pamUser` `USER @ DEV` per user; per Meraki network (the first `networks`) the network `Meraki NAME`
+    (network_id, org_id, base_url, verify_url = the lab's login check), the lab's API key `Meraki API
+    key` once, and one `pamUser` per auth user titled by its e-mail. Initial passwords included: the
+    file is as secret as the lab's state file. No rotation profiles: `keyturn rotation set` adds them."""
+    records: list[dict[str, Any]] = []
+    for dev in state.iosxe[:devices]:
+        records += _device_records(dev, state.ca_cert, enable_record=dev.name in enable_records)
+    if state.meraki:
+        nets = [(org, net) for org in state.meraki.orgs for net in org.networks][:networks]
+        for org, net in nets:
+            records.append({"type": "pamMerakiNetwork", "title": f"Meraki {net.name}",
+                            "custom": [{"type": "text", "label": "network_id", "value": [net.id]},
+                                       {"type": "text", "label": "org_id", "value": [org.id]},
+                                       {"type": "text", "label": "base_url",
+                                        "value": [state.meraki.base_url]},
+                                       {"type": "text", "label": "verify_url",
+                                        "value": [f"{state.control_url}/verify"]}]})
+        if nets:
+            records.append({"type": "login", "title": "Meraki API key",
+                            "fields": [{"type": "login", "value": ["dashboard-api"]},
+                                       {"type": "password", "value": [state.meraki.api_key]}]})
+        for _org, net in nets:
+            records += [{"type": "pamUser", "title": u.email,
+                         "fields": [{"type": "login", "value": [u.email]},
+                                    {"type": "password", "value": [u.password]}]} for u in net.users]
+    return records
+
+
+def write_records_file(path: Path, records: list[dict[str, Any]]) -> Path:
+    """Write `{"records": [...]}` atomically with mode 0600 (it holds the lab's initial passwords)."""
+    path = path.resolve()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"records": records}, fh, indent=2)
+        fh.write("\n")
+    os.replace(tmp, path)
+    return path
 
 
 def _mark(ok: bool) -> str:

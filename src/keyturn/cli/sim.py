@@ -2,6 +2,8 @@
 
 Each command builds a plan (`sim.lab.make_plan`), runs it with `sim.lab.Lab` and, with
 `--state-file`, writes the lab state (ports, initial credentials, CA) once every listener is up.
+`keyturn sim lab --records-file F` also writes the records that onboard the lab (`keyturn.demo.lab_records`,
+what `make demo` imports) for `keyturn record import F`, before the state file.
 Passwords given on the command line are simulator test data; generated ones go only to the state
 file (mode 0600), never to the console.
 
@@ -62,9 +64,9 @@ TacacsTimeout = Annotated[float | None, typer.Option(
     "--tacacs-timeout", min=0, help="Seconds an unreachable TACACS+ server is waited.")]
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _parse_faults(items: list[str] | None) -> dict[str, Any]:
@@ -122,7 +124,9 @@ def _summary(state: LabState, startup: float) -> None:
     console.print(f"up in {startup:.2f} s, RSS {_rss_mib():.0f} MiB; Ctrl-C or SIGTERM stops")
 
 
-async def _serve(plan: LabState, options: LabOptions, *, quiet: bool) -> None:
+async def _serve(plan: LabState, options: LabOptions, *, quiet: bool, records_file: Path | None = None,
+                 state_file: Path | None = None) -> None:
+    """Run the lab until a signal; with `records_file`, write it and then `state_file` once it is up."""
     from keyturn.sim.lab import Lab
 
     stop = asyncio.Event()
@@ -132,6 +136,12 @@ async def _serve(plan: LabState, options: LabOptions, *, quiet: bool) -> None:
     lab = Lab(plan, options)
     try:
         state = await lab.start()
+        if records_file is not None:
+            from keyturn.demo import lab_records, write_records_file
+
+            write_records_file(records_file, lab_records(state))
+            if state_file is not None:
+                state.write(state_file)
         if not quiet:
             _summary(state, lab.startup_seconds)
         await stop.wait()
@@ -139,11 +149,28 @@ async def _serve(plan: LabState, options: LabOptions, *, quiet: bool) -> None:
         await lab.stop()
 
 
-def _run(plan: LabState, options: LabOptions, *, quiet: bool = False) -> None:
+def _lab_ca(state_file: Path) -> Path:
+    """Where a lab with this state file keeps its CA (`sim.lab`: next to it, `<stem>-ca.pem`)."""
+    resolved = state_file.resolve()
+    return resolved.with_name(f"{resolved.stem}-ca.pem")
+
+
+def _run(plan: LabState, options: LabOptions, *, quiet: bool = False, records_file: Path | None = None
+         ) -> None:
+    from dataclasses import replace
+
     from keyturn.errors import KeyturnError
 
+    state_file = None
+    if records_file is not None:
+        # The state file is written last, so whoever waits for it finds the records file complete too.
+        records_file.unlink(missing_ok=True)
+        state_file = options.state_file
+        if state_file is not None:
+            state_file.unlink(missing_ok=True)
+            options = replace(options, state_file=None, ca_cert=options.ca_cert or _lab_ca(state_file))
     try:
-        asyncio.run(_serve(plan, options, quiet=quiet))
+        asyncio.run(_serve(plan, options, quiet=quiet, records_file=records_file, state_file=state_file))
     except KeyturnError as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:
@@ -162,6 +189,9 @@ def lab(
     users_per_network: Annotated[int, typer.Option("--users-per-network", min=0)] = 2,
     users_per_device: Annotated[int, typer.Option("--users-per-device", min=0)] = 2,
     state_file: StateFile = None,
+    records_file: Annotated[Path | None, typer.Option(
+        "--records-file", help="Also write the records that onboard this lab (devices, admins, users, "
+                               "Meraki networks; `keyturn record import FILE`; JSON, 0600).")] = None,
     seed: Seed = None,
     host: Host = "127.0.0.1",
     no_ssh: Annotated[bool, typer.Option("--no-ssh", help="Do not start SSH listeners.")] = False,
@@ -199,7 +229,7 @@ def lab(
                      host=host, profile=profile)
     options = LabOptions(host=host, ssh=not no_ssh, restconf=not no_restconf, faults=_parse_faults(fault),
                          state_file=state_file, control_port=control_port, profile=switches)
-    _run(plan, options, quiet=quiet)
+    _run(plan, options, quiet=quiet, records_file=records_file)
 
 
 def _login(value: str, option: str) -> tuple[str, str, int | None]:
@@ -306,6 +336,65 @@ def meraki(
                          proxy=not no_proxy, control_port=control_port, meraki_rate_per_org=rate_per_org,
                          meraki_rate_per_ip=rate_per_ip)
     _run(plan, options, quiet=quiet)
+
+
+def _named(item: Any, name: str) -> bool:
+    return isinstance(item, dict) and name in (item.get("name"), item.get("id"), item.get("email"),
+                                               item.get("username"))
+
+
+def _lookup(data: Any, key: str) -> Any:
+    """The value at a dotted `key`: a list element by index or by its name/id/email
+    (`iosxe.0.ssh_port`, `iosxe.sw0001.ssh_port`, `meraki.orgs.0.networks.0.id`)."""
+    value = data
+    walked: list[str] = []
+    for part in key.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, list) and any(_named(v, part) for v in value):
+            value = next(v for v in value if _named(v, part))
+        else:
+            where = ".".join(walked) or "the top level"
+            if isinstance(value, dict):
+                known = ", ".join(sorted(value))
+            elif isinstance(value, list):
+                known = f"an index 0-{len(value) - 1} or a name" if value else "nothing (empty list)"
+            else:
+                known = "nothing (a value)"
+            raise _fail(f"no {part!r} under {where}; there is {known}", code=2)
+        walked.append(part)
+    return value
+
+
+@app.command("get")
+def get(
+    state_file: Annotated[Path, typer.Argument(help="The lab's state file (--state-file of sim lab).",
+                                               show_default=False)],
+    key: Annotated[str, typer.Argument(help="Dotted key: iosxe.0.restconf_port, iosxe.sw0001.admin.password, "
+                                            "ca_cert, control_url, meraki.api_key.", show_default=False)],
+    wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for the file to appear "
+                                                             "(a lab writes it once it is up).")] = 60.0,
+) -> None:
+    """Print one value of a lab's state file (strings as they are, anything else as JSON).
+
+    For scripts and the README's quick tour: `PORT=$(keyturn sim get lab.json iosxe.0.restconf_port)`,
+    `keyturn sim get lab.json iosxe.0.admin.password | keyturn record add ... --password -`. The file
+    holds the lab's initial passwords (simulator test data, mode 0600)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while not state_file.exists():
+        if time.monotonic() >= deadline:
+            raise _fail(f"lab state {state_file} did not appear within {wait:g} s (is the lab running?)")
+        time.sleep(0.1)
+    try:
+        data = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot read lab state {state_file}: {type(exc).__name__}") from None
+    value = _lookup(data, key)
+    typer.echo(value if isinstance(value, str) else json.dumps(value))
 
 
 if __name__ == "__main__":  # `python -m keyturn.cli.sim lab ...` works without the main CLI
