@@ -83,6 +83,12 @@ def test_every_problem_is_listed_with_its_line() -> None:
     ]
 
 
+def test_a_contradicting_secret_is_reported_without_its_value() -> None:
+    got = problems("device,host,admin_login,admin_password,user\n"
+                   "sw1,10.0.0.1,admin,first-Secret,u\nsw1,,,second-Secret,v\n")
+    assert got == ["fleet.csv:3: admin_password differs from the one given for sw1 at fleet.csv:2"]
+
+
 def test_unknown_site_option_policy_and_trust_values() -> None:
     got = problems("device,host,admin_login,site,mode,policy,ssh_host_key,ca_bundle,tz\n"
                    "sw1,10.0.0.1,admin,dc-west,hashed,\"8,1,1,1,1,x\",maybe,/nonexistent/ca.pem,UTC\n")

@@ -20,6 +20,7 @@ from typing import Any
 
 from keyturn.inventory.model import (
     DEVICE_KEYS,
+    SECRET_KEYS,
     Defaults,
     Inventory,
     UserInput,
@@ -70,8 +71,9 @@ def parse(path: Path, defaults: Defaults, *, source: str | None = None) -> Inven
             if col in ROW_KEYS or col not in DEVICE_KEYS:  # an unknown column is reported once, above
                 continue
             if col in values and values[col] != value:
-                inv.problem(line, f"{col} {value!r} contradicts {values[col]!r} given for {name} at "
-                            f"{origin[col]}")
+                shown = (f"{value!r} contradicts {values[col]!r}" if col not in SECRET_KEYS
+                         else "differs from the one")  # a secret is never shown
+                inv.problem(line, f"{col} {shown} given for {name} at {origin[col]}")
             elif col not in values:
                 values[col], origin[col] = value, line
         if row.get("user"):
