@@ -15,6 +15,7 @@ core-sw1,Active,,DC East,,R1,Core,Cisco,C9300-48P,Cisco IOS XE,10.0.0.1/24
 core-sw2,Active,,DC East,,R1,Core,Cisco,C9300-48P,,10.0.0.2/24
 fw1,Active,,DC East,,R2,Firewall,Fortinet,FG-100F,FortiOS,10.0.0.3/24
 old-sw,Decommissioning,,DC East,,R3,Access,Cisco,C2960,ios,10.0.0.4/24
+pp-1,Active,,DC East,,R3,Patch panel,Panduit,CP48,,
 """
 
 
@@ -28,8 +29,8 @@ def test_active_ios_devices_with_defaults_from_the_command_line() -> None:
     ]
     assert [u.title for u in inv.devices[0].users] == ["netops @ core-sw1"]
     assert not inv.secrets_in_file
-    assert any("skipped 2 device(s)" in w and "fw1 (FortiOS)" in w and "old-sw (Decommissioning)" in w
-               for w in inv.warnings)
+    assert any("skipped 3 device(s)" in w and "fw1 (FortiOS)" in w and "old-sw (Decommissioning)" in w
+               and "pp-1 (no primary IP)" in w for w in inv.warnings)
 
 
 def test_unknown_site_and_missing_columns() -> None:

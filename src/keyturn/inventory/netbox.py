@@ -8,6 +8,7 @@ Column headers are matched case-insensitively, by their label or field name::
     Platform / platform                            empty, or an IOS XE platform (Cisco IOS XE,
                                                    cisco-ios-xe, ios, iosxe, ...); any other: skipped
     Status / status                                only Active devices are imported (others skipped)
+                                                   — and only those with a primary IP
     Site / site                                    the keyturn site: lowercased, spaces → "-", then it
                                                    must be a known site (KEYTURN_SITES)
 
@@ -72,6 +73,9 @@ def parse(path: Path, defaults: Defaults, *, source: str | None = None) -> Inven
             skipped.append(f"{name or line} ({platform})")
             continue
         address = (row.get("ipv4") or row.get("ipv6") or "").split("/")[0].strip()
+        if not address:  # NetBox also lists what keyturn cannot reach (patch panels, PDUs, spares)
+            skipped.append(f"{name or line} (no primary IP)")
+            continue
         values: dict[str, Any] = {"host": address}
         if row.get("site"):
             values["site"] = re.sub(r"\s+", "-", row["site"].strip().lower())
@@ -82,6 +86,6 @@ def parse(path: Path, defaults: Defaults, *, source: str | None = None) -> Inven
     if index is None:
         inv.problem(f"{path}:1", "the file is empty (no header)")
     if skipped:
-        inv.warnings.append(f"skipped {len(skipped)} device(s) not Active or not IOS XE: "
+        inv.warnings.append(f"skipped {len(skipped)} device(s) not Active, not IOS XE or without an address: "
                             + ", ".join(skipped[:10]) + (" ..." if len(skipped) > 10 else ""))
     return finish(inv)

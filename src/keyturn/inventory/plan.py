@@ -106,8 +106,9 @@ def apply(vault: Vault, inv: Inventory, *, dry_run: bool = False, actor: str = "
                 raise InventoryInvalid(inv.source, problems)
             if dry_run:
                 raise _DryRun
-            vault.audit.append("inventory.import", actor=actor, details={
-                "format": inv.format, "devices": len(inv.devices), "counts": plan.counts()})
+            # `record.import`: the audit sinks' severity table already rates an import (NOTICE).
+            vault.audit.append("record.import", actor=actor, details={
+                "format": f"inventory:{inv.format}", "devices": len(inv.devices), "counts": plan.counts()})
     except _DryRun:
         return plan
     plan.applied = True
