@@ -72,11 +72,8 @@ class MetaRecord:
 
 def matches(record: MetaRecord, terms: Sequence[Term]) -> bool:
     """True when `record` satisfies every term."""
-    profile = record.profile or {}
-    values = {"type": record.type, "target": profile.get("target") or "", "title": record.title,
-              "resource": profile.get("resource") or "", "uid": record.uid}
     for key, op, wanted in terms:
-        have = str(values[key])
+        have = str(_value(record, key) or "")
         if op == "~" and wanted.casefold() not in have.casefold():
             return False
         if op == "=" and have.casefold() != wanted.casefold():
@@ -117,5 +114,42 @@ def select(conn: Connection, expr: str | None, *, profiled: bool = True,
     return sorted(chosen, key=lambda r: (r.title.casefold(), r.uid))
 
 
+def why_nothing(conn: Connection, expr: str, *, profiled: bool = True, types: Iterable[str] = ()) -> str:
+    """Why `expr` selects nothing, for the error that says so: no record has a profile yet, a `KEY=VALUE`
+    term no record satisfies with the values in use closest to it ("did you mean"; for type and target
+    the values in use), or every term matches alone but not together. Empty when that adds nothing to
+    "no record matches" (or `expr` does not parse: `parse_filter` says why)."""
+    import difflib
+
+    try:
+        terms = parse_filter(expr)
+    except ConfigError:
+        return ""
+    found = [r for r in meta_records(conn, profiled=profiled, types=types)
+             if not profiled or r.profile is not None]
+    if not found:
+        return "no record has a rotation profile yet" if profiled else ""
+    for term in terms:
+        if any(matches(r, [term]) for r in found):
+            continue
+        key, op, wanted = term
+        values = sorted({str(v) for v in (_value(r, key) for r in found) if v}, key=str.casefold)
+        close = difflib.get_close_matches(wanted.casefold(), [v.casefold() for v in values], n=3,
+                                          cutoff=0.6) if op == "=" else []
+        if close:
+            names = [next(v for v in values if v.casefold() == c) for c in close]
+            return f"no record has {key}={wanted!r}; did you mean {' or '.join(repr(n) for n in names)}?"
+        if key in ("type", "target") and values:
+            return f"no record has {key}{op}{wanted!r}; in use: {', '.join(values[:10])}"
+        return ""
+    return "each term matches some record, but no record matches all of them" if len(terms) > 1 else ""
+
+
+def _value(record: MetaRecord, key: str) -> Any:
+    profile = record.profile or {}
+    return {"type": record.type, "target": profile.get("target"), "title": record.title,
+            "resource": profile.get("resource"), "uid": record.uid}[key]
+
+
 __all__ = ["FILTER_HELP", "FILTER_KEYS", "MetaRecord", "Term", "matches", "meta_records", "parse_filter",
-           "select"]
+           "select", "why_nothing"]

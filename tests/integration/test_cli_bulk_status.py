@@ -87,7 +87,8 @@ def test_a_filter_matching_nothing_changes_nothing(run: Cli) -> None:
                                         "changed\n")
     r = run("schedule", "set", "--filter", "title~netops", "--every", "30d", "--yes", code=2)
     # none of them has a profile yet
-    assert r.stderr == "error: no record matches --filter 'title~netops'; nothing was changed\n"
+    assert r.stderr == ("error: no record matches --filter 'title~netops' (no record has a rotation profile "
+                        "yet); nothing was changed\n")
     assert run("rotation", "set", "--filter", "colour=red", "--target", "noop", code=2).stderr.startswith(
         "error: bad filter term 'colour=red': use KEY=VALUE or KEY~TEXT")
     assert not any(e["action"] in ("rotation.profile_set", "schedule.set") for e in run.json("audit", "list"))

@@ -53,3 +53,26 @@ def test_record_titles_get_a_did_you_mean(run) -> None:  # type: ignore[no-untyp
     assert r.stderr == "error: no record with uid or title 'SW0001 ADMN'; did you mean 'sw0001 admin'?\n"
     r = run("record", "show", "nothing like it", code=4)
     assert r.stderr == "error: no record with uid or title 'nothing like it' (see `keyturn record list`)\n"
+
+
+def test_filters_matching_nothing_say_why(run) -> None:  # type: ignore[no-untyped-def]
+    for title in ("sw1 netops", "sw2 netops"):
+        run("record", "add", "--type", "pamUser", "--title", title, "--login", "netops", input="")
+        run("script", "attach", title, "/bin/true")
+        run("rotation", "set", title, "--target", "noop")
+    r = run("rotate", "--filter", "target=nop", code=2)
+    assert r.stderr == ("error: no record matches --filter 'target=nop': no record has target='nop'; "
+                        "did you mean 'noop'?\n")
+    r = run("rotate", "--filter", "type=pamUsr", code=2)
+    assert r.stderr.endswith("no record has type='pamUsr'; did you mean 'pamUser'?\n")
+    r = run("rotate", "--filter", "target=meraki-auth-user", code=2)
+    assert r.stderr.endswith("no record has target='meraki-auth-user'; in use: noop\n")
+    r = run("rotate", "--filter", "title=sw1 netop", code=2)
+    assert r.stderr.endswith("did you mean 'sw1 netops' or 'sw2 netops'?\n")
+    r = run("rotate", "--filter", "title=sw1 netops,title=sw2 netops", code=2)
+    assert r.stderr.endswith("each term matches some record, but no record matches all of them\n")
+    r = run("rotate", "--filter", "title~nowhere", code=2)
+    assert r.stderr == "error: no record matches --filter 'title~nowhere'\n"
+    r = run("schedule", "set", "--filter", "target=nop", "--every", "30d", "--yes", code=2)
+    assert r.stderr == ("error: no record matches --filter 'target=nop' (no record has target='nop'; did "
+                        "you mean 'noop'?); nothing was changed\n")

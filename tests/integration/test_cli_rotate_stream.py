@@ -84,3 +84,29 @@ async def test_rotate_json_and_json_lines_exclude_each_other(tmp_path: Path) -> 
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 2 and out == b""
     assert err.decode() == "error: --json and --json-lines exclude each other\n"
+
+
+async def test_a_reader_that_goes_away_ends_nothing_and_prints_no_traceback(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    async with running_lab(tmp_path, iosxe=3, meraki_orgs=0, users_per_device=1, ssh=False) as lab:
+        vault = Vault.init(Settings(home=home))
+        try:
+            accts = add_iosxe(vault, lab.state, "iosxe-restconf")
+        finally:
+            vault.close()
+        async with ControlClient(lab.state.control_url) as ctl:
+            await ctl.set_faults("sw0003", {"latency": 0.3})   # its line comes after `head` has gone
+            keyturn = f"{sys.executable} -m keyturn.cli.main rotate --all"
+            proc = await asyncio.create_subprocess_exec(
+                "bash", "-c", f'{keyturn} | head -n 2; echo "keyturn exit ${{PIPESTATUS[0]}}" >&2',
+                env=_env(home), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+            assert out.decode().splitlines()[0].split("\t") == COLUMNS and len(out.splitlines()) == 2
+            assert err.decode() == "keyturn exit 0\n"       # no traceback, no "internal error"
+            for a in accts:   # every rotation finished, on the device too
+                vault = Vault.open(Settings(home=home))
+                try:
+                    current = vault.secret(a.uid).reveal()
+                finally:
+                    vault.close()
+                assert await a.logs_in(ctl, current), a

@@ -38,12 +38,14 @@ def bulk_matches(vault: Vault, filter_: str, *, yes: bool, doing: str, profiled:
     asks unless `yes` (without a terminal, refuses without --yes). A filter matching nothing ends the
     command with that said and nothing changed."""
     from keyturn.engine.journal import read_tx
-    from keyturn.selection import select
+    from keyturn.selection import select, why_nothing
 
     with read_tx(vault.engine) as conn:
         matched = select(conn, filter_, profiled=profiled, types=types)
+        hint = "" if matched else why_nothing(conn, filter_, profiled=profiled, types=types)
     if not matched:
-        fail(f"no record matches --filter {filter_!r}; nothing was changed", EXIT_USAGE)
+        fail(f"no record matches --filter {filter_!r}" + (f" ({hint})" if hint else "")
+             + "; nothing was changed", EXIT_USAGE)
     shown = ", ".join(r.title for r in matched[:SHOWN_MATCHES])
     more = f" and {len(matched) - SHOWN_MATCHES} more" if len(matched) > SHOWN_MATCHES else ""
     typer.echo(f"{records(len(matched))} match --filter {filter_!r}: {shown}{more}")

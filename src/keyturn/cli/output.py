@@ -103,7 +103,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
             try:
                 sys.stdout.flush()
             except BrokenPipeError:
-                _silence_stdout()
+                silence_stdout()
             raise
         except Exception as exc:
             # A bug, not a user error: its text may hold anything, so show only its type by default.
@@ -116,7 +116,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush cannot fail on a closed pipe again."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -129,7 +129,7 @@ def _silence_stdout() -> None:
 def _quiet_broken_pipe() -> NoReturn:
     """The reader went away (`keyturn ... | head`): stop quietly, with the status a shell gives a
     command killed by SIGPIPE (128 + 13), instead of an "internal error" and a traceback."""
-    _silence_stdout()
+    silence_stdout()
     raise typer.Exit(EXIT_BROKEN_PIPE)
 
 

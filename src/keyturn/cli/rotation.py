@@ -37,6 +37,7 @@ from keyturn.cli.output import (
     handle_errors,
     open_vault,
     settings,
+    silence_stdout,
     table,
     warn,
 )
@@ -76,7 +77,13 @@ def select_records(vault: Vault, refs: Sequence[str], all_: bool, filter_: str |
     if not (all_ or filter_):
         raise ConfigError("nothing to rotate: give RECORD..., --all or --filter EXPR")
     with read_tx(vault.engine) as conn:
-        return [r.uid for r in select(conn, filter_ or None)]
+        uids = [r.uid for r in select(conn, filter_ or None)]
+        if not uids and filter_:
+            from keyturn.selection import why_nothing
+
+            hint = why_nothing(conn, filter_)
+            raise ConfigError(f"no record matches --filter {filter_!r}" + (f": {hint}" if hint else ""))
+    return uids
 
 
 def _parse_options(items: Sequence[str]) -> dict[str, str]:
@@ -464,12 +471,17 @@ def _streamer(json_lines: bool) -> Callable[[RotationResult], None]:
         typer.echo("\t".join(_STREAM_COLUMNS))
 
     def each(r: RotationResult) -> None:
-        if json_lines:
-            typer.echo(json.dumps(r.to_json(), default=str))
-        else:
-            cells = (r.title, r.target, r.outcome.value, r.reason or "", f"{r.duration:.1f}s")
-            typer.echo("\t".join(escaped(str(c)).replace("\t", " ") for c in cells))
-        sys.stdout.flush()
+        try:
+            if json_lines:
+                typer.echo(json.dumps(r.to_json(), default=str))
+            else:
+                cells = (r.title, r.target, r.outcome.value, r.reason or "", f"{r.duration:.1f}s")
+                typer.echo("\t".join(escaped(str(c)).replace("\t", " ") for c in cells))
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader went away (`keyturn rotate --all | head -3`): the rotations in flight still
+            # finish, in the vault and on the devices; nothing more is printed, no traceback.
+            silence_stdout()
 
     return each
 

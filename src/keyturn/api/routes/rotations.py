@@ -29,7 +29,7 @@ from keyturn.api.jobs import Job
 from keyturn.engine.journal import Journal, RotationRow, read_tx
 from keyturn.engine.profile import RotationProfile, check_options, load_profile
 from keyturn.errors import ConfigError
-from keyturn.selection import FILTER_HELP, select
+from keyturn.selection import FILTER_HELP, select, why_nothing
 from keyturn.vault import Vault
 
 router = APIRouter(tags=["rotations"])
@@ -163,8 +163,10 @@ def _selected(vault: Vault, filter_: str | None) -> dict[str, tuple[str, str]]:
     for a list of references; metadata only. `ConfigError` (422) when nothing matches."""
     with read_tx(vault.engine) as conn:
         matched = select(conn, filter_)
+        hint = why_nothing(conn, filter_) if not matched and filter_ is not None else ""
     if not matched:
-        raise ConfigError("no record with a rotation profile matches the filter; nothing was started"
+        raise ConfigError("no record with a rotation profile matches the filter"
+                          + (f" ({hint})" if hint else "") + "; nothing was started"
                           if filter_ is not None else "no record has a rotation profile; nothing was started")
     chosen = {}
     for rec in matched:
