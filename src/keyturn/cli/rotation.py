@@ -467,11 +467,14 @@ def _streamer(json_lines: bool) -> Callable[[RotationResult], None]:
     the summary table's columns separated by tabs after a header line, or one JSON object per line."""
     from keyturn.vault.records import escaped
 
-    if not json_lines:
-        typer.echo("\t".join(_STREAM_COLUMNS))
+    started = False
 
     def each(r: RotationResult) -> None:
+        nonlocal started
         try:
+            if not (started or json_lines):   # the header with the first result: an error prints none
+                typer.echo("\t".join(_STREAM_COLUMNS))
+            started = True
             if json_lines:
                 typer.echo(json.dumps(r.to_json(), default=str))
             else:
