@@ -17,6 +17,7 @@
     ├── AuditError
     │   ├── AuditChainBroken
     │   └── AuditSinkUnavailable(delivered)  a sink refused / could not take a batch (spooled, retried)
+    │       └── NotificationUnavailable  a notification target (Slack webhook, SMTP) did not take it
     ├── PolicyError                impossible password policy (refused when set)
     ├── TargetError(target, record)
     │   ├── TargetUnreachable      connect failed, reset, 5xx before the change is known
@@ -143,6 +144,10 @@ class AuditSinkUnavailable(AuditError):
     def __init__(self, message: str, *, delivered: int = 0) -> None:
         super().__init__(message)
         self.delivered = delivered
+
+
+class NotificationUnavailable(AuditSinkUnavailable):
+    """A notification target (`keyturn.notify`) did not take (all of) a batch; spooled, retried."""
 
 
 class PolicyError(KeyturnError):
