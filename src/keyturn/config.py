@@ -15,6 +15,7 @@ Every environment variable keyturn reads is a field here:
                           may use, in (0, 1]; default 0.9 leaves headroom for other users of the key
     KEYTURN_DEBUG         show tracebacks of unexpected errors (never on by default)
     KEYTURN_AUDIT_SINKS   audit sinks as JSON (normally `[[keyturn.audit_sinks]]` tables in the TOML)
+    KEYTURN_NOTIFY        notification rules as JSON (normally `[[keyturn.notify]]` tables in the TOML)
     KEYTURN_SCRIPT_USER   account post-rotation scripts run as when keyturn runs as root (default
                           nobody; `keyturn.scripts.runner.resolve_script_user`)
     KEYTURN_BROKER_URL    Celery broker (redis://… by default, amqp://… for RabbitMQ): when set, `rotate`,
@@ -123,6 +124,57 @@ class AuditSinkConfig(BaseModel):
         return self
 
 
+_OUTCOME = Literal["rotated", "rotated_unverifiable", "rotated_script_errors", "rolled_back", "unverified",
+                   "failed", "needs_attention"]
+NOTIFY_OUTCOMES: tuple[_OUTCOME, ...] = (
+    "failed", "rolled_back", "needs_attention", "unverified", "rotated_script_errors")
+
+
+class NotifyConfig(BaseModel):
+    """One `[[keyturn.notify]]` table: where finished rotations are announced and which ones
+    (`keyturn.notify`). No secret is in the file: a Slack-compatible webhook URL (its path is the
+    token) is the password of the vault record `url_record`, the SMTP password that of
+    `password_record`. `name` keys the rule's durable cursor and spool
+    (KEYTURN_HOME/spool/notify-<name>.sqlite). Empty `tags` / `sites` match every record."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    type: Literal["slack", "email"]
+    outcomes: list[_OUTCOME] = Field(default_factory=lambda: list(NOTIFY_OUTCOMES), min_length=1)
+    tags: list[str] = Field(default_factory=list)
+    sites: list[str] = Field(default_factory=list)
+    url_record: str | None = None  # slack: vault record whose password is the https:// webhook URL
+    host: str | None = None  # email: SMTP server
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True  # email: STARTTLS before anything else is sent
+    sender: str | None = Field(default=None, alias="from")  # email
+    to: list[str] = Field(default_factory=list)  # email
+    username: str | None = None  # email: SMTP AUTH user (with password_record)
+    password_record: str | None = None  # email: vault record whose password is the SMTP password
+    ca_bundle: Path | None = None  # trust this CA instead of the system store
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    spool_max: int = Field(default=10_000, ge=1, le=10_000_000)
+    batch_size: int = Field(default=20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _required_per_type(self) -> NotifyConfig:
+        if self.type == "slack":
+            if self.url_record is None:
+                raise ValueError("a slack rule needs url_record (the vault record holding the webhook URL)")
+            return self
+        missing = [f for f, v in (("host", self.host), ("from", self.sender)) if v is None]
+        if not self.to:
+            missing.append("to")
+        if missing:
+            raise ValueError(f"an email rule needs {', '.join(missing)}")
+        if (self.username is None) != (self.password_record is None):
+            raise ValueError("username and password_record go together")
+        if self.password_record is not None and not self.starttls:
+            raise ValueError("SMTP AUTH needs starttls = true (the password would cross in clear)")
+        return self
+
+
 class Settings(BaseSettings):
     """keyturn settings; construct with `load_settings()` so the config file is honoured."""
 
@@ -142,6 +194,7 @@ class Settings(BaseSettings):
     history_depth: int = Field(default=10, ge=1, le=1000)
     meraki_api_share: float = Field(default=0.9, gt=0, le=1)
     audit_sinks: list[AuditSinkConfig] = Field(default_factory=list)
+    notify: list[NotifyConfig] = Field(default_factory=list)
     script_user: str | None = None
     # NoDecode: KEYTURN_SITES is "dc-east,dc-west", not JSON.
     sites: Annotated[list[str], NoDecode] = Field(default_factory=list)
