@@ -1,0 +1,124 @@
+"""Where a consumer reads the current secret: a keyturn server or the local vault.
+
+`CredentialSource` is one method, `reveal(ref, field) -> Secret`. Both implementations audit every read
+(the server as the token's name, the local vault as `cli:<os user>` or the actor given).
+
+`ServerSource` speaks the REST API (`POST /records/{ref}/reveal`, bearer token, TLS verified against the
+system store or `ca_bundle`); HTTP errors are mapped here, the only httpx boundary of this package:
+
+    401, 403        ConfigError(location="KEYTURN_TOKEN")  (a 403 never says whether the record exists)
+    404             RecordNotFound
+    connect / TLS   StorageUnavailable                      (the server is this consumer's vault)
+
+`from_env()`: `KEYTURN_URL` set → the server (token from `KEYTURN_TOKEN`, CA bundle from
+`KEYTURN_CA_BUNDLE`); otherwise the local vault of `KEYTURN_HOME`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from keyturn.errors import ConfigError, KeyturnError, RecordNotFound, StorageUnavailable
+from keyturn.secret import Secret
+
+if TYPE_CHECKING:
+    from keyturn.vault import Vault
+
+URL_ENV, TOKEN_ENV, CA_ENV = "KEYTURN_URL", "KEYTURN_TOKEN", "KEYTURN_CA_BUNDLE"
+TIMEOUT = 30.0
+
+
+class CredentialSource(Protocol):
+    """Reads one secret field of one record (uid or unique title). Raises `KeyturnError`."""
+
+    def reveal(self, ref: str, field: str = "password") -> Secret: ...
+
+    def close(self) -> None: ...
+
+
+class ServerSource:
+    """`keyturn serve` over HTTPS (or HTTP on a loopback lab). `client` is injectable for tests."""
+
+    def __init__(self, url: str, token: Secret, *, ca_bundle: str | None = None,
+                 client: httpx.Client | None = None) -> None:
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(f"not an http(s) URL: {url!r}", location=URL_ENV)
+        self.url = url.rstrip("/")
+        self._token = token
+        self._client = client or httpx.Client(verify=ca_bundle or True, timeout=TIMEOUT)
+
+    def reveal(self, ref: str, field: str = "password") -> Secret:
+        target = f"{self.url}/records/{quote(ref, safe='')}/reveal"
+        headers = {"Authorization": f"Bearer {self._token.reveal()}"}
+        try:
+            resp = self._client.post(target, json={"field": field}, headers=headers)
+        except httpx.HTTPError as exc:
+            raise StorageUnavailable(f"keyturn server {self.url} unreachable: {type(exc).__name__}: "
+                                     f"{exc}") from exc
+        if resp.status_code == 200:
+            return Secret(str(resp.json()["value"]))
+        detail = _detail(resp)
+        if resp.status_code in (401, 403):
+            raise ConfigError(f"keyturn server refused the token for {ref!r} (HTTP {resp.status_code}: "
+                              f"{detail})", location=TOKEN_ENV)
+        if resp.status_code == 404:
+            raise RecordNotFound(f"keyturn server: {detail}")
+        raise KeyturnError(f"keyturn server: HTTP {resp.status_code} revealing {field!r} of {ref!r}: "
+                           f"{detail}")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        detail = resp.json().get("detail")
+    except ValueError:
+        detail = None
+    return str(detail if detail is not None else resp.reason_phrase)[:300]
+
+
+class VaultSource:
+    """The local vault (needs the master key: the host keyturn runs on)."""
+
+    def __init__(self, vault: Vault, *, actor: str) -> None:
+        self._vault = vault
+        self._actor = actor
+
+    def reveal(self, ref: str, field: str = "password") -> Secret:
+        return self._vault.reveal(self._vault.resolve(ref), field=field, actor=self._actor)
+
+    def close(self) -> None:
+        self._vault.close()
+
+
+def server_from_env(env: Mapping[str, str]) -> ServerSource | None:
+    """The server `KEYTURN_URL` names, or None when it is unset."""
+    url = env.get(URL_ENV)
+    if not url:
+        return None
+    token = env.get(TOKEN_ENV)
+    if not token:
+        raise ConfigError("set KEYTURN_TOKEN (a consumer token: `keyturn token create --role consumer "
+                          "--grant ...`)", location=TOKEN_ENV)
+    return ServerSource(url, Secret(token), ca_bundle=env.get(CA_ENV) or None)
+
+
+def from_env(env: Mapping[str, str] | None = None, *, actor: str = "integration") -> CredentialSource:
+    """`ServerSource` when `KEYTURN_URL` is set, else `VaultSource` over the local vault."""
+    env = os.environ if env is None else env
+    server = server_from_env(env)
+    if server is not None:
+        return server
+    from keyturn.config import load_settings
+    from keyturn.vault import Vault
+
+    return VaultSource(Vault.open(load_settings()), actor=actor)
+
+
+__all__ = ["CredentialSource", "ServerSource", "VaultSource", "from_env", "server_from_env"]
