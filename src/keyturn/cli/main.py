@@ -43,6 +43,8 @@ COMMANDS = (
     Lazy("record", "keyturn.cli.records:app", "Add, list, show, edit, remove, import and export records."),
     Lazy("vault", "keyturn.cli.vault:app", "Master key and vault state."),
     Lazy("audit", "keyturn.cli.audit:app", "The hash-chained audit log."),
+    Lazy("notify", "keyturn.cli.notify:app",
+         "Notification rules: rotation outcomes to a Slack webhook or e-mail."),
     Lazy("script", "keyturn.cli.scripts:app",
          "Attach, list and detach post-rotation scripts (KeeperPAM-compatible)."),
     Lazy("sim", "keyturn.cli.sim:app",
