@@ -152,6 +152,14 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
 
         dispatcher = Dispatcher.from_settings(vault.settings, vault)
         sinks_task = asyncio.create_task(dispatcher.run(stop), name="keyturn-audit-sinks")
+    # Notifications (`[[keyturn.notify]]`): rotation outcomes from the same table, a cursor per rule.
+    notifier = None
+    notify_task: asyncio.Task[None] | None = None
+    if vault.settings.notify:
+        from keyturn.notify.dispatcher import Notifier
+
+        notifier = Notifier.from_settings(vault.settings, vault)
+        notify_task = asyncio.create_task(notifier.run(stop), name="keyturn-notify")
 
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_config=None, access_log=False, lifespan="off",
@@ -175,6 +183,9 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
             log.error("cannot listen on %s:%d (%s)", options.host, options.port, exc.strerror or exc)
             await _stop_scheduler(sched_task, stop, 0.0)
             await runner.aclose()
+            for d, t in ((dispatcher, sinks_task), (notifier, notify_task)):
+                if d is not None:
+                    await _stop_sinks(d, t, stop)
             return 1
     port = sock.getsockname()[1]
     log.info("keyturn serve listening on %s://%s:%d", "https" if options.cert else "http", options.host, port)
@@ -195,6 +206,8 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
             await follower.aclose()
         if dispatcher is not None:
             await _stop_sinks(dispatcher, sinks_task, stop)
+        if notifier is not None:
+            await _stop_sinks(notifier, notify_task, stop)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(ValueError, RuntimeError):
