@@ -1,9 +1,10 @@
-"""The API role matrix: every route and every role (admin, operator, auditor, anonymous) → the exact
-status. The table is the authorisation policy as a user sees it; a route missing from it fails the
+"""The API role matrix: every route and every role (admin, operator, auditor, consumer, anonymous) → the
+exact status. The table is the authorisation policy as a user sees it; a route missing from it fails the
 test, so a new route cannot ship without a decision here.
 
 Allowed calls are built to succeed (a real rotation id, a record with an earlier version to restore),
-so "allowed" means the success status, not merely "not 401/403".
+so "allowed" means the success status, not merely "not 401/403". The consumer's token is granted the
+user record {u} (``record:UID``) and nothing else: it reveals {u} and is refused everything else.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import Any
 
 import pytest
 
+from keyturn.api.tokens import Role, TokenStore
 from keyturn.secret import Secret
 from keyturn.vault import Field
 from tests.unit.api_world import Api
 
-ROLES = ("admin", "operator", "auditor", "anonymous")
-A, O, U, N = ROLES  # noqa: E741 - one letter per role keeps the table readable
+ROLES = ("admin", "operator", "auditor", "consumer", "anonymous")
+A, O, U, C, N = ROLES  # noqa: E741 - one letter per role keeps the table readable
 
 
 def expect(ok: int, *allowed: str) -> dict[str, int]:
@@ -42,7 +44,7 @@ MATRIX: list[tuple[str, str, dict[str, Any] | None, dict[str, int]]] = [
     ("GET", "/records/{u}", None, expect(200, A, O, U)),
     ("PATCH", "/records/{u}", {"title": "u1"}, expect(200, A)),
     ("DELETE", "/records/{x}", None, expect(204, A)),
-    ("POST", "/records/{u}/reveal", None, expect(200, A)),
+    ("POST", "/records/{u}/reveal", None, expect(200, A, C)),
     ("POST", "/records/{v}/restore", {"version": 1}, expect(200, A)),
     ("GET", "/records/{u}/rotation", None, expect(200, A, O, U)),
     ("PUT", "/records/{p}/rotation", {"target": "iosxe-restconf", "resource": "{res}"}, expect(200, A, O)),
@@ -92,7 +94,12 @@ async def test_every_route_answers_each_role_as_the_table_says(api: Api, role: s
     names = {"u": world.user, "p": world.add_user(f"profile-{role}", "p", "Prof1le-Passw0rd"),
              "x": world.vault.add(type="login", title=f"victim-{role}").uid, "v": versioned.uid,
              "r": rotation, "res": world.resource.uid, "role": role}
-    headers = api.auth(role) if role != N else {}
+    if role == C:  # granted the user record only
+        consumer = TokenStore(world.vault.engine).create(Role.CONSUMER, name="matrix-consumer",
+                                                         grants=[f"record:{world.user}"])[1]
+        headers = {"Authorization": f"Bearer {consumer.reveal()}"}
+    else:
+        headers = api.auth(role) if role != N else {}
     got = {}
     for method, path, body, expected in MATRIX:
         r = await api.client.request(method, _fill(path, names), json=_fill(body, names), headers=headers)

@@ -55,6 +55,12 @@ def test_the_shipped_head_is_alembics_head() -> None:
     assert shipped_head() == ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+def _schema(engine: sa.Engine) -> set[tuple[str, str]]:
+    """Every (table, column) of the database."""
+    inspector = sa.inspect(engine)
+    return {(t, c["name"]) for t in inspector.get_table_names() for c in inspector.get_columns(t)}
+
+
 def test_a_vault_behind_the_head_is_upgraded_on_open(settings: Settings) -> None:
     with Vault.init(settings) as v:
         uid = v.add(type="pamUser", title="u", fields=[Field("password", None, [Secret("pw-1")])]).uid
@@ -67,13 +73,13 @@ def test_a_vault_behind_the_head_is_upgraded_on_open(settings: Settings) -> None
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, previous)
     assert stored(storage) == [previous]
-    tables_behind = set(sa.inspect(storage.engine).get_table_names())
+    schema_behind = _schema(storage.engine)
     storage.dispose()
 
     with Vault.open(settings) as v:
         assert v.secret(uid).reveal() == "pw-1"  # type: ignore[union-attr]
         assert stored(v.storage) == [head]
-        assert set(sa.inspect(v.storage.engine).get_table_names()) > tables_behind  # the head's tables
+        assert _schema(v.storage.engine) > schema_behind  # the head's tables or columns
 
 
 def test_a_database_of_a_newer_keyturn_is_refused_as_before(settings: Settings) -> None:

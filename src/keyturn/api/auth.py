@@ -3,17 +3,21 @@
 Every route declares one `Permission` with ``Depends(require(Permission.X))``. The table below is the
 whole authorisation policy:
 
-    permission        admin  operator  auditor
-    records:read        ✓       ✓         ✓      record metadata (secret values are never returned)
-    records:write       ✓                        create / edit / delete records
-    rotation:read       ✓       ✓         ✓      profiles, schedules, rotation status, history
-    rotation:write      ✓       ✓                set rotation profiles and schedules
-    rotate              ✓       ✓                POST /rotations
-    audit:read          ✓                 ✓      GET /audit
-    reveal              ✓                        POST /records/{ref}/reveal (audited)
+    permission        admin  operator  auditor  consumer
+    records:read        ✓       ✓         ✓               record metadata (secret values are never returned)
+    records:write       ✓                                 create / edit / delete records
+    rotation:read       ✓       ✓         ✓               profiles, schedules, rotation status, history
+    rotation:write      ✓       ✓                         set rotation profiles and schedules
+    rotate              ✓       ✓                         POST /rotations
+    audit:read          ✓                 ✓               GET /audit
+    reveal              ✓                                 POST /records/{ref}/reveal (audited)
+    reveal:granted      ✓                           ✓     the same, current values of granted records only
 
 Operators run the rotations (and decide how and when) but cannot create, delete or read secrets;
-auditors read everything except secret values and change nothing.
+auditors read everything except secret values and change nothing. A consumer (automation that logs in
+with the accounts: backups, Ansible, `keyturn exec`) reveals the current values of the records its
+token's grants match (`keyturn.consumers`) and nothing else: a record outside them, or one that does not
+exist, is the same 403 (`forbid`), so a consumer learns nothing about records it was not given.
 
 A missing, malformed, unknown, revoked or expired token → 401 (with ``WWW-Authenticate: Bearer``); a
 valid token without the permission → 403. A client that presented too many bad tokens in the last
@@ -52,6 +56,7 @@ class Permission(enum.StrEnum):
     ROTATE = "rotate"
     AUDIT_READ = "audit:read"
     REVEAL = "reveal"
+    REVEAL_GRANTED = "reveal:granted"
 
 
 P = Permission
@@ -59,6 +64,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.OPERATOR: frozenset({P.RECORDS_READ, P.ROTATION_READ, P.ROTATION_WRITE, P.ROTATE}),
     Role.AUDITOR: frozenset({P.RECORDS_READ, P.ROTATION_READ, P.AUDIT_READ}),
+    Role.CONSUMER: frozenset({P.REVEAL_GRANTED}),
 }
 
 
@@ -120,8 +126,16 @@ async def _deny(ctx: ApiContext, request: Request, code: int, reason: str,
     return HTTPException(status_code=code, detail=message, headers=headers)
 
 
-def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
-    """A FastAPI dependency: the authenticated `Principal` holding `permission`, else 401 / 403."""
+async def forbid(ctx: ApiContext, request: Request, principal: Principal, reason: str) -> HTTPException:
+    """A 403 for an authenticated caller a route refuses after looking (a consumer outside its grants),
+    audited as `api.denied` like every denial; raise what it returns."""
+    return await _deny(ctx, request, status.HTTP_403_FORBIDDEN, reason, principal.token)
+
+
+def require(permission: Permission, *alternatives: Permission) -> Callable[..., Awaitable[Principal]]:
+    """A FastAPI dependency: the authenticated `Principal` holding `permission` (or one of
+    `alternatives`), else 401 / 403."""
+    wanted = (permission, *alternatives)
 
     async def dependency(
         request: Request, creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
@@ -141,7 +155,7 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
             why = await asyncio.to_thread(ctx.tokens.classify, token)
             raise await _deny(ctx, request, status.HTTP_401_UNAUTHORIZED, f"{why} token")
         principal = Principal(info)
-        if not principal.can(permission):
+        if not any(principal.can(p) for p in wanted):
             raise await _deny(ctx, request, status.HTTP_403_FORBIDDEN,
                               f"role {info.role} lacks permission {permission}", info)
         request.state.actor = principal.actor
@@ -150,4 +164,4 @@ def require(permission: Permission) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-__all__ = ["ROLE_PERMISSIONS", "Permission", "Principal", "context", "require"]
+__all__ = ["ROLE_PERMISSIONS", "Permission", "Principal", "context", "forbid", "require"]

@@ -5,6 +5,9 @@ leaked token; the 256 bits of entropy make an unsalted SHA-256 digest safe to st
 brute-force), and unlike `Vault.hmac_value` the digest survives a master-key rekey. Tokens live in the
 `api_tokens` table (Alembic revision `0004_tokens`), beside the vault's own tables.
 
+A `consumer` token carries grants (``record:UID``, ``tag:NAME``; `keyturn.consumers`), stored with it as a
+JSON list (revision `0007_token_grants`): the records it may reveal. Only consumer tokens carry grants.
+
     store = TokenStore(vault.engine)
     info, token = store.create(Role.OPERATOR, name="ci", expires_in=timedelta(days=90), created_by="cli:ann")
     print(token.reveal())                      # the only time the clear token exists
@@ -16,8 +19,10 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import json
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,6 +50,7 @@ api_tokens = sa.Table(
     sa.Column("expires_at", UTCDateTime, nullable=True),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
     sa.Column("created_by", sa.String(128), nullable=False, server_default=""),
+    sa.Column("grants", sa.Text(), nullable=False, server_default="[]"),
 )
 
 
@@ -54,6 +60,7 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
     OPERATOR = "operator"
     AUDITOR = "auditor"
+    CONSUMER = "consumer"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -78,6 +85,7 @@ class TokenInfo:
     expires_at: datetime | None
     revoked_at: datetime | None
     created_by: str
+    grants: tuple[str, ...] = ()
 
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
@@ -88,16 +96,21 @@ class TokenInfo:
             "created_at": self.created_at.isoformat(),
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
-            "created_by": self.created_by,
+            "created_by": self.created_by, "grants": list(self.grants),
         }
 
 
 def _info(m: sa.RowMapping) -> TokenInfo:
     created = m["created_at"]
     assert created is not None
+    try:
+        stored = json.loads(m["grants"] or "[]")
+    except ValueError:
+        stored = []  # a value written around keyturn grants nothing
+    grants = tuple(g for g in stored if isinstance(g, str)) if isinstance(stored, list) else ()
     return TokenInfo(id=m["id"], name=m["name"], role=Role(m["role"]), created_at=created,
                      expires_at=m["expires_at"], revoked_at=m["revoked_at"],
-                     created_by=m["created_by"])
+                     created_by=m["created_by"], grants=grants)
 
 
 class TokenStore:
@@ -112,25 +125,33 @@ class TokenStore:
 
     def create(
         self, role: Role | str, *, name: str, expires_in: timedelta | None = None, created_by: str = "cli",
-        now: datetime | None = None,
+        now: datetime | None = None, grants: Sequence[str] = (),
     ) -> tuple[TokenInfo, Secret]:
-        """A new token for `role`; returns its metadata and the clear token (show it once, then drop it)."""
+        """A new token for `role`; returns its metadata and the clear token (show it once, then drop it).
+
+        `grants` (``record:UID``, ``tag:NAME``) only for a consumer token; `ConfigError` for a malformed
+        one, or grants on another role. A record grant is stored as given: the caller resolves titles."""
+        from keyturn.consumers import parse_grants
+
         try:
             role = Role(role)
         except ValueError as exc:
-            raise ConfigError(f"unknown role {role!r}: use admin, operator or auditor") from exc
+            raise ConfigError(f"unknown role {role!r}: use {', '.join(r.value for r in Role)}") from exc
         if not _NAME_RE.match(name):
             raise ConfigError(f"bad token name {name!r}: 1-128 letters, digits, space or ._@:/-")
+        if grants and role is not Role.CONSUMER:
+            raise ConfigError(f"grants are for consumer tokens; a {role} token has its role's permissions")
+        stored = tuple(str(g) for g in parse_grants(grants))
         now = now or datetime.now(UTC)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         info = TokenInfo(id=secrets.token_hex(8), name=name, role=role, created_at=now,
                          expires_at=now + expires_in if expires_in else None, revoked_at=None,
-                         created_by=created_by[:128])
+                         created_by=created_by[:128], grants=stored)
         with write_tx(self.engine) as conn:
             conn.execute(api_tokens.insert().values(
                 id=info.id, name=info.name, role=info.role.value, token_hash=digest(token),
                 created_at=info.created_at, expires_at=info.expires_at, revoked_at=None,
-                created_by=info.created_by,
+                created_by=info.created_by, grants=json.dumps(list(stored)),
             ))
         return info, Secret(token)
 

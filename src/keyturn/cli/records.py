@@ -5,11 +5,14 @@ Scriptable forms (stable)::
     keyturn record add --type pamUser --title "core-sw1 admin" --login admin --password - < pw.txt
     keyturn record add --type pamNetworkDevice --title core-sw1 --field host=10.0.0.1 --custom room=b2
     keyturn record edit core-sw1 --site dc-east                    # its accounts rotate at dc-east
+    keyturn record edit "core-sw1 admin" --tag backup --untag lab  # groups (`keyturn.tags`)
     keyturn record add ... --secret-custom enable_secret=-         # secret custom field from stdin
 
 `--site` (a known site, `keyturn.sites`) is kept in the record's metadata: the workers of that site rotate
-the accounts on this resource. `record add` prints the new uid alone on stdout. Secrets are never printed
-except by `reveal` (audited), which prints the value alone and a newline.
+the accounts on this resource. `--tag`/`--untag` set the record's tags (`keyturn.tags`, kept in
+``meta.tags``): the groups a consumer token's ``tag:NAME`` grant reveals. `record add` prints the new
+uid alone on stdout. Secrets are never printed except by `reveal` (audited), which prints the value
+alone and a newline.
 
 A title, login, field type or label the vault would refuse (`vault.records.check_fields`: control,
 bidi or zero-width characters, too long) is a usage error (exit 2) found before the vault is opened.
@@ -77,6 +80,9 @@ AllowDupOpt = Annotated[bool, typer.Option("--allow-duplicate", help="Allow a ti
 SiteOpt = Annotated[str | None, typer.Option(
     "--site", show_default=False, help="Site whose workers rotate the accounts on this resource (a known "
     'site, see KEYTURN_SITES); "" or default: none.')]
+
+TagOpt = Annotated[list[str] | None, typer.Option(
+    "--tag", show_default=False, help="Add a tag: a group consumer tokens may be granted (repeatable).")]
 
 
 class _Stdin:
@@ -179,12 +185,17 @@ def add(
     secret_custom: SecretCustomOpt = None,
     allow_duplicate: AllowDupOpt = False,
     site: SiteOpt = None,
+    tag: TagOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a record; prints its uid."""
+    from keyturn import tags
     from keyturn.sites import META_KEY, site_setting
 
     stored_site = site_setting(site, settings())
+    meta: dict[str, Any] = {META_KEY: stored_site} if stored_site else {}
+    if tag:
+        meta[tags.META_KEY] = tags.check_tags(tag)
     stdin = _Stdin()
     pw = _password(password, stdin, prompt=type_ in PASSWORD_TYPES)
     fields = _build_fields(login, pw, field or [], stdin)
@@ -192,7 +203,7 @@ def add(
     _check_usage(title, fields, cust, rtype=type_)
     with open_vault() as vault:
         rec = vault.add(type=type_, title=title, fields=fields, custom=cust, allow_duplicate=allow_duplicate,
-                        meta={META_KEY: stored_site} if stored_site else None, actor=actor())
+                        meta=meta or None, actor=actor())
     if as_json:
         echo_json(_record_json(rec))
     else:
@@ -306,12 +317,18 @@ def edit(
     ] = None,
     allow_duplicate: AllowDupOpt = False,
     site: SiteOpt = None,
+    tag: TagOpt = None,
+    untag: Annotated[list[str] | None, typer.Option(
+        "--untag", show_default=False, help="Remove a tag (repeatable; an absent one is fine).")] = None,
 ) -> None:
-    """Change a record's title, fields or site (a changed secret becomes a new current version)."""
+    """Change a record's title, fields, site or tags (a changed secret becomes a new current version)."""
+    from keyturn import tags
     from keyturn.sites import META_KEY, site_setting
     from keyturn.vault.records import shown
 
     stored_site = site_setting(site, settings()) if site is not None else None
+    retagging = bool(tag or untag)
+    tags.retag([], tag or [], untag or [])  # a malformed tag is a usage error before the vault opens
     stdin = _Stdin()
     pw = _password(password, stdin, prompt=False)
     new_fields = _build_fields(login, pw, field or [], stdin)
@@ -329,13 +346,18 @@ def edit(
             fields, cust = keep_f, keep_c
         changed_fields = bool(new_fields or remove_field)
         changed_custom = bool(new_custom or remove_field)
-        if site is None or title is not None or changed_fields or changed_custom:
+        if (site is None and not retagging) or title is not None or changed_fields or changed_custom:
             vault.update(
                 rec.uid, title=title, fields=fields if changed_fields else None,
                 custom=cust if changed_custom else None, allow_duplicate=allow_duplicate, actor=actor(),
             )
         if site is not None and rec.meta.get(META_KEY) != stored_site:
             vault.set_meta(rec.uid, META_KEY, stored_site, actor=actor())
+        if retagging:
+            now = tags.tags_of(rec.meta)
+            new = tags.retag(now, tag or [], untag or [])
+            if new != now:
+                vault.set_meta(rec.uid, tags.META_KEY, new or None, actor=actor())
     typer.echo(f"updated {rec.uid}")
 
 

@@ -17,7 +17,8 @@ field) is refused unless the admin confirms with ``allow_scripts`` (``keyturn re
 
 A site in a record's metadata (``meta.site``, a profile's ``options.site``) must be one of `sites`, the
 known sites (`keyturn.sites.known_sites`; only ``default`` unless the caller passes them), as
-``--site`` requires: an import is no back door to an unknown queue.
+``--site`` requires: an import is no back door to an unknown queue. Tags (``meta.tags``, `keyturn.tags`)
+must be a list of valid tag names, as ``--tag`` requires: they decide what consumer tokens may reveal.
 
 Keeper Commander shape::
 
@@ -43,6 +44,7 @@ from keyturn.errors import ConfigError, ImportFailed, VaultError
 from keyturn.scripts.attachments import script_bearing
 from keyturn.secret import Secret
 from keyturn.sites import DEFAULT_SITE, check_meta_sites
+from keyturn.tags import check_meta_tags
 from keyturn.vault.api import NewRecord
 from keyturn.vault.records import (
     MAX_META_DEPTH,
@@ -161,6 +163,7 @@ def parse(
             check_fields(rec.fields, rec.custom)
             check_value(dict(rec.meta or {}), "\"meta\"", depth=MAX_META_DEPTH)
             check_meta_sites(rec.meta or {}, sites)
+            check_meta_tags(rec.meta or {})
         except (_Bad, VaultError, ConfigError) as exc:
             raise ImportFailed(f"{where}: {exc}") from exc
         found = script_bearing(custom=rec.custom, meta=rec.meta)

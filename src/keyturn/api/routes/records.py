@@ -7,6 +7,10 @@ equal to the placeholder therefore means "keep the current value", never "set it
 ``site`` (create / patch) is the resource's site (`keyturn.sites`), kept in ``meta.site``: a known site,
 checked as `keyturn record add --site` checks it (422 listing the known sites); ``""`` or ``"default"``
 clears it, an omitted one leaves it as it is.
+
+``tags`` (create / patch) are the record's tags (`keyturn.tags`), kept in ``meta.tags``: the groups a
+consumer token's ``tag:NAME`` grant reveals. A patch's list replaces the record's (``[]`` removes them
+all), an omitted one leaves them; a malformed tag is 422 with the rule, as `keyturn record add --tag`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from keyturn import tags as tagging
 from keyturn.api.auth import Permission, Principal, context, require
 from keyturn.api.context import ApiContext
 from keyturn.secret import Secret
@@ -59,6 +64,7 @@ class FieldOut(BaseModel):
 
 
 SITE_DESCRIPTION = 'site whose workers rotate the accounts on this resource; "" or "default" clears'
+TAGS_DESCRIPTION = "the record's tags (groups for consumer grants); on a patch the list replaces them"
 
 
 class RecordIn(BaseModel):
@@ -69,6 +75,7 @@ class RecordIn(BaseModel):
     custom: list[FieldIn] = Field(default_factory=list, max_length=200)
     allow_duplicate: bool = False
     site: str | None = Field(default=None, max_length=64, description=SITE_DESCRIPTION)
+    tags: list[str] | None = Field(default=None, max_length=tagging.MAX_TAGS, description=TAGS_DESCRIPTION)
 
 
 class RecordPatch(BaseModel):
@@ -80,6 +87,7 @@ class RecordPatch(BaseModel):
     custom: list[FieldIn] | None = Field(default=None, max_length=200)
     allow_duplicate: bool = False
     site: str | None = Field(default=None, max_length=64, description=SITE_DESCRIPTION)
+    tags: list[str] | None = Field(default=None, max_length=tagging.MAX_TAGS, description=TAGS_DESCRIPTION)
 
 
 class RecordOut(BaseModel):
@@ -143,10 +151,13 @@ async def create_record(
     body: RecordIn, ctx: Ctx, p: Annotated[Principal, Depends(require(Permission.RECORDS_WRITE))],
 ) -> RecordOut:
     site = site_setting(body.site, ctx.vault.settings)
+    meta: dict[str, Any] = {SITE_KEY: site} if site else {}
+    if body.tags:
+        meta[tagging.META_KEY] = tagging.check_tags(body.tags)
     # allow_scripts=False: a Shell field runs a program with the passwords; only the CLI sets one.
     rec = await ctx.db(ctx.vault.add, type=body.type, title=body.title, fields=to_fields(body.fields),
                        custom=to_fields(body.custom), allow_duplicate=body.allow_duplicate,
-                       meta={SITE_KEY: site} if site else None, actor=p.actor, allow_scripts=False)
+                       meta=meta or None, actor=p.actor, allow_scripts=False)
     return record_out(rec)
 
 
@@ -163,14 +174,18 @@ async def update_record(
     p: Annotated[Principal, Depends(require(Permission.RECORDS_WRITE))],
 ) -> RecordOut:
     site = site_setting(body.site, ctx.vault.settings) if body.site is not None else None
+    if body.tags is not None:
+        tagging.check_tags(body.tags)
     uid = await ctx.db(ctx.vault.resolve, ref)
     return record_out(await ctx.db(_update, ctx.vault, uid, body, site, p.actor))
 
 
 def _update(vault: Vault, uid: str, body: RecordPatch, site: str | None, actor: str) -> Record:
-    """The patch in one transaction: fields and title, then the site when one was given and differs."""
+    """The patch in one transaction: fields and title, then the site and the tags when given and they
+    differ."""
     with vault.unit():
-        if body.site is None or body.model_fields_set - {"site", "allow_duplicate"}:
+        if not body.model_fields_set & {"site", "tags"} or body.model_fields_set - {"site", "tags",
+                                                                                     "allow_duplicate"}:
             rec = vault.update(
                 uid, title=body.title, fields=to_fields(body.fields) if body.fields is not None else None,
                 custom=to_fields(body.custom) if body.custom is not None else None,
@@ -181,6 +196,11 @@ def _update(vault: Vault, uid: str, body: RecordPatch, site: str | None, actor: 
         if body.site is not None and rec.meta.get(SITE_KEY) != site:
             vault.set_meta(uid, SITE_KEY, site, actor=actor)
             rec = vault.get(uid)
+        if body.tags is not None:
+            new = tagging.check_tags(body.tags)
+            if new != tagging.tags_of(rec.meta):
+                vault.set_meta(uid, tagging.META_KEY, new or None, actor=actor)
+                rec = vault.get(uid)
     return rec
 
 

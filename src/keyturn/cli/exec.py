@@ -1,0 +1,179 @@
+"""`keyturn exec`: run a command with current credentials in its environment (issue 16, item 2).
+
+    keyturn exec --env NETOPS_USER="sw1 admin:login" --env NETOPS_PW="sw1 admin" -- ./backup.sh sw1
+
+Each ``--env NAME=RECORD[:FIELD]`` puts one value into the command's environment — never its argv, so
+the process list shows nothing. FIELD is ``password`` (the default), ``login`` or a custom field's
+label; the last ``:`` separates it, so a title that holds a ``:`` is given with its field
+(``--env PW="a:b:password"``) or by uid. Every value is read before the command starts: a record that
+does not exist (or that the token is not granted) means nothing runs and keyturn exits 4. Then keyturn
+*becomes* the command (``execvp``): its exit status, signals and pid are the command's own.
+
+Where the values come from:
+
+- the local vault (as `keyturn reveal`: the master key or passphrase of this host), audited as the OS
+  user;
+- a keyturn server when KEYTURN_URL is set, with the consumer token in KEYTURN_TOKEN (environment only:
+  an option would show the token in the process list). HTTPS with certificate verification against the
+  system's CAs or ``--ca`` (KEYTURN_CA_BUNDLE, as `keyturn.integrations`); plain http only to a loopback
+  address. The server audits every read with the token's name. KEYTURN_TOKEN is not passed on to the
+  command.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote, urlsplit
+
+import typer
+
+from keyturn.cli.output import EXIT_NOT_FOUND, EXIT_USAGE, actor, fail, handle_errors, open_vault
+from keyturn.secret import Secret
+
+if TYPE_CHECKING:
+    import httpx
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # fullmatch
+EXIT_CANNOT_RUN, EXIT_NO_COMMAND = 126, 127  # what a shell reports
+DEFAULT_FIELD = "password"
+TOKEN_VAR = "KEYTURN_TOKEN"  # noqa: S105 - the variable's name, not a token
+HTTP_TIMEOUT = 30.0
+
+
+def parse_env(spec: str) -> tuple[str, str, str]:
+    """``NAME=RECORD[:FIELD]`` → (name, record, field); a usage error (exit 2) when malformed."""
+    from keyturn.vault.records import shown
+
+    name, sep, target = spec.partition("=")
+    if not sep or not ENV_NAME.fullmatch(name):
+        fail(f"--env {shown(spec)}: expected NAME=RECORD[:FIELD], NAME a shell variable name", EXIT_USAGE)
+    record, colon, field = target.rpartition(":")
+    if not colon:
+        record, field = target, DEFAULT_FIELD
+    if not record or not field:
+        fail(f"--env {shown(spec)}: expected NAME=RECORD[:FIELD] with a record and a field", EXIT_USAGE)
+    return name, record, field
+
+
+def _command_path(command: list[str]) -> str:
+    """The program to run, found before any secret is read (exit 127 / 126 as a shell would)."""
+    if not command:
+        fail("no command: give it after --, e.g. keyturn exec --env PW=sw1 -- ./backup.sh", EXIT_USAGE)
+    found = shutil.which(command[0])
+    if found is None:
+        exists = os.sep in command[0] and Path(command[0]).exists()
+        fail(f"{command[0]}: {'not executable' if exists else 'command not found'}",
+             EXIT_CANNOT_RUN if exists else EXIT_NO_COMMAND)
+    return found
+
+
+def _from_vault(wanted: list[tuple[str, str, str]]) -> dict[str, Secret]:
+    from keyturn.consumers import read_field
+
+    with open_vault() as vault:
+        uids = {record: vault.resolve(record) for _, record, _ in wanted}  # all found before any read
+        return {name: read_field(vault, uids[record], field, actor=actor()) for name, record, field in wanted}
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _from_server(url: str, ca: Path | None, wanted: list[tuple[str, str, str]]) -> dict[str, Secret]:
+    import ssl
+
+    import httpx
+
+    token = os.environ.get(TOKEN_VAR, "")
+    if not token:
+        fail(f"KEYTURN_URL is set: put a consumer token in {TOKEN_VAR} (`keyturn token create --role "
+             "consumer --grant ...` on the server)", EXIT_USAGE)
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        fail(f"KEYTURN_URL {url[:100]!r}: expected https://HOST[:PORT]", EXIT_USAGE)
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        fail("KEYTURN_URL: plain http would send the token and the secrets in clear; use https", EXIT_USAGE)
+    try:
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"--ca {ca}: cannot load it as PEM certificates ({type(exc).__name__})", EXIT_USAGE)
+    out: dict[str, Secret] = {}
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url.rstrip("/"), verify=verify, timeout=HTTP_TIMEOUT, headers=headers,
+                      follow_redirects=False) as client:
+        for name, record, field in wanted:
+            try:
+                r = client.post(f"/records/{quote(record, safe='')}/reveal", json={"field": field})
+            except httpx.HTTPError as exc:
+                fail(f"cannot reach {parts.scheme}://{parts.netloc}: {type(exc).__name__}: "
+                     f"{str(exc)[:200]}")
+            if r.status_code in (403, 404):
+                fail(f"record {record[:80]!r}: not found, or this token is not granted it", EXIT_NOT_FOUND)
+            if r.status_code == 401:
+                fail(f"the server refused the token in {TOKEN_VAR} (unknown, revoked or expired)")
+            if r.status_code != 200:
+                fail(f"record {record[:80]!r} field {field[:80]!r}: the server answered {r.status_code}: "
+                     f"{_detail(r)}")
+            out[name] = Secret(str(r.json()["value"]))
+    return out
+
+
+def _detail(r: httpx.Response) -> str:
+    try:
+        body = r.json()
+    except ValueError:
+        return "?"
+    return str(body.get("detail") if isinstance(body, dict) else body)[:200]
+
+
+@handle_errors
+def exec_(
+    command: Annotated[list[str] | None, typer.Argument(
+        help="The command and its arguments, after --.", show_default=False)] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", show_default=False,
+        help="NAME=RECORD[:FIELD]: put FIELD (password, login or a custom label; default password) of "
+             "RECORD into the command's environment as NAME (repeatable).")] = None,
+    url: Annotated[str | None, typer.Option(
+        "--url", envvar="KEYTURN_URL", show_default=False,
+        help="Read from this keyturn server with the consumer token in KEYTURN_TOKEN (env KEYTURN_URL); "
+             "default: the local vault.")] = None,
+    ca: Annotated[Path | None, typer.Option(
+        "--ca", envvar="KEYTURN_CA_BUNDLE", show_default=False, exists=True, dir_okay=False,
+        help="CA certificates (PEM) to verify the server with (env KEYTURN_CA_BUNDLE); default: the "
+             "system's.")]
+        = None,
+) -> None:
+    """Run a command with current credentials in its environment (never argv); exits with its status."""
+    wanted = [parse_env(spec) for spec in env or []]
+    if not wanted:
+        fail("give at least one --env NAME=RECORD[:FIELD]", EXIT_USAGE)
+    names = [name for name, _, _ in wanted]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        fail(f"--env {twice[0]} is given twice", EXIT_USAGE)
+    argv = list(command or [])
+    program = _command_path(argv)
+    values = _from_server(url, ca, wanted) if url else _from_vault(wanted)
+    child = {k: v for k, v in os.environ.items() if k != TOKEN_VAR}
+    child.update({name: value.reveal() for name, value in values.items()})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(program, argv, child)  # noqa: S606 - no shell: the argv is the user's, as given
+    except OSError as exc:
+        fail(f"{argv[0]}: cannot run it: {exc.strerror}", EXIT_CANNOT_RUN)
+
+
+__all__ = ["exec_", "parse_env"]
