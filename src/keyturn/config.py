@@ -44,7 +44,9 @@ KEYTURN_MASTER_KEY, KEYTURN_PASSPHRASE and KEYTURN_NEW_PASSPHRASE are taken out 
 command starts (`keyturn.hardening`); `load_settings` gets them from there, at the same rank.
 
 Read by their command only (Typer options that name them): KEYTURN_SERVE_HOST, KEYTURN_SERVE_PORT,
-KEYTURN_SERVE_CERT, KEYTURN_SERVE_KEY, KEYTURN_SERVE_INSECURE_HTTP (`keyturn serve`). Test hook, never
+KEYTURN_SERVE_CERT, KEYTURN_SERVE_KEY, KEYTURN_SERVE_INSECURE_HTTP (`keyturn serve`); KEYTURN_URL,
+KEYTURN_CA_BUNDLE and KEYTURN_TOKEN, the server a consumer reads from (`keyturn exec`; the token from the
+environment only, never an option). Test hook, never
 set in production: KEYTURN_TEST_KILL_AT (`keyturn.engine.hooks`).
 
 `load_settings` also guards the data directory (issue 12, item 16): KEYTURN_HOME holds the key file,
