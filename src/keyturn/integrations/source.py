@@ -17,6 +17,7 @@ system store or `ca_bundle`); HTTP errors are mapped here, the only httpx bounda
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
@@ -50,7 +51,11 @@ class ServerSource:
             raise ConfigError(f"not an http(s) URL: {url!r}", location=URL_ENV)
         self.url = url.rstrip("/")
         self._token = token
-        self._client = client or httpx.Client(verify=ca_bundle or True, timeout=TIMEOUT)
+        try:
+            verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot read CA bundle {ca_bundle}: {exc}", location=CA_ENV) from exc
+        self._client = client or httpx.Client(verify=verify, timeout=TIMEOUT)
 
     def reveal(self, ref: str, field: str = "password") -> Secret:
         target = f"{self.url}/records/{quote(ref, safe='')}/reveal"
