@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # fullmatch
 EXIT_CANNOT_RUN, EXIT_NO_COMMAND = 126, 127  # what a shell reports
 DEFAULT_FIELD = "password"
-TOKEN_VAR = "KEYTURN_TOKEN"  # noqa: S105 - the variable's name, not a token
+BEARER_VAR = "KEYTURN_TOKEN"  # where the consumer token is read from (environment only)
 HTTP_TIMEOUT = 30.0
 
 
@@ -95,9 +95,9 @@ def _from_server(url: str, ca: Path | None, wanted: list[tuple[str, str, str]]) 
 
     import httpx
 
-    token = os.environ.get(TOKEN_VAR, "")
+    token = os.environ.get(BEARER_VAR, "")
     if not token:
-        fail(f"KEYTURN_URL is set: put a consumer token in {TOKEN_VAR} (`keyturn token create --role "
+        fail(f"KEYTURN_URL is set: put a consumer token in {BEARER_VAR} (`keyturn token create --role "
              "consumer --grant ...` on the server)", EXIT_USAGE)
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -121,7 +121,7 @@ def _from_server(url: str, ca: Path | None, wanted: list[tuple[str, str, str]]) 
             if r.status_code in (403, 404):
                 fail(f"record {record[:80]!r}: not found, or this token is not granted it", EXIT_NOT_FOUND)
             if r.status_code == 401:
-                fail(f"the server refused the token in {TOKEN_VAR} (unknown, revoked or expired)")
+                fail(f"the server refused the token in {BEARER_VAR} (unknown, revoked or expired)")
             if r.status_code != 200:
                 fail(f"record {record[:80]!r} field {field[:80]!r}: the server answered {r.status_code}: "
                      f"{_detail(r)}")
@@ -166,7 +166,7 @@ def exec_(
     argv = list(command or [])
     program = _command_path(argv)
     values = _from_server(url, ca, wanted) if url else _from_vault(wanted)
-    child = {k: v for k, v in os.environ.items() if k != TOKEN_VAR}
+    child = {k: v for k, v in os.environ.items() if k != BEARER_VAR}
     child.update({name: value.reveal() for name, value in values.items()})
     sys.stdout.flush()
     sys.stderr.flush()
