@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,7 +221,9 @@ def mock_slack(statuses: list[int], seen: list[bytes]) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.MockTransport(handle))
 
 
-async def test_slack_channel_reports_what_arrived_and_never_shows_the_url() -> None:
+async def test_slack_channel_reports_what_arrived_and_never_shows_the_url(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="httpx")  # httpx logs every request's URL at INFO
     seen: list[bytes] = []
     ch = SlackChannel("chat", Secret(HOOK), client=mock_slack([200, 503], seen))
     msgs = [ch.message(note(audit_id=i)) for i in (1, 2, 3)]
@@ -229,6 +232,8 @@ async def test_slack_channel_reports_what_arrived_and_never_shows_the_url() -> N
     assert info.value.delivered == 1 and "503" in str(info.value)
     assert "sEcReTtOkEn" not in str(info.value) and "sEcReTtOkEn" not in ch.destination
     assert json.loads(seen[0])["text"].startswith("*keyturn: rotation failed: sw1 admin*")
+    assert "HTTP Request: POST https://hooks.example.test:443/…" in caplog.text
+    assert "sEcReTtOkEn" not in caplog.text
 
     def refuse(req: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError(f"cannot reach {req.url}")

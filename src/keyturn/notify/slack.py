@@ -2,11 +2,13 @@
 
 Slack, Mattermost and Rocket.Chat take this body. The URL is the credential (its path is the token),
 so it comes from a vault record and is never shown: `destination` and errors name scheme, host and
-port only. Any non-2xx answer, a redirect included, leaves the message spooled for retry.
+port only, and httpx's own request log line (INFO, full URL) is rewritten the same way. Any non-2xx
+answer, a redirect included, leaves the message spooled for retry.
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +20,22 @@ from keyturn.audit.sinks.base import AuditEvent
 from keyturn.errors import ConfigError, NotificationUnavailable
 from keyturn.notify.message import Notification, slack_message
 from keyturn.secret import Secret
+
+
+class _HideUrl(logging.Filter):
+    """On the `httpx` logger: its "HTTP Request: POST <url>" line would show the token."""
+
+    def __init__(self, secrets: tuple[str, ...], shown: str) -> None:
+        super().__init__()
+        self._secrets, self._shown = secrets, shown
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if any(s in msg for s in self._secrets):
+            for s in self._secrets:
+                msg = msg.replace(s, self._shown)
+            record.msg, record.args = msg, None
+        return True
 
 
 class SlackChannel:
@@ -41,6 +59,9 @@ class SlackChannel:
                                   location=str(ca_bundle)) from exc
             client = httpx.AsyncClient(verify=verify, timeout=timeout, follow_redirects=False)
         self._client = client
+        path = self._url.raw_path.decode(errors="replace")
+        self._hide = _HideUrl(tuple(x for x in (str(self._url), path) if len(x) > 1), self.destination)
+        logging.getLogger("httpx").addFilter(self._hide)
 
     @property
     def destination(self) -> str:
@@ -69,4 +90,5 @@ class SlackChannel:
                                               f"{resp.status_code}", delivered=i)
 
     async def aclose(self) -> None:
+        logging.getLogger("httpx").removeFilter(self._hide)
         await self._client.aclose()
