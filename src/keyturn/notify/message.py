@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from keyturn.audit.sinks.base import AuditEvent
 from keyturn.errors import KeyturnError
 from keyturn.sites import DEFAULT_SITE, resource_of, site_from_metas
+from keyturn.tags import tags_of
 
 if TYPE_CHECKING:
     from keyturn.config import NotifyConfig
     from keyturn.vault.api import RecordSummary
 
 ACTIONS = ("rotation.audit", "rotation.recover")  # audit actions that end a rotation with an outcome
-TAGS_KEY = "tags"  # record meta key holding its tags
 _FIELD_MAX = 500  # a reason longer than this is cut: a chat line, not a log
 
 
@@ -97,14 +97,6 @@ class MetaReader(Protocol):
     def summary(self, ref: str) -> RecordSummary: ...
 
     def meta(self, ref: str) -> tuple[str, dict[str, Any]]: ...
-
-
-def tags_of(meta: Mapping[str, Any]) -> tuple[str, ...]:
-    """The tags in a record's metadata (``meta["tags"]``, a list of names); anything else is none."""
-    raw = meta.get(TAGS_KEY)
-    if not isinstance(raw, list):
-        return ()
-    return tuple(t for t in raw if isinstance(t, str) and t)
 
 
 def describe(vault: MetaReader, uid: str) -> RecordInfo:
