@@ -45,6 +45,8 @@ ALLOWED: dict[tuple[str, str], str] = {
         "Meraki's published DevNet sandbox key (read-only, in Meraki's own documentation)",
     ("tests/integration/test_scripts_runner.py", "hex-api-key"):
         "Meraki's published DevNet sandbox key (read-only, in Meraki's own documentation)",
+    ("tests/unit/test_discovery_meraki.py", "hex-api-key"):
+        "Meraki's published DevNet sandbox key (read-only, in Meraki's own documentation)",
 }
 
 
