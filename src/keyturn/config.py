@@ -74,6 +74,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -81,6 +82,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from keyturn.errors import ConfigError
 from keyturn.sites import check_name
+from keyturn.tags import check_tag
 
 log = logging.getLogger("keyturn.config")
 HOME_MODE = 0o700
@@ -158,6 +160,15 @@ class NotifyConfig(BaseModel):
     timeout: float = Field(default=10.0, gt=0, le=300)
     spool_max: int = Field(default=10_000, ge=1, le=10_000_000)
     batch_size: int = Field(default=20, ge=1, le=1000)
+
+    @field_validator("tags", "sites")
+    @classmethod
+    def _names(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        check = check_tag if info.field_name == "tags" else check_name
+        try:
+            return [check(v) for v in value]
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _required_per_type(self) -> NotifyConfig:

@@ -254,6 +254,8 @@ def test_config_keeps_secrets_in_the_vault(vault: Vault, tmp_path: Path) -> None
     with pytest.raises(ValueError, match="starttls"):
         NotifyConfig.model_validate({"name": "m", "type": "email", "host": "h", "from": "a@b", "to": ["c@d"],
                                      "starttls": False, "username": "u", "password_record": "smtp"})
+    with pytest.raises(ValueError, match="tag 'Core' is not valid"):
+        NotifyConfig.model_validate({"name": "chat", "type": "slack", "url_record": "hook", "tags": ["Core"]})
     with pytest.raises(ValueError, match="extra"):
         NotifyConfig.model_validate({"name": "chat", "type": "slack", "url_record": "hook", "url": HOOK})
     vault.add(type="login", title="chat hook", fields=[Field("password", None, [Secret(HOOK)])])
