@@ -77,6 +77,9 @@ async def test_missing_and_ungranted_records_get_the_same_answer(api: Api) -> No
     admin = [await api.client.post(f"/records/{ref}/reveal", headers=api.auth("admin"))
              for ref in (ungranted, "no-such-record", "twin")]
     assert [r.status_code for r in admin] == [200, 404, 409]
+    login = await api.client.post(f"/records/{ungranted}/reveal", json={"field": "login"},
+                                  headers=api.auth("admin"))
+    assert login.json()["value"] == "not granted-login"      # plain fields for an admin too
 
 
 async def test_refusals_and_reveals_are_audited_with_the_token_name(api: Api) -> None:

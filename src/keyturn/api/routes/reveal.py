@@ -4,7 +4,8 @@ POST, not GET: a reveal changes state (an audit entry) and must never be cached 
 response carries ``Cache-Control: no-store``. ``version`` reveals an earlier version (as `keyturn reveal
 --version N`): an admin can read back a secret a rotation replaced, to undo a mistake.
 
-An admin reveals any record. A consumer token (`keyturn.consumers`) reveals the current value of a record
+An admin reveals any field of any record (``login`` and plain custom fields too, as `keyturn exec`
+reads them). A consumer token (`keyturn.consumers`) reveals the current value of a record
 its grants match — a secret field, ``login`` or a plain custom field — and gets the same 403 for a
 record outside its grants, a record that does not exist and a title several records share, audited
 as `api.denied`: the answer says nothing about records it was not given. Earlier versions are not a
@@ -71,7 +72,10 @@ async def reveal(
     ask = body or RevealIn()
     if p.can(Permission.REVEAL):
         uid = await ctx.db(ctx.vault.resolve, ref)
-        secret = await ctx.db(ctx.vault.reveal, uid, field=ask.field, actor=p.actor, version=ask.version)
+        if ask.version is None:
+            secret = await ctx.db(read_field, ctx.vault, uid, ask.field, actor=p.actor)
+        else:
+            secret = await ctx.db(ctx.vault.reveal, uid, field=ask.field, actor=p.actor, version=ask.version)
     else:
         if ask.version is not None:  # decided before the record is looked up: no hint either way
             raise await forbid(ctx, request, p, CURRENT_ONLY)
