@@ -13,6 +13,8 @@
   else from a copied custom secret `enable_secret`. The reference wins: a copy goes stale the moment
   the enable secret is rotated, the reference never does. The rotated user may carry either too.
 * The rotated user: `pamUser`/`login` with `login` (Meraki: the e-mail) and the current `password`.
+  With an A/B profile (option ``ab``) the rotated account is the record's idle one, custom `ab_login`
+  / `ab_password` (`keyturn.engine.ab`).
 
 Other text custom fields of the resource land in `Endpoint.options` (e.g. `verify_url`); the
 profile's options only in `Account.options` (e.g. `mode=password`), never in `Endpoint.options`.
@@ -24,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from keyturn.engine.ab import IDLE_SECRET, Pair, pair_of
 from keyturn.engine.ports import RecordLike, VaultLike
 from keyturn.engine.profile import NOOP_KIND, RotationProfile, default_configuration, is_noop
 from keyturn.errors import AmbiguousRecord, ProfileError, RecordNotFound
@@ -52,6 +55,12 @@ class ResolvedAccount:
     admin: Any | None
     provider: Any        # the pamConfiguration record (the scripts' providerRecordUid)
     noop: bool
+    ab: Pair | None = None   # A/B profile: `account` is the idle account of the pair
+
+    @property
+    def secret_field(self) -> str:
+        """The vault field holding the rotated account's current secret."""
+        return IDLE_SECRET if self.ab is not None else "password"
 
     @property
     def verifier_kind(self) -> str | None:
@@ -255,6 +264,9 @@ def resolve_account(vault: VaultLike, user: RecordLike, profile: RotationProfile
     username = user.field("login") or user.field("email") or _text(user, "login")
     if not username:
         raise ProfileError(f"record {user.title!r} has no login (Meraki: the user's e-mail)")
+    pair = pair_of(user, profile.options)
+    if pair is not None:
+        username = pair.idle
     admin_cred = build_admin(vault, admin) if admin is not None else None
     if meraki_target and admin_cred is None:
         raise ProfileError("a Meraki target needs --admin: the record whose password is the API key")
@@ -263,4 +275,4 @@ def resolve_account(vault: VaultLike, user: RecordLike, profile: RotationProfile
         enable_secret=enable_secret(vault, user), options=dict(profile.options),
     )
     return ResolvedAccount(account=account, profile=profile, user=user, resource=resource, admin=admin,
-                           provider=provider, noop=noop)
+                           provider=provider, noop=noop, ab=pair)

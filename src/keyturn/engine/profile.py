@@ -19,7 +19,9 @@ credential anywhere or loosen how a peer is trusted:
   record with a profile cannot become another profile's admin or resource (a record may be its own
   resource/admin: Keeper's "Cisco Authentication Record");
 * a `noop` profile with no post-rotation script and no verifier is refused: it would store a new secret
-  that nothing ever sets (`check_noop_effect`, also run before each rotation).
+  that nothing ever sets (`check_noop_effect`, also run before each rotation);
+* an A/B profile (option ``ab``, `keyturn.engine.ab`) is refused unless both accounts exist on the
+  device, asked through the admin credential when the profile is set.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from keyturn import sites
+from keyturn.engine import ab
 from keyturn.engine.ports import RecordLike, VaultLike
 from keyturn.errors import ProfileError
 from keyturn.policy import PasswordPolicy, effective, parse_policy
@@ -88,6 +91,9 @@ PROFILE_OPTIONS: Mapping[str, OptionSpec] = {
     # sites by `set_profile` (`keyturn.sites`). Not a target setting: targets never read it.
     sites.OPTION: OptionSpec("the site whose workers rotate this account (overrides the resource's)",
                              pattern=sites.SITE_NAME, rule=f"a known site name ({sites.NAME_RULE})"),
+    # A/B rotation (`keyturn.engine.ab`): the second device account; checked on the device when set.
+    ab.OPTION: OptionSpec("A/B rotation: the second device account, rotated in turn with the record's",
+                          pattern=ab.LOGIN, rule=ab.LOGIN_RULE),
 }
 
 
@@ -282,8 +288,14 @@ def set_profile(
     )
     ra = resolve_account(vault, user, profile)  # the records must make a usable account now
     check_noop_effect(profile, user, ra.resource, ra.provider)
+    if ra.ab is not None:  # both accounts must exist on the device: asked through the admin credential
+        ab.check_profile(user, profile.target, profile.admin)
+        ab.check_on_device_now(vault, ra)
     with vault.unit() as session:
         check_credential_roles(vault, session, user, profile)
+        mine = {ra.ab.active, ra.ab.idle} if ra.ab is not None else {ra.account.username}
+        ab.check_taken(session, user.uid, profile.resource, mine, ab_profile=ra.ab is not None,
+                       admin_login=ra.account.admin.username if ra.account.admin else None)
         vault.set_meta(user.uid, META_KEY, profile.to_meta(), actor=actor)
         vault.audit.append("rotation.profile_set", actor=actor, record_uid=user.uid,
                            details={"target": profile.target, "resource": profile.resource,

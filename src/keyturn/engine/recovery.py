@@ -12,6 +12,9 @@ an admin credential can read it (`hash_first`), so recovery costs no failed logi
                                         (the old secret is set again), else `needs_attention`
     anything inconclusive             → leave both, `unverified`; the next recovery probes again
 
+An A/B record (`keyturn.engine.ab`) is probed on its idle account, the one the rotation changed, and
+finishing forward swaps the pair with the promotion.
+
 A target that cannot test a login (Meraki without a verifier) is finished forward by re-applying the
 candidate through the admin credential (changes are idempotent) when the device confirms it. A
 candidate the device rejected is never retried. Rotation ids make every step idempotent, so running
@@ -26,6 +29,7 @@ import uuid
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from keyturn.engine.ab import active_account, swap
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
 from keyturn.engine.journal import RotationRow
 from keyturn.engine.outcome import Outcome, RotationResult, RotationState, ScriptSummary, Step, StepStatus
@@ -178,11 +182,11 @@ class Recovery:
             return await self._finish_committed(row, ra, new)
         return await self._probe(row, ra, cand, new)
 
-    async def _old_secret(self, row: RotationRow) -> Secret | None:
+    async def _old_secret(self, row: RotationRow, field: str = "password") -> Secret | None:
         if row.old_version is None:
             return None
         try:
-            return await self.e.db(self.e.vault.version_secret, row.record_uid, row.old_version)
+            return await self.e.db(self.e.vault.version_secret, row.record_uid, row.old_version, field)
         except KeyturnError:
             return None
 
@@ -194,10 +198,11 @@ class Recovery:
         persist_error = None
         save_failed = [s for s in steps if s.step == Step.PERSIST.value][-1:]
         if target is not None and save_failed and save_failed[0].status is StepStatus.FAILED:
-            persist_error = await self._persist(target, ra.account, new, ra.profile.max_attempts)
+            # A/B: committed means swapped, so the candidate belongs to the account handed out now.
+            persist_error = await self._persist(target, active_account(ra), new, ra.profile.max_attempts)
         scripts = row.scripts
         if not ra.noop and not any(s.step == Step.SCRIPTS.value for s in steps):
-            scripts = await e.run_scripts(ra, new, await self._old_secret(row))
+            scripts = await e.run_scripts(ra, new, await self._old_secret(row, ra.secret_field))
             await e.db(e.journal.step, row.id, Step.SCRIPTS.value,
                        StepStatus.OK if all(s.ok for s in scripts) else StepStatus.FAILED,
                        scripts_message(scripts), scripts=list(scripts))
@@ -239,13 +244,16 @@ class Recovery:
         persist_error = None
         if target is not None:
             persist_error = await self._persist(target, ra.account, new, ra.profile.max_attempts)
-        await e.db(e.vault.promote, row.record_uid, cand)
+        if ra.ab is not None:  # A/B: the swap commits with the candidate (`keyturn.engine.ab`)
+            await e.unit(lambda: swap(e.vault, row.record_uid, cand, rotation_id=row.id, actor=e.actor))
+        else:
+            await e.db(e.vault.promote, row.record_uid, cand)
         await e.db(e.journal.step, row.id, Step.COMMIT.value, StepStatus.OK, f"version {cand} is "
                                                                              f"current (recovery)")
         scripts = row.scripts
         steps = await e.db(e.journal.steps, row.id)
         if not ra.noop and not any(s.step == Step.SCRIPTS.value for s in steps):
-            scripts = await e.run_scripts(ra, new, await self._old_secret(row))
+            scripts = await e.run_scripts(ra, new, await self._old_secret(row, ra.secret_field))
             await e.db(e.journal.step, row.id, Step.SCRIPTS.value,
                        StepStatus.OK if all(s.ok for s in scripts) else StepStatus.FAILED,
                        scripts_message(scripts), scripts=list(scripts))
@@ -257,7 +265,7 @@ class Recovery:
 
     async def _probe(self, row: RotationRow, ra: ResolvedAccount, cand: int, new: Secret) -> RotationResult:
         e, account, attempts = self.e, ra.account, ra.profile.max_attempts
-        old = await e.db(e.vault.secret, row.record_uid)
+        old = await e.db(e.vault.secret, row.record_uid, ra.secret_field)
         verifier = e.targets.get(ra.verifier_kind) if ra.verifier_kind else None
         target = None if ra.noop else e.targets.get(ra.profile.target)
         if verifier is not None and can_verify(verifier, account):

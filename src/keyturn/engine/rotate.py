@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from keyturn.engine.ab import swap
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
 from keyturn.engine.hooks import kill_point
 from keyturn.engine.journal import Journal, finish_columns, write_tx
@@ -257,9 +258,11 @@ class RotationEngine:
                            lock_key=key)
         token = self.locks.acquire(key, rid)
         _write_steps(self, rid, user.uid, [(Step.LOCK, StepStatus.OK, f"account {key} locked", {})])
+        if ra.ab is not None:  # A/B: the idle account is rotated; its secret has a slot of its own
+            versions = list(self.vault.versions(user.uid, ra.secret_field))
         old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
         return _Prepared(user.uid, user.title, profile.target, ra, pending=pending, old_version=old_version,
-                         old=self.vault.secret(user.uid), token=token)
+                         old=self.vault.secret(user.uid, ra.secret_field), token=token)
 
     async def _refused(self, rid: str, ref: str, exc: KeyturnError, started: float) -> RotationResult:
         """The account lock is held: journal the refused rotation (its own transaction)."""
@@ -569,6 +572,11 @@ class _Rotation:
         version = self.version
 
         def commit() -> None:
+            if ra.ab is not None:  # the swap commits with the candidate (`keyturn.engine.ab`)
+                pair = swap(e.vault, self.uid, version, rotation_id=self.rid, actor=e.actor)
+                self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current: {pair.active} is "
+                            f"the active account now, {pair.idle} idle until the next rotation", {})
+                return
             e.vault.promote(self.uid, version)
             self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current"
                         + (f", version {old_version} previous" if old_version else ""), {})
