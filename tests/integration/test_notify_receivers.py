@@ -279,6 +279,10 @@ async def test_cli_notify_test_and_status(world: World) -> None:
     assert res.exit_code == 2 and "no notify rule named 'pager' (known: chat, noc-mail)" in res.stderr
 
     await world.hook.stop()
+    res = await asyncio.to_thread(run, "notify", "test", "chat")
+    assert res.exit_code == 1 and res.stdout == ""
+    assert "notify chat: https://127.0.0.1:" in res.stderr and "ConnectError" in res.stderr
+    assert HOOK_PATH not in res.stderr
     await world.device_down(True)
     await world.rotate()
     res = await asyncio.to_thread(run, "notify", "status", "--deliver", "--json")
