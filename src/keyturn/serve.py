@@ -3,8 +3,9 @@
     exit = asyncio.run(serve(vault, ServeOptions(port=8443, cert=..., key=...)))
 
 Start: JSON logging → shared targets (one Meraki per-org budget, whose 429 count feeds `/metrics`) →
-the API app → the scheduler (engine recovery runs first inside it) → uvicorn on `host:port` (TLS when
-`cert`/`key` are given; 127.0.0.1 by default).
+the API app → the scheduler (engine recovery runs first inside it) → the audit sinks and the
+notification rules (`keyturn.notify`), each reading the audit table with its own cursor → uvicorn on
+`host:port` (TLS when `cert`/`key` are given; 127.0.0.1 by default).
 
 SIGTERM / SIGINT: uvicorn stops accepting connections and finishes open requests; the scheduler stops
 dispatching; rotations in flight get `grace` seconds to finish; any still running are cancelled and
