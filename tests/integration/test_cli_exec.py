@@ -110,6 +110,9 @@ def test_record_tags_and_consumer_token_grants_on_the_cli(tmp_path: Path) -> Non
     assert edit.returncode == 0, edit.stderr
     assert json.loads(_keyturn("record", "show", "sw1 admin", "--json", env=env).stdout)["meta"]["tags"] == [
         "backup", "core"]
+    listed = _keyturn("record", "list", "--tag", "core", "--json", env=env)
+    assert [r["title"] for r in json.loads(listed.stdout)] == ["sw1 admin"]
+    assert json.loads(_keyturn("record", "list", "--tag", "lab", "--json", env=env).stdout) == []
     bad = _keyturn("record", "edit", "sw1 admin", "--tag", "Not Valid", env=env)
     assert bad.returncode == 2 and "is not valid" in bad.stderr
 

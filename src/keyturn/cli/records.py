@@ -45,7 +45,7 @@ from keyturn.cli.output import (
 from keyturn.secret import Secret
 
 if TYPE_CHECKING:
-    from keyturn.vault import Field, Record
+    from keyturn.vault import Field, Record, Vault
 
 app = typer.Typer(help="Add, list, show, edit, remove, import and export records.", no_args_is_help=True)
 
@@ -210,17 +210,35 @@ def add(
         typer.echo(rec.uid)
 
 
+def _tags(vault: Vault, uid: str) -> list[str]:
+    """A record's tags; none for a record failing its integrity check (its metadata is not trusted)."""
+    from keyturn import tags
+    from keyturn.errors import VaultError
+
+    try:
+        return tags.tags_of(vault.meta(uid)[1])
+    except VaultError:
+        return []
+
+
 @app.command("list")
 @handle_errors
 def list_(
     type_: Annotated[str | None, typer.Option("--type", help="Only this type.", show_default=False)] = None,
     title: Annotated[str | None, typer.Option("--title", help="Title contains (case-insensitive).",
                                               show_default=False)] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only records with this tag.",
+                                            show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List records (uid, type, title); nothing is decrypted."""
+    from keyturn import tags
+
+    wanted = tags.check_tag(tag) if tag is not None else None
     with open_vault() as vault:
         rows = vault.summaries(type=type_, title=title)
+        if wanted is not None:
+            rows = [r for r in rows if wanted in _tags(vault, r.uid)]
     if as_json:
         echo_json([{"uid": r.uid, "title": r.title, "type": r.type, "updated_at": r.updated_at.isoformat()}
                    for r in rows])
