@@ -28,7 +28,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def _nornir(lab: Lab, tmp_path: Path, host_data: dict[str, Any], options: dict[str, Any]) -> Nornir:
-    hosts = {"sw0001": {"hostname": "127.0.0.1", "port": lab.ssh_port, "username": USER,
+    hosts = {"sw0001": {"hostname": "127.0.0.1", "port": lab.ssh_port, "username": "inventory-user",
                         "platform": "cisco_ios", "data": host_data,
                         "connection_options": {"netmiko": {"extras": {"fast_cli": False, "timeout": 20}}}}}
     (tmp_path / "hosts.yaml").write_text(yaml.safe_dump(hosts))
@@ -63,7 +63,8 @@ def test_task_logs_in_with_the_password_from_the_server(lab: Lab, tmp_path: Path
     assert current != lab.initial
     _server_env(lab, monkeypatch)
     nr = _nornir(lab, tmp_path, {"keyturn_record": ACCOUNT}, {})
-    assert nr.inventory.hosts["sw0001"].password == current
+    host = nr.inventory.hosts["sw0001"]
+    assert (host.username, host.password) == (USER, current)
     assert "Current privilege level" in _show_privilege(nr)
 
 
@@ -75,7 +76,8 @@ def test_task_logs_in_with_the_password_from_the_local_vault(lab: Lab, tmp_path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("KEYTURN_HOME", lab.base_env["KEYTURN_HOME"])
     nr = _nornir(lab, tmp_path, {}, {"record": f"{USER} @ {{name}}"})    # the record from a template
-    assert nr.inventory.hosts["sw0001"].password == current
+    host = nr.inventory.hosts["sw0001"]
+    assert (host.username, host.password) == (USER, current)
     assert "Current privilege level" in _show_privilege(nr)
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from keyturn.errors import ConfigError, KeyturnError, RecordNotFound, StorageUnavailable
-from keyturn.integrations.source import ServerSource, from_env, server_from_env
+from keyturn.integrations.source import ServerSource, from_env, login_and_password, server_from_env
 from keyturn.secret import Secret
 
 TOKEN = "kt_unit-test-token-value"
@@ -71,3 +71,33 @@ def test_environment_choices(tmp_path: Path) -> None:
     source = from_env({"KEYTURN_URL": "https://k.example", "KEYTURN_TOKEN": TOKEN})
     assert isinstance(source, ServerSource)
     source.close()
+
+
+class SwappingSource:
+    """An A/B record whose pair is swapped by a rotation between given reads (an in-memory fake)."""
+
+    def __init__(self, swap_after: set[int]) -> None:
+        self.pairs = [("netops-a", "Pass-A"), ("netops-b", "Pass-B")]
+        self.active, self.reads, self.swap_after = 0, 0, swap_after
+
+    def reveal(self, ref: str, field: str = "password") -> Secret:
+        login, password = self.pairs[self.active]
+        self.reads += 1
+        if self.reads in self.swap_after:
+            self.active = 1 - self.active
+        return Secret(login if field == "login" else password)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("swap_after", [set(), {1}, {2}, {3}, {1, 4}])
+def test_login_and_password_never_mixes_two_accounts(swap_after: set[int]) -> None:
+    source = SwappingSource(swap_after)
+    login, password = login_and_password(source, "netops @ sw0001")
+    assert (login.reveal(), password.reveal()) in source.pairs
+
+
+def test_a_login_that_keeps_changing_is_an_error() -> None:
+    with pytest.raises(KeyturnError, match="its login changed on every read"):
+        login_and_password(SwappingSource(set(range(1, 20, 2))), "netops @ sw0001")

@@ -11,12 +11,13 @@ Nornir config needs no import::
     })
 
 Which record: the host's (or its groups' / defaults') data key `keyturn_record`, else the `record`
-template (`{name}` is the host name, `{hostname}` its address; default `"{name} admin"`). Which field:
-`field` (default `password`). `username` sets the login the record belongs to when the inventory has
-none. Where from: `KEYTURN_URL` + `KEYTURN_TOKEN` (+ `KEYTURN_CA_BUNDLE`) → the server; else the local
-vault (`KEYTURN_HOME`); tests pass `source=` any `CredentialSource`. One source serves every host of a
-load. Every read is audited by keyturn; a host whose record cannot be read fails the load with the
-host named (no password is left half-filled).
+template (`{name}` is the host name, `{hostname}` its address; default `"{name} admin"`). What: the
+record's `login` and `field` (default `password`) as one pair (`login_and_password`: an A/B rotation
+swaps both, so the username comes from keyturn too); `login=False` fills the password only and keeps
+the inventory's username. Where from: `KEYTURN_URL` + `KEYTURN_TOKEN` (+ `KEYTURN_CA_BUNDLE`) → the
+server; else the local vault (`KEYTURN_HOME`); tests pass `source=` any `CredentialSource`. One source
+serves every host of a load. Every read is audited by keyturn; a host whose record cannot be read fails
+the load with the host named.
 
 Run the transform right before the job, as the inventory is loaded: a rotation afterwards replaces the
 password (build the inventory again, or use A/B rotation so the previous one stays valid).
@@ -31,7 +32,14 @@ import os
 from nornir.core.inventory import Host
 
 from keyturn.errors import ConfigError, KeyturnError
-from keyturn.integrations.source import CA_ENV, TOKEN_ENV, URL_ENV, CredentialSource, from_env
+from keyturn.integrations.source import (
+    CA_ENV,
+    TOKEN_ENV,
+    URL_ENV,
+    CredentialSource,
+    from_env,
+    login_and_password,
+)
 
 DEFAULT_RECORD = "{name} admin"
 
@@ -62,16 +70,20 @@ def record_for(host: Host, template: str = DEFAULT_RECORD) -> str:
 
 
 def fill_credentials(host: Host, *, record: str = DEFAULT_RECORD, field: str = "password",
-                     username: str | None = None, source: CredentialSource | None = None) -> None:
-    """Nornir transform function: set `host.password` (and `host.username` if given and unset)."""
+                     login: bool = True, source: CredentialSource | None = None) -> None:
+    """Nornir transform function: set `host.username` and `host.password` (only the password with
+    `login=False`)."""
     ref = record_for(host, record)
+    reader = source or _env_source()
     try:
-        secret = (source or _env_source()).reveal(ref, field)
+        if login:
+            username, secret = login_and_password(reader, ref, field=field)
+            host.username = username.reveal()
+        else:
+            secret = reader.reveal(ref, field)
     except KeyturnError as exc:
         raise KeyturnError(f"nornir host {host.name}: record {ref!r}: {exc}") from exc
     host.password = secret.reveal()
-    if username and not host.username:
-        host.username = username
 
 
 __all__ = ["DEFAULT_RECORD", "fill_credentials", "record_for"]

@@ -89,17 +89,36 @@ def _detail(resp: httpx.Response) -> str:
 
 
 class VaultSource:
-    """The local vault (needs the master key: the host keyturn runs on)."""
+    """The local vault (needs the master key: the host keyturn runs on); `login` and plain custom
+    fields too, as the API (`keyturn.consumers.read_field`)."""
 
     def __init__(self, vault: Vault, *, actor: str) -> None:
         self._vault = vault
         self._actor = actor
 
     def reveal(self, ref: str, field: str = "password") -> Secret:
-        return self._vault.reveal(self._vault.resolve(ref), field=field, actor=self._actor)
+        from keyturn.consumers import read_field
+
+        return read_field(self._vault, self._vault.resolve(ref), field, actor=self._actor)
 
     def close(self) -> None:
         self._vault.close()
+
+
+def login_and_password(source: CredentialSource, ref: str, *, field: str = "password",
+                       attempts: int = 3) -> tuple[Secret, Secret]:
+    """The record's `login` and `field` (its password) as one pair. An A/B rotation swaps both at
+    once, and two reads could fall on either side of a swap: the login is read again after the
+    password, and the pair is read anew (up to `attempts` times) when it changed."""
+    login = source.reveal(ref, "login")
+    for _ in range(attempts):
+        password = source.reveal(ref, field)
+        again = source.reveal(ref, "login")
+        if again == login:
+            return login, password
+        login = again
+    raise KeyturnError(f"record {ref!r}: its login changed on every read ({attempts} times); rotations "
+                       "are swapping it faster than it can be read")
 
 
 def server_from_env(env: Mapping[str, str]) -> ServerSource | None:
@@ -126,4 +145,5 @@ def from_env(env: Mapping[str, str] | None = None, *, actor: str = "integration"
     return VaultSource(Vault.open(load_settings()), actor=actor)
 
 
-__all__ = ["CredentialSource", "ServerSource", "VaultSource", "from_env", "server_from_env"]
+__all__ = ["CredentialSource", "ServerSource", "VaultSource", "from_env", "login_and_password",
+           "server_from_env"]
