@@ -171,7 +171,10 @@ def test_exec_against_serve_with_a_consumer_token(tmp_path: Path) -> None:
         assert proc.wait(timeout=60) == 0
 
     reads = _audit(tmp_path, "reveal")
-    assert len(reads) == 2 and all(actor.startswith("api:backup-job#") for actor, _, _ in reads)
+    # Two fields of one record: read twice, so a rotation's swap between them is never handed out
+    # (both reads audited).
+    assert len(reads) == 4 and all(actor.startswith("api:backup-job#") for actor, _, _ in reads)
+    assert sorted(d["field"] for _, _, d in reads) == ["login", "login", "password", "password"]
     denied = _audit(tmp_path, "api.denied")
     assert [d["token_name"] for _, _, d in denied] == ["backup-job", "backup-job"]
     assert {d["path"] for _, _, d in denied} == {"/records/core admin/reveal", "/records/ghost/reveal"}

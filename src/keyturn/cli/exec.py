@@ -28,7 +28,7 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlsplit
 
 import typer
@@ -44,6 +44,7 @@ EXIT_CANNOT_RUN, EXIT_NO_COMMAND = 126, 127  # what a shell reports
 DEFAULT_FIELD = "password"
 BEARER_VAR = "KEYTURN_TOKEN"  # where the consumer token is read from (environment only)
 HTTP_TIMEOUT = 30.0
+PAIR_TRIES = 3      # reads of a record's several fields until two agree (a swap between them)
 
 
 def parse_env(spec: str) -> tuple[str, str, str]:
@@ -78,7 +79,11 @@ def _from_vault(wanted: list[tuple[str, str, str]]) -> dict[str, Secret]:
 
     with open_vault() as vault:
         uids = {record: vault.resolve(record) for _, record, _ in wanted}  # all found before any read
-        return {name: read_field(vault, uids[record], field, actor=actor()) for name, record, field in wanted}
+        # One transaction: the login and password of an A/B record are read as one pair, never across
+        # a rotation's swap.
+        with vault.unit():
+            return {name: read_field(vault, uids[record], field, actor=actor())
+                    for name, record, field in wanted}
 
 
 def _loopback(host: str) -> bool:
@@ -108,24 +113,44 @@ def _from_server(url: str, ca: Path | None, wanted: list[tuple[str, str, str]]) 
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
     except (OSError, ssl.SSLError) as exc:
         fail(f"--ca {ca}: cannot load it as PEM certificates ({type(exc).__name__})", EXIT_USAGE)
-    out: dict[str, Secret] = {}
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=url.rstrip("/"), verify=verify, timeout=HTTP_TIMEOUT, headers=headers,
                       follow_redirects=False) as client:
-        for name, record, field in wanted:
-            try:
-                r = client.post(f"/records/{quote(record, safe='')}/reveal", json={"field": field})
-            except httpx.HTTPError as exc:
-                fail(f"cannot reach {parts.scheme}://{parts.netloc}: {type(exc).__name__}: "
-                     f"{str(exc)[:200]}")
-            if r.status_code in (403, 404):
-                fail(f"record {record[:80]!r}: not found, or this token is not granted it", EXIT_NOT_FOUND)
-            if r.status_code == 401:
-                fail(f"the server refused the token in {BEARER_VAR} (unknown, revoked or expired)")
-            if r.status_code != 200:
-                fail(f"record {record[:80]!r} field {field[:80]!r}: the server answered {r.status_code}: "
-                     f"{_detail(r)}")
-            out[name] = Secret(str(r.json()["value"]))
+        records = [record for _, record, _ in wanted]
+        paired = [w for w in wanted if records.count(w[1]) > 1]
+        out = _read_each(client, parts.scheme, parts.netloc, wanted)
+        # Several fields of one record (an A/B record's login and password) are one request each: read
+        # them again and retry until two reads agree, so a rotation's swap between them is never handed out.
+        for _ in range(PAIR_TRIES):
+            if not paired:
+                break
+            again = _read_each(client, parts.scheme, parts.netloc, paired)
+            if all(again[n].reveal() == out[n].reveal() for n, _, _ in paired):
+                break
+            out.update(again)
+        else:
+            fail("the record changed while it was read (a rotation in progress); run the command again")
+    return out
+
+
+def _read_each(client: Any, scheme: str, netloc: str, wanted: list[tuple[str, str, str]]
+               ) -> dict[str, Secret]:
+    import httpx
+
+    out: dict[str, Secret] = {}
+    for name, record, field in wanted:
+        try:
+            r = client.post(f"/records/{quote(record, safe='')}/reveal", json={"field": field})
+        except httpx.HTTPError as exc:
+            fail(f"cannot reach {scheme}://{netloc}: {type(exc).__name__}: {str(exc)[:200]}")
+        if r.status_code in (403, 404):
+            fail(f"record {record[:80]!r}: not found, or this token is not granted it", EXIT_NOT_FOUND)
+        if r.status_code == 401:
+            fail(f"the server refused the token in {BEARER_VAR} (unknown, revoked or expired)")
+        if r.status_code != 200:
+            fail(f"record {record[:80]!r} field {field[:80]!r}: the server answered {r.status_code}: "
+                 f"{_detail(r)}")
+        out[name] = Secret(str(r.json()["value"]))
     return out
 
 
