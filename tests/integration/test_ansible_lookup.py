@@ -17,6 +17,7 @@ cisco.ios installed, set `ansible_connection: ansible.netcommon.network_cli` and
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +59,29 @@ switches:
       ansible_python_interpreter: {python}
 '''
 
+# A/B-safe: login and password read once, as one pair, into a fact the connection variables point at
+INVENTORY_PAIR = '''\
+switches:
+  hosts:
+    sw0001:
+      ansible_host: 127.0.0.1
+      ansible_port: {port}
+      ansible_network_os: cisco.ios.ios
+      keyturn_record: {record}
+      ansible_user: "{{{{ keyturn_cred.login }}}}"
+      ansible_password: "{{{{ keyturn_cred.password }}}}"
+      ansible_connection: local
+      ansible_python_interpreter: {python}
+'''
+
+PAIR_TASK = '''\
+    - name: read the account once (login and password as one pair)
+      ansible.builtin.set_fact:
+        keyturn_cred: "{{ lookup('keyturn.credentials.keyturn', keyturn_record, pair=true) }}"
+      delegate_to: localhost      # the host's connection variables need the fact this task sets
+      no_log: true
+'''
+
 PLAYBOOK = '''\
 - name: log in to the switches with the credential keyturn holds
   hosts: switches
@@ -97,11 +121,13 @@ def _ansible_env(lab: Lab, home: Path) -> dict[str, str]:
 
 
 def _project(lab: Lab, home: Path, record: str = ACCOUNT,
-             plugin: str = "keyturn.credentials.keyturn") -> None:
+             plugin: str = "keyturn.credentials.keyturn", pair: bool = False) -> None:
     (home / "ios_login.py").write_text(LOGIN_SCRIPT)
-    (home / "inventory.yml").write_text(INVENTORY.format(port=lab.ssh_port, user=USER, record=record,
+    inventory = INVENTORY_PAIR if pair else INVENTORY
+    (home / "inventory.yml").write_text(inventory.format(port=lab.ssh_port, user=USER, record=record,
                                                          plugin=plugin, python=sys.executable))
-    (home / "site.yml").write_text(PLAYBOOK)
+    tasks = "  tasks:\n"
+    (home / "site.yml").write_text(PLAYBOOK.replace(tasks, tasks + PAIR_TASK) if pair else PLAYBOOK)
 
 
 def _install(env: dict[str, str], home: Path) -> None:
@@ -111,6 +137,12 @@ def _install(env: dict[str, str], home: Path) -> None:
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert (home / "collections" / "ansible_collections" / "keyturn" / "credentials" / "plugins" / "lookup"
             / "keyturn.py").is_file()
+    doc = subprocess.run([str(BIN / "ansible-doc"), "--json", "-t", "lookup", "keyturn.credentials.keyturn"],
+                         env=env, cwd=home, capture_output=True, text=True, timeout=120, check=False)
+    assert doc.returncode == 0, doc.stderr              # DOCUMENTATION / EXAMPLES / RETURN parse
+    documented = json.loads(doc.stdout)["keyturn.credentials.keyturn"]
+    assert set(documented["doc"]["options"]) >= {"_terms", "field", "pair", "url", "token", "ca_bundle"}
+    assert documented["examples"] and documented["return"]["_raw"]
 
 
 def _playbook(env: dict[str, str], home: Path) -> subprocess.CompletedProcess[str]:
@@ -140,12 +172,19 @@ def test_playbook_logs_in_with_the_password_keyturn_just_rotated(lab: Lab, tmp_p
     assert "ok=3" in run.stdout and "failed=0" in run.stdout
     assert current not in run.stdout + run.stderr and lab.token not in run.stdout + run.stderr
 
-    # rotate again: the same playbook, unchanged, follows
+    # rotate again: the same playbook, unchanged, follows; and the pair form (login from keyturn too)
     lab.rotate()
-    assert lab.current() != current
+    newer = lab.current()
+    assert newer != current
     again = _playbook(env, tmp_path)
-    assert again.returncode == 0, (again.stdout[-4000:], again.stderr[-4000:])
-    assert "failed=0" in again.stdout
+    assert again.returncode == 0, again.stdout[-6000:] + again.stderr[-3000:]
+    assert "ok=3" in again.stdout and "failed=0" in again.stdout
+    _project(lab, tmp_path, pair=True)
+    paired = _playbook(env, tmp_path)
+    assert paired.returncode == 0, paired.stdout[-6000:] + paired.stderr[-3000:]
+    assert "ok=4" in paired.stdout and "failed=0" in paired.stdout
+    assert "Current privilege level" in paired.stdout
+    assert newer not in again.stdout + again.stderr + paired.stdout + paired.stderr
     # the reads were audited under the token's name
     audit = lab.keyturn("audit", "list", "--action", "reveal", "--json")
     assert "automation" in audit

@@ -24,9 +24,22 @@ options:
     type: list
     elements: str
   field:
-    description: The secret field to read (type, label or custom label), as C(keyturn reveal --field).
+    description:
+      - The field to read, as C(keyturn reveal --field) (type, label or custom label); C(login) and
+        plain custom fields too where the token may read them (consumer and admin tokens).
     type: str
     default: password
+  pair:
+    description:
+      - >-
+        Return a dict with keys C(login) and C(password) (the value of O(field)) read as one pair. An
+        A/B rotation swaps the record's login and password together, and two separate lookups could
+        fall on either side of a swap; the login is read again after the password and the pair is
+        read anew when it changed.
+      - Take it once per play with M(ansible.builtin.set_fact) and point C(ansible_user) and
+        C(ansible_password) at the fact (a variable holding the lookup would read again each time).
+    type: bool
+    default: false
   url:
     description: Base URL of the keyturn API.
     type: str
@@ -79,6 +92,17 @@ ansible_user: admin
 ansible_password: "{{ lookup('keyturn.credentials.keyturn', inventory_hostname ~ ' admin') }}"
 ansible_become_password: "{{ lookup('keyturn.credentials.keyturn', 'enable @ ' ~ inventory_hostname) }}"
 
+# A/B rotation: login and password read as one pair, once per play (keyturn_record: a host variable)
+- hosts: switches
+  vars:
+    ansible_user: "{{ keyturn_cred.login }}"
+    ansible_password: "{{ keyturn_cred.password }}"
+  pre_tasks:
+    - ansible.builtin.set_fact:
+        keyturn_cred: "{{ lookup('keyturn.credentials.keyturn', keyturn_record, pair=true) }}"
+      delegate_to: localhost   # the host's connection variables need the fact this task sets
+      no_log: true
+
 # the short name: put the plugin on the lookup path (ansible.cfg `lookup_plugins = COLLECTION/plugins/lookup`
 # or a `lookup_plugins/` directory beside the playbook); the `collections` play keyword skips lookups
 - hosts: switches
@@ -91,9 +115,11 @@ ansible_become_password: "{{ lookup('keyturn.credentials.keyturn', 'enable @ ' ~
 
 RETURN = r"""
 _raw:
-  description: One value per term, the current value of the field.
+  description:
+    - One value per term, the current value of the field; with O(pair), a dict with C(login) and
+      C(password).
   type: list
-  elements: str
+  elements: raw
 """
 
 import json
@@ -127,20 +153,35 @@ class LookupModule(LookupBase):
             context = ssl._create_unverified_context()  # noqa: S323 - explicit lab-only option
         values = []
         for term in terms:
-            request = Request(f"{url}/records/{quote(str(term), safe='')}/reveal", method="POST",  # noqa: S310
-                              data=json.dumps({"field": field}).encode(),
-                              headers={"Authorization": f"Bearer {token}",
-                                       "Content-Type": "application/json", "Accept": "application/json"})
-            try:
-                # urlopen: the scheme was checked above (http/https only)
-                with urlopen(request, timeout=self.get_option("timeout"), context=context) as resp:  # noqa: S310
-                    values.append(json.loads(resp.read())["value"])
-            except HTTPError as err:
-                hint = {401: " (token unknown, expired or revoked)",
-                        403: " (the token is not granted this record)"}.get(err.code, "")
-                raise AnsibleError(f"keyturn lookup {term!r}: HTTP {err.code}{hint}: "
-                                   f"{_detail(err)}") from None
-            except (URLError, OSError, ValueError, KeyError) as err:
-                raise AnsibleError(f"keyturn lookup {term!r}: {url} unreachable or not keyturn: "
-                                   f"{type(err).__name__}: {err}") from None
+            if not self.get_option("pair"):
+                values.append(self._read(url, token, context, term, field))
+                continue
+            login = self._read(url, token, context, term, "login")
+            for _ in range(3):
+                password = self._read(url, token, context, term, field)
+                again = self._read(url, token, context, term, "login")
+                if again == login:
+                    break
+                login = again
+            else:
+                raise AnsibleError(f"keyturn lookup {term!r}: its login changed on every read")
+            values.append({"login": login, "password": password})
         return values
+
+    def _read(self, url, token, context, term, field):
+        request = Request(f"{url}/records/{quote(str(term), safe='')}/reveal", method="POST",  # noqa: S310
+                          data=json.dumps({"field": field}).encode(),
+                          headers={"Authorization": f"Bearer {token}",
+                                   "Content-Type": "application/json", "Accept": "application/json"})
+        try:
+            # urlopen: the scheme was checked in run() (http/https only)
+            with urlopen(request, timeout=self.get_option("timeout"), context=context) as resp:  # noqa: S310
+                return json.loads(resp.read())["value"]
+        except HTTPError as err:
+            hint = {401: " (token unknown, expired or revoked)",
+                    403: " (the token is not granted this record)"}.get(err.code, "")
+            raise AnsibleError(f"keyturn lookup {term!r}: HTTP {err.code}{hint}: "
+                               f"{_detail(err)}") from None
+        except (URLError, OSError, ValueError, KeyError) as err:
+            raise AnsibleError(f"keyturn lookup {term!r}: {url} unreachable or not keyturn: "
+                               f"{type(err).__name__}: {err}") from None
