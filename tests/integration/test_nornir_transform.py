@@ -92,3 +92,20 @@ def test_a_refused_record_fails_the_load_naming_the_host(lab: Lab, tmp_path: Pat
     expected = "http 403" if lab.token_role == "consumer" else "not found"
     assert expected in message.lower()
     assert lab.token not in message
+
+
+def test_a_b_rotation_hands_nornir_the_active_account_each_time(lab: Lab, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # the lab's second user on sw0001 becomes the idle account; each rotation swaps login and password
+    lab.keyturn("rotation", "set", ACCOUNT, "--target", "iosxe-ssh", "--resource", "sw0001",
+                "--admin", "sw0001 admin", "--option", "ab=deploy2")
+    _server_env(lab, monkeypatch)
+    seen = []
+    for _ in range(2):
+        lab.rotate()
+        nr = _nornir(lab, tmp_path, {"keyturn_record": ACCOUNT}, {})
+        host = nr.inventory.hosts["sw0001"]
+        assert host.password == lab.current()
+        seen.append(host.username)
+        assert "Current privilege level" in _show_privilege(nr)
+    assert sorted(seen) == ["deploy2", USER]
