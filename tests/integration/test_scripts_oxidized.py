@@ -4,6 +4,7 @@ HTTP receiver standing in for oxidized-web reload its source and queue the node.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -18,6 +19,7 @@ from aiohttp import web
 from keyturn.scripts.attachments import ScriptAttachment, to_meta
 from keyturn.scripts.runner import ScriptResult, run_rotation_scripts
 from keyturn.secret import Secret
+from tests.integration.automation_lab import ACCOUNT, USER, automation_lab, keyturn
 from tests.script_records import F, R
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "scripts" / "oxidized_update.py"
@@ -167,3 +169,30 @@ async def test_without_a_file_to_update_it_says_what_to_set() -> None:
     assert (result.ok, result.exit_code) == (False, 1)
     assert "set OXIDIZED_ROUTER_DB (and/or RANCID_CLOGINRC)" in result.stderr
     assert json.dumps(result.to_dict()).count(NEW) == 0
+
+
+async def test_end_to_end_keyturn_rotates_and_oxidized_gets_the_new_password(
+        oxidized: Oxidized, tmp_path: Path) -> None:
+    """`keyturn script attach` + `keyturn rotate` against the lab switch: the rotation runs the recipe,
+    router.db holds the password now on the device, and oxidized-web was asked to reload and fetch."""
+    with automation_lab(tmp_path / "lab") as lab:
+        oxidized.router_db.write_text(f"sw0001:ios:{USER}:stale-copy\nsw0001:ios:admin:unchanged\n")
+        env = dict(lab.base_env)
+        # the policy leaves out ':', Oxidized's CSV delimiter (the recipe refuses a password holding it)
+        policy = {"length": 24, "caps": 4, "lowercase": 4, "digits": 4, "special": 4,
+                  "specialChars": "!#%+=-_."}
+        keyturn(env, lab.work, "rotation", "set", ACCOUNT, "--target", "iosxe-ssh", "--resource", "sw0001",
+                "--admin", "sw0001 admin", "--policy", json.dumps(policy))
+        if os.geteuid() == 0:   # scripts would run as `nobody`, who cannot write this test's router.db
+            env["KEYTURN_SCRIPT_USER"] = "root"
+        keyturn(env, lab.work, "script", "attach", ACCOUNT, str(SCRIPT),
+                "--env", f"OXIDIZED_ROUTER_DB={oxidized.router_db}", "--env", f"OXIDIZED_URL={oxidized.url}")
+        out = await asyncio.to_thread(keyturn, env, lab.work, "rotate", ACCOUNT)
+        assert "1 rotated" in out, out
+        current = lab.current()
+        history = json.loads(lab.keyturn("history", ACCOUNT, "--json"))
+    assert history["rotations"][0]["outcome"] == "rotated"      # not rotated_script_errors
+    assert current != lab.initial
+    assert oxidized.router_db.read_text() == f"sw0001:ios:{USER}:{current}\nsw0001:ios:admin:unchanged\n"
+    assert [c[:2] for c in oxidized.calls] == [("GET", "/reload.json"), ("PUT", "/node/next/sw0001.json")]
+    assert current not in out
