@@ -3,7 +3,12 @@
 `keyturn rotation set --option ab=LOGIN2` (the real CLI, in a subprocess) is refused for an account the
 device does not have and accepted for one it has. Then a consumer logs in continuously — a RESTCONF GET
 with the login and password of one record read, whatever the vault hands out at that moment — while
-50 rotations run: every login succeeds and the lab counts 0 failed logins.
+50 rotations run: every login succeeds and the lab counts 0 failed logins. A second consumer does the
+same through `keyturn exec` (a new process per login, the credential in its environment), as any
+existing script would. A/B keeps a handed-out credential valid until the *second* rotation after it was
+handed out, so rotations are paced the way the README says to schedule them: no rotation starts while a
+job that read its credential before the previous rotation is still running (here: each rotation waits for
+one `keyturn exec` login that began after the previous rotation ended).
 """
 
 from __future__ import annotations
@@ -27,6 +32,21 @@ from tests.lab_fixtures import running_lab
 
 ROTATIONS = 50
 USERS = "/restconf/data/Cisco-IOS-XE-native:native/username={name}"
+# The script `keyturn exec` runs: one RESTCONF login with the credential from its environment.
+LOGIN_SCRIPT = """
+import base64, os, ssl, sys, urllib.error, urllib.request
+base, ca, path = sys.argv[1:4]
+user, password = os.environ["KT_USER"], os.environ["KT_PASSWORD"]
+token = base64.b64encode(f"{user}:{password}".encode()).decode()
+req = urllib.request.Request(base + path.format(name=user), headers={
+    "Authorization": "Basic " + token, "Accept": "application/yang-data+json"})
+try:
+    status = urllib.request.urlopen(req, timeout=30, context=ssl.create_default_context(cafile=ca)).status
+except urllib.error.HTTPError as exc:
+    status = exc.code
+print(user, status)
+sys.exit(0 if status == 200 else 1)
+"""
 
 
 async def _keyturn(home: Path, *args: str) -> tuple[int, str, str]:
@@ -82,23 +102,47 @@ async def test_ab_rotation_never_breaks_a_consumer(tmp_path: Path) -> None:
                         response = await client.get(USERS.format(name=login), auth=(login, password))
                         logins.append((login, response.status_code))
 
+            exec_logins: list[tuple[int, str]] = []
+            fresh = asyncio.Event()            # a login that began after the last rotation has ended
+            rotated_at = [0.0]
+
+            async def exec_consumer() -> None:
+                base = dev.restconf_url.removesuffix("/restconf")
+                loop = asyncio.get_running_loop()
+                while not stop.is_set():
+                    began = loop.time()
+                    code, out, err = await _keyturn(
+                        home, "exec", "--env", f"KT_USER={acct.uid}:login",
+                        "--env", f"KT_PASSWORD={acct.uid}",
+                        "--", sys.executable, "-c", LOGIN_SCRIPT, base, lab.state.ca_cert, USERS)
+                    exec_logins.append((code, out.strip() or err.strip()[-200:]))
+                    if began > rotated_at[0]:
+                        fresh.set()
+
             task = asyncio.create_task(consumer())
+            exec_task = asyncio.create_task(exec_consumer())
             engine = RotationEngine(vault)
             outcomes = []
             try:
                 for _ in range(ROTATIONS):
+                    await asyncio.wait_for(fresh.wait(), timeout=60)
+                    fresh.clear()
                     result = await engine.rotate(acct.uid)
+                    rotated_at[0] = asyncio.get_running_loop().time()
                     outcomes.append(result.outcome)
                     assert result.outcome is Outcome.ROTATED, result.reason
             finally:
                 stop.set()
                 await task
+                await exec_task
                 await engine.aclose()
 
             assert outcomes == [Outcome.ROTATED] * ROTATIONS
             failed = [(login, status) for login, status in logins if status != 200]
             assert failed == [] and len(logins) >= ROTATIONS, (failed[:5], len(logins))
             assert {login for login, _ in logins} == {first.username, second.username}
+            assert len(exec_logins) >= ROTATIONS and all(code == 0 for code, _ in exec_logins), [
+                e for e in exec_logins if e[0]][:5]
             login, password = _credential(vault, acct.uid)     # 50 swaps: back to the first account
             idle = vault.secret(acct.uid, ab.IDLE_SLOT)
             assert login == first.username and idle is not None
