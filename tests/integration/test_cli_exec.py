@@ -166,7 +166,7 @@ def test_exec_against_serve_with_a_consumer_token(tmp_path: Path) -> None:
             assert refused.returncode == 4, refused.stderr
             assert seen is None and "not found, or this token is not granted it" in refused.stderr
         untrusted, seen, _ = _exec(client, out, 0, "NETOPS_PW=sw1 admin")  # system CAs only: refused
-        assert untrusted.returncode == 1 and seen is None and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+        assert untrusted.returncode == 5 and seen is None and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
 

@@ -39,8 +39,8 @@ def test_reveal_posts_the_field_with_the_bearer_token() -> None:
 
 @pytest.mark.parametrize(("status", "error", "words"), [
     (401, ConfigError, "KEYTURN_TOKEN: keyturn server refused the token for 'r1' (HTTP 401"),
-    (403, ConfigError, "(HTTP 403: forbidden)"),
-    (404, RecordNotFound, "keyturn server: forbidden"),
+    (403, RecordNotFound, "record 'r1': not found, or this token is not granted it (HTTP 403)"),
+    (404, RecordNotFound, "record 'r1': not found, or this token is not granted it (HTTP 404)"),
     (500, KeyturnError, "HTTP 500 revealing 'password' of 'r1'"),
 ])
 def test_refusals_map_to_keyturn_errors(status: int, error: type[KeyturnError], words: str) -> None:
@@ -99,5 +99,5 @@ def test_login_and_password_never_mixes_two_accounts(swap_after: set[int]) -> No
 
 
 def test_a_login_that_keeps_changing_is_an_error() -> None:
-    with pytest.raises(KeyturnError, match="its login changed on every read"):
+    with pytest.raises(KeyturnError, match="changed on every read"):
         login_and_password(SwappingSource(set(range(1, 20, 2))), "netops @ sw0001")

@@ -22,29 +22,25 @@ Where the values come from:
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from keyturn.cli.output import EXIT_NOT_FOUND, EXIT_USAGE, actor, fail, handle_errors, open_vault
+from keyturn.cli.output import EXIT_USAGE, actor, fail, handle_errors, open_vault
 from keyturn.secret import Secret
 
 if TYPE_CHECKING:
-    import httpx
+    pass
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # fullmatch
 EXIT_CANNOT_RUN, EXIT_NO_COMMAND = 126, 127  # what a shell reports
 DEFAULT_FIELD = "password"
 BEARER_VAR = "KEYTURN_TOKEN"  # where the consumer token is read from (environment only)
-HTTP_TIMEOUT = 30.0
-PAIR_TRIES = 3      # reads of a record's several fields until two agree (a swap between them)
 
 
 def parse_env(spec: str) -> tuple[str, str, str]:
@@ -86,80 +82,22 @@ def _from_vault(wanted: list[tuple[str, str, str]]) -> dict[str, Secret]:
                     for name, record, field in wanted}
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _from_server(url: str, ca: Path | None, wanted: list[tuple[str, str, str]]) -> dict[str, Secret]:
-    import ssl
-
-    import httpx
+    """Through `keyturn.integrations.source.ServerSource` (the one server client): a refused or missing
+    record is `RecordNotFound` (exit 4), a refused token or a bad URL `ConfigError`, an unreachable or
+    untrusted server `StorageUnavailable`."""
+    from keyturn.integrations.source import ServerSource, read_consistent
 
     token = os.environ.get(BEARER_VAR, "")
     if not token:
         fail(f"KEYTURN_URL is set: put a consumer token in {BEARER_VAR} (`keyturn token create --role "
              "consumer --grant ...` on the server)", EXIT_USAGE)
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        fail(f"KEYTURN_URL {url[:100]!r}: expected https://HOST[:PORT]", EXIT_USAGE)
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        fail("KEYTURN_URL: plain http would send the token and the secrets in clear; use https", EXIT_USAGE)
+    source = ServerSource(url, Secret(token), ca_bundle=str(ca) if ca else None)
     try:
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
-    except (OSError, ssl.SSLError) as exc:
-        fail(f"--ca {ca}: cannot load it as PEM certificates ({type(exc).__name__})", EXIT_USAGE)
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=url.rstrip("/"), verify=verify, timeout=HTTP_TIMEOUT, headers=headers,
-                      follow_redirects=False) as client:
-        records = [record for _, record, _ in wanted]
-        paired = [w for w in wanted if records.count(w[1]) > 1]
-        out = _read_each(client, parts.scheme, parts.netloc, wanted)
-        # Several fields of one record (an A/B record's login and password) are one request each: read
-        # them again and retry until two reads agree, so a rotation's swap between them is never handed out.
-        for _ in range(PAIR_TRIES):
-            if not paired:
-                break
-            again = _read_each(client, parts.scheme, parts.netloc, paired)
-            if all(again[n].reveal() == out[n].reveal() for n, _, _ in paired):
-                break
-            out.update(again)
-        else:
-            fail("the record changed while it was read (a rotation in progress); run the command again")
-    return out
-
-
-def _read_each(client: Any, scheme: str, netloc: str, wanted: list[tuple[str, str, str]]
-               ) -> dict[str, Secret]:
-    import httpx
-
-    out: dict[str, Secret] = {}
-    for name, record, field in wanted:
-        try:
-            r = client.post(f"/records/{quote(record, safe='')}/reveal", json={"field": field})
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach {scheme}://{netloc}: {type(exc).__name__}: {str(exc)[:200]}")
-        if r.status_code in (403, 404):
-            fail(f"record {record[:80]!r}: not found, or this token is not granted it", EXIT_NOT_FOUND)
-        if r.status_code == 401:
-            fail(f"the server refused the token in {BEARER_VAR} (unknown, revoked or expired)")
-        if r.status_code != 200:
-            fail(f"record {record[:80]!r} field {field[:80]!r}: the server answered {r.status_code}: "
-                 f"{_detail(r)}")
-        out[name] = Secret(str(r.json()["value"]))
-    return out
-
-
-def _detail(r: httpx.Response) -> str:
-    try:
-        body = r.json()
-    except ValueError:
-        return "?"
-    return str(body.get("detail") if isinstance(body, dict) else body)[:200]
+        values = read_consistent(source, [(record, field) for _, record, field in wanted])
+    finally:
+        source.close()
+    return {name: value for (name, _, _), value in zip(wanted, values, strict=True)}
 
 
 @handle_errors

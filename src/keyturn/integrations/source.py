@@ -4,11 +4,17 @@
 (the server as the token's name, the local vault as `cli:<os user>` or the actor given).
 
 `ServerSource` speaks the REST API (`POST /records/{ref}/reveal`, bearer token, TLS verified against the
-system store or `ca_bundle`); HTTP errors are mapped here, the only httpx boundary of this package:
+system store or `ca_bundle`; plain http only to a loopback address: the token and the secrets would
+cross the network in clear). It is the one server client of keyturn's consumers (`keyturn exec`, the
+Nornir transform); HTTP errors are mapped here, the only httpx boundary of this package:
 
-    401, 403        ConfigError(location="KEYTURN_TOKEN")  (a 403 never says whether the record exists)
-    404             RecordNotFound
+    401             ConfigError(location="KEYTURN_TOKEN")  (unknown, revoked or expired token)
+    403, 404        RecordNotFound                          ("not found, or this token is not granted
+                                                             it": a 403 never says which)
     connect / TLS   StorageUnavailable                      (the server is this consumer's vault)
+
+`read_consistent` reads several fields of one record as one consistent set (an A/B rotation swaps a
+record's login and password together, between two requests).
 
 `from_env()`: `KEYTURN_URL` set → the server (token from `KEYTURN_TOKEN`, CA bundle from
 `KEYTURN_CA_BUNDLE`); otherwise the local vault of `KEYTURN_HOME`.
@@ -16,11 +22,12 @@ system store or `ca_bundle`); HTTP errors are mapped here, the only httpx bounda
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -47,15 +54,19 @@ class ServerSource:
 
     def __init__(self, url: str, token: Secret, *, ca_bundle: str | None = None,
                  client: httpx.Client | None = None) -> None:
-        if not url.startswith(("https://", "http://")):
-            raise ConfigError(f"not an http(s) URL: {url!r}", location=URL_ENV)
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ConfigError(f"not an http(s) URL: {url[:100]!r}", location=URL_ENV)
+        if parts.scheme == "http" and not _loopback(parts.hostname):
+            raise ConfigError("plain http would send the token and the secrets in clear; use https",
+                              location=URL_ENV)
         self.url = url.rstrip("/")
         self._token = token
         try:
             verify = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"cannot read CA bundle {ca_bundle}: {exc}", location=CA_ENV) from exc
-        self._client = client or httpx.Client(verify=verify, timeout=TIMEOUT)
+        self._client = client or httpx.Client(verify=verify, timeout=TIMEOUT, follow_redirects=False)
 
     def reveal(self, ref: str, field: str = "password") -> Secret:
         target = f"{self.url}/records/{quote(ref, safe='')}/reveal"
@@ -68,11 +79,12 @@ class ServerSource:
         if resp.status_code == 200:
             return Secret(str(resp.json()["value"]))
         detail = _detail(resp)
-        if resp.status_code in (401, 403):
-            raise ConfigError(f"keyturn server refused the token for {ref!r} (HTTP {resp.status_code}: "
-                              f"{detail})", location=TOKEN_ENV)
-        if resp.status_code == 404:
-            raise RecordNotFound(f"keyturn server: {detail}")
+        if resp.status_code == 401:
+            raise ConfigError(f"keyturn server refused the token for {ref!r} (HTTP 401: {detail}): "
+                              "unknown, revoked or expired", location=TOKEN_ENV)
+        if resp.status_code in (403, 404):
+            raise RecordNotFound(f"record {ref[:80]!r}: not found, or this token is not granted it "
+                                 f"(HTTP {resp.status_code})")
         raise KeyturnError(f"keyturn server: HTTP {resp.status_code} revealing {field!r} of {ref!r}: "
                            f"{detail}")
 
@@ -105,20 +117,40 @@ class VaultSource:
         self._vault.close()
 
 
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_consistent(source: CredentialSource, wanted: Sequence[tuple[str, str]], *,
+                    attempts: int = 3) -> list[Secret]:
+    """(ref, field) → value, in order. Several fields of one record are one request each, and an A/B
+    rotation swaps a record's login and password at once between two of them: those are read again
+    until two reads agree (up to `attempts` times), so a pair from both sides of a swap is never
+    returned."""
+    values = [source.reveal(ref, field) for ref, field in wanted]
+    refs = [ref for ref, _ in wanted]
+    again_at = [i for i, ref in enumerate(refs) if refs.count(ref) > 1]
+    for _ in range(attempts):
+        if not again_at:
+            return values
+        again = {i: source.reveal(*wanted[i]) for i in again_at}
+        if all(again[i] == values[i] for i in again_at):
+            return values
+        values = [again.get(i, v) for i, v in enumerate(values)]
+    raise KeyturnError(f"record {refs[again_at[0]][:80]!r} changed on every read ({attempts} times): "
+                       "rotations are swapping it faster than it can be read")
+
+
 def login_and_password(source: CredentialSource, ref: str, *, field: str = "password",
                        attempts: int = 3) -> tuple[Secret, Secret]:
-    """The record's `login` and `field` (its password) as one pair. An A/B rotation swaps both at
-    once, and two reads could fall on either side of a swap: the login is read again after the
-    password, and the pair is read anew (up to `attempts` times) when it changed."""
-    login = source.reveal(ref, "login")
-    for _ in range(attempts):
-        password = source.reveal(ref, field)
-        again = source.reveal(ref, "login")
-        if again == login:
-            return login, password
-        login = again
-    raise KeyturnError(f"record {ref!r}: its login changed on every read ({attempts} times); rotations "
-                       "are swapping it faster than it can be read")
+    """The record's `login` and `field` (its password) as one pair (`read_consistent`)."""
+    login, password = read_consistent(source, [(ref, "login"), (ref, field)], attempts=attempts)
+    return login, password
 
 
 def server_from_env(env: Mapping[str, str]) -> ServerSource | None:
@@ -146,4 +178,4 @@ def from_env(env: Mapping[str, str] | None = None, *, actor: str = "integration"
 
 
 __all__ = ["CredentialSource", "ServerSource", "VaultSource", "from_env", "login_and_password",
-           "server_from_env"]
+           "read_consistent", "server_from_env"]
