@@ -20,6 +20,11 @@ The vault's integrity key does not change, so record tags, the audit chain and a
 Integrity: every record carries a tag over its type, title, fields and metadata; one changed in the
 database directly is refused when used. ``vault check`` lists such records (and checks the audit
 chain); ``vault reseal RECORD`` shows what the record holds now and, once confirmed, accepts it.
+
+Backup and restore (`keyturn.vault.backup`): ``vault backup FILE`` writes an online, consistent snapshot
+of every table, encrypted as stored — it does NOT contain the master key, back that up separately;
+``vault restore FILE`` checks the file, the key and every record, then restores in one transaction into
+an empty database (``--force`` replaces a non-empty one).
 """
 
 from __future__ import annotations
@@ -219,3 +224,34 @@ def reseal(
             typer.confirm("Accept this record, scripts and metadata included, as authentic?", abort=True)
         vault.reseal(view["uid"], actor=actor())
     typer.echo(f"resealed {view['uid']}")
+
+
+@app.command("backup")
+@handle_errors
+def backup(
+    file: Annotated[Path, typer.Argument(help="Backup file to write (zip; 0600).", dir_okay=False)],
+) -> None:
+    """Write an online, consistent backup of the whole vault, encrypted as stored (no master key)."""
+    from keyturn.vault.backup import backup as write_backup
+
+    with open_vault() as vault:
+        summary = write_backup(vault.storage, vault.barrier, file)
+    typer.echo(f"backed up {summary.rows} rows of {len(summary.tables)} tables to {file} "
+               f"(schema {summary.schema_revision})")
+    typer.echo("the backup does NOT contain the master key: keep the key file (or passphrase) backed up "
+               "separately, without it the backup cannot be restored")
+
+
+@app.command("restore")
+@handle_errors
+def restore(
+    file: Annotated[Path, typer.Argument(help="Backup file written by `keyturn vault backup`.",
+                                         exists=True, dir_okay=False)],
+    force: Annotated[bool, typer.Option("--force", help="Replace a database that is not empty.")] = False,
+) -> None:
+    """Restore a backup into an empty vault database, after checking it whole; all or nothing."""
+    from keyturn.vault.backup import restore as run_restore
+
+    summary = run_restore(settings(), file, force=force)
+    typer.echo(f"restored {summary.rows} rows of {len(summary.tables)} tables from {file} "
+               f"(schema {summary.schema_revision}); records, secret versions and audit chain verified")
