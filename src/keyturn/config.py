@@ -39,12 +39,22 @@ Every environment variable keyturn reads is a field here:
                           (default 60)
     KEYTURN_SITES         sites records and profiles may name, comma-separated (`sites = [...]` in the
                           TOML); `default` is always one (`keyturn.sites`)
+    KEYTURN_PER_DEVICE_CONCURRENCY  rotations in flight on one device at most (default 1)
+    KEYTURN_HISTORY_DEPTH  password versions kept per record (default 10)
+    KEYTURN_SERVE_HOST    address `keyturn serve` binds (default 127.0.0.1; any other needs a
+                          certificate, or --insecure-http)
+    KEYTURN_SERVE_PORT    TCP port `keyturn serve` listens on; 0 picks a free one (default 8443)
+    KEYTURN_SERVE_CERT    TLS certificate chain of `keyturn serve`, PEM (with KEYTURN_SERVE_KEY)
+    KEYTURN_SERVE_KEY     TLS private key of `keyturn serve`, PEM
+    KEYTURN_SERVE_GRACE   seconds in-flight rotations get on SIGTERM before they are parked for recovery
+                          (default 30)
 
 KEYTURN_MASTER_KEY, KEYTURN_PASSPHRASE and KEYTURN_NEW_PASSPHRASE are taken out of the environment when a
 command starts (`keyturn.hardening`); `load_settings` gets them from there, at the same rank.
 
-Read by their command only (Typer options that name them): KEYTURN_SERVE_HOST, KEYTURN_SERVE_PORT,
-KEYTURN_SERVE_CERT, KEYTURN_SERVE_KEY, KEYTURN_SERVE_INSECURE_HTTP (`keyturn serve`); KEYTURN_URL,
+`keyturn serve`'s flags (--host, --port, --cert, --key, --grace) take priority over the KEYTURN_SERVE_*
+settings above. Read by their command only (Typer options that name them):
+KEYTURN_SERVE_INSECURE_HTTP (`keyturn serve`, a choice made per start, never in a file); KEYTURN_URL,
 KEYTURN_CA_BUNDLE and KEYTURN_TOKEN, the server a consumer reads from (`keyturn exec`; the token from the
 environment only, never an option). Test hook, never
 set in production: KEYTURN_TEST_KILL_AT (`keyturn.engine.hooks`).
@@ -239,6 +249,11 @@ class Settings(BaseSettings):
     worker_heartbeat: float = Field(default=10.0, gt=0, le=20)
     worker_stranded_after: float = Field(default=30.0, ge=0, le=86_400)
     worker_slot_ttl: float = Field(default=60.0, ge=3, le=3600)
+    serve_host: str = Field(default="127.0.0.1", min_length=1)
+    serve_port: int = Field(default=8443, ge=0, le=65535)
+    serve_cert: Path | None = None
+    serve_key: Path | None = None
+    serve_grace: float = Field(default=30.0, ge=0, le=3600)
 
     @property
     def effective_redis_url(self) -> str | None:
@@ -343,20 +358,55 @@ def load_settings(**overrides: Any) -> Settings:
     return settings
 
 
+SettingSource = Literal["flag", "env", "file", "default"]
+
+
+def setting_sources(**overrides: Any) -> tuple[Settings, Path, dict[str, SettingSource]]:
+    """The effective settings, the config file consulted and where each setting came from: `flag`
+    (an argument), `env` (KEYTURN_*), `file` (the `[keyturn]` table) or `default` — the precedence of
+    `load_settings`, which this mirrors (for `keyturn config show`)."""
+    from keyturn.hardening import secret_env
+
+    # --home and --database-url also read their variable (Typer): the same value as the env is env.
+    flags = {k for k, v in overrides.items() if v is not None and os.environ.get(_env_name(k)) != str(v)}
+    settings = load_settings(**overrides)
+    env = {k for k in secret_env()} | {n for n in Settings.model_fields if _env_name(n) in os.environ}
+    path = config_path(settings)
+    in_file = set(_file_values(path))
+    sources: dict[str, SettingSource] = {}
+    for name in Settings.model_fields:
+        sources[name] = ("flag" if name in flags else "env" if name in env
+                         else "file" if name in in_file else "default")
+    return settings, path, sources
+
+
+def _env_name(field: str) -> str:
+    return f"KEYTURN_{field.upper()}"
+
+
+def config_path(base: Settings) -> Path:
+    """The TOML file settings are read from: KEYTURN_CONFIG, else KEYTURN_HOME/keyturn.toml."""
+    return base.config or base.home / "keyturn.toml"
+
+
+def _file_values(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        values = tomllib.loads(path.read_text()).get("keyturn", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", location=str(path)) from exc
+    return values if isinstance(values, dict) else {}
+
+
 def _load(overrides: dict[str, Any]) -> Settings:
     try:
         base = Settings(**overrides)
-        config_path = base.config or base.home / "keyturn.toml"
-        file_values: dict[str, Any] = {}
-        if config_path.is_file():
-            try:
-                file_values = tomllib.loads(config_path.read_text()).get("keyturn", {})
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"cannot read config file: {exc}", location=str(config_path)) from exc
+        file_values = _file_values(config_path(base))
         if not file_values:
             return base
         env_set = {
-            name for name in Settings.model_fields if f"KEYTURN_{name.upper()}" in os.environ
+            name for name in Settings.model_fields if _env_name(name) in os.environ
         }
         merged = {k: v for k, v in file_values.items() if k not in env_set and k not in overrides}
         merged.update(overrides)

@@ -16,7 +16,11 @@ from tests.unit.test_cli_imports import COMMAND_MODULES, env_for, imported, load
 def test_version() -> None:
     r = CliRunner().invoke(app, ["--version"])
     assert r.exit_code == 0, r.output
-    assert r.stdout == f"keyturn {version('keyturn')}\n"
+    from keyturn.vault.storage import shipped_head
+
+    head = shipped_head()
+    assert head is not None
+    assert r.stdout == f"keyturn {version('keyturn')} (database schema {head})\n"
 
 
 def _complete(words: str, cword: int) -> tuple[set[str], list[str]]:

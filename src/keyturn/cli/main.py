@@ -45,6 +45,7 @@ COMMANDS = (
     Lazy("record", "keyturn.cli.records:app", "Add, list, show, edit, remove, import and export records."),
     Lazy("vault", "keyturn.cli.vault:app", "Master key and vault state."),
     Lazy("audit", "keyturn.cli.audit:app", "The hash-chained audit log."),
+    Lazy("config", "keyturn.cli.config:app", "Example configuration file and effective settings."),
     Lazy("notify", "keyturn.cli.notify:app",
          "Notification rules: rotation outcomes to a Slack webhook or e-mail."),
     Lazy("script", "keyturn.cli.scripts:app",
@@ -79,10 +80,13 @@ def _version(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
 
+        from keyturn.vault.storage import shipped_head
+
+        schema = f"database schema {shipped_head() or 'unknown'}"
         try:
-            typer.echo(f"keyturn {version('keyturn')}")
+            typer.echo(f"keyturn {version('keyturn')} ({schema})")
         except PackageNotFoundError:  # running from a source tree that was never installed
-            typer.echo("keyturn (not installed: version unknown)")
+            typer.echo(f"keyturn (not installed: version unknown) ({schema})")
         raise typer.Exit()
 
 

@@ -36,21 +36,25 @@ def is_loopback(host: str) -> bool:
 
 @handle_errors
 def serve(
-    host: Annotated[str, typer.Option("--host", envvar="KEYTURN_SERVE_HOST",
-                                      help="Address to bind (env KEYTURN_SERVE_HOST).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", envvar="KEYTURN_SERVE_PORT", min=0, max=65535,
-                                      help="TCP port; 0 picks a free one (env KEYTURN_SERVE_PORT).")] = 8443,
+    host: Annotated[str | None, typer.Option(
+        "--host", show_default=False,
+        help="Address to bind (env KEYTURN_SERVE_HOST, serve_host in keyturn.toml; default 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(
+        "--port", min=0, max=65535, show_default=False,
+        help="TCP port; 0 picks a free one (env KEYTURN_SERVE_PORT, serve_port; default 8443).")] = None,
     cert: Annotated[Path | None, typer.Option(
-        "--cert", envvar="KEYTURN_SERVE_CERT", show_default=False,
-        help="TLS certificate chain, PEM (env KEYTURN_SERVE_CERT).")] = None,
-    key: Annotated[Path | None, typer.Option("--key", envvar="KEYTURN_SERVE_KEY", show_default=False,
-                                             help="TLS private key, PEM (env KEYTURN_SERVE_KEY).")] = None,
+        "--cert", show_default=False,
+        help="TLS certificate chain, PEM (env KEYTURN_SERVE_CERT, serve_cert).")] = None,
+    key: Annotated[Path | None, typer.Option(
+        "--key", show_default=False, help="TLS private key, PEM (env KEYTURN_SERVE_KEY, serve_key).")] = None,
     concurrency: Annotated[int | None, typer.Option(
         "--concurrency", min=1, max=10_000, show_default=False,
         help="Rotations in flight at most (env KEYTURN_CONCURRENCY; default 16).")] = None,
-    grace: Annotated[float, typer.Option(
-        "--grace", min=0,
-        help="Seconds in-flight rotations get on SIGTERM before they are parked for recovery.")] = 30.0,
+    grace: Annotated[float | None, typer.Option(
+        "--grace", min=0, show_default=False,
+        help="Seconds in-flight rotations get on SIGTERM before they are parked for recovery "
+             "(env KEYTURN_SERVE_GRACE, serve_grace; default 30).")] = None,
     no_scheduler: Annotated[bool, typer.Option("--no-scheduler", help="Serve the API only.")] = False,
     insecure_http: Annotated[bool, typer.Option(
         "--insecure-http", envvar="KEYTURN_SERVE_INSECURE_HTTP",
@@ -62,6 +66,13 @@ def serve(
     from keyturn.serve import ServeOptions
     from keyturn.serve import serve as run
 
+    conf = settings()
+    # A flag wins over KEYTURN_SERVE_* and keyturn.toml; cert and key come as a pair from one place.
+    host = host if host is not None else conf.serve_host
+    port = port if port is not None else conf.serve_port
+    grace = grace if grace is not None else conf.serve_grace
+    if cert is None and key is None:
+        cert, key = conf.serve_cert, conf.serve_key
     if (cert is None) != (key is None):
         fail("--cert and --key go together", EXIT_USAGE)
     if cert is None and not is_loopback(host):
@@ -75,7 +86,6 @@ def serve(
     for path in (cert, key):
         if path is not None and not path.is_file():
             fail(f"no such file: {path}", EXIT_USAGE)
-    conf = settings()
     configure_logging("INFO" if conf.log_level.upper() == "WARNING" else conf.log_level, debug=conf.debug)
     options = ServeOptions(host=host, port=port, cert=cert, key=key,
                            concurrency=concurrency or min(conf.concurrency, 16),

@@ -156,6 +156,16 @@ def safe_url(url: str) -> str:
         return "<invalid database URL>"
 
 
+def normalize_url(url: str) -> str:
+    """`postgres://` and a driverless `postgresql://` (what PostgreSQL's own tools and most hosting
+    providers write) name the psycopg 3 driver keyturn installs (`keyturn[postgres]`); SQLAlchemy would
+    otherwise look for psycopg2 or fail with "Can't load plugin"."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind a SQLite URL, or None for other databases / in-memory SQLite."""
     u = make_url(url)
@@ -169,6 +179,7 @@ class Storage:
 
     def __init__(self, url: str, *, timeout: float = SQLITE_BUSY_TIMEOUT_MS / 1000) -> None:
         """`timeout`: seconds to wait for a SQLite lock, or for a PostgreSQL connection."""
+        url = normalize_url(url)
         self.url = url
         self.display_url = safe_url(url)
         try:
