@@ -254,3 +254,12 @@ def test_kill_9_mid_restore_leaves_the_target_untouched_or_complete(world: World
         assert rows in (0, full)
         outcomes.add(rows)
     assert full in outcomes
+
+
+def test_backup_refused_mid_rekey(world: World, tmp_path: Path):
+    from keyturn.vault.keys import MasterKey
+
+    world.vault.rekey(MasterKey.generate(), limit=1, batch_size=1)
+    with pytest.raises(VaultError, match="rekey is in progress"):
+        backup(world.vault.storage, world.vault.barrier, tmp_path / "b.zip")
+    assert not (tmp_path / "b.zip").exists()

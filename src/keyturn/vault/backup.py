@@ -116,6 +116,10 @@ def backup(storage: Storage, barrier: Barrier, path: Path) -> BackupSummary:
             conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         with conn.begin():
             revision = _revision(conn)
+            if conn.execute(sa.text("SELECT 1 FROM kt_meta WHERE key = 'rekey'")).first() is not None:
+                # Records under two master keys: a restore could check only one of them.
+                raise VaultError("a master-key rekey is in progress; finish it (`keyturn vault rekey` "
+                                 "again) before taking a backup")
             for table in _tables(conn):
                 buf = io.BytesIO()
                 n = 0
