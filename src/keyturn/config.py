@@ -37,6 +37,9 @@ Every environment variable keyturn reads is a field here:
     KEYTURN_WORKER_SLOT_TTL  seconds a device slot (`DeviceSlots`) lives without renewal (renewed every
                           third of it): how long a killed worker keeps its devices from the others
                           (default 60)
+    KEYTURN_AUTO_UPGRADE  upgrade the database schema when a vault behind this keyturn's is opened
+                          (default: true for the embedded SQLite, false for PostgreSQL, where
+                          `keyturn db upgrade` is a deliberate step); off, opening one is refused
     KEYTURN_SITES         sites records and profiles may name, comma-separated (`sites = [...]` in the
                           TOML); `default` is always one (`keyturn.sites`)
     KEYTURN_PER_DEVICE_CONCURRENCY  rotations in flight on one device at most (default 1)
@@ -219,6 +222,7 @@ class Settings(BaseSettings):
     audit_sinks: list[AuditSinkConfig] = Field(default_factory=list)
     notify: list[NotifyConfig] = Field(default_factory=list)
     script_user: str | None = None
+    auto_upgrade: bool | None = None  # None: `effective_auto_upgrade` decides by backend
     # NoDecode: KEYTURN_SITES is "dc-east,dc-west", not JSON.
     sites: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -266,6 +270,12 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'keyturn.db'}"
+
+    @property
+    def effective_auto_upgrade(self) -> bool:
+        if self.auto_upgrade is not None:
+            return self.auto_upgrade
+        return self.effective_database_url.startswith("sqlite")
 
     @property
     def effective_key_file(self) -> Path:

@@ -37,7 +37,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         yield Settings(home=tmp_path)
         return
     with pg_schema_url("kt_integrity") as url:
-        yield Settings(home=tmp_path, database_url=url)
+        yield Settings(home=tmp_path, database_url=url, auto_upgrade=True)
 
 
 def make_legacy(settings: Settings) -> None:

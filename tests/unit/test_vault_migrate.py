@@ -43,7 +43,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setting
         yield Settings(home=tmp_path)
         return
     with pg_schema_url("kt_migrate") as url:
-        yield Settings(home=tmp_path, database_url=url)
+        yield Settings(home=tmp_path, database_url=url, auto_upgrade=True)
 
 
 def stored(storage: Storage) -> list[str]:

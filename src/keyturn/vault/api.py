@@ -285,7 +285,7 @@ class Vault:
             raise VaultError(f"no vault at {path}; create one with `keyturn init`")
         storage = Storage(settings.effective_database_url, timeout=timeout)
         try:
-            storage.migrate()
+            storage.migrate(upgrade=settings.effective_auto_upgrade)
             with storage.session() as s:
                 meta = {r.key: r.value for r in s.scalars(sa.select(MetaRow))}
             if _M_KEY_ID not in meta:

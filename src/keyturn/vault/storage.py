@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import functools
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -273,28 +274,43 @@ class Storage:
             s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_AUDIT})
         # SQLite: BEGIN IMMEDIATE already holds the single writer lock.
 
-    def migrate(self) -> None:
+    def migrate(self, *, upgrade: bool = True) -> None:
         """`alembic upgrade head` over the shipped migrations, serialized across processes.
 
         One query first: a database already at the shipped head (`shipped_head`) is left as it is
         without loading Alembic, which is every open but the first after an upgrade. Anything else (no
         version table yet, an older revision, one this keyturn does not know) goes to Alembic under
-        the migration lock, as before."""
+        the migration lock, as before. A revision this keyturn does not know (a newer keyturn wrote
+        it) is refused with both revisions named. `upgrade=False` (the setting `auto_upgrade` off)
+        refuses a database behind the head with "run `keyturn db upgrade`" and touches nothing; an
+        empty database is still created. Alembic's progress lines are logged at debug level."""
         if self._at_shipped_head():
             return
         from alembic import command
-        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
         from alembic.util import CommandError
 
-        cfg = Config()
-        cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
-        cfg.set_main_option("path_separator", "os")  # versions live in the default <script>/versions
+        cfg = self._alembic_config()
+        script = ScriptDirectory.from_config(cfg)
+        head = script.get_current_head()
+        known = {r.revision for r in script.walk_revisions()}
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect() as conn, _alembic_at_debug():
                 conn = conn.execution_options(keyturn_write=True)
                 with conn.begin():
                     if self.dialect == "postgresql":
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_MIGRATE})
+                    stored = MigrationContext.configure(conn).get_current_revision()
+                    if stored is not None and stored not in known:
+                        raise StorageUnavailable(
+                            f"database {self.display_url}: schema migration failed: the schema is at "
+                            f"{stored}, newer than this keyturn (its newest is {head}); run the keyturn "
+                            "that upgraded it")
+                    if stored is not None and stored != head and not upgrade:
+                        raise StorageUnavailable(
+                            f"database {self.display_url}: the schema is at {stored} but this keyturn "
+                            f"needs {head}; run `keyturn db upgrade` (auto_upgrade is off)")
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, "head")
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
@@ -303,6 +319,26 @@ class Storage:
             # A broken migration chain or a database newer than this keyturn: refuse, touch nothing.
             raise StorageUnavailable(f"database {self.display_url}: schema migration failed: "
                                      f"{str(exc).splitlines()[0]}") from exc
+
+    def schema_revision(self) -> str | None:
+        """The database's Alembic revision; None for a database keyturn never migrated."""
+        try:
+            with self.engine.connect() as conn:
+                if not sa.inspect(conn).has_table("alembic_version"):
+                    return None
+                value = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            raise self.unavailable(exc) from exc
+        return str(value) if value else None
+
+    @staticmethod
+    def _alembic_config() -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
+        cfg.set_main_option("path_separator", "os")  # versions live in the default <script>/versions
+        return cfg
 
     def _at_shipped_head(self) -> bool:
         head = shipped_head()
@@ -324,6 +360,30 @@ class Storage:
             except sa_exc.DBAPIError:  # no version table yet: a new database
                 return False
         return stored == [head]
+
+
+class _InfoToDebug(logging.Filter):
+    """Alembic's INFO lines ("Context impl …", "Running upgrade …") as DEBUG, dropped unless keyturn
+    logs at debug: a server start is not the place for seven lines of migration chatter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger("keyturn").isEnabledFor(logging.DEBUG)
+        return True
+
+
+@contextlib.contextmanager
+def _alembic_at_debug() -> Iterator[None]:
+    loggers = [logging.getLogger(n) for n in ("alembic.runtime.migration", "alembic.ddl.impl")]
+    demote = _InfoToDebug()
+    for lg in loggers:
+        lg.addFilter(demote)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(demote)
 
 
 @functools.cache
