@@ -35,17 +35,13 @@ def _storage() -> Storage:
 
 def _state(current: str | None, head: str) -> str:
     """`up to date`, `behind`, `empty` or `newer` (a revision this keyturn does not know)."""
-    from alembic.script import ScriptDirectory
-
-    from keyturn.vault.storage import Storage
+    from keyturn.vault.storage import shipped_revisions
 
     if current == head:
         return "up to date"
     if current is None:
         return "empty"
-    script = ScriptDirectory.from_config(Storage._alembic_config())
-    known = {r.revision for r in script.walk_revisions()}
-    return "behind" if current in known else "newer"
+    return "behind" if current in shipped_revisions() else "newer"
 
 
 def _report(as_json: bool) -> str:

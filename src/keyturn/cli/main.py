@@ -45,6 +45,8 @@ COMMANDS = (
     Lazy("record", "keyturn.cli.records:app", "Add, list, show, edit, remove, import and export records."),
     Lazy("vault", "keyturn.cli.vault:app", "Master key and vault state."),
     Lazy("db", "keyturn.cli.db:app", "Database schema: current revision, check, upgrade."),
+    Lazy("doctor", "keyturn.cli.doctor:doctor",
+         "Check the installation and say what is wrong and how to fix it; exit 1 on a problem."),
     Lazy("audit", "keyturn.cli.audit:app", "The hash-chained audit log."),
     Lazy("config", "keyturn.cli.config:app", "Example configuration file and effective settings."),
     Lazy("notify", "keyturn.cli.notify:app",

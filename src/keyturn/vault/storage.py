@@ -390,6 +390,19 @@ def _alembic_at_debug() -> Iterator[None]:
 def shipped_head() -> str | None:
     """The head revision of the shipped migrations, from the `revision` / `down_revision` literals of
     the version files (neither they nor Alembic are imported); None unless there is exactly one head."""
+    revisions, parents = _shipped_graph()
+    heads = revisions - parents
+    return next(iter(heads)) if len(heads) == 1 else None
+
+
+def shipped_revisions() -> frozenset[str]:
+    """Every revision this keyturn ships: a stored one outside it was written by a newer keyturn."""
+    return _shipped_graph()[0]
+
+
+@functools.cache
+def _shipped_graph() -> tuple[frozenset[str], frozenset[str]]:
+    """(revisions, revisions some other one names as its parent) of the shipped version files."""
     revisions: set[str] = set()
     parents: set[str] = set()
     for path in (_MIGRATIONS_DIR / "versions").glob("*.py"):
@@ -412,8 +425,7 @@ def shipped_head() -> str | None:
             parents.add(down)
         elif isinstance(down, tuple | list):  # a merge revision
             parents.update(str(d) for d in down)
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
+    return frozenset(revisions), frozenset(parents)
 
 
 def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
