@@ -202,3 +202,11 @@ def test_migration_chatter_is_debug_only(tmp_path: Path, caplog: pytest.LogCaptu
         assert lines and {r.levelname for r in lines} == {"DEBUG"}
     finally:
         storage.dispose()
+
+
+def test_init_on_a_vault_behind_with_auto_upgrade_off_upgrades_nothing(tmp_path: Path) -> None:
+    target = Settings(home=tmp_path / "old")
+    _first_release_vault(tmp_path, target)
+    with pytest.raises(StorageUnavailable, match=r"run `keyturn db upgrade`"):
+        Vault.init(target.model_copy(update={"auto_upgrade": False, "master_key": None}))
+    assert _revision(target) == FIRST

@@ -225,7 +225,7 @@ class Vault:
             os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         storage = Storage(settings.effective_database_url, timeout=timeout)
         try:
-            storage.migrate()
+            storage.migrate(upgrade=settings.effective_auto_upgrade)
             with storage.session() as s:
                 if s.get(MetaRow, _M_KEY_ID) is not None:
                     raise VaultError(
