@@ -93,8 +93,8 @@ def preflight(settings: Settings, options: WorkerOptions) -> None:
     current, head = schema_revisions(settings.effective_database_url)
     if current != head:
         raise WorkerRefused(f"keyturn worker: the database schema is at {current or 'nothing'} but this "
-                            f"keyturn needs {head}; upgrade every keyturn to one version and open the vault "
-                            "once with it (any `keyturn` command migrates), then start the workers")
+                            f"keyturn needs {head}; upgrade every keyturn to one version, run `keyturn db "
+                            "upgrade` with it, then start the workers")
 
 
 def check_storage(vault: Vault, ledger_hosts: Sequence[str]) -> None:
