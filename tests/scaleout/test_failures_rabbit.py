@@ -60,6 +60,7 @@ async def _rabbitmqctl(*args: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl (the machine's RabbitMQ)")
+@pytest.mark.timeout(300)   # two rabbitmqctl runs (an Erlang VM each) take tens of seconds on a busy machine
 async def test_a_rabbitmq_restart_mid_run_loses_nothing_and_workers_reconnect(tmp_path: Path, site: str):
     async def restart() -> None:
         try:
