@@ -15,6 +15,11 @@ Per request, in this order (reference §2, §7.1):
 Requests not tied to an org (`/administered/*`) count only against the IP bucket and see no org faults.
 Every response carries `X-Request-Id`; every body is JSON (`{"errors": [...]}` on 4xx/5xx).
 
+`GET /_sim/request-times` (outside the API, no key) answers `{"clock": now, "orgs": {org id: [t, ...]}}`:
+the arrival time, on the simulator's monotonic clock, of each of an org's last `TIMES_KEPT` requests
+(every request its `requests` counter counts, 429s included), for benchmarks that check a rate over
+any 1-second window.
+
 Example:
     state = MerakiState(seed=1); ...
     frontend = MerakiFrontend(state)
@@ -31,6 +36,7 @@ import itertools
 import json
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +65,9 @@ _SHARD_HOST = re.compile(r"^n\d+\.meraki\.(com|cn)$")
 WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ERROR_STATUSES = (500, 502, 503)
+
+SIM_REQUEST_TIMES = "/_sim/request-times"
+TIMES_KEPT = 100_000     # arrival times kept per org (a long chaos run must not grow without bound)
 
 ERR_INVALID_KEY = "Invalid API key"
 ERR_ORG_RATE = "API rate limit exceeded for organization"
@@ -205,6 +214,7 @@ class MerakiFrontend:
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self._ops: dict[str, Callable[[Call], Reply]] = _operations(state)
+        self.request_times: dict[str, deque[float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -260,6 +270,9 @@ class MerakiFrontend:
             parts = urlsplit(raw)
             raw = parts.path + (f"?{parts.query}" if parts.query else "")
         path, _, _ = raw.partition("?")
+        if path == SIM_REQUEST_TIMES and request.method == "GET":
+            return self._respond(Reply(200, {"clock": self._clock(), "orgs": {
+                org: list(times) for org, times in sorted(self.request_times.items())}}), request_id)
         found: tuple[Route, dict[str, str]] | None = None
         if path.startswith(API_PREFIX):
             segments = [unquote(s) for s in path[len(API_PREFIX):].rstrip("/").split("/")]
@@ -279,8 +292,12 @@ class MerakiFrontend:
                         org_id: str | None) -> tuple[Reply, str | None]:
         faults = self.state.faults_for(org_id) if org_id else None
         stats = self.state.stats_for(org_id) if org_id else None
-        if faults is not None and stats is not None:
+        if faults is not None and stats is not None and org_id is not None:
             stats.requests += 1
+            times = self.request_times.get(org_id)
+            if times is None:
+                times = self.request_times[org_id] = deque(maxlen=TIMES_KEPT)
+            times.append(self._clock())
             await self._pre_faults(faults, stats)
 
         ip_bucket = self._bucket_for_ip(request.remote or "?")
