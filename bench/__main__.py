@@ -75,6 +75,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scaleout-threads", type=int, default=32, help="--concurrency of each worker process")
     p.add_argument("--scaleout-meraki-users", type=int, help="Meraki users per org, 2 orgs (0: skip)")
     p.add_argument("--scaleout-redis-db", type=int, default=14, help="Redis database of the scale-out runs")
+    p.add_argument("--scaleout-database", default="sqlite", help="sqlite, postgresql, or both")
+    p.add_argument("--scaleout-patience", type=float, default=600, help="max s to wait for an idle CPU")
     p.add_argument("--scaling", default=None, help="device counts for the scaling curve, e.g. 100,1000,5000")
     p.add_argument("--markdown", type=Path, default=None, help="also write the tables here (Markdown)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")

@@ -1,0 +1,149 @@
+"""Scale-out (issue 13): Meraki auth users rotated by 2 `keyturn worker`s, 2 organisations.
+
+The per-organisation budget is shared by every worker through Redis (`RedisOrgBudgets`): the sum over
+all workers must reach the configured share of Meraki's 10 requests/s (KEYTURN_MERAKI_API_SHARE,
+default 0.9 → 9 requests/s) and never exceed it. The simulator stamps each organisation's requests as
+they arrive (`GET /_sim/request-times` on the Meraki port, its monotonic clock), so both are counted
+where Meraki would count them:
+
+* achieved rate: the mean, over every 1-second window inside the org's active period (first to last
+  request), of the requests in that window — a steady rate r gives r, a burst at the start does not
+  inflate it;
+* the most requests in any 1-second window (half-open, sliding: every start time);
+* 429s the simulator served (`/stats`) and rotations that did not end rotated.
+
+Two worker commands (one process each, `--concurrency T`), started and ready before the clock starts;
+`keyturn rotate --all` enqueues every user and follows. Users per network are chosen so that each org
+takes ~25 s at the share.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.harness import KEYTURN, Home, Lab, Usage, run_measured, verify_all
+from bench.report import Row
+from bench.workers import WorkerGroup, broker_env, cpu_of, flush_redis, set_site
+
+REDIS_DB = 14
+MERAKI_RATE = 10.0        # requests/s per organisation (Meraki's documented limit; the simulator's)
+
+
+@dataclass(frozen=True)
+class OrgRate:
+    org: str
+    requests: int
+    span: float            # seconds from the first request to the last
+    mean_per_window: float
+    max_per_window: int
+    throttled: int
+
+
+def max_in_window(times: Sequence[float], width: float = 1.0) -> int:
+    """The most stamps in any half-open window [t, t + width)."""
+    ts = sorted(times)
+    best, i = 0, 0
+    for j, t in enumerate(ts):
+        while t - ts[i] >= width:
+            i += 1
+        best = max(best, j - i + 1)
+    return best
+
+
+def mean_per_window(times: Sequence[float], width: float = 1.0) -> float:
+    """The mean count of stamps in [s, s + width) over every start s in [first, last - width]: each stamp
+    at x counts for the starts in [x - width, x] that lie in that range."""
+    ts = sorted(times)
+    if len(ts) < 2 or ts[-1] - ts[0] <= width:
+        return float(len(ts))
+    lo, hi = ts[0], ts[-1] - width
+    covered = sum(max(0.0, min(x, hi) - max(x - width, lo)) for x in ts)
+    return covered / (hi - lo)
+
+
+def configured_limit(share: float) -> int:
+    """What `RedisOrgBudgets` grants per organisation per second: floor(10 x share)."""
+    return math.floor(MERAKI_RATE * share + 1e-9)
+
+
+def request_times(base_url: str) -> tuple[float, dict[str, list[float]]]:
+    root = base_url.split("/api/v1")[0]
+    body = httpx.get(f"{root}/_sim/request-times", timeout=60).json()
+    return float(body["clock"]), {org: [float(t) for t in ts] for org, ts in body["orgs"].items()}
+
+
+def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int = 2, threads: int = 32,
+        seed: int = 2026, redis_db: int = REDIS_DB) -> tuple[list[Row], list[str]]:
+    site = "bench" + uuid.uuid4().hex[:8]
+    share = float(os.environ.get("KEYTURN_MERAKI_API_SHARE") or 0.9)
+    limit = configured_limit(share)
+    flush_redis(redis_db)
+    with Lab(workdir, meraki_orgs=orgs, networks_per_org=1, users_per_network=users_per_org, seed=seed,
+             ssh=False) as lab:
+        assert lab.state is not None and lab.state.meraki is not None
+        home = Home(workdir, "home-scaleout-meraki")
+        accts = home.setup(lab.state)
+        set_site(home, site)
+        env = broker_env(home.env, db=redis_db, site=site)
+        groups = [WorkerGroup(env, workdir / f"meraki-worker-{i}.log", "--site", site, "--concurrency",
+                              str(threads)) for i in range(workers)]
+        try:
+            for g in groups:
+                g.start()
+            for g in groups:
+                g.wait_ready(1)
+            time.sleep(1.0)
+            since, _ = request_times(lab.state.meraki.base_url)
+            cpu0 = cpu_of([g.pid for g in groups])
+            out, err = workdir / "rotate-meraki.json", workdir / "rotate-meraki.err"
+            usage = run_measured([*KEYTURN, "rotate", "--all", "--json"], env=env, stdout=out, stderr=err)
+            worker_cpu = cpu_of([g.pid for g in groups]) - cpu0
+            rss = [r for g in groups for r in g.peak_rss_mib()]
+        finally:
+            for g in groups:
+                g.stop()
+        _, stamps = request_times(lab.state.meraki.base_url)
+        stats = lab.stats()["meraki"]
+        bad = verify_all(lab, accts, home.current_secrets(accts))
+    flush_redis(redis_db)
+    counts: dict[str, int] = {}
+    try:
+        for r in json.loads(out.read_text() or "{}").get("results", []):
+            counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
+    except ValueError:
+        counts["unparsed-output"] = 1
+    rates = []
+    for org in sorted(stats):
+        ts = [t for t in stamps.get(org, []) if t >= since]
+        rates.append(OrgRate(org, len(ts), (max(ts) - min(ts)) if ts else 0.0, mean_per_window(ts),
+                             max_in_window(ts), int(stats[org].get("throttled", 0))))
+    failed = sum(n for k, n in counts.items() if k not in ("rotated", "rotated_unverifiable"))
+    name = f"scale-out Meraki {orgs} orgs x {users_per_org} users"
+    row = Row(name, f"{workers} workers", len(accts),
+              Usage(wall=usage.wall, cpu=usage.cpu + worker_cpu, maxrss_mib=max(rss or [0.0]), processes=1),
+              len(accts) - len(bad),
+              note=f"--concurrency {threads} each; "
+                   + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + f"; {failed} failed")
+    notes = [f"configured share {share:g} of {MERAKI_RATE:g}/s = {limit} requests/s per org, shared by "
+             f"{workers} workers through Redis"]
+    for r in rates:
+        notes.append(
+            f"org {r.org}: {r.requests} requests in {r.span:.1f} s; achieved {r.mean_per_window:.2f}/s = "
+            f"{100 * r.mean_per_window / limit:.1f} % of the share (mean over 1-s windows); max in any 1-s "
+            f"window {r.max_per_window} (share {limit}); 429s served {r.throttled}")
+    notes.append(f"rotations not rotated: {failed}; keyturn CPU {usage.cpu + worker_cpu:.1f} s (CLI "
+                 f"{usage.cpu:.1f}, workers {worker_cpu:.1f}); peak RSS per worker "
+                 f"{'/'.join(f'{x:.0f}' for x in rss)} MiB")
+    return [row], notes
+
+
+__all__ = ["OrgRate", "configured_limit", "max_in_window", "mean_per_window", "request_times", "run"]
