@@ -85,6 +85,10 @@ class Options:
     timeouts: bool = True            # include the "accept, never answer" switch
     profile: str = "default"         # lab profile: "default" | "enterprise"
     latency: str | None = None       # enterprise device latency: None = the profile's ("realistic"), "0"
+    workers: int = 0                 # > 0: rotations run on this many `keyturn worker`s (chaos/workers.py)
+    worker_concurrency: int = 8      # rotations in flight per worker
+    redis_db: int = 15               # broker + shared limits of the workers: a Redis database of its own
+    visibility_timeout: float = 10.0  # KEYTURN_BROKER_VISIBILITY_TIMEOUT for the workers
 
 
 @dataclass
