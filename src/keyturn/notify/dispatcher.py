@@ -19,7 +19,6 @@ starts at the current end of the audit log: adding a rule does not replay past f
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,23 +44,7 @@ class NotifySpool(Spool):
         """Spool `entries` (ascending audit ids, all after the cursor and <= `through`) and move the
         cursor to `through` when all fit, else to the last one that fit. Returns the new cursor."""
 
-        def run() -> int:
-            self._tx()
-            room = max(0, self.capacity - self._count())
-            accepted = list(entries[:room])
-            cursor = int(self._get("cursor", "0") or 0)
-            for audit_id, _ in accepted:
-                if audit_id <= cursor:
-                    raise sqlite3.IntegrityError(f"audit id {audit_id} is not after the cursor {cursor}")
-                cursor = audit_id
-            if len(accepted) == len(entries):
-                cursor = max(cursor, through)
-            self._db.executemany("INSERT INTO items(audit_id, payload) VALUES (?, ?)", accepted)
-            self._set("cursor", str(cursor))
-            self._db.execute("COMMIT")
-            return cursor
-
-        return self._run(run)
+        return self._take(entries, through=through)[1]
 
     def start_at(self, audit_id: int) -> bool:
         """A new spool's cursor starts at `audit_id`; an existing one keeps its own. True if set."""

@@ -111,8 +111,13 @@ class Spool:
     def take(self, entries: Sequence[tuple[int, bytes]]) -> int:
         """Spool audit entries `(audit_id, message)` (ascending ids, all after the cursor) and move
         the cursor past the ones accepted, atomically. Returns how many were accepted (a prefix)."""
+        return self._take(entries, through=None)[0]
 
-        def run() -> int:
+    def _take(self, entries: Sequence[tuple[int, bytes]], *, through: int | None) -> tuple[int, int]:
+        """`take`, and when every entry fit, the cursor moves on to `through` (entries read but not
+        spooled). Returns (how many were accepted, the new cursor)."""
+
+        def run() -> tuple[int, int]:
             self._tx()
             room = max(0, self.capacity - self._count())
             accepted = list(entries[:room])
@@ -121,10 +126,12 @@ class Spool:
                 if audit_id <= cursor:
                     raise sqlite3.IntegrityError(f"audit id {audit_id} is not after the cursor {cursor}")
                 cursor = audit_id
+            if through is not None and len(accepted) == len(entries):
+                cursor = max(cursor, through)
             self._db.executemany("INSERT INTO items(audit_id, payload) VALUES (?, ?)", accepted)
             self._set("cursor", str(cursor))
             self._db.execute("COMMIT")
-            return len(accepted)
+            return len(accepted), cursor
 
         return self._run(run)
 
