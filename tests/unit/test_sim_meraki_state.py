@@ -121,39 +121,6 @@ def test_delete_semantics(world: tuple) -> None:
     assert exc.value.status == 404
 
 
-def test_ssid_psk_rules(world: tuple) -> None:
-    state, _, net_id, who = world
-    with pytest.raises(SimulatedApiError, match="only valid"):
-        state.update_ssid(net_id, "1", {"psk": "long-enough-key"}, who)
-    with pytest.raises(SimulatedApiError, match="8 to 63"):
-        state.update_ssid(net_id, "1", {"authMode": "psk", "psk": "short"}, who)
-    out = state.update_ssid(net_id, "1", {"authMode": "psk", "psk": "long-enough-key"}, who)
-    assert out["psk"] == "long-enough-key" and out["encryptionMode"] == "wpa"
-    assert state.get_ssid(net_id, "1", who)["psk"] == "long-enough-key"
-    out = state.update_ssid(net_id, "1", {"authMode": "open"}, who)
-    assert "psk" not in out
-    with pytest.raises(SimulatedApiError) as exc:
-        state.get_ssid(net_id, "15", who)
-    assert exc.value.status == 404
-
-
-def test_identity_psks(world: tuple) -> None:
-    state, _, net_id, who = world
-    with pytest.raises(SimulatedApiError, match="ipsk-without-radius"):
-        state.create_identity_psk(net_id, "2", {"name": "a", "groupPolicyId": "101"}, who)
-    state.configure_ssid(net_id, 2, auth_mode="ipsk-without-radius")
-    made = state.create_identity_psk(net_id, "2", {"name": "a", "groupPolicyId": "101"}, who)
-    assert 8 <= len(made["passphrase"]) <= 63 and made["id"].isdigit()
-    body = {"name": "b", "groupPolicyId": "101", "passphrase": "pass-b-123"}
-    state.create_identity_psk(net_id, "2", body, who)
-    with pytest.raises(SimulatedApiError, match="Passphrase has already"):
-        state.update_identity_psk(net_id, "2", made["id"], {"passphrase": "pass-b-123"}, who)
-    updated = state.update_identity_psk(net_id, "2", made["id"], {"passphrase": "rotated-123"}, who)
-    assert state.get_identity_psk(net_id, "2", made["id"], who)["passphrase"] == updated["passphrase"]
-    state.delete_identity_psk(net_id, "2", made["id"], who)
-    assert [p["name"] for p in state.list_identity_psks(net_id, "2", who)] == ["b"]
-
-
 def test_api_keys_max_two_and_revoke(world: tuple) -> None:
     state, _, _, who = world
     first = who.keys[0].key

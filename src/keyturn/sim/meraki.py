@@ -45,6 +45,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 from aiohttp import web
 
 from keyturn.errors import SimulatedApiError, SimulatorError
+from keyturn.sim import meraki_wireless
 from keyturn.sim.faults import Faults
 from keyturn.sim.meraki_state import (
     FIRST_TOKEN,
@@ -139,19 +140,11 @@ POST   /networks/{net}/merakiAuthUsers                              createNetwor
 GET    /networks/{net}/merakiAuthUsers/{user*}                      getNetworkMerakiAuthUser
 PUT    /networks/{net}/merakiAuthUsers/{user*}                      updateNetworkMerakiAuthUser
 DELETE /networks/{net}/merakiAuthUsers/{user*}                      deleteNetworkMerakiAuthUser
-GET    /networks/{net}/wireless/ssids                               getNetworkWirelessSsids
-GET    /networks/{net}/wireless/ssids/{n}                           getNetworkWirelessSsid
-PUT    /networks/{net}/wireless/ssids/{n}                           updateNetworkWirelessSsid
-GET    /networks/{net}/wireless/ssids/{n}/identityPsks              getNetworkWirelessSsidIdentityPsks
-POST   /networks/{net}/wireless/ssids/{n}/identityPsks              createNetworkWirelessSsidIdentityPsk
-GET    /networks/{net}/wireless/ssids/{n}/identityPsks/{ipsk}       getNetworkWirelessSsidIdentityPsk
-PUT    /networks/{net}/wireless/ssids/{n}/identityPsks/{ipsk}       updateNetworkWirelessSsidIdentityPsk
-DELETE /networks/{net}/wireless/ssids/{n}/identityPsks/{ipsk}       deleteNetworkWirelessSsidIdentityPsk
 GET    /administered/identities/me                                  getAdministeredIdentitiesMe
 GET    /administered/identities/me/api/keys                         getAdministeredIdentitiesMeApiKeys
 POST   /administered/identities/me/api/keys/generate                generateAdministeredIdentitiesMeApiKeys
 POST   /administered/identities/me/api/keys/{suffix}/revoke         revokeAdministeredIdentitiesMeApiKeys
-""")
+""") + _routes(meraki_wireless.ROUTES)
 
 
 def match_route(method: str, segments: list[str]) -> tuple[Route, dict[str, str]] | None:
@@ -454,6 +447,13 @@ def _paged(call: Call, items: list[Any], id_of: Callable[[Any], str], render: Ca
     return Reply(200, [render(i) for i in page.items], {"Link": ", ".join(links)})
 
 
+def _wrap(handler: meraki_wireless.Handler) -> Callable[[Call], Reply]:
+    def run(c: Call) -> Reply:
+        status, body = handler(c.params, c.body, c.who)
+        return Reply(status, body)
+    return run
+
+
 def _operations(state: MerakiState) -> dict[str, Callable[[Call], Reply]]:
     """operationId → handler; each is a thin mapping of a `Call` onto one `MerakiState` method."""
 
@@ -467,10 +467,6 @@ def _operations(state: MerakiState) -> dict[str, Callable[[Call], Reply]]:
     def delete_user(c: Call) -> Reply:
         delete = c.query.get("delete", "false").lower() in ("true", "1")
         state.delete_auth_user(c.params["net"], c.params["user"], c.who, delete=delete)
-        return Reply(204)
-
-    def delete_ipsk(c: Call) -> Reply:
-        state.delete_identity_psk(c.params["net"], c.params["n"], c.params["ipsk"], c.who)
         return Reply(204)
 
     def revoke_key(c: Call) -> Reply:
@@ -493,24 +489,13 @@ def _operations(state: MerakiState) -> dict[str, Callable[[Call], Reply]]:
         "updateNetworkMerakiAuthUser": lambda c: ok(
             state.update_auth_user(c.params["net"], c.params["user"], c.body, c.who)),
         "deleteNetworkMerakiAuthUser": delete_user,
-        "getNetworkWirelessSsids": lambda c: ok(state.list_ssids(c.params["net"], c.who)),
-        "getNetworkWirelessSsid": lambda c: ok(state.get_ssid(c.params["net"], c.params["n"], c.who)),
-        "updateNetworkWirelessSsid": lambda c: ok(
-            state.update_ssid(c.params["net"], c.params["n"], c.body, c.who)),
-        "getNetworkWirelessSsidIdentityPsks": lambda c: ok(
-            state.list_identity_psks(c.params["net"], c.params["n"], c.who)),
-        "createNetworkWirelessSsidIdentityPsk": lambda c: ok(
-            state.create_identity_psk(c.params["net"], c.params["n"], c.body, c.who), 201),
-        "getNetworkWirelessSsidIdentityPsk": lambda c: ok(
-            state.get_identity_psk(c.params["net"], c.params["n"], c.params["ipsk"], c.who)),
-        "updateNetworkWirelessSsidIdentityPsk": lambda c: ok(
-            state.update_identity_psk(c.params["net"], c.params["n"], c.params["ipsk"], c.body, c.who)),
-        "deleteNetworkWirelessSsidIdentityPsk": delete_ipsk,
         "getAdministeredIdentitiesMe": lambda c: ok(state.identity_me(c.who)),
         "getAdministeredIdentitiesMeApiKeys": lambda c: ok(state.list_api_keys(c.who)),
         "generateAdministeredIdentitiesMeApiKeys": lambda c: ok(state.generate_api_key(c.who), 202),
         "revokeAdministeredIdentitiesMeApiKeys": revoke_key,
     }
+    for operation, handler in meraki_wireless.operations(state).items():
+        ops[operation] = _wrap(handler)
     missing = {r.operation for r in ROUTES} - set(ops)
     if missing:  # a route without a handler is a programming error, caught at construction
         raise SimulatorError(f"Meraki simulator: no handler for {sorted(missing)}")

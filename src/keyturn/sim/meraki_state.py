@@ -2,7 +2,8 @@
 
 What lives here (reference meraki.md §1, §3, §7.1): organisations, networks, Meraki auth users
 (org-wide identities keyed by e-mail, authorised per network, password stored hashed and never
-returned), wireless SSIDs (PSK read/write), identity PSKs, admin identities with their API keys (at most
+returned), wireless SSIDs and identity PSKs (their data; the operations on them are in
+`sim/meraki_wireless.py`), admin identities with their API keys (at most
 two each), per-org fault switches and per-org counters. The HTTP front-end (`sim/meraki.py`) maps
 requests onto the methods below; every refusal is a `SimulatedApiError(status, *errors)` whose strings
 are the simulator's own wording (the real ones are not documented, reference §8).
@@ -680,127 +681,25 @@ class MerakiState:
             user.password_changes += 1
             user.password_changed_at = _now()
 
-    # ------------------------------------------------------------------ wireless SSIDs
+    # ------------------------------------------------------------------ for `sim/meraki_wireless.py`
 
-    def list_ssids(self, network_id: str, who: AdminIdentity) -> list[Json]:
-        return [s.to_json() for s in self._visible_network(network_id, who).ssids]
+    def visible_network(self, network_id: str, who: AdminIdentity) -> Network:
+        """The network if `who` may see it, else 404 (the SSID and iPSK operations start here)."""
+        return self._visible_network(network_id, who)
 
-    def _visible_ssid(self, network_id: str, number: str, who: AdminIdentity) -> Ssid:
-        net = self._visible_network(network_id, who)
-        if not number.isdigit() or not 0 <= int(number) < SSID_COUNT:
-            raise _not_found("ssid_not_found")
-        return net.ssids[int(number)]
+    def refuse_if_faulted(self, org_id: str) -> None:
+        """400 when the org's `refuse_passwords` fault takes this secret (PSKs and iPSKs too)."""
+        self._refuse_if_faulted(org_id)
 
-    def get_ssid(self, network_id: str, number: str, who: AdminIdentity) -> Json:
-        return self._visible_ssid(network_id, number, who).to_json()
+    def random_passphrase(self) -> str:
+        return "".join(self._rng.choice(_PASSPHRASE_ALPHABET) for _ in range(16))
 
-    def update_ssid(self, network_id: str, number: str, body: Json, who: AdminIdentity) -> Json:
-        ssid = self._visible_ssid(network_id, number, who)
-        org_id = self.networks[network_id].org_id
-        name = _opt(body, "name", str, "a string")
-        enabled = _opt(body, "enabled", bool, "a boolean")
-        visible = _opt(body, "visible", bool, "a boolean")
-        mode = _opt(body, "authMode", str, "a string") or ssid.auth_mode
-        if mode not in SSID_AUTH_MODES:
-            raise _bad(f"'authMode' must be one of: {', '.join(SSID_AUTH_MODES)}")
-        encryption = _opt(body, "encryptionMode", str, "a string")
-        if encryption is not None and encryption not in ("wep", "wpa"):
-            raise _bad("'encryptionMode' must be one of: wep, wpa")
-        wpa = _opt(body, "wpaEncryptionMode", str, "a string")
-        if wpa is not None and wpa not in WPA_ENCRYPTION_MODES:
-            raise _bad(f"'wpaEncryptionMode' must be one of: {', '.join(WPA_ENCRYPTION_MODES)}")
-        psk = _opt(body, "psk", str, "a string")
-        if psk is not None and mode != "psk":
-            raise _bad(MESSAGES["psk_mode"])
-        if mode == "psk":
-            effective = psk if psk is not None else ssid.psk
-            if effective is None or not _passphrase_ok(effective):
-                raise _bad(MESSAGES["psk_length"])
-        if psk is not None:
-            self._refuse_if_faulted(org_id)
-        # validation done: apply as one partial update
-        ssid.name = name if name is not None else ssid.name
-        ssid.enabled = enabled if enabled is not None else ssid.enabled
-        ssid.visible = visible if visible is not None else ssid.visible
-        ssid.auth_mode = mode
-        if mode == "psk":
-            if psk is not None and psk != ssid.psk:
-                ssid.psk_changes += 1
-            ssid.psk = psk if psk is not None else ssid.psk
-            ssid.encryption_mode = encryption or ssid.encryption_mode or "wpa"
-            ssid.wpa_encryption_mode = wpa or ssid.wpa_encryption_mode or "WPA2 only"
-        else:
-            ssid.psk = ssid.encryption_mode = ssid.wpa_encryption_mode = None
-        return ssid.to_json()
-
-    # ------------------------------------------------------------------ identity PSKs
-
-    def _ipsk_ssid(self, network_id: str, number: str, who: AdminIdentity) -> Ssid:
-        ssid = self._visible_ssid(network_id, number, who)
-        if ssid.auth_mode != IPSK_AUTH_MODE:
-            raise _bad(MESSAGES["ipsk_mode"])
-        return ssid
-
-    def list_identity_psks(self, network_id: str, number: str, who: AdminIdentity) -> list[Json]:
-        return [p.to_json() for p in self._visible_ssid(network_id, number, who).identity_psks.values()]
-
-    def get_identity_psk(self, network_id: str, number: str, ipsk_id: str, who: AdminIdentity) -> Json:
-        ssid = self._visible_ssid(network_id, number, who)
-        if ipsk_id not in ssid.identity_psks:
-            raise _not_found("ipsk_not_found")
-        return ssid.identity_psks[ipsk_id].to_json()
-
-    def create_identity_psk(self, network_id: str, number: str, body: Json, who: AdminIdentity) -> Json:
-        ssid = self._ipsk_ssid(network_id, number, who)
-        name = _opt(body, "name", str, "a string")
-        group = _opt(body, "groupPolicyId", str, "a string")
-        if not name or not group:
-            raise _bad("'name' and 'groupPolicyId' are required")
-        passphrase = _opt(body, "passphrase", str, "a string")
-        self._check_ipsk(ssid, name, passphrase, None, self.networks[network_id].org_id)
-        if not passphrase:
-            passphrase = "".join(self._rng.choice(_PASSPHRASE_ALPHABET) for _ in range(16))
+    def new_ipsk_id(self) -> str:
+        """A fresh identity PSK id: digits, like the spec's example ``"1284392014819"``."""
         ipsk_id = self._unique(lambda: str(self._rng.randint(10**12, 10**13 - 1)),
                                lambda c: c in self._ipsk_ids)
         self._ipsk_ids.add(ipsk_id)
-        expires = body.get("expiresAt")
-        ipsk = IdentityPsk(ipsk_id, name, group, passphrase, None if expires is None else _expires(expires))
-        ssid.identity_psks[ipsk_id] = ipsk
-        return ipsk.to_json()
-
-    def update_identity_psk(self, network_id: str, number: str, ipsk_id: str, body: Json,
-                            who: AdminIdentity) -> Json:
-        ssid = self._ipsk_ssid(network_id, number, who)
-        ipsk = ssid.identity_psks.get(ipsk_id)
-        if ipsk is None:
-            raise _not_found("ipsk_not_found")
-        name = _opt(body, "name", str, "a string")
-        group = _opt(body, "groupPolicyId", str, "a string")
-        passphrase = _opt(body, "passphrase", str, "a string")
-        self._check_ipsk(ssid, name, passphrase, ipsk_id, self.networks[network_id].org_id)
-        ipsk.name = name or ipsk.name
-        ipsk.group_policy_id = group or ipsk.group_policy_id
-        ipsk.passphrase = passphrase or ipsk.passphrase
-        if "expiresAt" in body:
-            ipsk.expires_at = None if body["expiresAt"] is None else _expires(body["expiresAt"])
-        return ipsk.to_json()
-
-    def delete_identity_psk(self, network_id: str, number: str, ipsk_id: str, who: AdminIdentity) -> None:
-        ssid = self._visible_ssid(network_id, number, who)
-        if ssid.identity_psks.pop(ipsk_id, None) is None:
-            raise _not_found("ipsk_not_found")
-
-    def _check_ipsk(self, ssid: Ssid, name: str | None, passphrase: str | None, own_id: str | None,
-                    org_id: str) -> None:
-        others = [p for i, p in ssid.identity_psks.items() if i != own_id]
-        if name and any(p.name == name for p in others):
-            raise _bad(MESSAGES["name_taken"])
-        if passphrase is not None:
-            if not _passphrase_ok(passphrase):
-                raise _bad(MESSAGES["passphrase_length"])
-            if any(p.passphrase == passphrase for p in others):
-                raise _bad(MESSAGES["passphrase_taken"])
-            self._refuse_if_faulted(org_id)
+        return ipsk_id
 
     # ------------------------------------------------------------------ administered identities / API keys
 
@@ -834,3 +733,11 @@ class MerakiState:
 
 def _passphrase_ok(value: str) -> bool:
     return PSK_MIN <= len(value) <= PSK_MAX and set(value) <= _PRINTABLE
+
+
+# Public names of the request-body rules, for the wireless operations (`sim/meraki_wireless.py`).
+bad_request = _bad
+not_found = _not_found
+optional_field = _opt
+expires_value = _expires
+passphrase_ok = _passphrase_ok
