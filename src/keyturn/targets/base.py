@@ -25,10 +25,10 @@ Guarantees every target gives:
 * Targets receive their I/O (an `httpx.AsyncClient` factory, an SSH connect function) from the caller,
   so tests point them at simulators or `httpx.MockTransport`.
 
-Optional capabilities are separate Protocols (`Persisting`, `Discovering`, `Checking`) — check with
-isinstance. A `Checking` target also says *how* it proved a verdict (a login, or the device's stored
-hash read through the admin session) and respects the account's `ProbeLedger`: the failed logins keyturn
-may still cause on that account during one rotation.
+Optional capabilities are separate Protocols (`Persisting`, `Discovering`, `Checking`,
+`Generating`) — check with isinstance. A `Checking` target also says *how* it proved a verdict (a
+login, or the device's stored hash read through the admin session) and respects the account's
+`ProbeLedger`: the failed logins keyturn may still cause on that account during one rotation.
 
 How to add a target: create `keyturn/targets/<name>.py` with a class implementing `Target`, add
 `"<kind>": "keyturn.targets.<name>:<Class>"` to `registry.TARGETS`, and run the shared contract suite
@@ -40,6 +40,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from keyturn.secret import Secret
@@ -215,3 +216,48 @@ class Checking(Protocol):
     """
 
     async def check(self, account: Account, secret: Secret) -> Check: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """One secret the platform holds for the account, as the platform names it (never the secret):
+    Meraki lists an identity's API keys by `handle` = the key's last four characters."""
+
+    handle: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Propagation:
+    """How long a freshly generated secret may take to work: verify up to `tries` times, waiting
+    `backoff` seconds doubled each time, for at most `timeout` seconds in all."""
+
+    tries: int = 10
+    backoff: float = 2.0
+    timeout: float = 360.0
+
+
+@runtime_checkable
+class Generating(Protocol):
+    """A target whose platform, not keyturn, makes the new secret (a Meraki Dashboard API key).
+
+    `using` is the secret that authenticates the call (the account's own current one). The engine
+    calls `generate` once per rotation and never retries it: the value exists only in its answer.
+    `generate` raises `ChangeRejected` when the platform refused (nothing made), `TargetAuthRejected`
+    when `using` was refused, `RateLimited` for a 429, and `TargetUnreachable`/`TargetTimeout` when the
+    outcome is unknown (a secret may exist that keyturn never saw: recovery revokes it). `retire`
+    revokes the secret named `handle` and is idempotent (an unknown handle is already gone). At most
+    `limit` secrets may exist at once. `verify` (of `Target`) proves a secret authenticates.
+    """
+
+    limit: ClassVar[int]
+
+    def handle(self, secret: Secret) -> str: ...
+
+    def propagation(self, account: Account) -> Propagation: ...
+
+    async def issued(self, account: Account, using: Secret) -> list[Issued]: ...
+
+    async def generate(self, account: Account, using: Secret) -> Secret: ...
+
+    async def retire(self, account: Account, using: Secret, handle: str) -> None: ...
