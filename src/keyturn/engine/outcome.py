@@ -19,6 +19,7 @@ class Step(enum.StrEnum):
     VERIFY_NEW = "verify_new"
     ROLLBACK = "rollback"          # part of step 7 when the new secret is rejected
     COMMIT = "commit"
+    RETIRE = "retire"              # after the commit: revoke the old secret (`Generating` targets)
     SCRIPTS = "scripts"
     AUDIT = "audit"
     RECOVER = "recover"            # written by recovery, not part of a normal run
