@@ -258,6 +258,12 @@ class Settings(BaseSettings):
     serve_cert: Path | None = None
     serve_key: Path | None = None
     serve_grace: float = Field(default=30.0, ge=0, le=3600)
+    # Web console sessions (`keyturn.console.session`): seconds without a request, and seconds since
+    # sign-in, after which a session ends.
+    console_idle_timeout: float = Field(default=900.0, ge=60, le=86_400)
+    console_session_lifetime: float = Field(default=28_800.0, ge=300, le=604_800)
+    # Drop `Secure` from the console cookie: only for plain-HTTP tests on the loopback interface.
+    console_insecure_cookie: bool = False
 
     @property
     def effective_redis_url(self) -> str | None:

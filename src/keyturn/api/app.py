@@ -333,6 +333,8 @@ def create_app(
     app.add_middleware(BodyLimit, limit=max_body)
     app.add_middleware(RequestLog, metrics=metrics)
     app.add_middleware(SecurityHeaders)   # outermost of ours: 413s and 401s included
+    from keyturn.console import mount  # the web console at /console/, on this same context
+    mount(app)
     if scheduler is not None:
         attach_scheduler(app, scheduler, alive=scheduler_alive)
     return app

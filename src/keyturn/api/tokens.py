@@ -168,6 +168,13 @@ class TokenStore:
         info = _info(m)
         return info if info.active(now or datetime.now(UTC)) else None
 
+    def get(self, token_id: str) -> TokenInfo | None:
+        """The token with id `token_id` (active or not), else None: how a console session re-checks
+        the token it was opened with (`keyturn.console.session`)."""
+        with read_tx(self.engine) as conn:
+            m = conn.execute(api_tokens.select().where(api_tokens.c.id == token_id)).mappings().first()
+        return _info(m) if m is not None else None
+
     def classify(self, token: str, *, now: datetime | None = None) -> str:
         """Why a token does not authenticate: ``unknown``, ``revoked``, ``expired`` (or ``active``)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
