@@ -41,6 +41,7 @@ from keyturn.scheduler.state import schedule_state
 from keyturn.selection import MetaRecord, matches, meta_records, parse_filter
 from keyturn.sites import META_KEY as SITE_KEY
 from keyturn.sites import site_from_metas
+from keyturn.vault.storage import RecordRow
 
 FLAGS = ("needs_attention", "unverified", "stale_trust", "schedule_invalid")
 NEVER = "never"                                  # --outcome never: accounts never rotated
@@ -254,6 +255,28 @@ def list_accounts(engine: Engine, query: AccountQuery | None = None, *, limit: i
     return AccountList(accounts=page, total=len(out), limit=limit, offset=offset)
 
 
+def one_account(engine: Engine, uid: str, *, now: datetime | None = None) -> Account | None:
+    """The account line of one record (as `list_accounts` gives it), or None when the record has no
+    rotation profile or does not exist; four small statements, whatever the size of the fleet."""
+    meta_of = sa.select(RecordRow.uid, RecordRow.title, RecordRow.type, RecordRow.meta_json)
+    with read_tx(engine) as conn:
+        row = conn.execute(meta_of.where(RecordRow.uid == uid)).first()
+        if row is None:
+            return None
+        rec = MetaRecord(row.uid, row.title, row.type, json.loads(row.meta_json))
+        if rec.profile is None:
+            return None
+        resource = rec.profile.get("resource")
+        res_row = (conn.execute(meta_of.where(RecordRow.uid == resource)).first()
+                   if isinstance(resource, str) else None)
+        latest = (rotations.select().where(rotations.c.record_uid == uid)
+                  .order_by(rotations.c.started_at.desc(), rotations.c.id.desc()).limit(1))
+        last = conn.execute(latest).first()
+        state = conn.execute(schedule_state.select().where(schedule_state.c.record_uid == uid)).first()
+    res_meta = json.loads(res_row.meta_json) if res_row is not None else None
+    return _account(rec, res_meta, last, state, _Schedules(now or datetime.now(UTC)))
+
+
 # --- rotations -------------------------------------------------------------------------------------
 
 
@@ -312,4 +335,4 @@ def parse_since(raw: str) -> datetime:
 
 
 __all__ = ["FLAGS", "NEVER", "OUTCOMES", "Account", "AccountList", "AccountQuery", "Rotation", "RotationList",
-           "dump", "list_accounts", "list_rotations", "parse_since"]
+           "dump", "list_accounts", "list_rotations", "one_account", "parse_since"]

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import pytest
 import sqlalchemy as sa
 
-from keyturn.accounts_view import AccountQuery, list_accounts, list_rotations
+from keyturn.accounts_view import AccountQuery, list_accounts, list_rotations, one_account
 from keyturn.engine.journal import rotations
 from keyturn.errors import ConfigError, TlsVerificationFailed
 from keyturn.scheduler.assign import set_schedule
@@ -67,7 +67,7 @@ async def test_each_account_shows_its_last_outcome_next_due_and_flags(world: Wor
     down = world.add_user("u2 down", "netops", "Wrong-Passw0rd-2")
     untrusted = world.add_user("u3 untrusted", "netops", "Any-Passw0rd-3", target="untrusted")
     world.add_user("u4 never", "netops", "Any-Passw0rd-4")
-    world.vault.add(type="pamUser", title="no profile")               # not an account
+    plain = world.vault.add(type="pamUser", title="no profile")       # not an account
     set_schedule(world.vault, good, "every 30d", now=NOW - timedelta(days=1))
     engine = world.engine()
     try:
@@ -95,6 +95,12 @@ async def test_each_account_shows_its_last_outcome_next_due_and_flags(world: Wor
     assert u3.last_reason.startswith("trust failure:") and u3.attention == u3.last_reason
     u4 = accounts["u4 never"]
     assert (u4.last_outcome, u4.last_at, u4.schedule, u4.next_due, u4.flags) == (None, None, None, None, [])
+
+    # One account alone (the console's account page) is the same line as in the listing.
+    for acc in accounts.values():
+        assert one_account(world.vault.engine, acc.record_uid, now=NOW) == acc
+    assert one_account(world.vault.engine, plain.uid) is None
+    assert one_account(world.vault.engine, "no-such-uid") is None
 
     # One schema: record_uid, times with Z.
     data = u1.model_dump(mode="json")
