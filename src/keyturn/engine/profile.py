@@ -87,6 +87,14 @@ PROFILE_OPTIONS: Mapping[str, OptionSpec] = {
     "failed_login_budget": OptionSpec("IOS XE: failed logins a rotation may cause on the account",
                                       low=0, high=100),
     "verify_via": OptionSpec("iosxe-restconf: log in over SSH to verify", choices=("ssh",)),
+    # Meraki wireless (`meraki-ssid-psk`, `meraki-ipsk`): which SSID of the network, how long the
+    # replaced identity PSK keeps working, the group policy of a first identity PSK.
+    "ssid": OptionSpec("Meraki: the SSID number (0-14) whose PSK or identity PSKs rotate", low=0, high=14),
+    "grace": OptionSpec("meraki-ipsk: how long the replaced identity PSK keeps working",
+                        pattern=re.compile(r"(?:\s*\d+\s*[smhdwSMHDW]\s*)+"),
+                        rule="a duration such as 24h, 30m or 1d 12h"),
+    "group_policy": OptionSpec("meraki-ipsk: the group policy id of the first identity PSK",
+                               pattern=re.compile(r"[0-9A-Za-z_.-]{1,64}"), rule="a group policy id"),
     # Which workers rotate the account, overriding the resource's site; checked against the known
     # sites by `set_profile` (`keyturn.sites`). Not a target setting: targets never read it.
     sites.OPTION: OptionSpec("the site whose workers rotate this account (overrides the resource's)",
@@ -212,7 +220,11 @@ def check_credential_roles(vault: VaultLike, session: Any, user: RecordLike,
     """Refuse a profile on a record that is another profile's admin or resource, and a profile whose
     admin or resource is a record with a profile of its own (read inside the caller's unit of work,
     so two concurrent `set_profile` calls cannot cross)."""
-    used = _roles_of(session, user.uid)
+    from keyturn.engine.accounts import OWN_KEY_TARGETS
+
+    # A Meraki API-key record is the admin (or, Keeper-style, the resource) of the profiles that use
+    # the key, and rotating it is the point: its commit switches them all (`keyturn.engine.generated`).
+    used = _roles_of(session, user.uid) if profile.target not in OWN_KEY_TARGETS else []
     if used:
         role, title = used[0]
         raise ProfileError(f"record {user.title!r} is the {role} credential of the rotation profile of "
@@ -223,7 +235,9 @@ def check_credential_roles(vault: VaultLike, session: Any, user: RecordLike,
         if ref is None or ref == user.uid:
             continue
         other = vault.get(ref)
-        if other.meta.get(META_KEY) is not None:
+        theirs = other.meta.get(META_KEY)
+        if theirs is not None and not (isinstance(theirs, Mapping)
+                                       and theirs.get("target") in OWN_KEY_TARGETS):
             raise ProfileError(f"record {other.title!r} has a rotation profile of its own; it cannot be "
                                f"the {role} of another profile")
 

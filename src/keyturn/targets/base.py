@@ -97,6 +97,7 @@ class Proof(enum.StrEnum):
     LOGIN = "login"                     # authenticated as the user
     STORED_HASH = "stored hash"         # the device's stored credential checked locally
     BOTH = "login and stored hash"
+    READ_BACK = "read back"             # the platform returned the stored secret itself (Meraki PSKs)
     NONE = "none"                       # nothing could be tried (see the check's detail)
 
 
@@ -150,6 +151,10 @@ class Account:
         # Meraki identities are org-wide; a device is its address with *both* ports, so two SSH-only
         # devices on one host (no RESTCONF port) never share a lock.
         ep = self.endpoint
+        ssid = self.options.get("ssid")
+        if ssid is not None and ep.network_id:
+            # an SSID (its PSK, its identity PSKs) belongs to one network, not to the organisation
+            return f"{ep.network_id}/ssid{ssid}/{self.username.lower()}"
         scope = ep.org_id or ep.network_id or f"{ep.host}:{ep.port or ''}:{ep.ssh_port or ''}"
         return f"{scope}/{self.username.lower()}"
 
