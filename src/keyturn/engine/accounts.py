@@ -42,6 +42,9 @@ _TRUE = ("1", "true", "yes", "on")
 ENABLE_REF = "enable_secret_record"   # text custom field: uid of the record holding the enable secret
 ENABLE_COPY = "enable_secret"         # secret custom field: a copied enable secret (goes stale)
 ENABLE_TARGET = "iosxe-enable-secret"
+# Targets whose calls authenticate with the rotated secret itself (a Meraki API key rotates its own key):
+# they need no admin credential, and their record may be the admin of other profiles.
+OWN_KEY_TARGETS = ("meraki-api-key",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +271,7 @@ def resolve_account(vault: VaultLike, user: RecordLike, profile: RotationProfile
     if pair is not None:
         username = pair.idle
     admin_cred = build_admin(vault, admin) if admin is not None else None
-    if meraki_target and admin_cred is None:
+    if meraki_target and admin_cred is None and checked_kind not in OWN_KEY_TARGETS:
         raise ProfileError("a Meraki target needs --admin: the record whose password is the API key")
     account = Account(
         record_uid=user.uid, username=str(username), endpoint=endpoint, admin=admin_cred,
