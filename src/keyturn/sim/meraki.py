@@ -45,7 +45,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 from aiohttp import web
 
 from keyturn.errors import SimulatedApiError, SimulatorError
-from keyturn.sim import meraki_wireless
+from keyturn.sim import meraki_identities, meraki_wireless
 from keyturn.sim.faults import Faults
 from keyturn.sim.meraki_state import (
     FIRST_TOKEN,
@@ -140,11 +140,7 @@ POST   /networks/{net}/merakiAuthUsers                              createNetwor
 GET    /networks/{net}/merakiAuthUsers/{user*}                      getNetworkMerakiAuthUser
 PUT    /networks/{net}/merakiAuthUsers/{user*}                      updateNetworkMerakiAuthUser
 DELETE /networks/{net}/merakiAuthUsers/{user*}                      deleteNetworkMerakiAuthUser
-GET    /administered/identities/me                                  getAdministeredIdentitiesMe
-GET    /administered/identities/me/api/keys                         getAdministeredIdentitiesMeApiKeys
-POST   /administered/identities/me/api/keys/generate                generateAdministeredIdentitiesMeApiKeys
-POST   /administered/identities/me/api/keys/{suffix}/revoke         revokeAdministeredIdentitiesMeApiKeys
-""") + _routes(meraki_wireless.ROUTES)
+""") + _routes(meraki_wireless.ROUTES) + _routes(meraki_identities.ROUTES)
 
 
 def match_route(method: str, segments: list[str]) -> tuple[Route, dict[str, str]] | None:
@@ -194,11 +190,14 @@ class MerakiFrontend:
     """aiohttp server for one `MerakiState`; any number of orgs/networks behind one port."""
 
     def __init__(self, state: MerakiState, *, rate_per_org: float = 10.0, burst: int = 10,
-                 rate_per_ip: float = 100.0, clock: Clock = time.monotonic) -> None:
+                 rate_per_ip: float = 100.0, key_propagation: float = 0.0,
+                 clock: Clock = time.monotonic) -> None:
         self.state = state
         self.rate_per_org = rate_per_org
         self.burst = burst
         self.rate_per_ip = rate_per_ip
+        # Seconds a new API key answers 401 after it is generated (`sim/meraki_identities.py`).
+        self.key_propagation = key_propagation
         self._clock = clock
         self._org_buckets: dict[str, TokenBucket] = {}
         self._ip_buckets: dict[str, TokenBucket] = {}
@@ -299,7 +298,8 @@ class MerakiFrontend:
             return self._too_many(ERR_IP_RATE, ip_bucket.wait()), None
 
         key, auth_kind = _api_key(request)
-        who = self.state.authenticate(key) if key else None
+        who = (meraki_identities.authenticate(self.state, key, propagation=self.key_propagation)
+               if key else None)
         if who is None:
             return _errors(401, ERR_INVALID_KEY), auth_kind
         if found is None:
@@ -469,10 +469,6 @@ def _operations(state: MerakiState) -> dict[str, Callable[[Call], Reply]]:
         state.delete_auth_user(c.params["net"], c.params["user"], c.who, delete=delete)
         return Reply(204)
 
-    def revoke_key(c: Call) -> Reply:
-        state.revoke_api_key(c.who, c.params["suffix"])
-        return Reply(202)
-
     ops: dict[str, Callable[[Call], Reply]] = {
         "getOrganizations": lambda c: _paged(
             c, state.list_orgs(c.who), lambda o: o.id, lambda o: o.to_json()),
@@ -489,12 +485,10 @@ def _operations(state: MerakiState) -> dict[str, Callable[[Call], Reply]]:
         "updateNetworkMerakiAuthUser": lambda c: ok(
             state.update_auth_user(c.params["net"], c.params["user"], c.body, c.who)),
         "deleteNetworkMerakiAuthUser": delete_user,
-        "getAdministeredIdentitiesMe": lambda c: ok(state.identity_me(c.who)),
-        "getAdministeredIdentitiesMeApiKeys": lambda c: ok(state.list_api_keys(c.who)),
-        "generateAdministeredIdentitiesMeApiKeys": lambda c: ok(state.generate_api_key(c.who), 202),
-        "revokeAdministeredIdentitiesMeApiKeys": revoke_key,
     }
     for operation, handler in meraki_wireless.operations(state).items():
+        ops[operation] = _wrap(handler)
+    for operation, handler in meraki_identities.operations(state).items():
         ops[operation] = _wrap(handler)
     missing = {r.operation for r in ROUTES} - set(ops)
     if missing:  # a route without a handler is a programming error, caught at construction
