@@ -140,22 +140,31 @@ def _find_for_job(journal: Journal, job: Job) -> RotationRow | None:
 async def rotate(
     body: RotateIn, ctx: Ctx, p: Annotated[Principal, Depends(require(Permission.ROTATE))],
 ) -> RotateOut:
+    return RotateOut(rotations=await start_rotations(ctx, p.actor, records=body.records,
+                                                     filter_=body.filter))
+
+
+async def start_rotations(ctx: ApiContext, actor: str, *, records: list[str] | None = None,
+                          filter_: str | None = None) -> list[Accepted]:
+    """Start rotating `records` (references), else those `filter_` selects (None: every account), in the
+    background; each audited as `api.rotate`. Everything is resolved and checked first: one unknown,
+    ambiguous or unrotatable record raises (`KeyturnError`) and nothing starts. 503 while shutting down.
+    `POST /rotations` and the console's "rotate now" both call it."""
     if not ctx.runner.accepting:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the service is shutting down")
-    if body.records is not None:
+    if records is not None:
         chosen: dict[str, tuple[str, str]] = {}
-        for ref in body.records:
+        for ref in records:
             rec = await ctx.db(ctx.vault.get, ref)
             profile = load_profile(rec)  # ProfileError → 422 before anything starts
             check_options(profile.options)
             chosen.setdefault(rec.uid, (rec.title, profile.resource or rec.uid))
     else:
-        chosen = await ctx.db(_selected, ctx.vault, body.filter)
-    jobs = [(uid, title, ctx.runner.submit(uid, title=title, actor=p.actor, resource=resource))
+        chosen = await ctx.db(_selected, ctx.vault, filter_)
+    jobs = [(uid, title, ctx.runner.submit(uid, title=title, actor=actor, resource=resource))
             for uid, (title, resource) in chosen.items()]
-    await ctx.db(_audit_requests, ctx.vault, [(uid, job.id) for uid, _title, job in jobs], p.actor)
-    return RotateOut(rotations=[Accepted(id=job.id, record_uid=uid, title=title, state=job.state)
-                                for uid, title, job in jobs])
+    await ctx.db(_audit_requests, ctx.vault, [(uid, job.id) for uid, _title, job in jobs], actor)
+    return [Accepted(id=job.id, record_uid=uid, title=title, state=job.state) for uid, title, job in jobs]
 
 
 def _selected(vault: Vault, filter_: str | None) -> dict[str, tuple[str, str]]:
@@ -240,4 +249,4 @@ async def history(
     )
 
 
-__all__ = ["router"]
+__all__ = ["Accepted", "RotationOut", "rotation_out", "router", "start_rotations"]
