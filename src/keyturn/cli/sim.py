@@ -213,6 +213,9 @@ def lab(
     save_delay: SaveDelay = None,
     sync_window: SyncWindow = None,
     tacacs_timeout: TacacsTimeout = None,
+    key_propagation: Annotated[float, typer.Option(
+        "--meraki-key-propagation", min=0, max=3600,
+        help="Seconds a newly generated Meraki API key answers 401 (Meraki: up to 5 minutes).")] = 0.0,
 ) -> None:
     """Run many IOS XE devices and Meraki orgs in one process, with the control API."""
     from keyturn.sim.lab import LAB_PROFILES, LabOptions, make_plan
@@ -228,7 +231,8 @@ def lab(
                      users_per_network=users_per_network, users_per_device=users_per_device, seed=seed,
                      host=host, profile=profile)
     options = LabOptions(host=host, ssh=not no_ssh, restconf=not no_restconf, faults=_parse_faults(fault),
-                         state_file=state_file, control_port=control_port, profile=switches)
+                         state_file=state_file, control_port=control_port, profile=switches,
+                         meraki_key_propagation=key_propagation)
     _run(plan, options, quiet=quiet, records_file=records_file)
 
 
@@ -325,6 +329,9 @@ def meraki(
     fault: FaultOpt = None,
     control_port: ControlPort = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    key_propagation: Annotated[float, typer.Option(
+        "--meraki-key-propagation", min=0, max=3600,
+        help="Seconds a newly generated Meraki API key answers 401 (Meraki: up to 5 minutes).")] = 0.0,
 ) -> None:
     """Run a simulated Meraki Dashboard API with ORGS organisations (and its CONNECT proxy)."""
     from keyturn.sim.lab import LabOptions, make_plan
@@ -334,7 +341,7 @@ def meraki(
     options = LabOptions(host=host, faults=_parse_faults(fault), state_file=state_file,
                          ca_cert=_ca_path(ca_dir), meraki_port=port, proxy_port=proxy_port,
                          proxy=not no_proxy, control_port=control_port, meraki_rate_per_org=rate_per_org,
-                         meraki_rate_per_ip=rate_per_ip)
+                         meraki_rate_per_ip=rate_per_ip, meraki_key_propagation=key_propagation)
     _run(plan, options, quiet=quiet)
 
 

@@ -256,6 +256,14 @@ class ControlClient:
     async def meraki_orgs(self) -> list[dict[str, Any]]:
         return list(await self._call("GET", "/meraki/orgs"))
 
+    async def api_keys(self, *, propagation: float | None = None) -> dict[str, Any]:
+        """The Meraki identities' API keys (suffixes); `propagation` sets the new-key delay first."""
+        if propagation is None:
+            result: dict[str, Any] = await self._call("GET", "/meraki/api-keys")
+        else:
+            result = await self._call("POST", "/meraki/api-keys", {"propagation": propagation})
+        return result
+
     async def stats(self) -> dict[str, Any]:
         return dict(await self._call("GET", "/stats"))
 

@@ -8,6 +8,10 @@
                          switches (400); an unknown switch or bad value → 400 naming it
     POST /profile        {switch: value, ...} → the same change on every device (all or nothing)
     GET  /meraki/orgs    orgs: id, name, networks, fault switches
+    GET  /meraki/api-keys  {"propagation": s, "identities": [{"name", "email", "keys": [{"suffix",
+                         "createdAt", "usable"}]}]} — suffixes only, never a key
+    POST /meraki/api-keys  {"propagation": s} → the same after setting the delay during which a new
+                         API key answers 401 (Meraki: "up to five minutes to propagate")
     GET  /stats          per device change/save/reboot/auth-failure counts, RESTCONF `restconf_requests`,
                          `restconf_connections` (accepted: TLS handshakes) and `restconf_tls_resumed`
                          (of those, resumed sessions), and login safety:
@@ -112,6 +116,14 @@ def make_app(lab: Lab) -> web.Application:
     async def orgs(request: web.Request) -> web.Response:
         return web.json_response(lab.meraki_info())
 
+    async def api_keys(request: web.Request) -> web.Response:
+        if request.method == "GET":
+            return web.json_response(lab.api_keys())
+        delay = (await _body(request)).get("propagation")
+        if not isinstance(delay, int | float) or isinstance(delay, bool):
+            raise SimulatorError("field 'propagation' must be a number of seconds")
+        return web.json_response(lab.api_keys(float(delay)))
+
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(lab.stats())
 
@@ -172,6 +184,8 @@ def make_app(lab: Lab) -> web.Application:
     app = web.Application(middlewares=[errors])
     app.router.add_get("/devices", devices)
     app.router.add_get("/meraki/orgs", orgs)
+    app.router.add_get("/meraki/api-keys", api_keys)
+    app.router.add_post("/meraki/api-keys", api_keys)
     app.router.add_get("/stats", stats)
     app.router.add_post("/faults", faults)
     app.router.add_get("/devices/{name}/profile", device_profile)

@@ -251,6 +251,7 @@ class LabOptions:
     meraki_rate_per_org: float = 10.0
     meraki_burst: int = 10
     meraki_rate_per_ip: float = 100.0
+    meraki_key_propagation: float = 0.0   # seconds a new API key answers 401 (`sim/meraki_identities`)
 
 
 class Lab:
@@ -397,7 +398,8 @@ class Lab:
         planned.api_key = planned.api_key or state.add_api_key()
         self.meraki = state
         self._meraki_frontend = MerakiFrontend(state, rate_per_org=opts.meraki_rate_per_org,
-                                               burst=opts.meraki_burst, rate_per_ip=opts.meraki_rate_per_ip)
+                                               burst=opts.meraki_burst, rate_per_ip=opts.meraki_rate_per_ip,
+                                               key_propagation=opts.meraki_key_propagation)
         port = await self._meraki_frontend.start(opts.host, opts.meraki_port)
         planned.base_url = f"http://{opts.host}:{port}/api/v1"
         if opts.proxy:
@@ -552,6 +554,21 @@ class Lab:
              "faults": self.meraki.faults_for(org.id).snapshot()}
             for org in self.state.meraki.orgs
         ]
+
+    def api_keys(self, propagation: float | None = None) -> dict[str, Any]:
+        """The Dashboard's API keys by identity (suffixes, never a key) and the propagation delay;
+        `propagation` (seconds, 0-3600) sets the delay first."""
+        from keyturn.sim.meraki_identities import keys_info
+
+        frontend = self._meraki_frontend
+        if self.meraki is None or frontend is None:
+            raise SimulatorError("this lab runs no Meraki Dashboard")
+        if propagation is not None:
+            if not 0 <= propagation <= 3600:
+                raise SimulatorError("propagation must be 0 to 3600 seconds")
+            frontend.key_propagation = float(propagation)
+        return {"propagation": frontend.key_propagation,
+                "identities": keys_info(self.meraki, propagation=frontend.key_propagation)}
 
     def stats(self) -> dict[str, Any]:
         devices = {
