@@ -21,6 +21,8 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 from typer.main import get_group
 
+from keyturn.cli.coercion import plain_coercion
+
 if TYPE_CHECKING:
     from typer import _click as click
     from typer._click.shell_completion import CompletionItem
@@ -98,6 +100,20 @@ class LazyGroup(TyperGroup):
         for name, command in self.commands.items():  # registered on the app itself (none today)
             lazy[name] = command
         self.commands = lazy
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Values of plain options without pydantic (`keyturn.cli.coercion`): the root's own options
+        # here (its context exists: it makes the help option), a command's in `resolve_command`.
+        plain_coercion(self, ctx, subcommands=False)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str],
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            plain_coercion(command, ctx)
+        return name, command, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
