@@ -24,6 +24,7 @@ from keyturn.api.auth import Permission, Principal, context, forbid, require
 from keyturn.api.context import ApiContext
 from keyturn.consumers import granted, read_field
 from keyturn.errors import AmbiguousRecord, RecordNotFound, VaultError
+from keyturn.secret import Secret
 from keyturn.vault import Vault
 
 router = APIRouter(prefix="/records", tags=["reveal"])
@@ -70,22 +71,29 @@ async def reveal(
     response: Response, body: RevealIn | None = None,
 ) -> RevealOut:
     ask = body or RevealIn()
-    if p.can(Permission.REVEAL):
-        uid = await ctx.db(ctx.vault.resolve, ref)
-        if ask.version is None:
-            secret = await ctx.db(read_field, ctx.vault, uid, ask.field, actor=p.actor)
-        else:
-            secret = await ctx.db(ctx.vault.reveal, uid, field=ask.field, actor=p.actor, version=ask.version)
-    else:
-        if ask.version is not None:  # decided before the record is looked up: no hint either way
-            raise await forbid(ctx, request, p, CURRENT_ONLY)
-        found = await ctx.db(_granted_uid, ctx.vault, ref, p.token.grants)
-        if found is None:
-            raise await forbid(ctx, request, p, NOT_GRANTED)
-        uid = found
-        secret = await ctx.db(read_field, ctx.vault, uid, ask.field, actor=p.actor)
+    uid, secret = await reveal_for(ctx, request, p, ref, ask.field, ask.version)
     response.headers["Cache-Control"] = "no-store"
     return RevealOut(uid=uid, field=ask.field, value=secret.reveal(), version=ask.version)
 
 
-__all__ = ["CURRENT_ONLY", "NOT_GRANTED", "router"]
+async def reveal_for(ctx: ApiContext, request: Request, p: Principal, ref: str, field: str,
+                     version: int | None = None) -> tuple[str, Secret]:
+    """(uid, value) of `field` of `ref` for `p` under the rules of the module docstring, audited as
+    ``reveal``; a consumer outside its grants (or asking for a `version`) gets the audited 403 raised.
+    The API route and the console's reveal view both call it."""
+    if p.can(Permission.REVEAL):
+        uid = await ctx.db(ctx.vault.resolve, ref)
+        if version is None:
+            return uid, await ctx.db(read_field, ctx.vault, uid, field, actor=p.actor)
+        return uid, await ctx.db(ctx.vault.reveal, uid, field=field, actor=p.actor, version=version)
+    if not p.can(Permission.REVEAL_GRANTED):
+        raise await forbid(ctx, request, p, f"role {p.role} lacks permission {Permission.REVEAL}")
+    if version is not None:  # decided before the record is looked up: no hint either way
+        raise await forbid(ctx, request, p, CURRENT_ONLY)
+    found = await ctx.db(_granted_uid, ctx.vault, ref, p.token.grants)
+    if found is None:
+        raise await forbid(ctx, request, p, NOT_GRANTED)
+    return found, await ctx.db(read_field, ctx.vault, found, field, actor=p.actor)
+
+
+__all__ = ["CURRENT_ONLY", "NOT_GRANTED", "reveal_for", "router"]

@@ -217,6 +217,16 @@ async def get_rotation(
     rotation_id: Annotated[str, Path(max_length=64)], ctx: Ctx,
     p: Annotated[Principal, Depends(require(Permission.ROTATION_READ))],
 ) -> RotationOut:
+    found = await find_rotation(ctx, rotation_id, output=p.can(Permission.REVEAL))
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rotation with id {rotation_id!r}")
+    return found
+
+
+async def find_rotation(ctx: ApiContext, rotation_id: str, *, output: bool) -> RotationOut | None:
+    """A rotation with its steps by rotation or request id: the journal's row, else the runner's job
+    while it has no row yet; None when neither knows it. Script output only with `output`.
+    `GET /rotations/{id}` and the console's rotation pages both call it."""
     journal = Journal(ctx.vault.engine)
     row = await ctx.db(journal.get, rotation_id)
     request_id = None
@@ -225,11 +235,9 @@ async def get_rotation(
         row = await ctx.db(_find_for_job, journal, job)
         request_id = job.id
     if row is None:
-        if job is not None:
-            return _job_out(job)
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rotation with id {rotation_id!r}")
+        return _job_out(job) if job is not None else None
     steps = await ctx.db(journal.steps, row.id)
-    return rotation_out(row, steps, request_id, output=p.can(Permission.REVEAL))
+    return rotation_out(row, steps, request_id, output=output)
 
 
 @router.get("/records/{ref}/history", response_model=HistoryOut, summary="Rotations and password versions")
@@ -249,4 +257,4 @@ async def history(
     )
 
 
-__all__ = ["Accepted", "RotationOut", "rotation_out", "router", "start_rotations"]
+__all__ = ["Accepted", "RotationOut", "find_rotation", "rotation_out", "router", "start_rotations"]
