@@ -188,6 +188,9 @@ def lab(
     networks_per_org: Annotated[int, typer.Option("--networks-per-org", min=0)] = 1,
     users_per_network: Annotated[int, typer.Option("--users-per-network", min=0)] = 2,
     users_per_device: Annotated[int, typer.Option("--users-per-device", min=0)] = 2,
+    ssids_per_network: Annotated[int, typer.Option(
+        "--ssids-per-network", min=0, max=14,
+        help="Configured SSIDs per Meraki network (1..N, in turn: PSK, identity PSK, 802.1X, open).")] = 0,
     state_file: StateFile = None,
     records_file: Annotated[Path | None, typer.Option(
         "--records-file", help="Also write the records that onboard this lab (devices, admins, users, "
@@ -229,7 +232,7 @@ def lab(
         tacacs_timeout=tacacs_timeout)
     plan = make_plan(iosxe=iosxe, meraki_orgs=meraki_orgs, networks_per_org=networks_per_org,
                      users_per_network=users_per_network, users_per_device=users_per_device, seed=seed,
-                     host=host, profile=profile)
+                     host=host, profile=profile, ssids_per_network=ssids_per_network)
     options = LabOptions(host=host, ssh=not no_ssh, restconf=not no_restconf, faults=_parse_faults(fault),
                          state_file=state_file, control_port=control_port, profile=switches,
                          meraki_key_propagation=key_propagation)

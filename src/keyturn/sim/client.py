@@ -17,7 +17,9 @@ The state file (JSON, written by `keyturn sim lab|iosxe|meraki --state-file F`) 
      "meraki": {"base_url": "http://127.0.0.1:P/api/v1", "proxy_url": "http://127.0.0.1:P",
                 "api_key": "<40 hex>", "orgs": [{"id": "...", "name": "...", "networks": [
                     {"id": "N_...", "name": "...", "users": [{"email": "...", "password": "...",
-                                                           "accountType": "Client VPN"}]}]}]}}
+                                                           "accountType": "Client VPN"}],
+                     "ssids": [{"number": 1, "name": "...", "auth_mode": "psk", "psk": "...", "ipsks": [
+                         {"name": "...", "group_policy_id": "101", "passphrase": "..."}]}]}]}]}}
 
 `restconf_port`/`ssh_port` are null when that listener is disabled; `meraki` is null without orgs.
 A user's `encryption` is how the device stores it ("9", "7" for `password` users, "5" for legacy md5
@@ -88,10 +90,29 @@ class MerakiUser:
 
 
 @dataclass
+class MerakiIpsk:
+    name: str
+    group_policy_id: str
+    passphrase: str = field(repr=False)
+
+
+@dataclass
+class MerakiSsid:
+    """A configured SSID of a lab network; `psk` for PSK mode, `ipsks` for identity PSK mode."""
+
+    number: int
+    name: str
+    auth_mode: str
+    psk: str | None = field(default=None, repr=False)
+    ipsks: list[MerakiIpsk] = field(default_factory=list)
+
+
+@dataclass
 class MerakiNetwork:
     id: str
     name: str
     users: list[MerakiUser] = field(default_factory=list)
+    ssids: list[MerakiSsid] = field(default_factory=list)
 
 
 @dataclass
@@ -172,6 +193,11 @@ class LabState:
                                 MerakiUser(email=u["email"], password=u["password"], name=u.get("name"),
                                            account_type=u.get("accountType", "Client VPN"))
                                 for u in n.get("users", [])
+                            ], ssids=[
+                                MerakiSsid(number=w["number"], name=w["name"], auth_mode=w["auth_mode"],
+                                           psk=w.get("psk"),
+                                           ipsks=[MerakiIpsk(**i) for i in w.get("ipsks", [])])
+                                for w in n.get("ssids", [])
                             ])
                             for n in o.get("networks", [])
                         ])

@@ -70,8 +70,10 @@ from keyturn.sim.client import (
     LabState,
     Login,
     MerakiEntry,
+    MerakiIpsk,
     MerakiNetwork,
     MerakiOrg,
+    MerakiSsid,
     MerakiUser,
 )
 from keyturn.sim.faults import Faults
@@ -96,6 +98,10 @@ PASSWORD_LENGTH = (16, 24)
 PASSWORD_USER_EVERY = 4          # user index % 4 == 3 is a type-7 `password` user
 ADMIN_USERNAME = "admin"
 _USER_STEMS = ("netops", "noc", "backup", "svc", "ops", "monitor", "audit", "deploy")
+SSID_NUMBERS = 14                # SSID 0 stays the network's default; 1-14 can be configured
+SSID_MODES = ("psk", "ipsk-without-radius", "8021x-radius", "open")
+SSID_NAMES = {"psk": "Staff PSK", "ipsk-without-radius": "Devices iPSK", "8021x-radius": "Corp 802.1X",
+              "open": "Guest open"}
 _ORG_STEMS = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell")
 _START_CONCURRENCY = 64
 LabProfile = Literal["default", "enterprise"]
@@ -117,11 +123,15 @@ def make_plan(
     seed: int | None = None,
     host: str = "127.0.0.1",
     profile: LabProfile = "default",
+    ssids_per_network: int = 0,
 ) -> LabState:
     """Names, initial credentials and device profiles of a lab, deterministic for a given `seed` (ports
     still 0). `profile="enterprise"` gives the devices the realistic mix of the module docstring."""
-    if min(iosxe, meraki_orgs, networks_per_org, users_per_network, users_per_device) < 0:
+    if min(iosxe, meraki_orgs, networks_per_org, users_per_network, users_per_device, ssids_per_network) < 0:
         raise SimulatorError("lab sizes must not be negative")
+    if ssids_per_network > SSID_NUMBERS:
+        raise SimulatorError(f"a Meraki network has {SSID_NUMBERS} configurable SSIDs (1-14), not "
+                             f"{ssids_per_network}")
     if profile not in LAB_PROFILES:
         raise SimulatorError(f"unknown lab profile {profile!r}; known: {', '.join(LAB_PROFILES)}")
     rng = random.Random(seed)
@@ -143,6 +153,7 @@ def make_plan(
             users=users,
         ))
     meraki = None
+    ssid_rng = random.Random(f"{seed}/ssids")  # its own stream: names and passwords stay as without SSIDs
     if meraki_orgs:
         orgs = []
         for o in range(1, meraki_orgs + 1):
@@ -154,6 +165,7 @@ def make_plan(
                     users=[MerakiUser(email=f"vpn{u}.net{n}@{slug}.example.com", name=f"VPN user {u}",
                                       password=random_password(rng))
                            for u in range(1, users_per_network + 1)],
+                    ssids=lab_ssids(ssids_per_network, ssid_rng),
                 )
                 for n in range(1, networks_per_org + 1)
             ]
@@ -164,6 +176,21 @@ def make_plan(
         _enterprise(devices, seed)
     return LabState(control_url="", ca_cert="", iosxe=devices, meraki=meraki,
                     extra={"seed": seed, "profile": profile})
+
+
+def lab_ssids(count: int, rng: random.Random) -> list[MerakiSsid]:
+    """SSIDs 1..`count` of a lab network, their auth modes in turn: PSK, identity PSK (one iPSK
+    ``kiosk``, group policy 101), 802.1X with RADIUS, open — every case the wireless targets meet."""
+    out = []
+    for number in range(1, count + 1):
+        mode = SSID_MODES[(number - 1) % len(SSID_MODES)]
+        ssid = MerakiSsid(number=number, name=f"{SSID_NAMES[mode]} {number}", auth_mode=mode)
+        if mode == "psk":
+            ssid.psk = random_password(rng)           # 16-24 printable characters: a valid WPA passphrase
+        elif mode == "ipsk-without-radius":
+            ssid.ipsks = [MerakiIpsk("kiosk", "101", random_password(rng))]
+        out.append(ssid)
+    return out
 
 
 def _enterprise(devices: list[IosXeEntry], seed: int | None) -> None:
@@ -395,6 +422,12 @@ class Lab:
                 for user in net.users:
                     state.add_auth_user(net.id, user.email, user.password, name=user.name,
                                         account_type=user.account_type)
+                for ssid in net.ssids:
+                    state.configure_ssid(net.id, ssid.number, name=ssid.name, auth_mode=ssid.auth_mode,
+                                         psk=ssid.psk)
+                    for ipsk in ssid.ipsks:
+                        state.add_identity_psk(net.id, ssid.number, ipsk.name, ipsk.group_policy_id,
+                                               ipsk.passphrase)
         planned.api_key = planned.api_key or state.add_api_key()
         self.meraki = state
         self._meraki_frontend = MerakiFrontend(state, rate_per_org=opts.meraki_rate_per_org,
@@ -568,7 +601,7 @@ class Lab:
                 raise SimulatorError("propagation must be 0 to 3600 seconds")
             frontend.key_propagation = float(propagation)
         return {"propagation": frontend.key_propagation,
-                "identities": keys_info(self.meraki, propagation=frontend.key_propagation)}
+                "identities": keys_info(self.meraki, frontend.new_keys)}
 
     def stats(self) -> dict[str, Any]:
         devices = {

@@ -476,6 +476,15 @@ class MerakiState:
             ssid.wpa_encryption_mode = ssid.wpa_encryption_mode or "WPA2 only"
         return ssid
 
+    def add_identity_psk(self, network_id: str, number: int, name: str, group_policy_id: str,
+                         passphrase: str) -> IdentityPsk:
+        """Lab helper: an identity PSK on an SSID (put in ``ipsk-without-radius`` mode if it is not)."""
+        ssid = self._ssid(network_id, number)
+        ssid.auth_mode = IPSK_AUTH_MODE
+        ipsk = IdentityPsk(self.new_ipsk_id(), name, group_policy_id, passphrase)
+        ssid.identity_psks[ipsk.id] = ipsk
+        return ipsk
+
     def verify_login(self, network_id: str, email: str, password: str) -> bool:
         """The RADIUS/Client-VPN login stand-in: authorised (unexpired) on the network and right password."""
         net = self.networks.get(network_id)
