@@ -13,27 +13,16 @@ import typer
 
 from keyturn.cli.output import EXIT_USAGE, actor, echo_json, fail, handle_errors, open_vault, table
 
-_PAGE = 1000
-
 
 def parse_when(value: str, *, now: datetime, option: str) -> datetime:
-    """An age in keyturn's duration syntax (``7d``, ``12h``, ``1d12h``: `keyturn.durations`) ago, or an
-    ISO 8601 date or time (naive = UTC)."""
-    from keyturn.durations import looks_like_duration, parse_duration
+    """`keyturn.audit.export.parse_when`, a malformed value ending the command as a usage error."""
+    from keyturn.audit.export import parse_when as parse
+    from keyturn.errors import ConfigError
 
-    if looks_like_duration(value):
-        return now - parse_duration(value, what=option)
     try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"{option} {value!r}: expected an ISO 8601 time (2025-01-31, 2025-01-31T08:00:00Z) "
-             "or an age like 7d, 12h, 1h30m", EXIT_USAGE)
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _stamp(when: datetime) -> str:
-    # The chain stores ts as this exact ISO text (UTC, microseconds), so text order is time order.
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
+        return parse(value, now=now, option=option)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
 
 
 @handle_errors
@@ -47,11 +36,7 @@ def export(
                                                 help="Write to FILE (mode 0600) instead of stdout.")] = None,
 ) -> None:
     """Audit entries from --since up to --until, oldest first, one per line; the export is audited."""
-    import sqlalchemy as sa
-
-    from keyturn.audit.sinks.base import AuditEvent
-    from keyturn.audit.sinks.formats import render
-    from keyturn.vault.storage import AuditRow
+    from keyturn.audit.export import audited, pages, render
 
     now = datetime.now(UTC)
     start = parse_when(since, now=now, option="--since")
@@ -66,29 +51,18 @@ def export(
             except OSError as exc:
                 fail(f"cannot write {output}: {exc.strerror or exc}")
             out = os.fdopen(fd, "w", encoding="utf-8")
-        count, last = 0, 0
+        count = 0
         try:
-            while True:  # keyset pages by id: bounded memory on a long chain
-                q = sa.select(AuditRow).where(AuditRow.id > last, AuditRow.ts >= _stamp(start))
-                if end is not None:
-                    q = q.where(AuditRow.ts < _stamp(end))
-                with vault.storage.session() as s:
-                    page = [AuditEvent.from_row(r) for r in s.scalars(q.order_by(AuditRow.id).limit(_PAGE))]
+            for page in pages(vault, start, end):
                 for event in page:
                     out.write(render(event, fmt) + "\n")
                 count += len(page)
-                if len(page) < _PAGE:
-                    break
-                last = page[-1].id
         finally:
             if output is not None:
                 out.close()
             else:
                 out.flush()
-        vault.audit.append("audit.export", actor=actor(), details={
-            "since": start.isoformat(), "until": end.isoformat() if end else None, "format": fmt,
-            "count": count, "output": "file" if output is not None else "stdout",
-        })
+        audited(vault, actor(), start, end, fmt, count, output="file" if output is not None else "stdout")
     if output is not None:
         typer.echo(f"exported {count} audit entries to {output}", err=True)
 
