@@ -15,8 +15,9 @@ version re-keys the chain from genesis (`rekey_chain_on`), but only the prefix t
 unkeyed: a chain already broken keeps reporting the same first bad entry. The vault audits the step.
 
 Appends from many threads and processes stay linear: each append runs in a write transaction that
-holds the chain lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL advisory transaction lock) while it
-reads the head and writes the next entry.
+holds the chain lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL: the head row locked by the statement
+that reads it, `Storage.lock_chain`) while it reads the head and writes the next entries. A unit of
+work that batches its audit entries takes that lock only at its end, just before it commits.
 
 `details` must never carry a secret value: `Secret` objects are refused; where equality matters,
 store `Barrier.hmac_value(value)` instead.
@@ -178,8 +179,7 @@ class AuditLog:
         """Write entries into the chain now (see `append_many_on`); returns their ids."""
         if not entries:
             return []
-        self._storage.serialize(conn)
-        head = conn.execute(_SELECT_HEAD).scalar_one_or_none()
+        head = self._storage.lock_chain(conn)   # the chain lock and the head, in one statement
         if head is not None:
             last = json.loads(head)
             prev, last_id = last["hash"], int(last["id"])
@@ -195,8 +195,14 @@ class AuditLog:
             params.append({"id": row.id, "ts": row.ts, "actor": actor, "action": action,
                            "record_uid": record_uid, "details": text, "prev_hash": row.prev_hash,
                            "hash": row.hash})
-        conn.execute(_INSERT_ENTRY, params)
         value = self._head_value(last_id, prev)
+        if head is not None and self._storage.dialect == "postgresql":
+            # Entries and head in one statement (a data-modifying CTE): one round trip less while the
+            # chain lock is held, and every writer of the installation waits for that lock.
+            conn.execute(_UPDATE_HEAD.add_cte(sa.insert(AuditRow).values(params).cte("kt_new_entries")),
+                         {"head_value": value})
+            return list(range(last_id - len(params) + 1, last_id + 1))
+        conn.execute(_INSERT_ENTRY, params)
         if head is not None:
             conn.execute(_UPDATE_HEAD, {"head_value": value})
         else:

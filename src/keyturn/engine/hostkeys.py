@@ -43,10 +43,10 @@ class HostKeyPins:
         from keyturn.vault import Field
 
         vault = self._vault
-        with vault.unit() as session:
-            storage = getattr(vault, "storage", None)
-            if storage is not None:  # PostgreSQL: read, then write, under the writers' lock
-                storage.serialize(session)
+        with vault.unit():
+            lock = getattr(vault, "lock_record", None)
+            if lock is not None:  # PostgreSQL: read, then write, under the record's lock
+                lock(resource_uid)
             record = vault.get(resource_uid)
             if str(record.custom_value(MODE_FIELD) or "").strip().lower() != "tofu":
                 raise HostKeyNotTrusted(f"{where}: resource {record.title!r} no longer says "

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from keyturn.engine.outcome import Outcome, RotationState, ScriptSummary, StepStatus, state_for
 from keyturn.errors import StorageUnavailable
 from keyturn.holders import HOST, worker_label
-from keyturn.vault.storage import UTCDateTime, ambient_connection
+from keyturn.vault.storage import UTCDateTime, ambient_connection, lock_hold_ended
 
 metadata = sa.MetaData()
 
@@ -88,13 +88,17 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
     if ambient is not None:
         yield ambient
         return
+    info: dict[Any, Any] = {}
     try:
         with engine.connect() as conn:
             conn.execution_options(keyturn_write=True)
+            info = conn.info
             with conn.begin():
                 yield conn
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
         raise StorageUnavailable(f"rotation journal unavailable: {type(exc.orig).__name__}") from exc
+    finally:
+        lock_hold_ended(info)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ TARGETS: dict[str, str] = {
     "iosxe-ssh": "keyturn.targets.iosxe_ssh:IosXeSshTarget",
     "iosxe-enable-secret": "keyturn.targets.iosxe_ssh:IosXeEnableSecretTarget",
     "meraki-auth-user": "keyturn.targets.meraki:MerakiAuthUserTarget",
+    "meraki-ssid-psk": "keyturn.targets.meraki_ssid:MerakiSsidPskTarget",
     "noop": "keyturn.targets.noop:NoopTarget",
 }
 

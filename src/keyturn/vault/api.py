@@ -612,6 +612,26 @@ class Vault:
             integrity.check(self._barrier, row)
         return row
 
+    def _locked_row(self, s: Session, ref: str) -> RecordRow:
+        """`_row`, locked until the transaction ends, so a record's writers queue per record
+        (PostgreSQL ``FOR UPDATE``, the row re-read as committed; SQLite's writer lock already covers
+        it). Lock order: the record first, then the chain lock (`Storage.serialize`), never the
+        other way round, or two writers could each wait for the other."""
+        row = self._row(s, ref, check=False)
+        if self._storage.dialect == "postgresql":
+            locked = s.get(RecordRow, row.uid, with_for_update=True, populate_existing=True)
+            if locked is None:  # removed by another writer since it was read
+                raise _not_found(s, ref)
+            row = locked
+        integrity.check(self._barrier, row)
+        return row
+
+    def lock_record(self, ref: str) -> None:
+        """Inside a write unit of work: lock the record until the unit ends (see `_locked_row`); reads
+        of it in the unit after this see it as committed. Take it before anything that serializes."""
+        with self._storage.session(write=True) as s:
+            self._locked_row(s, ref)
+
     def _row_by_title(self, s: Session, ref: str) -> RecordRow:
         rows = list(s.scalars(sa.select(RecordRow).where(RecordRow.title_key == title_key(ref))))
         if len(rows) == 1:
@@ -702,8 +722,8 @@ class Vault:
         refuses a change to a `Shell` field; sending the record's current one back is fine.
         """
         with self._storage.session(write=True) as s:
-            self._storage.serialize(s)
-            row = self._row(s, uid)
+            row = self._locked_row(s, uid)
+            self._storage.serialize(s)  # the duplicate-title check and the rename are atomic
             details: dict[str, Any] = {}
             if title is not None and title.strip() != row.title:
                 new_title = validate_title(title)
@@ -895,8 +915,9 @@ class Vault:
     def promote(self, uid: str, version: int, *, field: str = "password", actor: str = "engine") -> None:
         """One transaction: `version` → current, old current → previous, history trimmed."""
         with self._storage.session(write=True) as s:
-            self._storage.serialize(s)
-            row = self._row(s, uid)
+            # The record's lock, not the installation's chain lock: a rotation's commit waits only for
+            # writers of the same record; the chain lock is taken by the audit append at the end.
+            row = self._locked_row(s, uid)
             slot = self._slot(s, row, field)
             old = ver.current_values(s, row.uid).get(slot)
             ver.set_state(s, row.uid, slot, version, VersionState.CURRENT)
@@ -930,8 +951,7 @@ class Vault:
         `keyturn recover` first) and when `version` is already the current one.
         """
         with self._storage.session(write=True) as s:
-            self._storage.serialize(s)
-            row = self._row(s, uid)
+            row = self._locked_row(s, uid)
             slot = self._slot(s, row, field)
             source = ver.get_row(s, row.uid, slot, version)
             rows = ver.list_rows(s, row.uid, slot)

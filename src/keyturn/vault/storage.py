@@ -6,8 +6,10 @@
 * SQLite runs in WAL mode with a busy timeout and `check_same_thread=False` (the engine calls the
   vault from worker threads). Write transactions start with ``BEGIN IMMEDIATE`` so concurrent
   writers, including other processes, serialize instead of failing at commit.
-* PostgreSQL write transactions that must be linear (the audit chain) take a transaction-scoped
-  advisory lock (`Storage.serialize`).
+* PostgreSQL write transactions that must be linear (the audit chain) lock the chain head row
+  (`Storage.lock_chain`, which reads the head in the same statement; a transaction-scoped advisory
+  lock stands in while there is no head row). The audit append takes it just before commit, so the
+  writers of one installation queue only for a few statements (`WRITER_LOCK` counts the hold time).
 * Every driver `OperationalError` / `InterfaceError` (locked, unreachable) becomes
   `StorageUnavailable` with the URL (password hidden) — see `Storage.session`.
 """
@@ -19,6 +21,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +39,11 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 _MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _ADVISORY_AUDIT = 0x6B74_6175  # "ktau": the audit-chain lock id on PostgreSQL
 _ADVISORY_MIGRATE = 0x6B74_6D67  # "ktmg"
+# The chain head row, locked and read in one statement (PostgreSQL, READ COMMITTED: FOR UPDATE waits
+# for the holder and then reads the row as it committed, so the head is never stale under the lock).
+_LOCK_HEAD = sa.text("SELECT value FROM kt_meta WHERE key = 'audit_head' FOR UPDATE")
+_READ_HEAD = sa.text("SELECT value FROM kt_meta WHERE key = 'audit_head'")
+_HELD_SINCE = "kt_writer_lock_since"  # Connection.info: when this transaction took the writer lock
 # The unit of work open on this thread, if any (`Storage.unit`): session, engine, write.
 _AMBIENT = threading.local()
 #: Session.info key: the record rows a unit of work has read, kept alive so the session's (weak)
@@ -65,6 +73,37 @@ def ambient_connection(engine: Engine) -> sa.Connection | None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class WriterLockClock:
+    """How long this process held the installation's serialized writer lock: SQLite's write lock
+    (``BEGIN IMMEDIATE`` to the end of the transaction) or PostgreSQL's chain lock (`lock_chain` to
+    the end of the transaction). For benchmarks; thread-safe; never reset by keyturn itself."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self.holds = 0
+        self.seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        with self._mutex:
+            self.holds += 1
+            self.seconds += seconds
+
+
+WRITER_LOCK = WriterLockClock()
+
+
+def mark_lock_taken(conn: sa.Connection) -> None:
+    """The writer lock was just taken in `conn`'s transaction (first time counts)."""
+    conn.info.setdefault(_HELD_SINCE, time.perf_counter())
+
+
+def lock_hold_ended(info: dict[Any, Any]) -> None:
+    """`info` (a connection's `.info`, kept from while it was open) ended its transaction."""
+    since = info.pop(_HELD_SINCE, None)
+    if since is not None:
+        WRITER_LOCK.add(time.perf_counter() - since)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -200,6 +239,9 @@ class Storage:
             raise StorageUnavailable(f"cannot use database {self.display_url}: {exc}") from exc
         if self.dialect == "sqlite":
             _install_sqlite_hooks(self.engine, int(timeout * 1000))
+        else:
+            # A transaction that ended outside `session()` / `write_tx` must not leave its mark behind.
+            event.listen(self.engine, "begin", lambda conn: conn.info.pop(_HELD_SINCE, None))
         self._local = threading.local()
 
     def dispose(self) -> None:
@@ -219,10 +261,11 @@ class Storage:
                 raise RuntimeError("a write inside a read-only unit of work")  # a bug, not a user error
             yield ambient
             return
+        info: dict[Any, Any] = {}
         try:
             with Session(self.engine, expire_on_commit=False) as s, s.begin():
                 # First use of the connection: the "begin" hook sees the option and picks the lock mode.
-                s.connection(execution_options={"keyturn_write": write})
+                info = s.connection(execution_options={"keyturn_write": write}).info
                 yield s
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
             raise self.unavailable(exc) from exc
@@ -230,6 +273,8 @@ class Storage:
             if isinstance(exc.orig, KeyturnError):  # pragma: no cover - defensive
                 raise exc.orig from exc
             raise
+        finally:
+            lock_hold_ended(info)
 
     @contextlib.contextmanager
     def unit(self, *, write: bool = True, batch_audit: bool = False) -> Iterator[Session]:
@@ -269,10 +314,30 @@ class Storage:
         return StorageUnavailable(f"database {self.display_url} is unavailable: {detail}")
 
     def serialize(self, s: Session | sa.Connection) -> None:
-        """Inside a write session: serialize with every other chain writer (all processes)."""
+        """Inside a write session: serialize with every other chain writer (all processes) until the
+        transaction ends. Take it as late as the work allows: every writer of the installation
+        queues behind it. A transaction that also locks a record row locks the record first."""
         if self.dialect == "postgresql":
-            s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_AUDIT})
+            self.lock_chain(s.connection() if isinstance(s, Session) else s)
         # SQLite: BEGIN IMMEDIATE already holds the single writer lock.
+
+    def lock_chain(self, conn: sa.Connection) -> str | None:
+        """Inside a write transaction: take the chain lock (`serialize`) and return the audit head's
+        stored value read under it, or None when there is no head row.
+
+        PostgreSQL: one statement locks and reads the head row. Without a head row (a new vault, or
+        one whose head was removed) a transaction-scoped advisory lock stands in, and the head is read
+        again under it, so a head committed meanwhile by the advisory holder is seen and locked.
+        SQLite: the transaction already holds the writer lock; a plain read."""
+        if self.dialect != "postgresql":
+            value = conn.execute(_READ_HEAD).scalar_one_or_none()
+            return None if value is None else str(value)
+        value = conn.execute(_LOCK_HEAD).scalar_one_or_none()
+        if value is None:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_AUDIT})
+            value = conn.execute(_LOCK_HEAD).scalar_one_or_none()
+        mark_lock_taken(conn)
+        return None if value is None else str(value)
 
     def migrate(self, *, upgrade: bool = True) -> None:
         """`alembic upgrade head` over the shipped migrations, serialized across processes.
@@ -446,3 +511,6 @@ def _install_sqlite_hooks(engine: Engine, busy_timeout_ms: int) -> None:
     def _on_begin(conn: sa.Connection) -> None:
         write = conn.get_execution_options().get("keyturn_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        conn.info.pop(_HELD_SINCE, None)
+        if write:
+            mark_lock_taken(conn)
