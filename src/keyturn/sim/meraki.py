@@ -196,8 +196,8 @@ class MerakiFrontend:
         self.rate_per_org = rate_per_org
         self.burst = burst
         self.rate_per_ip = rate_per_ip
-        # Seconds a new API key answers 401 after it is generated (`sim/meraki_identities.py`).
-        self.key_propagation = key_propagation
+        # Keys generated through the API answer 401 for `key_propagation` s (`sim/meraki_identities`).
+        self.new_keys = meraki_identities.NewKeys(key_propagation)
         self._clock = clock
         self._org_buckets: dict[str, TokenBucket] = {}
         self._ip_buckets: dict[str, TokenBucket] = {}
@@ -205,7 +205,7 @@ class MerakiFrontend:
         self._request_ids = itertools.count(0x5EED0000)
         self._runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
-        self._ops: dict[str, Callable[[Call], Reply]] = _operations(state)
+        self._ops: dict[str, Callable[[Call], Reply]] = _operations(state, self.new_keys)
         self.request_times: dict[str, deque[float]] = {}
 
     # ------------------------------------------------------------------ lifecycle
@@ -234,6 +234,15 @@ class MerakiFrontend:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+    @property
+    def key_propagation(self) -> float:
+        """Seconds a key generated through the API answers 401 (settable)."""
+        return self.new_keys.delay
+
+    @key_propagation.setter
+    def key_propagation(self, seconds: float) -> None:
+        self.new_keys.delay = seconds
 
     # ------------------------------------------------------------------ buckets
 
@@ -298,8 +307,7 @@ class MerakiFrontend:
             return self._too_many(ERR_IP_RATE, ip_bucket.wait()), None
 
         key, auth_kind = _api_key(request)
-        who = (meraki_identities.authenticate(self.state, key, propagation=self.key_propagation)
-               if key else None)
+        who = meraki_identities.authenticate(self.state, key, self.new_keys) if key else None
         if who is None:
             return _errors(401, ERR_INVALID_KEY), auth_kind
         if found is None:
@@ -454,7 +462,8 @@ def _wrap(handler: meraki_wireless.Handler) -> Callable[[Call], Reply]:
     return run
 
 
-def _operations(state: MerakiState) -> dict[str, Callable[[Call], Reply]]:
+def _operations(state: MerakiState,
+                new_keys: meraki_identities.NewKeys) -> dict[str, Callable[[Call], Reply]]:
     """operationId → handler; each is a thin mapping of a `Call` onto one `MerakiState` method."""
 
     def ok(body: Json, status: int = 200) -> Reply:
@@ -488,7 +497,7 @@ def _operations(state: MerakiState) -> dict[str, Callable[[Call], Reply]]:
     }
     for operation, handler in meraki_wireless.operations(state).items():
         ops[operation] = _wrap(handler)
-    for operation, handler in meraki_identities.operations(state).items():
+    for operation, handler in meraki_identities.operations(state, new_keys).items():
         ops[operation] = _wrap(handler)
     missing = {r.operation for r in ROUTES} - set(ops)
     if missing:  # a route without a handler is a programming error, caught at construction

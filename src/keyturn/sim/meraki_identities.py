@@ -21,25 +21,26 @@ Rules, each from Meraki's documentation:
   simulator's own: the real text is not documented, reference §8);
 * "the change will take up to five minutes to propagate" (both operations' descriptions, the pages
   above): the **propagation delay** switch makes a new key answer 401 ``Invalid API key`` for that
-  many seconds after it was generated (`MerakiFrontend.key_propagation`, the control API's
-  ``POST /meraki/api-keys`` and ``keyturn sim lab --meraki-key-propagation``); 0 (the default) = at
-  once. A revoked key answers 401 at once (the safe side of the documented window: a rotation must
-  never count on a revoked key still working);
+  many seconds after it was generated through the API (`NewKeys`; `MerakiFrontend.key_propagation`,
+  the control API's ``POST /meraki/api-keys`` and ``keyturn sim lab --meraki-key-propagation``); 0
+  (the default) = at once. A lab's initial keys count as long propagated. A revoked key answers 401
+  at once (the safe side of the documented window: a rotation must never count on a revoked key
+  still working);
 * revoking a suffix no live key has is a 404 ``{"errors": ["API key not found"]}``; two keys sharing a
   suffix are both revoked (the real behaviour is unknown, reference §3.3).
 
 State lives in `MerakiState` (its identities and keys); this module adds the propagation rule and the
 operations. Example:
 
-    state = MerakiState(seed=1); key = state.add_api_key()
-    who = authenticate(state, key, propagation=0.0)
-    operations(state)["generateAdministeredIdentitiesMeApiKeys"]({}, {}, who)   # (202, {"key": ...})
+    state = MerakiState(seed=1); key = state.add_api_key(); new_keys = NewKeys(delay=60)
+    who = authenticate(state, key, new_keys)
+    operations(state, new_keys)["generateAdministeredIdentitiesMeApiKeys"]({}, {}, who)  # (202, {"key"})
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from keyturn.sim.meraki_state import AdminIdentity, Json, MerakiState, iso
@@ -56,50 +57,59 @@ POST   /administered/identities/me/api/keys/{suffix}/revoke         revokeAdmini
 Handler = Callable[[Mapping[str, str], Json, AdminIdentity], tuple[int, Any]]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class NewKeys:
+    """The keys generated through the API and when (monotonic): each answers 401 until `delay`
+    seconds have passed. Keys made otherwise (the lab's initial ones) are not here: usable at once."""
+
+    def __init__(self, delay: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.delay = delay
+        self._clock = clock
+        self._born: dict[str, float] = {}
+
+    def born(self, key: str) -> None:
+        self._born[key] = self._clock()
+
+    def usable(self, key: str) -> bool:
+        born = self._born.get(key)
+        return born is None or self._clock() - born >= self.delay
 
 
-def authenticate(state: MerakiState, key: str, *, propagation: float = 0.0,
-                 now: datetime | None = None) -> AdminIdentity | None:
-    """The identity behind `key`, or None (unknown, revoked, or generated less than `propagation`
-    seconds ago: Meraki's "up to five minutes to propagate")."""
+def authenticate(state: MerakiState, key: str, new_keys: NewKeys) -> AdminIdentity | None:
+    """The identity behind `key`, or None (unknown, revoked, or still propagating: Meraki's "up to
+    five minutes to propagate")."""
     who = state.authenticate(key)
-    if who is None or propagation <= 0:
-        return who
-    api_key = next((k for k in who.keys if k.key == key), None)
-    if api_key is None:
-        return None
-    age = ((now or _now()) - api_key.created_at).total_seconds()
-    return who if age >= propagation else None
+    return who if who is not None and new_keys.usable(key) else None
 
 
-def keys_info(state: MerakiState, *, propagation: float = 0.0) -> list[dict[str, Any]]:
+def keys_info(state: MerakiState, new_keys: NewKeys) -> list[dict[str, Any]]:
     """For the lab's control API: each identity's live keys by suffix (never a key) and whether
     each authenticates yet."""
-    now = _now()
     return [{"name": who.name, "email": who.email,
-             "keys": [{"suffix": k.suffix, "createdAt": iso(k.created_at),
-                       "usable": (now - k.created_at).total_seconds() >= propagation}
+             "keys": [{"suffix": k.suffix, "createdAt": iso(k.created_at), "usable": new_keys.usable(k.key)}
                       for k in who.live_keys]}
             for who in state.identities]
 
 
-def operations(state: MerakiState) -> dict[str, Handler]:
+def operations(state: MerakiState, new_keys: NewKeys) -> dict[str, Handler]:
     """operationId → handler for the routes in `ROUTES` (the front-end wraps them in its replies)."""
 
     def revoke(p: Mapping[str, str], b: Json, who: AdminIdentity) -> tuple[int, Any]:
         state.revoke_api_key(who, p["suffix"])
         return 202, None
 
+    def generate(p: Mapping[str, str], b: Json, who: AdminIdentity) -> tuple[int, Any]:
+        made = state.generate_api_key(who)
+        new_keys.born(made["key"])
+        return 202, made
+
     return {
         "getAdministeredIdentitiesMe": lambda p, b, who: (200, state.identity_me(who)),
         "getAdministeredIdentitiesMeApiKeys": lambda p, b, who: (200, state.list_api_keys(who)),
         # No body; 202 with the only copy of the key there will ever be (never retried by a client
         # that knows this: a retried POST mints a second key whose plaintext is lost).
-        "generateAdministeredIdentitiesMeApiKeys": lambda p, b, who: (202, state.generate_api_key(who)),
+        "generateAdministeredIdentitiesMeApiKeys": generate,
         "revokeAdministeredIdentitiesMeApiKeys": revoke,
     }
 
 
-__all__ = ["ROUTES", "authenticate", "keys_info", "operations"]
+__all__ = ["ROUTES", "NewKeys", "authenticate", "keys_info", "operations"]
