@@ -38,7 +38,7 @@ from keyturn.engine.steps import REFUSED, can_verify, describe, save_config, scr
 from keyturn.errors import KeyturnError, RecordNotFound, RotationLocked, TargetError
 from keyturn.holders import HOST, pid_alive
 from keyturn.secret import Secret
-from keyturn.targets.base import Account, Checking, Persisting, Target, Verdict
+from keyturn.targets.base import Account, Checking, Generating, Persisting, Target, Verdict
 from keyturn.vault.versions import VersionState
 
 if TYPE_CHECKING:
@@ -151,8 +151,17 @@ class Recovery:
                               reason=reason, rotation_id=row.id, duration=row.duration,
                               scripts=scripts or row.scripts)
 
+    def _generating(self, kind: str) -> bool:
+        try:
+            return isinstance(self.e.targets.get(kind), Generating)
+        except KeyturnError:
+            return False
+
     async def _settle_locked(self, row: RotationRow) -> RotationResult:
         e = self.e
+        if self._generating(row.target):  # the platform made the secret (`keyturn.engine.generated`)
+            from keyturn.engine import generated
+            return await generated.settle(self, row)
         try:
             user = await e.db(e.vault.get, row.record_uid)
         except RecordNotFound:

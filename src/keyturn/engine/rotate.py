@@ -56,7 +56,7 @@ from keyturn.errors import (
 )
 from keyturn.secret import Secret
 from keyturn.targets import peer_trust
-from keyturn.targets.base import Account, Check, Checking, Persisting, Proof, Target, Verdict
+from keyturn.targets.base import Account, Check, Checking, Generating, Persisting, Proof, Target, Verdict
 from keyturn.vault.versions import VersionState
 
 if TYPE_CHECKING:
@@ -459,6 +459,9 @@ class _Rotation:
         verifier_kind = ra.verifier_kind
         verifier = e.targets.get(verifier_kind) if verifier_kind else None
         checks = verifier is not None and can_verify(verifier, account)
+        if isinstance(target, Generating):  # the platform makes the secret (`keyturn.engine.generated`)
+            from keyturn.engine import generated
+            return await generated.rotate(self, target, ra, old)
 
         # 2 verify current
         if checks and old is not None:
