@@ -38,9 +38,10 @@ from keyturn.errors import ConfigError
 from keyturn.scheduler.schedules import META_KEY as SCHEDULE_KEY
 from keyturn.scheduler.schedules import Schedule, from_meta
 from keyturn.scheduler.state import schedule_state
-from keyturn.selection import MetaRecord, matches, meta_records, parse_filter
+from keyturn.selection import MetaRecord, Term, matches, meta_records, parse_filter
 from keyturn.sites import META_KEY as SITE_KEY
 from keyturn.sites import site_from_metas
+from keyturn.tags import tags_of
 from keyturn.vault.storage import RecordRow
 
 FLAGS = ("needs_attention", "unverified", "stale_trust", "schedule_invalid")
@@ -75,6 +76,7 @@ class Account(BaseModel):
     last_reason: str = ""
     flags: list[str] = Field(default_factory=list, description=", ".join(FLAGS))
     attention: str = Field(default="", description="why it is flagged")
+    tags: list[str] = Field(default_factory=list, description="the record's tags (`keyturn.tags`)")
 
 
 class AccountList(BaseModel):
@@ -137,6 +139,13 @@ class AccountQuery:
     outcome: str | None = None
     site: str | None = None
     flagged: bool = False
+    tag: str | None = None
+
+    @property
+    def by_metadata(self) -> bool:
+        """True when only the records' metadata decides (no outcome, site or flag filter): a page can
+        then be cut before anything else about an account is read."""
+        return self.outcome is None and self.site is None and not self.flagged
 
     def check(self) -> None:
         if self.filter is not None:
@@ -145,14 +154,26 @@ class AccountQuery:
             raise ConfigError(f"unknown outcome {self.outcome!r}; one of {', '.join((*OUTCOMES, NEVER))}")
 
 
-def _latest_rotations(conn: Connection) -> dict[str, sa.Row[Any]]:
-    """The newest rotation of every record, in one statement."""
+def _latest_rotations(conn: Connection, uids: list[str] | None = None) -> dict[str, sa.Row[Any]]:
+    """The newest rotation of every record (of `uids` only, when given), in one statement."""
     rn = sa.func.row_number().over(partition_by=rotations.c.record_uid,
                                    order_by=(rotations.c.started_at.desc(), rotations.c.id.desc()))
-    sub = sa.select(rotations.c.id, rotations.c.record_uid, rotations.c.state, rotations.c.outcome,
-                    rotations.c.reason, rotations.c.started_at, rotations.c.updated_at,
-                    rotations.c.finished_at, rn.label("rn")).subquery()
+    inner = sa.select(rotations.c.id, rotations.c.record_uid, rotations.c.state, rotations.c.outcome,
+                      rotations.c.reason, rotations.c.started_at, rotations.c.updated_at,
+                      rotations.c.finished_at, rn.label("rn"))
+    if uids is not None:
+        inner = inner.where(rotations.c.record_uid.in_(uids))
+    sub = inner.subquery()
     return {r.record_uid: r for r in conn.execute(sa.select(sub).where(sub.c.rn == 1))}
+
+
+def _selected(rec: MetaRecord, terms: list[Term], tag: str | None) -> bool:
+    return rec.profile is not None and matches(rec, terms) and (tag is None or tag in tags_of(rec.meta))
+
+
+def _resource_meta(rec: MetaRecord, metas: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    resource = (rec.profile or {}).get("resource")
+    return metas.get(resource) if isinstance(resource, str) else None
 
 
 class _Schedules:
@@ -220,29 +241,42 @@ def _account(rec: MetaRecord, resource_meta: dict[str, Any] | None, last: sa.Row
         resource_uid=profile.get("resource") or None, site=site, schedule=described,
         next_due=utc(next_due), last_rotation_id=last.id if last is not None else None,
         last_outcome=last_outcome or None, last_at=utc(last_at), last_reason=last_reason, flags=flags,
-        attention=attention)
+        attention=attention, tags=tags_of(rec.meta))
 
 
 def list_accounts(engine: Engine, query: AccountQuery | None = None, *, limit: int | None = None,
                   offset: int = 0, now: datetime | None = None) -> AccountList:
     """Every managed account matching `query`, ordered by title (then uid); `limit`/`offset` page it.
-    Three SQL statements in one read transaction (see the module docstring)."""
+    Three SQL statements in one read transaction (see the module docstring). A page filtered by
+    metadata only (`AccountQuery.by_metadata`) reads the journal and scheduler state of its own
+    accounts only, so a page of a large fleet costs the records query and little more."""
     query = query or AccountQuery()
     query.check()
     terms = parse_filter(query.filter) if query.filter is not None else []
+    paged = limit is not None and query.by_metadata
     with read_tx(engine) as conn:
         records = meta_records(conn, profiled=True, also_meta_key=SITE_KEY)
-        latest = _latest_rotations(conn)
-        states = {r.record_uid: r for r in conn.execute(schedule_state.select())}
+        if paged:
+            chosen = sorted((r for r in records if _selected(r, terms, query.tag)),
+                            key=lambda r: (r.title.casefold(), r.uid))
+            page_uids = [r.uid for r in chosen[offset:offset + (limit or 0)]]
+            latest = _latest_rotations(conn, page_uids)
+            states = {r.record_uid: r for r in conn.execute(
+                schedule_state.select().where(schedule_state.c.record_uid.in_(page_uids)))}
+        else:
+            latest = _latest_rotations(conn)
+            states = {r.record_uid: r for r in conn.execute(schedule_state.select())}
     metas = {r.uid: dict(r.meta) for r in records}
     schedules = _Schedules(now or datetime.now(UTC))
+    if paged:
+        accounts = [_account(r, _resource_meta(r, metas), latest.get(r.uid), states.get(r.uid), schedules)
+                    for r in chosen[offset:offset + (limit or 0)]]
+        return AccountList(accounts=accounts, total=len(chosen), limit=limit, offset=offset)
     out = []
     for rec in records:
-        if rec.profile is None or not matches(rec, terms):
+        if not _selected(rec, terms, query.tag):
             continue
-        resource = rec.profile.get("resource")
-        acc = _account(rec, metas.get(resource) if isinstance(resource, str) else None, latest.get(rec.uid),
-                       states.get(rec.uid), schedules)
+        acc = _account(rec, _resource_meta(rec, metas), latest.get(rec.uid), states.get(rec.uid), schedules)
         if query.site is not None and acc.site != query.site:
             continue
         if query.outcome is not None and (acc.last_outcome or NEVER) != query.outcome:

@@ -142,7 +142,7 @@ def test_status_lists_accounts_and_keeps_the_sites_view(run: Cli) -> None:
     assert sw1["schedule"] == "every 30d" and sw1["next_due"].endswith("Z") and sw1["flags"] == []
     assert set(sw1) == {"record_uid", "title", "type", "target", "resource_uid", "site", "schedule",
                         "next_due", "last_rotation_id", "last_outcome", "last_at", "last_reason", "flags",
-                        "attention"}
+                        "attention", "tags"}
     lines = run("status").stdout.splitlines()
     assert lines[0] == "accounts"
     assert lines[1].split() == ["account", "target", "site", "last", "outcome", "at", "next", "due", "flags"]
