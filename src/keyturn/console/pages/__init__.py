@@ -12,6 +12,10 @@ ROUTERS: list[str] = [
     "keyturn.console.pages.accounts",
     "keyturn.console.pages.schedules",
     "keyturn.console.pages.profiles",
+    "keyturn.console.pages.account_detail",
+    "keyturn.console.pages.rotation_detail",
+    "keyturn.console.pages.reveal",
+    "keyturn.console.pages.audit",
 ]
 
 __all__ = ["ROUTERS"]
