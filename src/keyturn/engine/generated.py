@@ -117,7 +117,8 @@ async def sweep(gen: Generating, account: Account, using: Secret, since: datetim
 # ------------------------------------------------------------------------------------------ rotation
 
 
-async def rotate(run: _Rotation, target: Target, ra: ResolvedAccount, old: Secret | None) -> RotationResult:
+async def rotate(run: _Rotation, target: Target, ra: ResolvedAccount, old: Secret | None,
+                 old_version: int | None) -> RotationResult:
     """Steps 2-10 for a `Generating` target (the module docstring); never raises for platform trouble."""
     e, account, gen = run.e, ra.account, _gen(target)
     if old is None:
@@ -175,7 +176,7 @@ async def rotate(run: _Rotation, target: Target, ra: ResolvedAccount, old: Secre
     def write_ahead() -> int:
         version = e.vault.add_version(run.uid, new, state=VersionState.PENDING, rotation_id=run.rid)
         run._queue(Step.WRITE_AHEAD, StepStatus.OK, f"new key stored as pending version {version}",
-                   {"candidate_version": version})
+                   {"candidate_version": version, "old_version": old_version})
         return version
 
     run.version = await run.flush(write_ahead, then=Step.WRITE_AHEAD)

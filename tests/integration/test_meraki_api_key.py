@@ -1,0 +1,229 @@
+"""`meraki-api-key` against the simulated Dashboard over real sockets (issue 19, part 1): the record's
+key is replaced by one Meraki generated, every profile using it switches with it, the old key is
+revoked; two foreign keys are refused; a key that never verifies is revoked and the old one kept; the
+propagation delay is waited out within the budget; 429 storms are paced. Kill-at-every-step runs the
+CLI as a subprocess and `keyturn recover` must leave a vault key that authenticates and no orphan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keyturn.config import Settings
+from keyturn.engine.hooks import KILL_ENV, KILL_EXIT_CODE
+from keyturn.engine.outcome import Outcome
+from keyturn.engine.profile import set_profile
+from keyturn.engine.rotate import RotationEngine
+from keyturn.secret import Secret
+from keyturn.vault import Field, Vault
+from tests.lab_fixtures import RunningLab, running_lab
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Setup:
+    lab: RunningLab
+    vault: Vault
+    key_uid: str          # the API-key record (rotated by meraki-api-key)
+    user_uid: str         # a meraki-auth-user profile whose --admin is the key record
+    network: str
+
+    @property
+    def base(self) -> str:
+        assert self.lab.state.meraki is not None
+        return self.lab.state.meraki.base_url
+
+    def current(self) -> str:
+        secret = self.vault.secret(self.key_uid)
+        assert secret is not None
+        return secret.reveal()
+
+    async def works(self, key: str) -> bool:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            response = await client.get(f"{self.base}/administered/identities/me",
+                                        headers={"Authorization": f"Bearer {key}"})
+        return response.status_code == 200
+
+    async def suffixes(self) -> list[str]:
+        """The suffixes of the keys of the identity behind the vault's key, as Meraki lists them."""
+        async with httpx.AsyncClient(trust_env=False) as client:
+            response = await client.get(f"{self.base}/administered/identities/me/api/keys",
+                                        headers={"Authorization": f"Bearer {self.current()}"})
+        response.raise_for_status()
+        return [k["suffix"] for k in response.json()]
+
+
+def build(lab: RunningLab, home: Path, *, propagation_timeout: float = 20.0, key: str | None = None) -> Setup:
+    """Vault records as a user would add them: the key record, a network resource, one auth user whose
+    profile names the key record as its admin, and the key record's own meraki-api-key profile."""
+    meraki = lab.state.meraki
+    assert meraki is not None
+    org = meraki.orgs[0]
+    net = org.networks[0]
+    vault = Vault.init(Settings(home=home))
+    key = vault.add(type="login", title="Meraki API key",
+                    fields=[Field("login", None, ["lab admin"]),
+                            Field("password", None, [Secret(key or meraki.api_key)])])
+    res = vault.add(type="pamMerakiNetwork", title=f"Meraki {net.name}", custom=[
+        Field("text", "network_id", [net.id]), Field("text", "org_id", [org.id]),
+        Field("text", "base_url", [meraki.base_url]),
+        Field("text", "verify_url", [f"{lab.state.control_url}/verify"]),
+        Field("text", "propagation_timeout", [str(propagation_timeout)])])
+    user = net.users[0]
+    rec = vault.add(type="pamUser", title=user.email, fields=[
+        Field("login", None, [user.email]), Field("password", None, [Secret(user.password)])])
+    set_profile(vault, rec.uid, target="meraki-auth-user", resource=res.uid, admin=key.uid)
+    set_profile(vault, key.uid, target="meraki-api-key", resource=res.uid)
+    return Setup(lab, vault, key.uid, rec.uid, net.id)
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
+    async with running_lab(tmp_path, iosxe=0, meraki_orgs=1, users_per_network=1) as lab:
+        made = build(lab, tmp_path / "home")
+        try:
+            yield made
+        finally:
+            made.vault.close()
+
+
+async def rotate(s: Setup, uid: str, **engine: object) -> tuple[Outcome, str]:
+    e = RotationEngine(s.vault, backoff=0.01, **engine)  # type: ignore[arg-type]
+    try:
+        result = await e.rotate(uid)
+    finally:
+        await e.aclose()
+    return result.outcome, result.reason
+
+
+async def test_rotates_switches_every_profile_and_revokes_the_old_key(setup: Setup) -> None:
+    s = setup
+    old = s.current()
+    outcome, reason = await rotate(s, s.key_uid)
+    assert outcome is Outcome.ROTATED, reason
+    new = s.current()
+    assert new != old and len(new) == 40
+    assert await s.works(new) and not await s.works(old)
+    assert await s.suffixes() == [new[-4:]]                  # the old key was revoked by its suffix
+    assert old[-4:] in reason and new[-4:] in reason and old not in reason and new not in reason
+    # the auth-user profile whose admin is the key record now authenticates with the new key
+    outcome, reason = await rotate(s, s.user_uid)
+    assert outcome.success, reason
+    steps = [str(v.state) for v in s.vault.versions(s.key_uid)]
+    assert steps[:2] == ["current", "previous"]
+
+
+async def test_two_keys_not_keyturns_are_refused_and_nothing_changes(setup: Setup) -> None:
+    s = setup
+    meraki = s.lab.lab.meraki
+    assert meraki is not None
+    who = meraki.authenticate(s.current())
+    assert who is not None
+    foreign = meraki.generate_api_key(who)["key"]        # another integration's key on the identity
+    before, old = await s.suffixes(), s.current()
+    outcome, reason = await rotate(s, s.key_uid)
+    assert outcome is Outcome.FAILED
+    assert f"…{foreign[-4:]} (not keyturn's)" in reason and "nothing was changed" in reason
+    assert f"…{old[-4:]} (keyturn's current)" in reason
+    assert await s.suffixes() == before and s.current() == old and await s.works(foreign)
+    assert [str(v.state) for v in s.vault.versions(s.key_uid)] == ["current"]
+
+
+async def test_a_key_that_never_verifies_is_revoked_and_the_old_one_kept(tmp_path: Path) -> None:
+    async with running_lab(tmp_path, iosxe=0, meraki_orgs=1, users_per_network=1,
+                           meraki_key_propagation=3600) as lab:
+        s = build(lab, tmp_path / "home", propagation_timeout=1)
+        try:
+            old = s.current()
+            outcome, reason = await rotate(s, s.key_uid)
+            assert outcome is Outcome.FAILED, reason
+            assert "did not authenticate within 1 s" in reason and "revoked" in reason
+            assert s.current() == old and await s.works(old)
+            assert await s.suffixes() == [old[-4:]]
+            assert [str(v.state) for v in s.vault.versions(s.key_uid)] == ["failed", "current"]
+        finally:
+            s.vault.close()
+
+
+async def test_propagation_delay_is_waited_out_within_the_budget(tmp_path: Path) -> None:
+    async with running_lab(tmp_path, iosxe=0, meraki_orgs=1, users_per_network=1) as lab:
+        async with lab.control() as ctl:
+            assert (await ctl.api_keys(propagation=1.5))["propagation"] == 1.5
+        s = build(lab, tmp_path / "home", propagation_timeout=30)
+        try:
+            old = s.current()
+            outcome, reason = await rotate(s, s.key_uid)
+            assert outcome is Outcome.ROTATED, reason
+            assert await s.works(s.current()) and not await s.works(old)
+            meraki = lab.lab.meraki
+            assert meraki is not None  # the new key was refused while it propagated, then verified
+            assert any(r.status == 401 and r.path.endswith("/identities/me") for r in meraki.requests)
+        finally:
+            s.vault.close()
+
+
+async def test_429_storm_is_paced(setup: Setup) -> None:
+    s = setup
+    org = s.lab.state.meraki.orgs[0].id  # type: ignore[union-attr]
+    async with s.lab.control() as ctl:
+        await ctl.set_faults(org, {"rate_limit_storm": 3, "retry_after": 1}, kind="meraki")
+        outcome, reason = await rotate(s, s.key_uid)
+        stats = (await ctl.stats())["meraki"][org]
+    assert outcome is Outcome.ROTATED, reason
+    assert stats["storm_limited"] == 3
+    assert await s.works(s.current())
+
+
+# ------------------------------------------------------------------------------ kill at every step
+
+KILL_STEPS = ["lock", "verify_current", "generate", "apply", "write_ahead", "verify_new", "commit",
+              "retire", "scripts", "audit"]
+
+
+async def keyturn(home: Path, *args: str, kill_at: str | None = None) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    env.update({"KEYTURN_HOME": str(home), "PYTHONPATH": str(ROOT / "src")})
+    if kill_at:
+        env[KILL_ENV] = kill_at
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "keyturn.cli.main", *args, env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.mark.slow
+async def test_kill_at_every_step_then_recover(tmp_path: Path) -> None:
+    """One lab; per step a fresh identity and vault. The rotation runs as a `keyturn rotate` process
+    killed at the step; recovery then runs as `keyturn recover` does (`RotationEngine.recover`)."""
+    async with running_lab(tmp_path, iosxe=0, meraki_orgs=1, users_per_network=1) as lab:
+        meraki = lab.lab.meraki
+        assert meraki is not None
+        for step in KILL_STEPS:
+            home = tmp_path / step
+            s = build(lab, home, key=meraki.add_api_key())
+            s.vault.close()
+            code, _, err = await keyturn(home, "rotate", "--", s.key_uid, kill_at=step)
+            assert code == KILL_EXIT_CODE, f"{step}: {err}"
+            s.vault = Vault.open(Settings(home=home))
+            try:
+                engine = RotationEngine(s.vault, backoff=0.01)
+                try:
+                    results = await engine.recover()
+                finally:
+                    await engine.aclose()
+                assert all(not r.outcome.flagged for r in results), (step, results)
+                assert "pending" not in [str(v.state) for v in s.vault.versions(s.key_uid)], step
+                assert await s.works(s.current()), f"killed at {step}: the vault's key does not authenticate"
+                assert await s.suffixes() == [s.current()[-4:]], f"killed at {step}: another key is left"
+            finally:
+                s.vault.close()
