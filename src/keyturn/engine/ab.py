@@ -213,10 +213,12 @@ def check_on_device_now(vault: VaultLike, ra: ResolvedAccount,
         finally:
             await target.aclose()
 
-    _run_now(check)
+    run_now(check)
 
 
-def _run_now(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def run_now(fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run coroutine function `fn` to completion from synchronous code (on a thread of its own when
+    the caller's thread already runs an event loop)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -26,19 +26,32 @@ credential anywhere or loosen how a peer is trusted:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from keyturn import sites
 from keyturn.engine import ab
 from keyturn.engine.ports import RecordLike, VaultLike
-from keyturn.errors import ProfileError
+from keyturn.errors import (
+    PolicyError,
+    ProfileError,
+    RateLimited,
+    TargetError,
+    TargetTimeout,
+    TargetUnreachable,
+)
 from keyturn.policy import PasswordPolicy, effective, parse_policy
 from keyturn.vault.storage import RecordRow
+
+if TYPE_CHECKING:
+    from keyturn.engine.accounts import ResolvedAccount
+
+log = logging.getLogger("keyturn.engine.profile")
 
 META_KEY = "rotation"
 SCRIPTS_KEY = "scripts"          # keyturn.scripts.attachments.META_KEY (not imported: no cycle, no cost)
@@ -289,7 +302,12 @@ def set_profile(
             validate(dict(checked))
     parsed = parse_policy(policy)
     rules_cls = kind_cls if kind_cls.kind != NOOP_KIND or verifier_cls is None else verifier_cls
-    effective(parsed, rules_cls.constraints)  # refuse an impossible policy now, not at rotation time
+    try:
+        effective(parsed, rules_cls.constraints)  # refuse an impossible policy now, not at rotation time
+    except PolicyError as exc:
+        rules = rules_cls.constraints
+        raise PolicyError(f"the policy does not fit target {rules_cls.kind}, which takes "
+                          f"{rules.min_length}-{rules.max_length} characters: {exc}") from exc
     policy_data = _policy_meta(parsed)
     profile = RotationProfile(
         target=kind_cls.kind,
@@ -302,6 +320,8 @@ def set_profile(
     )
     ra = resolve_account(vault, user, profile)  # the records must make a usable account now
     check_noop_effect(profile, user, ra.resource, ra.provider)
+    if not ra.noop:
+        precheck_now(ra)
     if ra.ab is not None:  # both accounts must exist on the device: asked through the admin credential
         ab.check_profile(user, profile.target, profile.admin)
         ab.check_on_device_now(vault, ra)
@@ -316,6 +336,32 @@ def set_profile(
                                     "admin": profile.admin, "verify_with": profile.verify_with,
                                     "options": dict(profile.options)})
     return profile
+
+
+def precheck_now(ra: ResolvedAccount) -> None:
+    """Let the profile's target refuse, on the device now, an account it cannot rotate as configured
+    (a target with ``precheck``: a Meraki SSID not in PSK mode → `ProfileError` naming its mode). A
+    device that does not answer (unreachable, rate limited) refuses nothing: the rotation checks again."""
+    from keyturn.targets.base import Prechecking
+    from keyturn.targets.registry import create_target, target_class
+
+    if not hasattr(target_class(ra.profile.target), "precheck"):
+        return
+
+    async def run() -> None:
+        target = create_target(ra.profile.target, timeout=10.0, max_429=3, max_5xx=1)
+        try:
+            if isinstance(target, Prechecking):
+                await target.precheck(ra.account)
+        except (TargetUnreachable, TargetTimeout, RateLimited) as exc:
+            log.info("rotation set: %s not checked on the device: %s", ra.user.title, exc)
+        except TargetError as exc:
+            raise ProfileError(f"record {ra.user.title!r} cannot be rotated with {ra.profile.target}: "
+                               f"{exc}") from exc
+        finally:
+            await target.aclose()
+
+    ab.run_now(run)
 
 
 def _policy_meta(policy: PasswordPolicy) -> dict[str, Any]:

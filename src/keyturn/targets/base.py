@@ -266,3 +266,12 @@ class Generating(Protocol):
     async def generate(self, account: Account, using: Secret) -> Secret: ...
 
     async def retire(self, account: Account, using: Secret, handle: str) -> None: ...
+
+
+@runtime_checkable
+class Prechecking(Protocol):
+    """A target that can tell, when a profile is set, that the account cannot be rotated as configured
+    (a Meraki SSID not in PSK mode): `precheck` raises what `change` would (`AccountNotRotatable`,
+    `AccountNotFound`, ...) and changes nothing. Unreachable is not a refusal: the rotation checks again."""
+
+    async def precheck(self, account: Account) -> None: ...
