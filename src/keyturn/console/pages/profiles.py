@@ -136,7 +136,8 @@ async def profiles(request: Request, _s: Reader,
             return RedirectResponse(f"{PREFIX}/profiles/{uid}", status_code=303)
         except KeyturnError as exc:
             error = str(exc).splitlines()[0]
-    found, resources = None, {}
+    found: Any = None
+    resources: dict[str, str] = {}
     q = q.strip() if q else None
     try:
         query = AccountQuery(filter=filter_expression(q, None))
