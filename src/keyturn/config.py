@@ -68,19 +68,18 @@ warning (it is created 0700 by `keyturn init`); and a database URL with a passwo
 argument (`--database-url`) draws the same warning as `--password`: the process list and the shell
 history show it. KEYTURN_DATABASE_URL (the environment is readable by its owner only), the config
 file or the database's own password file (``PGPASSFILE``) are the places for it.
+
+`keyturn.config_quick` reads the same sources without pydantic for the commands that must start in a
+blink (`keyturn reveal`, `record add`), and leaves every configuration that is not plain to
+`load_settings`; its table of settings is held to the fields below by tests/unit/test_config_quick.py.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
-import stat
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import platformdirs
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -93,17 +92,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+# The pydantic-free half of loading settings (`keyturn.config_sources`); HOME_MODE, database_url_warning
+# and secure_home are re-exported: they lived here first.
+from keyturn.config_sources import HOME_MODE as HOME_MODE
+from keyturn.config_sources import config_file, default_home, file_values
+from keyturn.config_sources import database_url_warning as database_url_warning
+from keyturn.config_sources import secure_home as secure_home
 from keyturn.errors import ConfigError
 from keyturn.sites import check_name
 from keyturn.tags import check_tag
-
-log = logging.getLogger("keyturn.config")
-HOME_MODE = 0o700
-_warned: set[str] = set()       # one warning per process and subject, however often settings load
-
-
-def _default_home() -> Path:
-    return Path(platformdirs.user_data_dir("keyturn", appauthor=False))
 
 
 class AuditSinkConfig(BaseModel):
@@ -206,7 +203,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="KEYTURN_", extra="ignore")
 
-    home: Path = Field(default_factory=_default_home)
+    home: Path = Field(default_factory=default_home)
     database_url: str | None = None
     master_key: SecretStr | None = None
     passphrase: SecretStr | None = None
@@ -288,78 +285,6 @@ class Settings(BaseSettings):
         return self.key_file or self.home / "master.key"
 
 
-def secure_home(home: Path) -> str | None:
-    """Tighten an existing KEYTURN_HOME readable or writable by group or others to 0700; the warning
-    given (logged once), or None when there was nothing to say. A missing home is left to
-    `keyturn init`, which creates it 0700."""
-    try:
-        st = home.stat()
-    except OSError:
-        return None
-    mode = stat.S_IMODE(st.st_mode)
-    if not stat.S_ISDIR(st.st_mode) or not mode & 0o077:
-        return None
-    fix = f"fix with: chmod {HOME_MODE:o} {home}"
-    if not _ours(home, st):
-        # Never chmod a directory that is not plainly keyturn's own (KEYTURN_HOME=/tmp, or /, as root).
-        message = (f"KEYTURN_HOME {home} is open to group/others (mode {mode:04o}) and does not look like "
-                   f"a directory keyturn alone uses, so it was left as it is; use a private one, or {fix}")
-    else:
-        try:
-            home.chmod(HOME_MODE)
-            message = (f"KEYTURN_HOME {home} was open to group/others (mode {mode:04o}); tightened to "
-                       f"{HOME_MODE:04o}: it holds the master key file, the vault database and the "
-                       "audit spool")
-        except OSError as exc:
-            message = (f"KEYTURN_HOME {home} is open to group/others (mode {mode:04o}) and could not be "
-                       f"tightened ({exc.strerror}); {fix}")
-    _warn_once(f"home:{home}", message)
-    return message
-
-
-# What a keyturn home holds; a directory with anything else in it is not tightened automatically.
-HOME_ENTRIES = frozenset({"keyturn.db", "keyturn.db-wal", "keyturn.db-shm", "keyturn.db-journal",
-                          "master.key", "master.key.new", "keyturn.toml", "spool"})
-
-
-def _ours(home: Path, st: os.stat_result) -> bool:
-    """Owned by us, not a shared (sticky) directory, and holding nothing but keyturn's files."""
-    if st.st_uid != os.geteuid() or st.st_mode & stat.S_ISVTX:
-        return False
-    try:
-        with os.scandir(home) as entries:
-            return all(entry.name in HOME_ENTRIES for entry in entries)
-    except OSError:
-        return False
-
-
-def database_url_warning(url: str | None, *, from_env: str | None) -> str | None:
-    """The warning for a database password given as an argument (`--database-url`), like `--password`'s;
-    None when the URL has no password or came from KEYTURN_DATABASE_URL (`from_env`)."""
-    if not url or url == from_env:
-        return None
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        password = make_url(url).password
-    except (ArgumentError, ValueError):
-        return None
-    if not password:
-        return None
-    message = ("a database password given on the command line (--database-url) can leak via the process "
-               "list and shell history; prefer KEYTURN_DATABASE_URL, the config file, or the database's "
-               "password file (PGPASSFILE)")
-    _warn_once("database_url:" + hashlib.sha256(url.encode()).hexdigest(), message)
-    return message
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        log.warning(message)
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Build settings: explicit overrides (CLI arguments) > env > config file > defaults.
 
@@ -388,7 +313,7 @@ def setting_sources(**overrides: Any) -> tuple[Settings, Path, dict[str, Setting
     settings = load_settings(**overrides)
     env = {k for k in secret_env()} | {n for n in Settings.model_fields if _env_name(n) in os.environ}
     path = config_path(settings)
-    in_file = set(_file_values(path))
+    in_file = set(file_values(path))
     sources: dict[str, SettingSource] = {}
     for name in Settings.model_fields:
         sources[name] = ("flag" if name in flags else "env" if name in env
@@ -402,29 +327,19 @@ def _env_name(field: str) -> str:
 
 def config_path(base: Settings) -> Path:
     """The TOML file settings are read from: KEYTURN_CONFIG, else KEYTURN_HOME/keyturn.toml."""
-    return base.config or base.home / "keyturn.toml"
-
-
-def _file_values(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        values = tomllib.loads(path.read_text()).get("keyturn", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read config file: {exc}", location=str(path)) from exc
-    return values if isinstance(values, dict) else {}
+    return config_file(base.home, base.config)
 
 
 def _load(overrides: dict[str, Any]) -> Settings:
     try:
         base = Settings(**overrides)
-        file_values = _file_values(config_path(base))
-        if not file_values:
+        in_file = file_values(config_path(base))
+        if not in_file:
             return base
         env_set = {
             name for name in Settings.model_fields if _env_name(name) in os.environ
         }
-        merged = {k: v for k, v in file_values.items() if k not in env_set and k not in overrides}
+        merged = {k: v for k, v in in_file.items() if k not in env_set and k not in overrides}
         merged.update(overrides)
         return Settings(**merged)
     except ValidationError as exc:

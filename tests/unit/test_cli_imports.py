@@ -2,8 +2,9 @@
 
 The module lists come from `python -X importtime` in a fresh interpreter (never from timings): importing
 `keyturn.cli.main`, or running `keyturn --help`, loads no command module and none of the heavy or
-network libraries; `keyturn reveal` loads its own module and the vault, and neither Alembic (the vault
-is at the shipped head) nor a network library. The help listing, built from the lazy registry without
+network libraries; `keyturn reveal` and `keyturn record add` load their module and the vault, and
+neither Alembic (the vault is at the shipped head), a network library nor pydantic (a plain
+configuration is read by `keyturn.config_quick`). The help listing, built from the lazy registry without
 importing anything, is checked against the commands themselves.
 """
 
@@ -70,17 +71,39 @@ def test_help_lists_every_command_importing_none_of_them() -> None:
         assert shown and entry.help.startswith(shown.removesuffix("...")), entry.name
 
 
-def test_reveal_loads_its_module_and_the_vault_but_no_migration_or_network_library(tmp_path: Path) -> None:
+# Not on `reveal` / `record add` against a plain configuration: the settings are read without pydantic
+# (`keyturn.config_quick`), option values converted without it (`keyturn.cli.coercion`).
+NOT_ON_THE_READ_PATH = ("alembic", *NETWORK, "pydantic", "pydantic_settings", "pydantic_core",
+                        "keyturn.config", "rich")
+
+
+def test_reveal_and_record_add_load_their_module_and_the_vault_and_nothing_else(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "home")
+    keyturn = [sys.executable, "-m", "keyturn.cli.main"]
+    subprocess.run([*keyturn, "init"], env=env, check=True, capture_output=True)
+    modules, out = imported("-m", "keyturn.cli.main", "record", "add", "--type", "login", "--title",
+                            "core-sw1", "--password", "-", env=env, stdin="pw-one\n")
+    assert len(out.strip()) == 22  # the new uid
+    assert "keyturn.cli.records" in modules and "keyturn.vault.api" in modules
+    assert loaded(modules, [m for m in COMMAND_MODULES if m != "keyturn.cli.records"]) == []
+    assert loaded(modules, NOT_ON_THE_READ_PATH) == []
+    modules, out = imported("-m", "keyturn.cli.main", "reveal", "core-sw1", env=env)
+    assert out == "pw-one\n"
+    assert "keyturn.cli.records" in modules and "keyturn.vault.api" in modules  # it did open the vault
+    assert loaded(modules, [m for m in COMMAND_MODULES if m != "keyturn.cli.records"]) == []
+    assert loaded(modules, NOT_ON_THE_READ_PATH) == []
+
+
+def test_a_configuration_the_quick_loader_leaves_alone_is_loaded_in_full(tmp_path: Path) -> None:
     env = env_for(tmp_path / "home")
     keyturn = [sys.executable, "-m", "keyturn.cli.main"]
     subprocess.run([*keyturn, "init"], env=env, check=True, capture_output=True)
     subprocess.run([*keyturn, "record", "add", "--type", "login", "--title", "core-sw1", "--password", "-"],
                    env=env, input="pw-one\n", text=True, check=True, capture_output=True)
-    modules, out = imported("-m", "keyturn.cli.main", "reveal", "core-sw1", env=env)
+    modules, out = imported("-m", "keyturn.cli.main", "reveal", "core-sw1",
+                            env={**env, "KEYTURN_CONCURRENCY": "8"})
     assert out == "pw-one\n"
-    assert "keyturn.cli.records" in modules and "sqlalchemy.orm" in modules  # it did open the vault
-    assert loaded(modules, [m for m in COMMAND_MODULES if m != "keyturn.cli.records"]) == []
-    assert loaded(modules, ("alembic", *NETWORK)) == []
+    assert "pydantic_settings" in modules and "keyturn.config" in modules
 
 
 def test_the_registry_help_is_the_first_paragraph_of_each_commands_own_help() -> None:

@@ -102,6 +102,9 @@ def meraki(
     verify_url: Annotated[str | None, typer.Option(
         "--verify-url", metavar="URL", help="Login verifier URL written on new network records (see the "
         "Meraki target).")] = None,
+    api_key: Annotated[bool, typer.Option(
+        "--api-key", help="Also propose rotating the API key itself: a meraki-api-key profile on the "
+        "ADMIN record.")] = False,
     apply: ApplyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -126,7 +129,7 @@ def meraki(
                                          concurrency=vault.settings.concurrency)
 
         scans = asyncio.run(scan())
-        plan = plan_meraki(vault, scans, record, endpoint, verify_url)
+        plan = plan_meraki(vault, scans, record, endpoint, verify_url, api_key=api_key)
         _finish(vault, plan, apply, as_json)
     finally:
         vault.close()

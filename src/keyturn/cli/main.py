@@ -124,7 +124,7 @@ def main(
 
 def _script_user() -> str | None:
     try:
-        return output.settings().script_user
+        return output.quick_settings().script_user
     except KeyturnError:  # the command reports a broken configuration itself; scripts keep the default
         return None
 

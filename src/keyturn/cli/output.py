@@ -40,6 +40,7 @@ from keyturn.secret import Secret
 
 if TYPE_CHECKING:
     from keyturn.config import Settings
+    from keyturn.config_quick import QuickSettings
     from keyturn.vault import Vault
 
 P = ParamSpec("P")
@@ -139,18 +140,27 @@ def settings() -> Settings:
     return load_settings(**OVERRIDES)
 
 
+def quick_settings() -> Settings | QuickSettings:
+    """`settings()` for a command that reads only what `keyturn.config_quick` knows (and the vault it
+    opens): without pydantic when the configuration is plain, else the full settings."""
+    from keyturn.config_quick import quick_settings
+
+    return quick_settings(**OVERRIDES) or settings()
+
+
 def _prompt_passphrase() -> Secret:
     if not sys.stdin.isatty():
         raise VaultSealed("vault is sealed: this vault uses a passphrase; set KEYTURN_PASSPHRASE")
     return Secret(typer.prompt("Vault passphrase", hide_input=True))
 
 
-def open_vault(**kwargs: Any) -> Vault:
-    """Open the vault from settings; prompts (hidden) for a passphrase on a terminal when needed."""
+def open_vault(cfg: Settings | QuickSettings | None = None, **kwargs: Any) -> Vault:
+    """Open the vault from `cfg` (default: `settings()`); prompts (hidden) for a passphrase on a
+    terminal when needed."""
     from keyturn.vault import Vault
 
     kwargs.setdefault("ask_passphrase", _prompt_passphrase)
-    return Vault.open(settings(), **kwargs)
+    return Vault.open(settings() if cfg is None else cfg, **kwargs)
 
 
 def actor() -> str:

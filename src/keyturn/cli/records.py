@@ -37,6 +37,7 @@ from keyturn.cli.output import (
     fail,
     handle_errors,
     open_vault,
+    quick_settings,
     read_secret,
     settings,
     table,
@@ -192,7 +193,8 @@ def add(
     from keyturn import tags
     from keyturn.sites import META_KEY, site_setting
 
-    stored_site = site_setting(site, settings())
+    cfg = quick_settings()  # the full settings only for a --site (the sites configured)
+    stored_site = site_setting(site, settings()) if site is not None else None
     meta: dict[str, Any] = {META_KEY: stored_site} if stored_site else {}
     if tag:
         meta[tags.META_KEY] = tags.check_tags(tag)
@@ -201,7 +203,7 @@ def add(
     fields = _build_fields(login, pw, field or [], stdin)
     cust = _build_custom(custom or [], secret_custom or [], stdin)
     _check_usage(title, fields, cust, rtype=type_)
-    with open_vault() as vault:
+    with open_vault(cfg) as vault:
         rec = vault.add(type=type_, title=title, fields=fields, custom=cust, allow_duplicate=allow_duplicate,
                         meta=meta or None, actor=actor())
     if as_json:
@@ -470,7 +472,7 @@ def reveal(
     version: VersionOpt = None,
 ) -> None:
     """Print one secret value (alone, then a newline), the current one or --version N. Audited."""
-    with open_vault() as vault:
+    with open_vault(quick_settings()) as vault:
         value = vault.reveal(vault.resolve(ref), field=field, actor=actor(), version=version)
     typer.echo(value.reveal())
 

@@ -3,7 +3,8 @@
 `scan_meraki` walks ``GET /organizations`` → ``/organizations/{id}/networks`` (every page) →
 ``/networks/{id}/merakiAuthUsers`` with the `meraki-auth-user` target, so every request takes a token
 from the per-organisation budget a rotation uses. `plan_meraki` proposes a `pamMerakiNetwork` record
-per network that has none and a `pamUser` per auth user no profile rotates yet.
+per network that has none and a `pamUser` per auth user no profile rotates yet, and
+(`plan_api_key`, asked with ``api_key=True``) a `meraki-api-key` profile on the API-key record itself.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ async def scan_meraki(target: Any, endpoint: Endpoint, admin: AdminCredential, *
 
 
 def plan_meraki(vault: Any, scans: Sequence[NetworkScan], admin_record: Any, endpoint: Endpoint,
-                verify_url: str | None = None) -> Plan:
+                verify_url: str | None = None, *, api_key: bool = False) -> Plan:
     """Rows for every auth user found; a new network record for each network without one."""
     plan = Plan("meraki")
     taken = taken_titles(vault)
@@ -159,4 +160,40 @@ def plan_meraki(vault: Any, scans: Sequence[NetworkScan], admin_record: Any, end
                                          resource=existing.uid if existing is not None else network_title,
                                          note="new network record " + network_title if existing is None
                                          else f"network record {network_title}"))
+    if api_key:
+        plan_api_key(plan, admin_record, profiles, resources, scans)
     return plan
+
+
+API_KEY_KIND = "meraki-api-key"
+
+
+def plan_api_key(plan: Plan, admin_record: Any, profiles: Sequence[tuple[Any, Any]],
+                 resources: Mapping[str, Any], scans: Sequence[NetworkScan]) -> None:
+    """One row for the Dashboard API key the walk used (the admin record): `managed` when its record
+    already has a `meraki-api-key` profile, else `create` = give that record the profile (issue 19),
+    on the first readable network's record (existing, or new in this plan); `skip` when there is none
+    or the record rotates as something else."""
+    row = Row("Meraki API (the key this walk used)", text_field(admin_record, "login")
+              or str(admin_record.field("login") or admin_record.title), None, "dashboard API key",
+              target=API_KEY_KIND)
+    theirs = next((prof for rec, prof in profiles if rec.uid == admin_record.uid), None)
+    if theirs is not None:
+        action, note = (MANAGED, f"record {admin_record.title}") if theirs.target == API_KEY_KIND else (
+            SKIP, f"record {admin_record.title} already rotates as {theirs.target}")
+        plan.rows.append(replace(row, action=action, note=note))
+        return
+    news = {n.title: n for n in plan.networks}
+    for scan in scans:
+        if scan.error or not scan.network_id:
+            continue
+        existing = resources.get(scan.network_id)
+        title = f"meraki-{scan.network_id}"
+        resource = existing.uid if existing is not None else title if title in news else ""
+        if resource:
+            plan.rows.append(replace(row, title=admin_record.title, admin=admin_record.uid, resource=resource,
+                                     note=f"profile on record {admin_record.title}, verified on network "
+                                          f"{scan.network_id}"))
+            return
+    plan.rows.append(replace(row, action=SKIP, note="no network record to verify the key on (onboard a "
+                                                     "network first)"))

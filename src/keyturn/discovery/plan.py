@@ -121,6 +121,11 @@ def apply_plan(vault: Any, plan: Plan, *, actor: str = "cli") -> list[str]:
         for row in plan.rows:
             if row.action != CREATE:
                 continue
+            if row.target == "meraki-api-key":  # the API-key record exists: it only gets its profile
+                set_profile(vault, row.admin, target=row.target,
+                            resource=networks.get(row.resource, row.resource), actor=actor)
+                created.append(row.admin)
+                continue
             rec = vault.add(type="pamUser", title=row.title, actor=actor,
                             fields=[Field("login", None, [row.account])])
             set_profile(vault, rec.uid, target=row.target, resource=networks.get(row.resource, row.resource),

@@ -35,13 +35,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from keyturn.audit.chain import AuditLog, canonical
-from keyturn.config import Settings
+from keyturn.config_quick import QuickSettings
 from keyturn.errors import (
     AmbiguousRecord,
     DuplicateRecord,
@@ -93,6 +93,9 @@ from keyturn.vault.storage import (
     utcnow,
 )
 from keyturn.vault.versions import VersionInfo, VersionState
+
+if TYPE_CHECKING:
+    from keyturn.config import Settings
 
 _M_KEY_ID, _M_KEYCHECK, _M_KDF, _M_REKEY, _M_CREATED = "key_id", "keycheck", "kdf", "rekey", "created_at"
 _M_INTEGRITY = "integrity_key"  # the integrity key, wrapped by the current master key (see barrier)
@@ -149,7 +152,7 @@ def _unb64(s: str) -> bytes:
     return base64.b64decode(s)
 
 
-def _load_key(settings: Settings, key_id: str) -> MasterKey | None:
+def _load_key(settings: Settings | QuickSettings, key_id: str) -> MasterKey | None:
     """The master key `key_id` from the configured sources, when one holds it (never a passphrase:
     Argon2id is too slow to try on a read path). Lets a running process follow a rekey that another
     process finished: the default rekey leaves the new key in the key file (or `<key file>.new`)."""
@@ -195,13 +198,24 @@ def _refuse_scripts(*, custom: Sequence[Field], meta: Mapping[str, Any] | None, 
 class Vault:
     """The vault. Build with `Vault.init` (new) or `Vault.open` (existing); `close()` when done."""
 
-    def __init__(self, settings: Settings, storage: Storage, barrier: Barrier, key_source: str) -> None:
-        self.settings = settings
+    def __init__(
+        self, settings: Settings | QuickSettings, storage: Storage, barrier: Barrier, key_source: str,
+    ) -> None:
+        # Quick settings (`keyturn.config_quick`: a command that starts in a blink) until someone reads
+        # `settings`; the vault itself reads only what they hold.
+        self._settings = settings
         self._storage = storage
         self._barrier = barrier
         self._key_source = key_source
         # Late-bound: `_barrier` is replaced when this process follows a rekey (same integrity key).
         self.audit = AuditLog(storage, mac=lambda data: self._barrier.chain_mac(data))
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the vault was opened with (loaded in full now if it was opened with quick ones)."""
+        if isinstance(self._settings, QuickSettings):
+            self._settings = self._settings.full()
+        return self._settings
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -268,8 +282,8 @@ class Vault:
 
     @classmethod
     def open(
-        cls, settings: Settings, *, passphrase: Secret | None = None, new_key: MasterKey | None = None,
-        new_passphrase: Secret | None = None, timeout: float = 10.0,
+        cls, settings: Settings | QuickSettings, *, passphrase: Secret | None = None,
+        new_key: MasterKey | None = None, new_passphrase: Secret | None = None, timeout: float = 10.0,
         ask_passphrase: Callable[[], Secret] | None = None,
     ) -> Vault:
         """Open an existing vault: run migrations, load and check the master key.
@@ -341,7 +355,9 @@ class Vault:
             })
 
     @staticmethod
-    def _current_key(settings: Settings, meta: dict[str, str], passphrase: Secret | None) -> MasterKey:
+    def _current_key(
+        settings: Settings | QuickSettings, meta: dict[str, str], passphrase: Secret | None,
+    ) -> MasterKey:
         want, check = meta[_M_KEY_ID], _unb64(meta[_M_KEYCHECK])
         if settings.master_key is not None:
             key = key_from_env(Secret(settings.master_key.get_secret_value()))
@@ -371,7 +387,8 @@ class Vault:
 
     @staticmethod
     def _rekey_key(
-        settings: Settings, rekey: dict[str, Any], new_key: MasterKey | None, new_passphrase: Secret | None,
+        settings: Settings | QuickSettings, rekey: dict[str, Any], new_key: MasterKey | None,
+        new_passphrase: Secret | None,
     ) -> MasterKey:
         want = rekey["key_id"]
         if new_key is None and new_passphrase is not None and rekey.get("kdf"):
@@ -563,7 +580,7 @@ class Vault:
         blob = self._barrier.encrypt(row.wrapped_key, row.uid, slot, number, value)
         ver.insert(s, row.uid, slot, number, blob, state, rotation_id)
         if state is VersionState.CURRENT:
-            ver.trim(s, row.uid, slot, self.settings.history_depth)
+            ver.trim(s, row.uid, slot, self._settings.history_depth)
         row.updated_at = utcnow()
         return number
 
@@ -921,7 +938,7 @@ class Vault:
             slot = self._slot(s, row, field)
             old = ver.current_values(s, row.uid).get(slot)
             ver.set_state(s, row.uid, slot, version, VersionState.CURRENT)
-            ver.trim(s, row.uid, slot, self.settings.history_depth)
+            ver.trim(s, row.uid, slot, self._settings.history_depth)
             row.updated_at = utcnow()
             self.audit.append_in(s, "version.promote", actor=actor, record_uid=row.uid, details={
                 "field": slot, "version": version, "previous": old[0] if old is not None else None,
