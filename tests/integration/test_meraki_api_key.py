@@ -183,6 +183,44 @@ async def test_429_storm_is_paced(setup: Setup) -> None:
     assert await s.works(s.current())
 
 
+async def test_discover_proposes_the_api_key_record_and_apply_sets_its_profile(tmp_path: Path) -> None:
+    from keyturn.discovery import apply_plan, meraki_endpoint, plan_meraki, scan_meraki
+    from keyturn.engine.accounts import build_admin
+    from keyturn.targets.meraki import MerakiAuthUserTarget
+
+    async with running_lab(tmp_path, iosxe=0, meraki_orgs=1, users_per_network=1) as lab:
+        meraki = lab.state.meraki
+        assert meraki is not None
+        vault = Vault.init(Settings(home=tmp_path / "home"))
+        try:
+            key = vault.add(type="login", title="Meraki API key", fields=[
+                Field("login", None, ["lab admin"]), Field("password", None, [Secret(meraki.api_key)])],
+                custom=[Field("text", "base_url", [meraki.base_url])])
+            endpoint = meraki_endpoint(key, None)
+            target = MerakiAuthUserTarget()
+            try:
+                scans = await scan_meraki(target, endpoint, build_admin(vault, key))
+            finally:
+                await target.aclose()
+            assert [r.target for r in plan_meraki(vault, scans, key, endpoint).rows] == ["meraki-auth-user"]
+            plan = plan_meraki(vault, scans, key, endpoint, api_key=True)
+            row = next(r for r in plan.rows if r.target == "meraki-api-key")
+            assert (row.action, row.title, row.admin) == ("create", "Meraki API key", key.uid)
+            apply_plan(vault, plan)
+            profile = vault.get(key.uid).meta["rotation"]
+            assert profile["target"] == "meraki-api-key" and profile["resource"]
+            again = plan_meraki(vault, scans, key, endpoint, api_key=True)
+            assert [r.action for r in again.rows if r.target == "meraki-api-key"] == ["managed"]
+            e = RotationEngine(vault, backoff=0.01)
+            try:
+                result = await e.rotate(key.uid)
+            finally:
+                await e.aclose()
+            assert result.outcome is Outcome.ROTATED, result.reason
+        finally:
+            vault.close()
+
+
 # ------------------------------------------------------------------------------ kill at every step
 
 KILL_STEPS = ["lock", "verify_current", "generate", "apply", "write_ahead", "verify_new", "commit",
