@@ -9,6 +9,7 @@
     python -m bench --only startup --startup-before HEAD~1      # CLI start-up wall/CPU (issue 14)
     python -m bench --only cost --cost-before ccf3472    # CPU, SQL, requests per rotation (issue 14)
     python -m bench --only scaleout      # in-process vs 1, 2, 4 workers; Meraki on 2 workers (issue 13)
+    python -m bench --only console       # the console's accounts page over 10,000 accounts (issue 17)
 
 Benchmarks assert nothing: they print what they measured, including failures.
 """
@@ -30,6 +31,7 @@ ALL += ("startup",)  # CLI start-up wall/CPU per command (issue 14)
 ALL += ("cost",)  # CPU, SQL, requests and handshakes per rotation per target and phase (issue 14)
 ALL += ("scaleout",)  # in-process vs 1, 2, 4 worker processes; Meraki budgets across 2 workers (issue 13)
 ALL += ("onboarding",)  # `keyturn import inventory` of a 2,000-device CSV (issue 15)
+ALL += ("console",)  # the web console's accounts page over 10,000 accounts (issue 17)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -67,6 +69,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cost-before", default=None, metavar="REF",
                    help="measure REF's keyturn too, from a temporary worktree (cost: before/after)")
     p.add_argument("--onboarding-devices", type=int, default=2000, help="devices in the generated CSV")
+    p.add_argument("--console-accounts", type=int, default=None, help="accounts seeded (console; 10,000)")
     p.add_argument("--startup-runs", type=int, default=10, help="runs per CLI command (median reported)")
     p.add_argument("--startup-before", default=None, metavar="REF",
                    help="also measure the CLI of git revision REF (a temporary worktree)")
@@ -161,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
                 got, notes = bench_cost.run(sub, devices=args.cost_devices,
                                             meraki_users=args.cost_meraki_users,
                                             before=args.cost_before, startup_runs=args.startup_runs)
+            elif name == "console":
+                from bench import bench_console
+
+                seeded = args.console_accounts or (1000 if args.quick else 10_000)
+                got, notes = bench_console.run(sub, accounts=seeded)
             elif name == "onboarding":
                 from bench import bench_onboarding
 
