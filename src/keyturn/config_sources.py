@@ -16,8 +16,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from keyturn.errors import ConfigError
 
 log = logging.getLogger("keyturn.config")
@@ -26,6 +24,8 @@ _warned: set[str] = set()       # one warning per process and subject, however o
 
 
 def default_home() -> Path:
+    import platformdirs  # here: a KEYTURN_HOME set (the usual case) never needs it
+
     return Path(platformdirs.user_data_dir("keyturn", appauthor=False))
 
 

@@ -157,10 +157,12 @@ class SecretVersionRow(Base):
     __tablename__ = "kt_secret_versions"
     __table_args__ = (
         sa.UniqueConstraint("record_uid", "field", "version", name="uq_kt_secret_versions_rfv"),
-        # Exactly one current per (record, field): enforced by the database, not by convention.
+        # Exactly one current per (record, field): enforced by the database, not by convention. The
+        # PostgreSQL form of the predicate is added by `postgresql_options` (a PostgreSQL storage):
+        # naming it here would import SQLAlchemy's PostgreSQL dialect for every SQLite vault.
         sa.Index(
             "uq_kt_secret_versions_current", "record_uid", "field", unique=True,
-            sqlite_where=sa.text("state = 'current'"), postgresql_where=sa.text("state = 'current'"),
+            sqlite_where=sa.text("state = 'current'"),
         ),
     )
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -174,6 +176,14 @@ class SecretVersionRow(Base):
     ciphertext: Mapped[bytes] = mapped_column(sa.LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def postgresql_options() -> None:
+    """Give the models their PostgreSQL-only options (idempotent): the partial unique index's
+    ``postgresql_where``, as the migrations create it. Loads SQLAlchemy's PostgreSQL dialect."""
+    for index in SecretVersionRow.__table__.indexes:
+        if index.name == "uq_kt_secret_versions_current":
+            index.dialect_kwargs["postgresql_where"] = sa.text("state = 'current'")
 
 
 class AuditRow(Base):
@@ -231,6 +241,7 @@ class Storage:
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": timeout}
         elif self.dialect == "postgresql":
+            postgresql_options()
             kwargs["connect_args"] = {"connect_timeout": max(1, int(timeout))}
             kwargs["pool_pre_ping"] = True
         try:
