@@ -1,4 +1,5 @@
-"""Real-browser fixtures for the web console: one lab, one `keyturn serve` and one Chromium per module.
+"""Real-browser fixtures for the web console: one lab, one `keyturn serve` and one Chromium, shared by
+every browser test module of this package (package-scoped: set-up is most of their cost).
 
     def test_x(stack: ConsoleStack, browser: Browser) -> None:
         page = stack.signed_in(browser, "operator")         # a fresh context, signed in with that token
@@ -204,7 +205,7 @@ def _setup(stack: ConsoleStack) -> None:
         stack.tokens[role] = out.strip().splitlines()[0]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
     root = tmp_path_factory.mktemp("console")
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KEYTURN_")}
@@ -218,7 +219,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
         running.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """The system Chromium under Playwright; the module is skipped when there is none."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -3,7 +3,7 @@ rotate it now and watch the journal's steps arrive, then prove with the lab's ow
 secret is the device's; roles (a consumer sees no rotate button and a direct POST is a 403), CSRF, and a
 server that goes away in the middle of a rotation.
 
-One lab, one server and one browser for the whole module (`tests/console/conftest.py`).
+One lab, one server and one browser for all the browser tests (`tests/console/conftest.py`).
 """
 
 from __future__ import annotations

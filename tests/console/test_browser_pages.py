@@ -1,0 +1,148 @@
+"""The console's other pages in Chromium (`tests/console/conftest.py`: one lab, server and browser for all
+the browser tests): reveal with re-authentication (audited, shown for a limited time, never cached, never
+in a URL), the audit log (filters, chain status, export), an expired session that comes back to the page,
+keyboard reach and labelled controls, and a screenshot of every page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.console.conftest import USERS, VIEWPORT, ConsoleStack, shot, sign_in, title_of
+
+pytestmark = pytest.mark.timeout(180)
+
+NETOPS, DEPLOY = (title_of(u) for u in USERS)
+
+
+def _fields_are_labelled(page: Any) -> None:
+    """Every visible form control has a label (or an aria-label) a screen reader announces."""
+    unlabelled = page.locator("input:not([type=hidden]), select, textarea").evaluate_all(
+        "els => els.filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))"
+        ".map(e => e.outerHTML)")
+    assert unlabelled == [], unlabelled
+
+
+def test_reveal_needs_the_token_again_is_audited_and_removed_after_its_time(
+        stack: ConsoleStack, browser: Any) -> None:
+    uid = stack.uid(NETOPS)
+    reveals = len(stack.audit("reveal", uid))
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.clock.install()                         # the 30 s display runs on a clock the test moves
+    page.goto(stack.url(f"/console/accounts/{uid}"))
+    sign_in(page, stack.tokens["admin"])
+    page.get_by_role("link", name="Reveal the password…").click()
+    page.wait_for_url(re.compile(r"/console/reveal\?record="))
+    _fields_are_labelled(page)
+    shot(page, "reveal_form")
+
+    # The wrong token (another valid one): refused, audited, nothing revealed.
+    page.get_by_label("Your API token (again)").fill(stack.tokens["operator"])
+    page.get_by_role("button", name="Reveal").click()
+    assert "nothing was revealed" in page.get_by_role("alert").inner_text()
+    assert page.locator("#revealed").count() == 0
+    assert len(stack.audit("reveal", uid)) == reveals
+    assert stack.audit("console.reveal_denied")[0]["details"]["reason"] == "re-authentication failed"
+
+    with page.expect_response(re.compile("/console/reveal$")) as answer:
+        page.get_by_label("Your API token (again)").fill(stack.tokens["admin"])
+        page.get_by_role("button", name="Reveal").click()
+    value = page.locator("#revealed").inner_text()
+    assert value == stack.api("POST", f"/records/{uid}/reveal").json()["value"]
+    assert answer.value.headers["cache-control"] == "no-store"
+    assert value not in page.url and "token" not in page.url
+    entries = stack.audit("reveal", uid)
+    assert len(entries) == reveals + 2                     # the console's, then the API check above
+    assert entries[1]["actor"].startswith("api:console-admin#")
+    shot(page, "reveal_shown")
+    page.clock.run_for(31_000)
+    page.locator("#reveal[data-state='removed']").wait_for()
+    assert page.locator("#revealed").count() == 0 and value not in page.content()
+    context.close()
+
+
+def test_consumer_reveals_its_granted_record_only(stack: ConsoleStack, browser: Any) -> None:
+    page = stack.signed_in(browser, "consumer", "/console/reveal?record=" + DEPLOY.replace(" ", "%20"))
+    page.get_by_label("Your API token (again)").fill(stack.tokens["consumer"])
+    page.get_by_role("button", name="Reveal").click()
+    assert page.locator("#revealed").inner_text() == stack.api(
+        "POST", f"/records/{stack.uid(DEPLOY)}/reveal").json()["value"]
+    page.goto(stack.url("/console/reveal?record=" + NETOPS.replace(" ", "%20")))
+    page.get_by_label("Your API token (again)").fill(stack.tokens["consumer"])
+    with page.expect_response(re.compile("/console/reveal$")) as answer:
+        page.get_by_role("button", name="Reveal").click()
+    assert answer.value.status == 403 and page.locator("#revealed").count() == 0
+    assert "no grant" in page.get_by_role("alert").inner_text()
+    page.context.close()
+
+
+def test_audit_filters_chain_status_and_export(stack: ConsoleStack, browser: Any) -> None:
+    uid = stack.uid(NETOPS)
+    page = stack.signed_in(browser, "auditor", "/console/audit")
+    _fields_are_labelled(page)
+    page.get_by_label("Action").fill("rotation.profile_set")
+    page.get_by_label("Record").fill(NETOPS)
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("table.audit tbody tr")
+    assert rows.count() == 1 and uid in rows.first.inner_text()
+    shot(page, "audit")
+
+    page.get_by_label("From (time or age, e.g. 7d)").fill("yesterday-ish")
+    page.get_by_role("button", name="Filter").click()
+    error = page.get_by_role("alert").inner_text()
+    assert "from 'yesterday-ish': expected an ISO 8601 time" in error        # the CLI's wording
+
+    page.get_by_role("link", name="Check the chain").click()
+    assert page.locator("#chain-status").inner_text().startswith("Intact:")
+
+    page.goto(stack.url("/console/audit"))
+    page.get_by_label("Export from").fill("1d")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export").click()
+    lines = [json.loads(x) for x in Path(download.value.path()).read_text(encoding="utf-8").splitlines()]
+    ids = [e["id"] for e in lines]
+    assert ids == sorted(ids) and lines[0]["action"] and len(lines) > 10
+    assert stack.audit("audit.export")[0]["details"]["output"] == "console"
+    page.context.close()
+
+
+def test_expired_session_signs_in_again_and_returns_to_the_page(stack: ConsoleStack, browser: Any) -> None:
+    uid = stack.uid(DEPLOY)
+    page = stack.signed_in(browser, "auditor", "/console/audit?action=reveal")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "keyturn_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["secure"]
+    # A session the server no longer has (idle timeout, restart): same cookie name, unknown id.
+    page.context.add_cookies([{**cookie, "value": "x" * 43}])
+    page.goto(stack.url(f"/console/accounts/{uid}?rotation=abc"))
+    page.wait_for_url(re.compile("/console/signin"))
+    assert "session has ended" in page.get_by_role("status").inner_text()
+    sign_in(page, stack.tokens["auditor"])
+    page.wait_for_url(re.compile(f"/console/accounts/{uid}\\?rotation=abc"))
+    page.context.close()
+
+
+def test_keyboard_reaches_the_main_controls_and_every_page_has_a_screenshot(
+        stack: ConsoleStack, browser: Any) -> None:
+    uid = stack.uid(NETOPS)
+    page = stack.signed_in(browser, "admin", f"/console/accounts/{uid}")
+    reached = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("(e => e.innerText || e.value || '')(document.activeElement)"))
+        if "Rotate now" in reached:
+            break
+    assert "Skip to content" in reached and "Accounts" in reached and "Rotate now" in reached, reached
+    for name, path in (("dashboard", "/console/"), ("accounts", "/console/accounts"),
+                       ("schedules", "/console/schedules"), ("profiles", "/console/profiles"),
+                       ("audit_chain", "/console/audit/chain")):
+        answer = page.goto(stack.url(path))
+        assert answer is not None and answer.status == 200, path
+        _fields_are_labelled(page)
+        shot(page, name)
+    page.context.close()
