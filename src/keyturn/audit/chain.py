@@ -53,6 +53,8 @@ _SELECT_MAX_ID = sa.select(sa.func.max(AuditRow.id))
 _INSERT_ENTRY = sa.insert(AuditRow)
 _INSERT_HEAD = sa.insert(MetaRow)
 _UPDATE_HEAD = sa.update(MetaRow).where(MetaRow.key == HEAD_KEY).values(value=sa.bindparam("head_value"))
+_MOVE_HEAD = sa.update(MetaRow).where(MetaRow.key == HEAD_KEY, MetaRow.value == sa.bindparam("expected")) \
+    .values(value=sa.bindparam("head_value"))
 _REHASH = sa.update(AuditRow).where(AuditRow.id == sa.bindparam("b_id")).values(
     prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash"))
 
@@ -116,6 +118,7 @@ class AuditLog:
         """`mac` keys the chain (`Barrier.chain_mac`); None reads an unkeyed, pre-upgrade chain."""
         self._storage = storage
         self._mac = mac
+        self._written: str | None = None   # the head value this log wrote last (SQLite's fast path)
 
     def _head_value(self, last_id: int, last_hash: str) -> str:
         head: dict[str, Any] = {"id": last_id, "hash": last_hash}
@@ -179,12 +182,41 @@ class AuditLog:
         """Write entries into the chain now (see `append_many_on`); returns their ids."""
         if not entries:
             return []
+        guess = self._written if self._storage.dialect == "sqlite" else None
+        if guess is not None:
+            # SQLite: the transaction holds the writer lock already, and the head this process wrote
+            # last is still the head unless another process appended since; a conditional UPDATE
+            # checks that and moves the head in one statement, so no head read (else: read it).
+            params, value = self._link(guess, entries)
+            if conn.execute(_MOVE_HEAD, {"head_value": value, "expected": guess}).rowcount == 1:
+                conn.execute(_INSERT_ENTRY, params)
+                self._written = value   # a rollback leaves it stale: the next check fails, reads
+                return [p["id"] for p in params]
         head = self._storage.lock_chain(conn)   # the chain lock and the head, in one statement
+        if head is None:  # first entry (or a chain whose head was removed: continue after the newest row)
+            start = json.dumps({"id": int(conn.execute(_SELECT_MAX_ID).scalar_one() or 0), "hash": GENESIS})
+        params, value = self._link(head if head is not None else start, entries)
+        self._written = value
+        ids = [p["id"] for p in params]
+        if head is not None and self._storage.dialect == "postgresql":
+            # Entries and head in one statement (a data-modifying CTE): one round trip less while the
+            # chain lock is held, and every writer of the installation waits for that lock.
+            conn.execute(_UPDATE_HEAD.add_cte(sa.insert(AuditRow).values(params).cte("kt_new_entries")),
+                         {"head_value": value})
+            return ids
+        conn.execute(_INSERT_ENTRY, params)
         if head is not None:
-            last = json.loads(head)
-            prev, last_id = last["hash"], int(last["id"])
-        else:  # first entry (or a chain whose head was removed: continue after the newest row)
-            prev, last_id = GENESIS, int(conn.execute(_SELECT_MAX_ID).scalar_one() or 0)
+            conn.execute(_UPDATE_HEAD, {"head_value": value})
+        else:
+            conn.execute(_INSERT_HEAD, {"key": HEAD_KEY, "value": value})
+        return ids
+
+    def _link(
+        self, head: str, entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+    ) -> tuple[builtins.list[dict[str, Any]], str]:
+        """The rows of `entries` chained after the stored head value `head`, and the new head value."""
+        last = json.loads(head)
+        prev, last_id = str(last["hash"]), int(last["id"])
         params = []
         for action, actor, record_uid, details in entries:
             text = canonical(dict(details or {}))
@@ -195,19 +227,7 @@ class AuditLog:
             params.append({"id": row.id, "ts": row.ts, "actor": actor, "action": action,
                            "record_uid": record_uid, "details": text, "prev_hash": row.prev_hash,
                            "hash": row.hash})
-        value = self._head_value(last_id, prev)
-        if head is not None and self._storage.dialect == "postgresql":
-            # Entries and head in one statement (a data-modifying CTE): one round trip less while the
-            # chain lock is held, and every writer of the installation waits for that lock.
-            conn.execute(_UPDATE_HEAD.add_cte(sa.insert(AuditRow).values(params).cte("kt_new_entries")),
-                         {"head_value": value})
-            return list(range(last_id - len(params) + 1, last_id + 1))
-        conn.execute(_INSERT_ENTRY, params)
-        if head is not None:
-            conn.execute(_UPDATE_HEAD, {"head_value": value})
-        else:
-            conn.execute(_INSERT_HEAD, {"key": HEAD_KEY, "value": value})
-        return list(range(last_id - len(params) + 1, last_id + 1))
+        return params, self._head_value(last_id, prev)
 
     def list(
         self, *, record_uid: str | None = None, action: str | None = None, limit: int | None = None,

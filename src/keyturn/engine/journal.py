@@ -226,11 +226,15 @@ class Journal:
         self.steps_on(conn, rotation_id, [(step, status, message, fields)])
 
     def steps_on(self, conn: Connection, rotation_id: str,
-                 steps: Sequence[tuple[str, StepStatus, str, dict[str, Any]]]) -> None:
+                 steps: Sequence[tuple[str, StepStatus, str, dict[str, Any]]],
+                 *, only_if: sa.ColumnElement[bool] | None = None) -> bool:
         """Append (step, status, message, fields) in order inside the caller's write transaction: one
-        insert for all of them and one update of the rotation's columns (later fields win)."""
+        insert for all of them and one update of the rotation's columns (later fields win).
+
+        `only_if` (the account lock's `LockManager.held`) is checked by that update: False means it
+        did not hold and nothing may be committed (the caller raises; its transaction rolls back)."""
         if not steps:
-            return
+            return True
         now = _now()
         merged: dict[str, Any] = {}
         for *_, fields in steps:
@@ -241,7 +245,10 @@ class Journal:
         conn.execute(_INSERT_STEP, [{"rotation_id": rotation_id, "step": step, "status": status.value,
                                      "message": message, "at": now, "worker": worker}
                                     for step, status, message, _ in steps])
-        conn.execute(rotations.update().where(rotations.c.id == rotation_id).values(**values))
+        query = rotations.update().where(rotations.c.id == rotation_id)
+        if only_if is not None:
+            query = query.where(only_if)
+        return conn.execute(query.values(**values)).rowcount == 1
 
     def update(self, rotation_id: str, **fields: Any) -> None:
         values = {**self._encode(fields), "updated_at": _now()}

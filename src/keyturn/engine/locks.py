@@ -12,6 +12,8 @@ transaction: it renews the lease *and* fails with `LeaseLost` when the row is no
 so a worker that stalled past its lease while another took over can never commit. On PostgreSQL the
 renewing UPDATE keeps the row locked until the writer commits, and a takeover deletes only the exact
 row it judged stale (same token and expiry), so renew-then-commit and takeover cannot interleave.
+The rotation engine renews only once half the lease has passed (`renewal_due`); in between, its
+journal UPDATE carries the same check (`held`), so a durable phase costs no statement for fencing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -99,8 +102,26 @@ class LockManager:
                 rotation_locks.c.key == key, rotation_locks.c.owner == owner, rotation_locks.c.token == token,
             ).values(expires_at=self.clock() + self.lease))
         if res.rowcount != 1:
-            raise LeaseLost(f"rotation {owner[:12]} lost the lock of account {key} to another rotation "
-                            "(its lease expired); that one settles the account, this one wrote nothing more")
+            raise self.lost(key, owner)
+
+    def held(self, key: str, owner: str, token: str) -> sa.ColumnElement[bool]:
+        """`fence` without the renewal, as a condition for a statement the holder runs anyway (the
+        journal's rotation UPDATE): true while the lock is this acquisition's. On PostgreSQL the lock
+        row is share-locked until the holder commits, so a takeover's delete waits for that commit,
+        as it waits for `fence`'s renewing UPDATE. A statement that matched no row means `lost`."""
+        return sa.select(rotation_locks.c.key).where(
+            rotation_locks.c.key == key, rotation_locks.c.owner == owner, rotation_locks.c.token == token,
+        ).with_for_update(read=True).exists()
+
+    def renewal_due(self, renewed_at: float) -> bool:
+        """Whether a holder that last renewed (or acquired) at `renewed_at` should renew with `fence`
+        now: once half the lease has passed, so it never comes near expiring while the holder writes."""
+        return self.clock() - renewed_at >= self.lease / 2
+
+    @staticmethod
+    def lost(key: str, owner: str) -> LeaseLost:
+        return LeaseLost(f"rotation {owner[:12]} lost the lock of account {key} to another rotation "
+                         "(its lease expired); that one settles the account, this one wrote nothing more")
 
     def renew(self, key: str, owner: str) -> None:
         with write_tx(self.engine) as conn:

@@ -232,7 +232,7 @@ class RotationEngine:
         run = _Rotation(self, rid, prep.uid, prep.title, prep.kind, prep.ra, started)
         if prep.error is not None:
             return await run.finish(Outcome.FAILED, prep.error, Step.LOCK)
-        run.locked, run.token = True, prep.token
+        run.locked, run.token, run.renewed = True, prep.token, prep.acquired
         kill_point(Step.LOCK.value)
         return await run.execute(prep)
 
@@ -256,13 +256,13 @@ class RotationEngine:
         key = ra.account.lock_key
         self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=profile.target,
                            lock_key=key)
-        token = self.locks.acquire(key, rid)
+        token, acquired = self.locks.acquire(key, rid), self.locks.clock()
         _write_steps(self, rid, user.uid, [(Step.LOCK, StepStatus.OK, f"account {key} locked", {})])
         if ra.ab is not None:  # A/B: the idle account is rotated; its secret has a slot of its own
             versions = list(self.vault.versions(user.uid, ra.secret_field))
         old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
         return _Prepared(user.uid, user.title, profile.target, ra, pending=pending, old_version=old_version,
-                         old=self.vault.secret(user.uid, ra.secret_field), token=token)
+                         old=self.vault.secret(user.uid, ra.secret_field), token=token, acquired=acquired)
 
     async def _refused(self, rid: str, ref: str, exc: KeyturnError, started: float) -> RotationResult:
         """The account lock is held: journal the refused rotation (its own transaction)."""
@@ -299,19 +299,26 @@ class _Prepared:
     old_version: int | None = None
     old: Secret | None = None
     token: str = ""                   # the account lock's fencing token
+    acquired: float = 0.0             # when it was taken (`LockManager.clock`)
 
 
 Queued = tuple[Step, StepStatus, str, dict[str, Any]]
 
 
-def _write_steps(engine: RotationEngine, rid: str, uid: str, steps: Sequence[Queued]) -> None:
+def _write_steps(engine: RotationEngine, rid: str, uid: str, steps: Sequence[Queued],
+                 fence: tuple[str, str] | None = None) -> None:
     """Journal + audit steps inside the caller's transaction (a unit of work or its own): one
-    journal insert and one audit append for all of them."""
+    journal insert and one audit append for all of them. `fence` (lock key, token): the journal's
+    UPDATE checks the account lock is still this rotation's, else `LeaseLost` (nothing commits)."""
     if not steps:
+        if fence is not None:
+            engine.locks.fence(fence[0], rid, fence[1])
         return
     with write_tx(engine.vault.engine) as conn:
-        engine.journal.steps_on(conn, rid, [(st.value, status, msg, fields)
-                                            for st, status, msg, fields in steps])
+        held = engine.locks.held(fence[0], rid, fence[1]) if fence is not None else None
+        if not engine.journal.steps_on(conn, rid, [(st.value, status, msg, fields)
+                                                   for st, status, msg, fields in steps], only_if=held):
+            raise engine.locks.lost(fence[0] if fence is not None else "", rid)
         engine.vault.audit.append_many_on(conn, [
             (f"rotation.{st.value}", engine.actor, uid,
              {"rotation_id": rid, "status": status.value, "message": msg})
@@ -334,6 +341,7 @@ class _Rotation:
         self.scripts: tuple[ScriptSummary, ...] = ()
         self.locked = False
         self.token = ""                       # fencing token of the account lock (`LockManager.fence`)
+        self.renewed = 0.0                    # when its lease was last taken or renewed
         self.verified_by: str | None = None   # how the new secret was proved (`Proof` value)
         self.warning = ""                     # what the device said a person must know (a lockout)
         self._queued: list[Queued] = []
@@ -361,10 +369,10 @@ class _Rotation:
         with its audit entry. Returns what `action` returned; the kill hook for `then` fires after
         the commit."""
         def write() -> T:
-            self._fence()
+            fence = self._fence(folded=True)
             result = action()
             queued, self._queued = self._queued, []
-            _write_steps(self.e, self.rid, self.uid, queued)
+            _write_steps(self.e, self.rid, self.uid, queued, fence)
             return result
 
         result = await self.e.unit(write)
@@ -372,10 +380,21 @@ class _Rotation:
             kill_point(then.value)
         return result
 
-    def _fence(self) -> None:
-        """Inside a write transaction: renew the account lease or raise `LeaseLost` (write nothing)."""
-        if self.locked and self.ra is not None:
-            self.e.locks.fence(self.ra.account.lock_key, self.rid, self.token)
+    def _fence(self, *, folded: bool = False) -> tuple[str, str] | None:
+        """Inside a write transaction: renew the account lease or raise `LeaseLost` (write nothing).
+
+        `folded`: the caller's journal UPDATE will check the lock instead (`_write_steps`), so
+        unless half the lease has passed (then it is renewed here) this costs no statement; returns
+        what that check needs, (lock key, token), or None when there is nothing to check."""
+        if not (self.locked and self.ra is not None):
+            return None
+        key = self.ra.account.lock_key
+        if folded and not self.e.locks.renewal_due(self.renewed):
+            return key, self.token
+        now = self.e.locks.clock()
+        self.e.locks.fence(key, self.rid, self.token)
+        self.renewed = now
+        return None
 
     async def finish(self, outcome: Outcome, reason: str, at: Step | None = None) -> RotationResult:
         """Step 10: record the outcome (journal + audit) and release the lock, in one transaction."""
@@ -384,7 +403,7 @@ class _Rotation:
 
         def write() -> None:  # queued steps, the failed one, the outcome: one insert, one append
             e = self.e
-            self._fence()
+            fence = self._fence(folded=True)
             steps = [(st.value, status, msg, fields) for st, status, msg, fields in queued]
             if at is not None and at is not Step.AUDIT:
                 steps.append((at.value, StepStatus.FAILED, reason, {}))
@@ -399,7 +418,9 @@ class _Rotation:
                              "reason": reason, "candidate_version": self.version,
                              "verified_by": self.verified_by}))
             with write_tx(e.vault.engine) as conn:
-                e.journal.steps_on(conn, self.rid, steps)     # the outcome with them: one UPDATE
+                held = e.locks.held(fence[0], self.rid, fence[1]) if fence is not None else None
+                if not e.journal.steps_on(conn, self.rid, steps, only_if=held):  # outcome too: one UPDATE
+                    raise e.locks.lost(fence[0] if fence is not None else "", self.rid)
                 e.vault.audit.append_many_on(conn, entries)
             if release:
                 assert self.ra is not None
