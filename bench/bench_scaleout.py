@@ -441,7 +441,8 @@ def run_all(workdir: Path, args: argparse.Namespace) -> tuple[list[Row], list[st
         sub = workdir / "meraki"
         sub.mkdir()
         got, more = bench_scaleout_meraki.run(sub, users_per_org=users, seed=args.seed, threads=threads,
-                                              redis_db=redis_db)
+                                              redis_db=redis_db,
+                                              patience=float(opt.get("scaleout_patience") or 600))
         rows += got
         notes += more
     return rows, notes

@@ -33,6 +33,7 @@ import httpx
 from bench.harness import KEYTURN, Home, Lab, Usage, run_measured, verify_all
 from bench.report import Row
 from bench.workers import WorkerGroup, broker_env, cpu_of, flush_redis, set_site
+from keyturn.engine.ratelimit import SEND_JITTER, pacing_interval
 
 REDIS_DB = 14
 MERAKI_RATE = 10.0        # requests/s per organisation (Meraki's documented limit; the simulator's)
@@ -46,6 +47,8 @@ class OrgRate:
     mean_per_window: float
     max_per_window: int
     throttled: int
+    jitter_p99: float      # how much later than its pacing grid a request arrived, p99 and worst (s)
+    jitter_max: float
 
 
 def max_in_window(times: Sequence[float], width: float = 1.0) -> int:
@@ -75,6 +78,19 @@ def configured_limit(share: float) -> int:
     return math.floor(MERAKI_RATE * share + 1e-9)
 
 
+def arrival_jitter(times: Sequence[float], limit: int) -> tuple[float, float]:
+    """How far the arrivals stray from the pacing, p99 and worst: for each run of `limit` + 1 arrivals
+    in a row, how much shorter it is than the `limit` pacing intervals its grants spanned. The
+    pacing's `jitter` must cover it for every 1-s window to hold at most `limit` (while the org is
+    saturated; an idle gap only makes the span longer, so this never overstates)."""
+    interval = pacing_interval(limit)
+    ts = sorted(times)
+    short = sorted(max(0.0, limit * interval - (b - a)) for a, b in zip(ts, ts[limit:], strict=False))
+    if not short:
+        return 0.0, 0.0
+    return short[min(len(short) - 1, int(0.99 * len(short)))], short[-1]
+
+
 def request_times(base_url: str) -> tuple[float, dict[str, list[float]]]:
     root = base_url.split("/api/v1")[0]
     body = httpx.get(f"{root}/_sim/request-times", timeout=60).json()
@@ -82,7 +98,9 @@ def request_times(base_url: str) -> tuple[float, dict[str, list[float]]]:
 
 
 def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int = 2, threads: int = 32,
-        seed: int = 2026, redis_db: int = REDIS_DB) -> tuple[list[Row], list[str]]:
+        seed: int = 2026, redis_db: int = REDIS_DB, patience: float = 600.0) -> tuple[list[Row], list[str]]:
+    from bench.bench_scaleout import machine_busy, wait_quiet
+
     site = "bench" + uuid.uuid4().hex[:8]
     share = float(os.environ.get("KEYTURN_MERAKI_API_SHARE") or 0.9)
     limit = configured_limit(share)
@@ -102,16 +120,19 @@ def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int 
             for g in groups:
                 g.wait_ready(1)
             time.sleep(1.0)
+            waited, quiet = wait_quiet(patience=patience)
             since, _ = request_times(lab.state.meraki.base_url)
-            cpu0 = cpu_of([g.pid for g in groups])
+            cpu0, busy0 = cpu_of([g.pid for g in groups]), machine_busy()
             out, err = workdir / "rotate-meraki.json", workdir / "rotate-meraki.err"
             usage = run_measured([*KEYTURN, "rotate", "--all", "--json"], env=env, stdout=out, stderr=err)
             worker_cpu = cpu_of([g.pid for g in groups]) - cpu0
+            busy = (machine_busy() - busy0) / (usage.wall * (os.cpu_count() or 1))
             rss = [r for g in groups for r in g.peak_rss_mib()]
         finally:
             for g in groups:
                 g.stop()
         _, stamps = request_times(lab.state.meraki.base_url)
+        (workdir / "meraki-request-times.json").write_text(json.dumps({"since": since, "orgs": stamps}))
         stats = lab.stats()["meraki"]
         bad = verify_all(lab, accts, home.current_secrets(accts))
     flush_redis(redis_db)
@@ -125,7 +146,8 @@ def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int 
     for org in sorted(stats):
         ts = [t for t in stamps.get(org, []) if t >= since]
         rates.append(OrgRate(org, len(ts), (max(ts) - min(ts)) if ts else 0.0, mean_per_window(ts),
-                             max_in_window(ts), int(stats[org].get("throttled", 0))))
+                             max_in_window(ts), int(stats[org].get("throttled", 0)),
+                             *arrival_jitter(ts, limit)))
     failed = sum(n for k, n in counts.items() if k not in ("rotated", "rotated_unverifiable"))
     name = f"scale-out Meraki {orgs} orgs x {users_per_org} users"
     row = Row(name, f"{workers} workers", len(accts),
@@ -139,11 +161,17 @@ def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int 
         notes.append(
             f"org {r.org}: {r.requests} requests in {r.span:.1f} s; achieved {r.mean_per_window:.2f}/s = "
             f"{100 * r.mean_per_window / limit:.1f} % of the share (mean over 1-s windows); max in any 1-s "
-            f"window {r.max_per_window} (share {limit}); 429s served {r.throttled}")
+            f"window {r.max_per_window} (share {limit}); 429s served {r.throttled}; arrivals off the "
+            f"pacing by {1000 * r.jitter_p99:.0f} ms p99, {1000 * r.jitter_max:.0f} ms worst (margin "
+            f"{1000 * SEND_JITTER:.0f} ms)")
+    notes.append(f"machine {100 * quiet:.0f} % busy before the run (waited {waited:.0f} s for a quiet one), "
+                 f"{100 * busy:.0f} % during it (every process; a busy machine stalls the rotations "
+                 "between their requests, and slots nobody is waiting for are not caught up)")
     notes.append(f"rotations not rotated: {failed}; keyturn CPU {usage.cpu + worker_cpu:.1f} s (CLI "
                  f"{usage.cpu:.1f}, workers {worker_cpu:.1f}); peak RSS per worker "
                  f"{'/'.join(f'{x:.0f}' for x in rss)} MiB")
     return [row], notes
 
 
-__all__ = ["OrgRate", "configured_limit", "max_in_window", "mean_per_window", "request_times", "run"]
+__all__ = ["OrgRate", "arrival_jitter", "configured_limit", "max_in_window", "mean_per_window",
+           "request_times", "run"]

@@ -41,7 +41,7 @@ async def hammer(url: str, prefix: str, org: str, start: float, seconds: float, 
     await _until(start)
     await asyncio.gather(*(caller() for _ in range(coroutines)))
     await budgets.aclose()
-    return {"grants": grants, "limit": budgets.limit}
+    return {"grants": grants, "limit": budgets.limit, "interval": budgets.interval}
 
 
 async def penalize(url: str, prefix: str, org: str, at: float, retry_after: float) -> Any:

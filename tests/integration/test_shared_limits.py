@@ -6,6 +6,7 @@ deletes its keys afterwards."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import secrets
@@ -29,7 +30,7 @@ from keyturn.secret import Secret
 from keyturn.targets.base import Account, AdminCredential, Endpoint
 from keyturn.targets.meraki import MerakiAuthUserTarget
 
-URL = "redis://127.0.0.1:6379/0"
+URL = "redis://127.0.0.1:6379/10"  # the database of the limits tests
 ROOT = Path(__file__).resolve().parents[2]
 # Grants are timed by each process after `acquire` returns, a few ms after the stamp Redis checked;
 # a loaded machine can add tens of ms to one of two grants. A window this much shorter than 1 s keeps
@@ -82,22 +83,25 @@ def _most_in_window(stamps: list[float], window: float) -> int:
     return most
 
 
-def test_two_processes_share_one_window_per_org(prefix: str) -> None:
+def test_two_processes_share_one_paced_budget_per_org(prefix: str) -> None:
     seconds = 3.0
     start = time.time() + 2.0  # both processes connected and waiting before it
     procs = [_start("hammer", URL, prefix, "org-1", start, seconds, 3) for _ in range(2)]
     results = [_result(p) for p in procs]
-    limit = results[0]["limit"]
-    assert limit == 9  # floor(10 x 0.9)
+    limit, interval = results[0]["limit"], results[0]["interval"]
+    assert (limit, interval) == (9, pytest.approx(1.04 / 9))  # floor(10 x 0.9), paced 0.116 s apart
     per_process = [[g for g in r["grants"] if start <= g < start + seconds] for r in results]
     grants = sorted(g for g in per_process[0] + per_process[1])
     assert all(per_process), "both processes got grants"
     # Never above the share: no (1 s - noise) window holds more than `limit` grants of both processes.
     assert _most_in_window(grants, 1.0 - NOISE) <= limit
-    # Throughput sanity, not timing: in `seconds` disjoint 1-s windows at most limit x seconds fit;
-    # saturated callers should get close to that even on a loaded machine.
-    assert len(grants) <= limit * seconds
-    assert len(grants) >= 0.9 * limit * seconds, f"{len(grants)} grants of {limit * seconds:g}"
+    # Paced, not bunched: limit + 1 grants in a row span about 1 + jitter s, never much less; most
+    # gaps are near the interval (a burst would show many near 0).
+    assert min(b - a for a, b in zip(grants, grants[limit:], strict=False)) >= 1.0 - NOISE
+    gaps = sorted(b - a for a, b in itertools.pairwise(grants))
+    assert gaps[len(gaps) // 2] == pytest.approx(interval, abs=0.02)
+    # Throughput sanity, not timing: saturated callers get close to one grant per interval.
+    assert 0.9 * seconds / interval <= len(grants) <= seconds / interval + 2, len(grants)
 
 
 def test_a_429_in_one_process_pauses_the_org_in_the_other(prefix: str) -> None:

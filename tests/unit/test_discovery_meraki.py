@@ -125,7 +125,7 @@ async def test_walk_lists_every_page_and_reports_the_org_that_errors(dashboard: 
     errors = [(s.source, s.error) for s in scans if s.error]
     assert len(errors) == 1
     assert errors[0][0] == "Broken (o2)" and "may not do this" in errors[0][1]
-    assert target.budget.bucket("o3").penalties == 1   # the 429 was charged to that organisation
+    assert target.budget.pacer("o3").penalties == 1   # the 429 was charged to that organisation
     assert dashboard.requests.count("/organizations/o1/networks") == 2   # two pages
     admin_user = next(f for s in scans for f in s.found if f.username == "admin@x.com")
     assert not admin_user.rotatable and "Dashboard administrator" in admin_user.note

@@ -60,7 +60,7 @@ def test_device_slots_parameters_are_checked() -> None:
 def test_keys_live_under_the_prefix() -> None:
     budgets = RedisOrgBudgets(NOWHERE, prefix="kt")
     assert budgets.pause_key("2930418") == "kt:budget-pause/2930418"
-    assert budgets.window_key("2930418") == "kt:budget/2930418/9/1/second"
+    assert budgets.slot_key("2930418") == "kt:budget-next/2930418"
     assert DeviceSlots(NOWHERE, prefix="kt").slot_key("sw01", 0) == "kt:device-slot/sw01/0"
 
 

@@ -195,7 +195,7 @@ async def test_429_waits_retry_after_and_penalizes_the_org(meraki: FakeMeraki, f
     meraki.script = [once(429, limited, {"Retry-After": "2"})]
     await target.change(account(), None, Secret("p"))
     assert meraki.passwords == {"jane.roe@example.com": "p"}
-    assert target.budget.bucket("2930418").penalties == 1
+    assert target.budget.pacer("2930418").penalties == 1
     assert fake_time.now >= 2.0  # waited for Retry-After before the retry
 
 
@@ -341,6 +341,6 @@ async def test_retry_after_is_bounded(meraki: FakeMeraki, fake_time: FakeTime, t
     """A hostile or broken Retry-After cannot hold every rotation of the organisation for ever."""
     meraki.script = [once(429, headers={"Retry-After": header})]
     await target.change(account(), None, Secret("p"))
-    bucket = target.budget.bucket("2930418")
+    bucket = target.budget.pacer("2930418")
     assert bucket.penalties == 1
     assert max(fake_time.slept, default=0.0) <= held + 1.0

@@ -1,12 +1,21 @@
 """Limits shared by every keyturn process through Redis, for workers on several hosts.
 
-* `RedisOrgBudgets` — the per-organisation Meraki `Budgets` (`keyturn.engine.ratelimit`), shared: at
-  most `limit` requests per organisation in any 1-second window, summed over every process, where
-  `limit` = floor(min(rate, burst) * headroom) — 9 at the default 90 % of Meraki's 10/s. The window is
-  the `limits` library's moving window (a Redis list of grant stamps, checked and pushed by its own
-  Lua in one step); a waiter sleeps until the window's oldest stamp leaves it. A 429 seen by any
-  process pauses the organisation for all: `penalize` sets ``{prefix}:budget-pause/{org}``, keeping
-  the later expiry (``SET NX PX`` + ``PEXPIRE GT`` in one MULTI), and every acquire reads it first.
+* `RedisOrgBudgets` — the per-organisation Meraki `Budgets` (`keyturn.engine.ratelimit`), shared: one
+  request per organisation every `interval` seconds summed over every process, where `interval` =
+  (1 + jitter) / `limit` and `limit` = floor(min(rate, burst) * headroom) — 9 requests/s at the default
+  90 % of Meraki's 10/s, paced 0.116 s apart, and never within 1 s + margin after the `limit`-th
+  latest send (`ratelimit.Pacing`: GCRA plus a log of sends). A short Lua script does it on Redis'
+  clock: it reads the pause, then reserves the next slot (at most `HORIZON` ahead) and returns how
+  long to wait for it; the caller sleeps until the slot and sends at once, and a caller that woke
+  late raises its log entry by the delay (`_LATE`, from a background task). Why a script and not a
+  library: `limits` and `pyrate-limiter` count grants in a window (a moving window, a sliding log)
+  stamped when granted, which lets `limit` grants bunch at a window's edge — and a request reaches
+  Meraki milliseconds after its grant, by a delay that varies, so counted at Meraki a window then
+  holds `limit` + 1 or more (measured: 10-11 in a 1-s window at a share of 9); neither paces, nor
+  learns when a request really left. A 429 seen by
+  any process pauses the organisation for all: `penalize` sets ``{prefix}:budget-pause/{org}``,
+  keeping the later expiry (``SET NX PX`` + ``PEXPIRE GT`` in one MULTI), and the script reads it
+  before reserving; a caller already holding a slot sends it (at most `HORIZON` of requests).
 * `DeviceSlots` — at most `per_device` holders of one device across every process: `per_device`
   redis-py locks per device (``SET NX PX`` with a random token), renewed every ttl/3 while held; the
   slot of a holder that died frees itself when its lock expires, `ttl` seconds after the last renewal.
@@ -14,11 +23,8 @@
 Redis unreachable, or slower than `timeout` → `LimitsUnavailable`. Nothing is granted without Redis:
 an unlimited fallback would break the very limits these exist for.
 
-Clocks: `limits` stamps window entries with the caller's wall clock (``time.time()``), so the hosts
-must keep their clocks in step (NTP): a skew of d ms lets `limit` grants fit in 1 s minus d ms.
-Pauses and slot expiries run on Redis' clock. The bound is on the grant stamps: a request reaches
-Meraki after a delay that varies by milliseconds, so a window counted there can be off by as much
-(Meraki's own limit, 10/s, is the headroom above the share).
+Clocks: slots, pauses and slot expiries all run on Redis' clock (the script's ``TIME``), so the hosts'
+clocks need not agree; a waiter sleeps the remaining time measured from when it sent its Redis call.
 
 Both classes hold a redis-py asyncio client, bound to the event loop that first uses it: create one
 per event loop and `aclose()` it there.
@@ -34,19 +40,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import random
+import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from keyturn.engine.ratelimit import SEND_JITTER, Pacing, per_second
 from keyturn.errors import ConfigError, DeviceBusy, LimitsUnavailable
 
 if TYPE_CHECKING:
-    from limits.aio.strategies import MovingWindowRateLimiter
-    from limits.limits import RateLimitItem
     from redis.asyncio import Redis
     from redis.asyncio.lock import Lock
 
@@ -55,10 +63,8 @@ __all__ = ["DeviceSlots", "RedisOrgBudgets", "map_redis_errors"]
 log = logging.getLogger("keyturn.engine.shared_limits")
 
 INSTALL = "install the worker extra: pip install 'keyturn[worker]'"
-# A waiter that lost the race for a freed slot re-reads the window after this, instead of spinning.
+# A waiter told to ask again asks no sooner than this, instead of spinning.
 _RETRY = 0.001
-# Float products such as 0.3 * 10 = 3.0000000000000004 must not lose a request to `floor`.
-_EPSILON = 1e-9
 _jitter = random.SystemRandom()
 
 
@@ -102,81 +108,142 @@ def _client(url: str, timeout: float) -> Redis:
                           ) from exc
 
 
-def _limits_uri(url: str) -> str:
-    """`limits` spells the asyncio schemes ``async+redis://``, ``async+redis+unix://``."""
-    scheme, _, rest = url.partition("://")
-    return f"async+redis+unix://{rest}" if scheme == "unix" else f"async+{scheme}://{rest}"
+# `keyturn.engine.ratelimit.Pacing.reserve` in microseconds of Redis' clock. Sends are logged in a
+# sorted set (member: the reservation's ticket, score: its slot, raised by `_LATE` when the sender
+# woke late), the `limit`-th latest of which a slot must be `window` after.
+# KEYS: next theoretical arrival time, pause, send log.
+# ARGV: interval, horizon, limit, window, tolerance, ticket.
+# Returns {1, wait}: a slot is reserved `wait` µs from now; {0, wait}: nothing reserved, ask again
+# after `wait` µs (the organisation is paused, or the next free slot lies beyond the horizon).
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local paused = redis.call('PTTL', KEYS[2])
+if paused > 0 then return {0, paused * 1000} end
+local interval, horizon = tonumber(ARGV[1]), tonumber(ARGV[2])
+local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local slot = math.max(tat - tonumber(ARGV[5]), now)
+local nth = redis.call('ZREVRANGE', KEYS[3], limit - 1, limit - 1, 'WITHSCORES')
+if nth[2] then slot = math.max(slot, tonumber(nth[2]) + window) end
+if slot - now > horizon then return {0, slot - now - horizon} end
+local nxt = math.max(tat, slot) + interval
+local keep = math.ceil((nxt + window - now) / 1000) + 1000
+redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', keep)
+redis.call('ZADD', KEYS[3], string.format('%d', slot), ARGV[6])
+redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -2 * limit - 1)
+redis.call('PEXPIRE', KEYS[3], keep)
+return {1, slot - now}
+"""
+# KEYS: the send log. ARGV: ticket, how late its sender woke (µs).
+_LATE = """
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if at then
+  redis.call('ZADD', KEYS[1], 'XX', 'GT', string.format('%d', tonumber(at) + tonumber(ARGV[2])), ARGV[1])
+end
+return 0
+"""
+# How far ahead a slot may be reserved. A process holds at most one reserved slot per organisation
+# (its waiters queue behind one lock), so this caps how many processes wait on slots at once
+# (0.5 s / 0.116 s: 4) — the others ask again later — and how many requests a 429 cannot stop. It
+# also leaves a late sender's report ~0.5 s to reach the send log before the slot it pushes back is
+# reserved (`limit` x `interval` after its own, minus the horizon).
+HORIZON = 0.5
+# A sender waking later than this reports it (smaller delays are within the margins).
+_REPORT_LATE = 0.002
 
 
 class RedisOrgBudgets:
-    """`Budgets` shared by every process through Redis: `limit` requests per organisation per second.
+    """`Budgets` shared by every process through Redis: one request per organisation every `interval`
+    seconds (`limit` per second, paced; see the module docstring).
 
-    `acquire` waits (never busy: it sleeps until the pause ends or the window's oldest grant expires)
-    and raises `LimitsUnavailable` when Redis does not answer. Within a process one waiter per
-    organisation asks Redis at a time; the others queue behind it in arrival order. `penalize` pauses
-    the organisation in this process at once and in Redis from a background task; `apenalize` is the
-    same, awaited. `penalties()` counts the 429s reported in this process.
+    `acquire` waits (never busy: it sleeps until its reserved slot, the pause's end, or the horizon
+    moving) and raises `LimitsUnavailable` when Redis does not answer. Within a process one waiter per
+    organisation holds a slot at a time; the others queue behind it in arrival order. A waiter whose
+    event loop woke it late reports the delay (background task) so later slots keep their distance.
+    `penalize` pauses the organisation in this process at once and in Redis from a background task;
+    `apenalize` is the same, awaited. `penalties()` counts the 429s reported in this process;
+    `late_wakes` the wake-up delays past `_REPORT_LATE` (seconds, the last 10,000, for benchmarks).
     """
 
     def __init__(self, url: str, rate: float = 10.0, burst: int = 10, headroom: float = 0.9, *,
-                 prefix: str = "keyturn", timeout: float = 5.0) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("a budget needs rate > 0 and burst >= 1")
-        if not 0 < headroom <= 1:
-            raise ValueError("headroom must be in (0, 1]")
-        try:
-            from limits import RateLimitItemPerSecond
-            from limits.aio.storage import RedisStorage
-            from limits.aio.strategies import MovingWindowRateLimiter
-        except ImportError as exc:
-            raise ConfigError(f"budgets shared in Redis need the `limits` library: {INSTALL}") from exc
-        self.limit = max(1, math.floor(min(rate, burst) * headroom + _EPSILON))
+                 jitter: float = SEND_JITTER, prefix: str = "keyturn", timeout: float = 5.0) -> None:
+        self.limit = per_second(rate, burst, headroom)
+        self.pacing = Pacing.for_limit(self.limit, jitter)
+        self.interval = self.pacing.interval
         self.prefix = prefix
         self.where = redacted_url(url)
         self.waited = 0.0  # seconds this process's callers spent waiting (benchmarks, metrics)
+        self.late_wakes: deque[float] = deque(maxlen=10_000)
         self._redis = _client(url, timeout)
-        # One connection pool for the window (limits) and the pause key (us).
-        pool: dict[str, Any] = {"connection_pool": self._redis.connection_pool}
-        storage = RedisStorage(_limits_uri(url), implementation="redispy", key_prefix=prefix, **pool)
-        self._limiter: MovingWindowRateLimiter = MovingWindowRateLimiter(storage)
-        self._item: RateLimitItem = RateLimitItemPerSecond(self.limit, 1, namespace="budget")
+        self._reserve = self._redis.register_script(_RESERVE)
+        self._late = self._redis.register_script(_LATE)
+        self._args = [math.ceil(self.interval * 1e6), math.ceil(HORIZON * 1e6), self.limit,
+                      math.ceil(self.pacing.window * 1e6), math.floor(self.pacing.tolerance * 1e6)]
+        self._tickets = itertools.count()
+        self._token = secrets.token_hex(6)
         self._locks: dict[str, asyncio.Lock] = {}
         self._paused: dict[str, float] = {}  # org → time.monotonic() this process waits until
-        self._publishing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._penalties = 0
 
     def pause_key(self, org: str) -> str:
         return f"{self.prefix}:budget-pause/{org}"
 
-    def window_key(self, org: str) -> str:
-        return f"{self.prefix}:{self._item.key_for(org)}"
+    def slot_key(self, org: str) -> str:
+        return f"{self.prefix}:budget-next/{org}"
+
+    def log_key(self, org: str) -> str:
+        return f"{self.prefix}:budget-sent/{org}"
 
     async def acquire(self, org: str) -> None:
-        """Wait until `org` is not paused and its window has room, then take one request slot."""
+        """Wait until `org` is not paused and this caller's slot has come; send at once."""
         lock = self._locks.setdefault(org, asyncio.Lock())
         async with lock:
             while True:
                 wait = self._paused.get(org, 0.0) - time.monotonic()
-                if wait <= 0:
-                    later = await self._take(org)
-                    if later is None:
-                        return
-                    wait = later
-                self.waited += wait
-                await asyncio.sleep(wait)
+                if wait > 0:
+                    await self._sleep(wait)
+                    continue
+                ticket = f"{self._token}:{next(self._tickets)}"
+                reserved, deadline = await self._take(org, ticket)
+                await self._sleep(deadline - time.monotonic())
+                if not reserved or self._paused.get(org, 0.0) > time.monotonic():
+                    continue  # a 429 seen here while we slept gives the slot up (its log entry stays)
+                late = time.monotonic() - deadline
+                if late > _REPORT_LATE:
+                    self.late_wakes.append(late)
+                    self._spawn(self._report_late(org, ticket, late))
+                return
 
-    async def _take(self, org: str) -> float | None:
-        """Take a slot (None), or how long to sleep before the next try."""
+    async def _sleep(self, wait: float) -> None:
+        if wait > 0:
+            self.waited += wait
+            await asyncio.sleep(wait)
+
+    async def _take(self, org: str, ticket: str) -> tuple[bool, float]:
+        """Reserve a slot: (True, when it comes) or (False, when to ask again), on this process's
+        monotonic clock. The wait counts from when the call was sent, before Redis read its clock:
+        never late because this loop was slow to read the answer, early by at most half a round trip."""
         with map_redis_errors(self.where, f"taking a request slot of organisation {org}"):
-            paused_ms = await self._redis.pttl(self.pause_key(org))
-            if paused_ms > 0:  # another process saw a 429
-                return float(paused_ms) / 1000
-            if await self._limiter.hit(self._item, org):
-                return None
-            stats = await self._limiter.get_window_stats(self._item, org)
-        if stats.remaining > 0:  # the oldest grant left the window between the two calls
-            return _RETRY
-        return max(0.0, stats.reset_time - time.time()) + _RETRY
+            sent = time.monotonic()
+            reserved, wait_us = await self._reserve(
+                keys=[self.slot_key(org), self.pause_key(org), self.log_key(org)], args=[*self._args, ticket])
+        if not reserved:
+            return False, sent + max(float(wait_us) / 1e6, _RETRY)
+        return True, sent + float(wait_us) / 1e6
+
+    async def _report_late(self, org: str, ticket: str, late: float) -> None:
+        try:
+            with map_redis_errors(self.where, f"logging a late request of organisation {org}"):
+                await self._late(keys=[self.log_key(org)], args=[ticket, math.ceil(late * 1e6)])
+        except LimitsUnavailable as exc:
+            log.warning("%s (the next slots keep only the pacing's margin)", exc)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def penalize(self, org: str, retry_after: float) -> None:
         """Meraki answered 429: pause `org` for `retry_after` s, here at once and in every process
@@ -184,9 +251,7 @@ class RedisOrgBudgets:
         self._penalties += 1
         wait = self._pause_here(org, retry_after)
         if wait > 0:
-            task = asyncio.get_running_loop().create_task(self._publish(org, wait))
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
+            self._spawn(self._publish(org, wait))
 
     async def apenalize(self, org: str, retry_after: float) -> None:
         """`penalize`, returning once Redis holds the pause (`LimitsUnavailable` if it cannot)."""
@@ -220,9 +285,9 @@ class RedisOrgBudgets:
                 await pipe.execute()
 
     async def aclose(self) -> None:
-        """Wait for the pauses still being published, then close the connections."""
-        if self._publishing:
-            await asyncio.gather(*self._publishing, return_exceptions=True)
+        """Wait for the pauses and late sends still being published, then close the connections."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self._redis.aclose()
 
 
