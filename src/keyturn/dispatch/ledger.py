@@ -161,7 +161,12 @@ class RequestLedger:
     # --- the dispatcher's side ----------------------------------------------------------------------
 
     def create(self, requests: Sequence[NewRequest], *, actor: str) -> None:
-        """Record requests as queued, in one transaction (before anything is published)."""
+        """Record requests as queued, in one transaction (before anything is published).
+
+        `published_at` starts at the creation time, not 0: publishing a large submit takes a while,
+        and until `published` stamps it again the stranded sweep must see a request as just handed
+        over — not as one whose message was lost (that would publish it twice). A dispatcher that
+        died before publishing leaves it stranded `older_than` seconds later, as it should."""
         if not requests:
             return
         now = self.clock()
@@ -169,7 +174,7 @@ class RequestLedger:
             conn.execute(rotation_requests.insert(), [
                 {"id": r.id, "record_uid": r.record_uid, "title": r.title, "site": r.site,
                  "state": RequestState.QUEUED.value, "rotation_id": r.id, "requested_by": actor,
-                 "requested_at": now, "updated_at": now, "published_at": 0.0} for r in requests])
+                 "requested_at": now, "updated_at": now, "published_at": now} for r in requests])
 
     def published(self, ids: Sequence[str]) -> None:
         if not ids:
