@@ -119,3 +119,24 @@ def test_an_outcome_is_written_once(world):
     assert ledger.complete(rid, again) is False
     req = ledger.get(rid)
     assert req is not None and req.outcome is Outcome.ROTATED
+
+
+async def test_settling_an_interrupted_rotation_takes_the_device_slot_like_a_rotation(world):
+    """A redelivery finds its rotation open (the worker died): the recovery's probes are device sessions,
+    so they wait for the device's shared slot; without one the same rotation is settled next attempt."""
+    slots = Slots(down=1)
+    rt, slept = runtime(world, slots, attempts=3)
+    rid = request(world)
+    journal = Journal(world.vault.engine)
+    journal.start(rotation_id=rid, record_uid=world.user, title="u1", target="fake", lock_key="u1-lock")
+    try:
+        await rt.run(rid)
+    finally:
+        await rt.engine.aclose()
+    req = rt.ledger.get(rid)
+    assert req is not None and req.final
+    assert slept[0] == 0.5                          # no slot for the first try: a failed attempt ...
+    assert slots.taken[0] == world.resource.uid      # ... then the recovery held the device's slot
+    row = journal.get(rid)
+    assert row is not None and not row.is_open       # the same rotation, settled (not a second one open)
+    assert world.dev.password("netops") == world.current()

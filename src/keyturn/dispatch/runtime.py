@@ -11,8 +11,10 @@ rotation instead of starting a second one:
    duplicate delivery — acknowledged and left alone (idempotent by request id). A request delivered more than
    `worker_max_deliveries` times (its worker died each time) ends `needs_attention` without running.
 2. the current attempt's rotation already in the journal (its worker died mid-rotation): recovery
-   settles the account first — forward or back, under the account lock — and its outcome is the
-   attempt's outcome; a rotation another live process still runs is left to it.
+   settles the account first — forward or back, under the account lock, holding the device's slot
+   like a rotation (its probes are sessions too) — and its outcome is the attempt's outcome; a
+   rotation another live process still runs is left to it. No slot: a failed attempt, and the next
+   one tries to settle the same rotation.
 3. otherwise rotate, holding the device's shared slot (`DeviceSlots`, across every worker) for
    IOS XE targets; Meraki is paced by the shared per-organisation budget instead. No slot (Redis
    unreachable, the device busy past the wait) is a failed attempt that changed nothing.
@@ -121,7 +123,17 @@ class WorkerRuntime:
         while True:
             if req.attempts < attempt:
                 await e.db(self.ledger.next_attempt, req.id, rotation_id, attempt)
-            result = await self._resume(req, rotation_id)
+            settled = True
+            try:
+                result = await self._resume(req, rotation_id)
+            except _NoSlot as exc:
+                # The interrupted rotation could not be probed: it stays open, and the next attempt
+                # tries to settle the same rotation rather than start another.
+                settled = False
+                result = RotationResult(record_uid=req.record_uid, title=req.title, target="",
+                                        outcome=Outcome.FAILED, rotation_id=rotation_id,
+                                        reason=f"{exc}; the interrupted rotation {rotation_id[:12]} was "
+                                               "not settled and stays open")
             if result is None:
                 result = await self._rotate(req, rotation_id)
             if result.outcome is not Outcome.FAILED:
@@ -137,7 +149,8 @@ class WorkerRuntime:
                     reason=f"failed {attempt} attempts, nothing was changed; last: {reasons[-1]}")
             await self.sleep(self.settings.worker_retry_backoff * 2 ** (attempt - 1))
             attempt += 1
-            rotation_id = uuid.uuid4().hex
+            if settled:
+                rotation_id = uuid.uuid4().hex
 
     async def _resume(self, req: Request, rotation_id: str) -> RotationResult | None:
         """The outcome of a rotation this request already started (a redelivery), settling it first when
@@ -149,7 +162,18 @@ class WorkerRuntime:
         if row.is_open:
             from keyturn.engine.recovery import Recovery
 
-            await Recovery(e).recover_record(row.record_uid)
+            # Recovery probes the device (old and candidate secrets): it takes the device's slot like
+            # a rotation, or it would be one session too many on a device with a session limit.
+            device = await e.db(_device_key, e, row.record_uid)
+            holding = False
+            try:
+                async with self._slot(device):
+                    holding = True
+                    await Recovery(e).recover_record(row.record_uid)
+            except LimitError as exc:
+                if holding:
+                    raise
+                raise _NoSlot(str(exc)) from exc
             row = await e.db(e.journal.get, rotation_id)
             assert row is not None
             if row.is_open and row.state is RotationState.RUNNING:
@@ -190,6 +214,10 @@ class WorkerRuntime:
 
 class _Elsewhere(KeyturnError):
     """A live process (another worker, a CLI) is still on this rotation: leave the request to it."""
+
+
+class _NoSlot(KeyturnError):
+    """No device slot to settle an interrupted rotation with (Redis down, the device busy)."""
 
 
 def _result_of(row: RotationRow) -> RotationResult:
