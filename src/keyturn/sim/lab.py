@@ -312,7 +312,7 @@ class Lab:
     # ---- start / stop ----------------------------------------------------------------------------
     async def start(self) -> LabState:
         """Start every listener, then write the state file; on failure stop what was started."""
-        from keyturn.sim.control import ControlServer  # control imports this module's types
+        from keyturn.sim.control import ControlServer  # aiohttp, only once a lab starts
 
         began = time.monotonic()
         opts = self.options
