@@ -83,23 +83,31 @@ class ConsoleStack:
         return done.stdout
 
     def start_lab(self) -> None:
+        """Start the lab process; `wait_lab` waits for it (other set-up runs meanwhile)."""
         with (self.root / "lab.log").open("wb") as log:
             self.lab = subprocess.Popen(
                 [sys.executable, "-m", "keyturn.cli.main", "sim", "lab", "--iosxe", "1", "--meraki-orgs", "0",
                  "--seed", "2", "--state-file", str(self.root / "lab.json"),
                  "--records-file", str(self.root / "lab-records.json"), "-q"],
                 env=self.process_env, stdout=log, stderr=log, cwd=self.root, start_new_session=True)
+
+    def wait_lab(self) -> None:
         # `sim get` waits until the lab has written its state file
         self.control_url = self.keyturn("sim", "get", str(self.root / "lab.json"), "control_url").strip()
 
-    def start_server(self) -> None:
-        """`keyturn serve` on `port`, returned once `/healthz` answers."""
+    def start_server(self, *, wait: bool = True) -> None:
+        """`keyturn serve` on `port`, returned once `/healthz` answers (`wait_server`) unless not `wait`."""
         self.serve_starts += 1
         with (self.root / f"serve-{self.serve_starts}.log").open("wb") as log:
             self.server = subprocess.Popen(
                 [sys.executable, "-m", "keyturn.cli.main", "serve", "--port", str(self.port),
                  "--grace", "10"],
                 env=self.process_env, stdout=log, stderr=log, start_new_session=True)
+        if wait:
+            self.wait_server()
+
+    def wait_server(self) -> None:
+        assert self.server is not None
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             assert self.server.poll() is None, f"keyturn serve exited: {self.server_log()}"
@@ -191,8 +199,11 @@ def shot(page: Any, name: str) -> Path:
 
 
 def _setup(stack: ConsoleStack) -> None:
+    """Lab and server start while the vault is filled (the server reads the vault per request)."""
     stack.start_lab()
     stack.keyturn("init")
+    stack.start_server(wait=False)
+    stack.wait_lab()
     stack.keyturn("record", "import", str(stack.root / "lab-records.json"))
     stack.keyturn("device", "trust", DEVICE, "--yes", "--tls-only")
     for user in USERS:
@@ -213,7 +224,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
     running = ConsoleStack(root=root, env=env, port=_free_port())
     try:
         _setup(running)
-        running.start_server()
+        running.wait_server()
         yield running
     finally:
         running.close()

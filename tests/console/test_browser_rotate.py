@@ -111,7 +111,7 @@ def test_server_gone_mid_rotation_then_the_journal_state(stack: ConsoleStack, br
     uid = stack.uid(DEPLOY)
     old = _reveal_api(stack, uid)
     page = stack.signed_in(browser, "admin", f"/console/accounts/{uid}")
-    stack.set_latency(0.4)
+    stack.set_latency(0.3)
     try:
         page.get_by_role("button", name="Rotate now").click()
         page.wait_for_url(re.compile(r"\?rotation=[0-9a-f]+"))
