@@ -181,7 +181,9 @@ class SecretVersionRow(Base):
 def postgresql_options() -> None:
     """Give the models their PostgreSQL-only options (idempotent): the partial unique index's
     ``postgresql_where``, as the migrations create it. Loads SQLAlchemy's PostgreSQL dialect."""
-    for index in SecretVersionRow.__table__.indexes:
+    table = SecretVersionRow.__table__
+    assert isinstance(table, sa.Table)
+    for index in table.indexes:
         if index.name == "uq_kt_secret_versions_current":
             index.dialect_kwargs["postgresql_where"] = sa.text("state = 'current'")
 
