@@ -56,6 +56,9 @@ def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path: Path) -> None:
     assert f"keyturn-{VERSION}.dist-info/licenses/LICENSE" in names
     assert {"keyturn/py.typed", "keyturn/cli/main.py", "keyturn/vault/migrations/env.py"} <= names
     assert any(n.startswith("keyturn/vault/migrations/versions/0001") for n in names)
+    # The web console's templates and static files (package data, not modules).
+    assert {"keyturn/console/templates/base.html", "keyturn/console/static/console.css",
+            "keyturn/console/static/console.js"} <= names
     assert meta["License-Expression"] == "Apache-2.0"
     assert meta["Description-Content-Type"] == "text/markdown"
     with tarfile.open(sdist) as tf:
