@@ -165,7 +165,7 @@ def plan_meraki(vault: Any, scans: Sequence[NetworkScan], admin_record: Any, end
     return plan
 
 
-API_KEY_KIND = "meraki-api-key"
+KEY_ROTATION_KIND = "meraki-api-key"
 
 
 def plan_api_key(plan: Plan, admin_record: Any, profiles: Sequence[tuple[Any, Any]],
@@ -176,10 +176,10 @@ def plan_api_key(plan: Plan, admin_record: Any, profiles: Sequence[tuple[Any, An
     or the record rotates as something else."""
     row = Row("Meraki API (the key this walk used)", text_field(admin_record, "login")
               or str(admin_record.field("login") or admin_record.title), None, "dashboard API key",
-              target=API_KEY_KIND)
+              target=KEY_ROTATION_KIND)
     theirs = next((prof for rec, prof in profiles if rec.uid == admin_record.uid), None)
     if theirs is not None:
-        action, note = (MANAGED, f"record {admin_record.title}") if theirs.target == API_KEY_KIND else (
+        action, note = (MANAGED, f"record {admin_record.title}") if theirs.target == KEY_ROTATION_KIND else (
             SKIP, f"record {admin_record.title} already rotates as {theirs.target}")
         plan.rows.append(replace(row, action=action, note=note))
         return
