@@ -17,11 +17,13 @@ sent, no device is contacted.
     trust           IOS XE devices whose accounts rotate with no pinned certificate / host key
     needs_attention, unverified   accounts flagged so (`keyturn status --flagged`)
     serve_cert      KEYTURN_SERVE_CERT expires in more than 30 days
-    device_certs    CA bundles (PEM) named by devices' ``ca_bundle`` expire in more than 30 days
+    device_certs    CA bundles (PEM) named by devices' ``ca_bundle``, and the certificates pinned by
+                    fingerprint, expire in more than 30 days
 
-A database that is down, or a sealed vault, skips only the checks that need it. Pinned device
-certificates are stored as SHA-256 fingerprints, so their expiry is not known here; a device that
-presents a renewed certificate is refused by its pin, which `needs_attention`/`stale_trust` show.
+A database that is down, or a sealed vault, skips only the checks that need it. A pinned certificate's
+expiry is the ``certificate_not_after`` that `keyturn device trust` records with the pin (a pin made
+before it did is counted, and the detail says how to record it); when a device's certificate is
+renewed its pin must be replaced, so the fix names `keyturn device trust RECORD --tls-only --replace`.
 """
 
 from __future__ import annotations
@@ -468,17 +470,44 @@ def _certificates(settings: Settings, db: _Database, now: datetime) -> list[Chec
 
     uids = {a.resource_uid or a.record_uid for a in list_accounts(db.engine).accounts}
     bundles: dict[str, list[str]] = {}
-    for title, fields in _plain_custom(db.engine, uids).values():
+    pinned: list[tuple[str, str]] = []       # (title, certificate_not_after)
+    unrecorded: list[str] = []
+    for title, fields in sorted(_plain_custom(db.engine, uids).values()):
         if fields.get("ca_bundle"):
             bundles.setdefault(fields["ca_bundle"], []).append(title)
+        if fields.get("fingerprint"):
+            if fields.get("certificate_not_after"):
+                pinned.append((title, fields["certificate_not_after"]))
+            else:
+                unrecorded.append(title)
     checks = [_cert_file("device_certs", Path(p), now, "renew the CA certificate; update the file the "
                          f"devices' ca_bundle names ({_few(t)})") for p, t in sorted(bundles.items())]
+    checks += [_pinned_cert(title, after, now) for title, after in pinned]
     bad = [c for c in checks if c.status != OK]
     if bad:
         worst = PROBLEM if any(c.status == PROBLEM for c in bad) else WARNING
-        return [*out, Check("device_certs", worst, "; ".join(c.detail for c in bad), bad[0].fix)]
-    return [*out, Check("device_certs", OK, f"{len(bundles)} CA bundle(s) valid beyond {CERT_WARN_DAYS} "
-                        "days; pinned fingerprints carry no expiry")]
+        fixes = list(dict.fromkeys(c.fix for c in bad))
+        return [*out, Check("device_certs", worst, "; ".join(c.detail for c in bad), "; ".join(fixes))]
+    note = (f"; {len(unrecorded)} pinned before expiries were recorded ({_few(unrecorded)}): `keyturn device "
+            "trust RECORD --tls-only` records it" if unrecorded else "")
+    return [*out, Check("device_certs", OK, f"{len(bundles)} CA bundle(s) and {len(pinned)} pinned "
+                        f"certificate(s) valid beyond {CERT_WARN_DAYS} days{note}")]
+
+
+def _pinned_cert(title: str, not_after: str, now: datetime) -> Check:
+    """The certificate pinned on device `title`, valid until `not_after` (ISO 8601, from device trust)."""
+    fix = (f"renew the certificate on {title}, then `keyturn device trust {title} --tls-only --replace` "
+           "(pins the new one; rotations are refused by the old pin until then)")
+    try:
+        after = datetime.fromisoformat(not_after)
+    except ValueError:
+        return Check("device_certs", WARNING, f"{title}: certificate_not_after {not_after!r} is not a date",
+                     f"`keyturn device trust {title} --tls-only` records it again")
+    after = after if after.tzinfo else after.replace(tzinfo=UTC)
+    st = expiry_status(after, now)
+    verb = "expired" if st == PROBLEM else "expires"
+    return Check("device_certs", st, f"{title}: pinned certificate {verb} {after:%Y-%m-%d} "
+                 f"({(after - now).days} days)", fix if st != OK else "")
 
 
 def _cert_file(name: str, path: Path, now: datetime, fix: str) -> Check:

@@ -10,6 +10,12 @@ fingerprint), and after a confirmation stores them in the custom fields the targ
     fingerprint            SHA-256 of the certificate, hex   (iosxe-restconf: pinned before any request)
     host_key_fingerprint   SHA256:... as `ssh-keygen -l`     (iosxe-ssh, iosxe-enable-secret)
 
+and, with the TLS pin, what the fingerprint cannot tell: the pinned certificate's validity end and
+subject (`certificate_not_after`, ISO 8601 UTC; `certificate_subject`, RFC 4514), which `keyturn
+doctor` reads to warn 30 days before the certificate expires. A pin stored before these fields
+existed gets them the next time `device trust` sees the same certificate (no question asked: the
+pin itself does not change).
+
 A value already pinned that differs from what the device now presents is shown loudly and is replaced
 only with `--replace`. Every stored change is audited as `device.trust` (old and new values).
 
@@ -39,6 +45,8 @@ app = typer.Typer(help="Trust material of devices: pin TLS certificate and SSH h
 
 TLS_FIELD = "fingerprint"
 SSH_FIELD = "host_key_fingerprint"
+NOT_AFTER_FIELD = "certificate_not_after"
+SUBJECT_FIELD = "certificate_subject"
 
 
 @dataclass(frozen=True)
@@ -124,19 +132,27 @@ def _rows(rows: list[tuple[str, str]]) -> None:
         typer.echo(f"  {k:<{width}}  {v}")
 
 
-def _with_pins(custom: list[Field], pins: list[_Pin]) -> list[Field]:
+def _with_values(custom: list[Field], values: dict[str, str]) -> list[Field]:
     from keyturn.vault import Field
 
     out = list(custom)
-    for pin in pins:
-        new = Field("text", pin.label, [pin.new])
+    for label, value in values.items():
+        new = Field("text", label, [value])
         for i, f in enumerate(out):
-            if (f.label or "").casefold() == pin.label.casefold():
+            if (f.label or "").casefold() == label.casefold():
                 out[i] = new
                 break
         else:
             out.append(new)
     return out
+
+
+def _cert_facts(record: Record, cert: CertificateInfo | None, pins: dict[str, _Pin]) -> dict[str, str]:
+    """The pinned certificate's validity end and subject, where the record does not hold them yet."""
+    if cert is None or TLS_FIELD not in pins:
+        return {}
+    facts = {NOT_AFTER_FIELD: cert.not_after, SUBJECT_FIELD: cert.subject}
+    return {k: v for k, v in facts.items() if _stored(record, k) != v}
 
 
 @app.command("trust")
@@ -180,7 +196,14 @@ def trust(
                  "replaced certificate or key, or someone in the path; check on the device, then run again "
                  "with --replace")
         todo = [p for p in pins.values() if p.state != "unchanged"]
+        facts = _cert_facts(rec, cert, pins)
         if not todo:
+            if facts:  # the same certificate, pinned before its expiry was recorded
+                with vault.unit():
+                    vault.update(rec.uid, custom=_with_values(rec.custom, facts), actor=actor())
+                typer.echo(f"{rec.title} already pins these values; recorded the certificate's expiry "
+                           f"({facts.get(NOT_AFTER_FIELD, _stored(rec, NOT_AFTER_FIELD))})")
+                return
             typer.echo(f"nothing to change: {rec.title} already pins these values")
             return
         if endpoint.insecure and TLS_FIELD in pins:
@@ -194,7 +217,10 @@ def trust(
         details: dict[str, Any] = {"host": endpoint.host, "replaced": bool(changed)}
         for p in todo:
             details[p.label] = {"old": p.old, "new": p.new}
+        if NOT_AFTER_FIELD in facts:
+            details[NOT_AFTER_FIELD] = facts[NOT_AFTER_FIELD]
+        values = {p.label: p.new for p in todo} | facts
         with vault.unit():
-            vault.update(rec.uid, custom=_with_pins(rec.custom, todo), actor=actor())
+            vault.update(rec.uid, custom=_with_values(rec.custom, values), actor=actor())
             vault.audit.append("device.trust", actor=actor(), record_uid=rec.uid, details=details)
     typer.echo(f"pinned on {rec.title}: {', '.join(p.label for p in todo)}")
