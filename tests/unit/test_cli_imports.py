@@ -74,7 +74,7 @@ def test_help_lists_every_command_importing_none_of_them() -> None:
 # Not on `reveal` / `record add` against a plain configuration: the settings are read without pydantic
 # (`keyturn.config_quick`), option values converted without it (`keyturn.cli.coercion`).
 NOT_ON_THE_READ_PATH = ("alembic", *NETWORK, "pydantic", "pydantic_settings", "pydantic_core",
-                        "keyturn.config", "rich")
+                        "keyturn.config", "rich", "sqlalchemy.dialects.postgresql", "keyturn.scripts.runner")
 
 
 def test_reveal_and_record_add_load_their_module_and_the_vault_and_nothing_else(tmp_path: Path) -> None:
