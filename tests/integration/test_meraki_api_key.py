@@ -122,6 +122,22 @@ async def test_rotates_switches_every_profile_and_revokes_the_old_key(setup: Set
     assert steps[:2] == ["current", "previous"]
 
 
+async def test_a_batch_rotates_the_key_after_the_profiles_that_use_it(setup: Setup) -> None:
+    from keyturn.engine.batch import rotate_many
+    from keyturn.engine.journal import Journal
+
+    s = setup
+    e = RotationEngine(s.vault, backoff=0.01)
+    try:
+        results = await rotate_many(e, [s.key_uid, s.user_uid])   # the key first in the input
+    finally:
+        await e.aclose()
+    assert [r.outcome.success for r in results] == [True, True], [r.reason for r in results]
+    journal = Journal(s.vault.engine)
+    key_run, user_run = journal.for_record(s.key_uid)[0], journal.for_record(s.user_uid)[0]
+    assert user_run.finished_at is not None and key_run.started_at >= user_run.finished_at
+
+
 async def test_two_keys_not_keyturns_are_refused_and_nothing_changes(setup: Setup) -> None:
     s = setup
     meraki = s.lab.lab.meraki

@@ -7,7 +7,10 @@
   limited per network: the per-organisation API budget (`engine.ratelimit`) paces them;
 * targets are shared per kind by the engine (connection reuse; the Meraki per-org budget is shared);
 * one failure never stops the others: every reference gets a `RotationResult`, in input order;
-* `progress(result, done, total)` is called after each rotation finishes (from the event loop).
+* `progress(result, done, total)` is called after each rotation finishes (from the event loop);
+* a record whose target authenticates with the rotated key itself (`OWN_KEY_TARGETS`: a Meraki API
+  key, the admin credential of the batch's Meraki rotations) starts after every other rotation of the
+  batch ended, so none of them holds the old key when it is revoked.
 Duplicate references to the same record are rotated once (the later ones get the same result).
 """
 
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 
+from keyturn.engine.accounts import OWN_KEY_TARGETS
 from keyturn.engine.outcome import Outcome, RotationResult
 from keyturn.engine.rotate import RotationEngine
 from keyturn.engine.steps import describe
@@ -30,16 +34,17 @@ _UNLIMITED = contextlib.nullcontext()
 _BUDGETED_PREFIXES = ("meraki",)
 
 
-def _device_keys(engine: RotationEngine, refs: Sequence[str]) -> list[tuple[str, str | None]]:
-    """(record uid, per-device key) per ref: the resource uid; None when no per-device limit applies.
-    Reads metadata only (nothing is decrypted), in one transaction."""
-    out: list[tuple[str, str | None]] = []
+def _device_keys(engine: RotationEngine, refs: Sequence[str]) -> list[tuple[str, str | None, bool]]:
+    """(record uid, per-device key, last) per ref: the resource uid; None when no per-device limit
+    applies; `last` for an `OWN_KEY_TARGETS` profile. Reads metadata only (nothing is decrypted), in
+    one transaction."""
+    out: list[tuple[str, str | None, bool]] = []
     with engine.vault.unit(write=False):
         for ref in refs:
             try:
                 uid, meta = engine.vault.meta(ref)
             except KeyturnError:
-                out.append((ref, None))
+                out.append((ref, None, False))
                 continue
             profile = meta.get("rotation")
             if not isinstance(profile, dict):
@@ -47,7 +52,7 @@ def _device_keys(engine: RotationEngine, refs: Sequence[str]) -> list[tuple[str,
             checked = str(profile.get("verify_with") or profile.get("target") or "")
             resource = profile.get("resource")
             out.append((uid, None if resource is None or checked.startswith(_BUDGETED_PREFIXES)
-                        else str(resource)))
+                        else str(resource), profile.get("target") in OWN_KEY_TARGETS))
     return out
 
 
@@ -62,11 +67,14 @@ async def rotate_many(
     overall = asyncio.Semaphore(concurrency)
     devices: dict[str, asyncio.Semaphore] = {}
     by_uid: dict[str, asyncio.Task[RotationResult]] = {}
-    total = len({uid for uid, _ in keys})
+    total = len({uid for uid, _, _ in keys})
+    first: list[asyncio.Task[RotationResult]] = []
     done = 0
 
-    async def one(ref: str, device: str | None) -> RotationResult:
+    async def one(ref: str, device: str | None, last: bool) -> RotationResult:
         nonlocal done
+        if last:  # wait for the rest of the batch (their results, not their errors, matter here)
+            await asyncio.gather(*first, return_exceptions=True)
         sem = devices.setdefault(device, asyncio.Semaphore(per_device)) if device else _UNLIMITED
         async with sem, overall:
             try:
@@ -80,9 +88,11 @@ async def rotate_many(
         return result
 
     tasks = []
-    for ref, (uid, device) in zip(refs, keys, strict=True):
+    for ref, (uid, device, last) in zip(refs, keys, strict=True):
         task = by_uid.get(uid)
         if task is None:
-            task = by_uid[uid] = asyncio.create_task(one(ref, device))
+            task = by_uid[uid] = asyncio.create_task(one(ref, device, last))
+            if not last:
+                first.append(task)
         tasks.append(task)
     return list(await asyncio.gather(*tasks))
