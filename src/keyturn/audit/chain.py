@@ -143,6 +143,7 @@ class AuditLog:
         details: Mapping[str, Any] | None = None,
     ) -> int:
         """Append inside the caller's write session (so a change and its audit entry commit together)."""
+        s.flush()   # the session's pending changes first: the chain lock comes last (see `Storage.unit`)
         return self.append_on(s.connection(), action, actor=actor, record_uid=record_uid, details=details)
 
     def append_on(

@@ -18,6 +18,7 @@ journal UPDATE carries the same check (`held`), so a durable phase costs no stat
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import time
@@ -49,6 +50,19 @@ def _info(m: RowMapping) -> LockInfo:
     return LockInfo(m["key"], m["owner"], m["host"], m["pid"], m["expires_at"], m["token"] or "")
 
 
+@functools.cache
+def _insert_if_free(dialect: str) -> sa.Insert | None:
+    """INSERT that does nothing when the key is taken (no error, so no savepoint): SQLite and
+    PostgreSQL both have ``ON CONFLICT DO NOTHING``; None for other databases (read first)."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return sqlite_insert(rotation_locks).on_conflict_do_nothing(index_elements=["key"])
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(rotation_locks).on_conflict_do_nothing(index_elements=["key"])
+    return None
+
+
 class LockManager:
     """Lease-based, database-backed mutual exclusion per account key, with fencing tokens."""
 
@@ -73,6 +87,11 @@ class LockManager:
         token = secrets.token_hex(16)
         try:
             with write_tx(self.engine) as conn:
+                row = {"key": key, "owner": owner, "host": HOST, "pid": os.getpid(),
+                       "expires_at": self.clock() + self.lease, "token": token}
+                free = _insert_if_free(self.engine.dialect.name)
+                if free is not None and conn.execute(free, row).rowcount == 1:
+                    return token   # the usual case: the lock was free (one statement)
                 query = rotation_locks.select().where(rotation_locks.c.key == key)
                 m = conn.execute(query).mappings().first()
                 if m is not None:

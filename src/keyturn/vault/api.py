@@ -634,12 +634,18 @@ class Vault:
         (PostgreSQL ``FOR UPDATE``, the row re-read as committed; SQLite's writer lock already covers
         it). Lock order: the record first, then the chain lock (`Storage.serialize`), never the
         other way round, or two writers could each wait for the other."""
-        row = self._row(s, ref, check=False)
-        if self._storage.dialect == "postgresql":
-            locked = s.get(RecordRow, row.uid, with_for_update=True, populate_existing=True)
-            if locked is None:  # removed by another writer since it was read
+        if self._storage.dialect != "postgresql":
+            return self._row(s, ref)
+        # By uid: locked and read in one statement; by title: found, then locked and read again.
+        row = None if unstorable(ref) else s.get(RecordRow, ref, with_for_update=True, populate_existing=True)
+        if row is None:
+            found = self._row(s, ref, check=False)
+            row = s.get(RecordRow, found.uid, with_for_update=True, populate_existing=True)
+            if row is None:  # removed by another writer since it was read
                 raise _not_found(s, ref)
-            row = locked
+        keep = s.info.get(ROWS_KEPT)
+        if keep is not None:
+            keep[row.uid] = row
         integrity.check(self._barrier, row)
         return row
 
@@ -936,12 +942,11 @@ class Vault:
             # writers of the same record; the chain lock is taken by the audit append at the end.
             row = self._locked_row(s, uid)
             slot = self._slot(s, row, field)
-            old = ver.current_values(s, row.uid).get(slot)
-            ver.set_state(s, row.uid, slot, version, VersionState.CURRENT)
+            old = ver.promote(s, row.uid, slot, version)
             ver.trim(s, row.uid, slot, self._settings.history_depth)
             row.updated_at = utcnow()
             self.audit.append_in(s, "version.promote", actor=actor, record_uid=row.uid, details={
-                "field": slot, "version": version, "previous": old[0] if old is not None else None,
+                "field": slot, "version": version, "previous": old,
             })
 
     def reveal(self, uid: str, *, field: str = "password", actor: str, version: int | None = None) -> Secret:

@@ -315,6 +315,9 @@ class Storage:
                 yield s
                 batch = s.info.pop(AUDIT_BATCH, None)
                 if batch:
+                    # The unit's pending ORM changes go first: the chain lock is taken last and held
+                    # for the append only (and a record row is always locked before the chain).
+                    s.flush()
                     log_, entries = batch[0][0], [e for _log, e in batch]
                     log_.write_batch(s.connection(), entries)
             finally:

@@ -137,16 +137,32 @@ def set_state(s: Session, uid: str, slot: str, version: int, state: VersionState
     return str(row.state)
 
 
+def promote(s: Session, uid: str, slot: str, version: int) -> int | None:
+    """`version` → current, the old current → `previous` (same transaction); returns the old current's
+    number (None: there was none). Two statements, no read: the demote says what it demoted, and the
+    promote matches only a version that exists (else `VaultError`; the caller's transaction rolls the
+    demote back with it)."""
+    now = utcnow()
+    forget_current(s, uid)
+    # Demote before promote: the partial unique index allows one current at a time.
+    old = s.execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot,
+                                        _T.c.state == VersionState.CURRENT.value)
+                    .values(state=VersionState.PREVIOUS.value, updated_at=now)
+                    .returning(_T.c.version)).scalar_one_or_none()
+    res = s.execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)
+                    .values(state=VersionState.CURRENT.value, updated_at=now))
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise VaultError(f"record {uid} field {slot!r} has no version {version}")
+    return None if old is None else int(old)
+
+
 def trim(s: Session, uid: str, slot: str, depth: int) -> int:
-    """Delete the oldest `previous`/`failed` versions beyond `depth`; returns how many."""
-    ids = list(s.scalars(
-        sa.select(_T.c.id)
-        .where(_T.c.record_uid == uid, _T.c.field == slot,
-               _T.c.state.in_([VersionState.PREVIOUS.value, VersionState.FAILED.value]))
-        .order_by(_T.c.version.desc())
-        .offset(depth)
-    ))
-    if ids:
-        forget_current(s, uid)
-        s.execute(sa.delete(_T).where(_T.c.id.in_(ids)))
-    return len(ids)
+    """Delete the oldest `previous`/`failed` versions beyond `depth` (one statement); returns how many."""
+    forget_current(s, uid)
+    beyond = (sa.select(_T.c.id)
+              .where(_T.c.record_uid == uid, _T.c.field == slot,
+                     _T.c.state.in_([VersionState.PREVIOUS.value, VersionState.FAILED.value]))
+              .order_by(_T.c.version.desc())
+              .offset(depth))
+    res = s.execute(sa.delete(_T).where(_T.c.id.in_(beyond)))
+    return int(res.rowcount)  # type: ignore[attr-defined]
