@@ -130,6 +130,7 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
     runner = app.state.ctx.runner
     stop = asyncio.Event()
     sched_task: asyncio.Task[None] | None = None
+    grace_task: asyncio.Task[None] | None = None
     if options.scheduler:
         from keyturn.scheduler.service import Scheduler
 
@@ -144,6 +145,13 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
                               recover=recover_engine.recover, refresh_every=60.0)
         sched_task = asyncio.create_task(scheduler.run(stop), name="keyturn-scheduler")
         attach_scheduler(app, scheduler, alive=lambda: sched_task is not None and not sched_task.done())
+        # Replaced identity PSKs whose grace is over (`keyturn.engine.grace`): swept here, in-process
+        # even when workers rotate (it needs only the vault, the account locks and the targets).
+        from keyturn.engine.grace import sweep_forever
+
+        grace_engine = (recover_engine if isinstance(recover_engine, RotationEngine)
+                        else RotationEngine(vault, targets=pool, actor="grace"))
+        grace_task = asyncio.create_task(sweep_forever(grace_engine, stop), name="keyturn-ipsk-grace")
 
     # Audit sinks (`[[keyturn.audit_sinks]]`): shipped from the durable audit table, spooled on outage.
     dispatcher = None
@@ -201,6 +209,7 @@ async def serve(vault: Vault, options: ServeOptions, *, sock: socket.socket | No
     finally:
         grace = 0.0 if cancelled_now else options.grace
         await _stop_scheduler(sched_task, stop, grace)
+        await _stop_scheduler(grace_task, stop, grace)
         finished, parked = await runner.drain(grace)
         await runner.aclose()
         if follower is not None:

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from keyturn.engine.accounts import EnableLink
     from keyturn.engine.outcome import RotationResult
     from keyturn.engine.profile import RotationProfile
+    from keyturn.engine.rotate import RotationEngine
     from keyturn.vault import Vault
 
 app = typer.Typer(help="Rotation profiles and rotation logs.", no_args_is_help=True, rich_markup_mode=None)
@@ -414,6 +415,7 @@ async def _rotate_all(vault: Vault, uids: list[str], concurrency: int, per_devic
     engine = RotationEngine(vault, actor=actor())
     try:
         recovered = await engine.recover(full=False)
+        await _sweep_grace(engine, quiet=True)
         with _progress(len(uids), show_progress, each=each) as on_done:
             results = await rotate_many(engine, uids, concurrency=concurrency, per_device=per_device,
                                         progress=on_done)
@@ -576,6 +578,17 @@ def history(
            for v in versions], title="password versions")
 
 
+async def _sweep_grace(engine: RotationEngine, *, quiet: bool) -> None:
+    """Delete the replaced identity PSKs whose grace is over (`keyturn.engine.grace`); says what it
+    deleted or could not (on stderr: `--json` output stays the rotations' list)."""
+    from keyturn.engine.grace import sweep_grace
+
+    for result in await sweep_grace(engine):
+        if result.state in ("deleted", "failed") and not quiet:
+            names = f" ({', '.join(result.names)})" if result.names else ""
+            typer.echo(f"grace {result.title}: {result.state} — {result.detail}{names}", err=True)
+
+
 @handle_errors
 def recover(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -587,7 +600,9 @@ def recover(
 
         engine = RotationEngine(vault, actor=actor())
         try:
-            return await engine.recover(full=True)
+            results = await engine.recover(full=True)
+            await _sweep_grace(engine, quiet=as_json)
+            return results
         finally:
             await engine.aclose()
 

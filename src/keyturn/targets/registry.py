@@ -19,6 +19,7 @@ TARGETS: dict[str, str] = {
     "iosxe-enable-secret": "keyturn.targets.iosxe_ssh:IosXeEnableSecretTarget",
     "meraki-auth-user": "keyturn.targets.meraki:MerakiAuthUserTarget",
     "meraki-ssid-psk": "keyturn.targets.meraki_ssid:MerakiSsidPskTarget",
+    "meraki-ipsk": "keyturn.targets.meraki_ipsk:MerakiIpskTarget",
     "meraki-api-key": "keyturn.targets.meraki_api_key:MerakiApiKeyTarget",
     "noop": "keyturn.targets.noop:NoopTarget",
 }
