@@ -237,6 +237,75 @@ async def test_discover_proposes_the_api_key_record_and_apply_sets_its_profile(t
             vault.close()
 
 
+class Flaky(httpx.AsyncBaseTransport):
+    """The real network to the simulator, except that the first `lose` answers to requests whose path
+    ends with `suffix` are lost after the simulator acted (a timeout), or never sent (`before=True`)."""
+
+    def __init__(self, suffix: str, lose: int = 1, *, before: bool = False) -> None:
+        self._real = httpx.AsyncHTTPTransport()
+        self.suffix, self.lose, self.before = suffix, lose, before
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        hit = request.url.path.endswith(self.suffix) and self.lose > 0
+        if hit and self.before:
+            self.lose -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        response = await self._real.handle_async_request(request)
+        if hit:
+            await response.aread()
+            self.lose -= 1
+            raise httpx.ReadTimeout("answer lost", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._real.aclose()
+
+
+def flaky_engine(s: Setup, transport: Flaky) -> RotationEngine:
+    from keyturn.engine.rotate import TargetPool
+    from keyturn.targets.meraki_api_key import MerakiApiKeyTarget
+    from keyturn.targets.registry import create_target
+
+    def make(kind: str):  # type: ignore[no-untyped-def]
+        if kind == "meraki-api-key":
+            return MerakiApiKeyTarget(lambda ep: httpx.AsyncClient(transport=transport), backoff=0.01)
+        return create_target(kind)
+    return RotationEngine(s.vault, targets=TargetPool(make), backoff=0.01)
+
+
+async def test_a_lost_generate_answer_leaves_an_orphan_that_recovery_revokes(setup: Setup) -> None:
+    s = setup
+    old = s.current()
+    e = flaky_engine(s, Flaky("/api/keys/generate"))
+    try:
+        result = await e.rotate(s.key_uid)
+        assert result.outcome is Outcome.UNVERIFIED and "recover" in result.reason, result.reason
+        assert len(await s.suffixes()) == 2 and s.current() == old      # Meraki made a key we never saw
+        settled = await e.recover()
+    finally:
+        await e.aclose()
+    assert [r.outcome for r in settled] == [Outcome.FAILED], [r.reason for r in settled]
+    assert "revoked …" in settled[0].reason
+    assert await s.suffixes() == [old[-4:]] and await s.works(old)
+
+
+async def test_a_failed_revoke_of_the_old_key_is_finished_by_recovery(setup: Setup) -> None:
+    s = setup
+    old = s.current()
+    e = flaky_engine(s, Flaky(f"/api/keys/{old[-4:]}/revoke", before=True))
+    try:
+        result = await e.rotate(s.key_uid)
+        assert result.outcome is Outcome.NEEDS_ATTENTION and "revoking the old key" in result.reason, \
+            result.reason
+        new = s.current()
+        assert new != old and await s.works(new) and await s.works(old)   # both work: nothing lost
+        settled = await e.recover()
+    finally:
+        await e.aclose()
+    assert [r.outcome for r in settled] == [Outcome.ROTATED], [r.reason for r in settled]
+    assert await s.suffixes() == [new[-4:]] and not await s.works(old)
+
+
 # ------------------------------------------------------------------------------ kill at every step
 
 KILL_STEPS = ["lock", "verify_current", "generate", "apply", "write_ahead", "verify_new", "commit",
