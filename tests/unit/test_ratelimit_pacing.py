@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from keyturn.config import load_settings
@@ -237,3 +238,49 @@ def test_meraki_share_outside_0_1_is_refused(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("KEYTURN_MERAKI_API_SHARE", share)
     with pytest.raises(ConfigError, match="meraki_api_share"):
         load_settings(home=tmp_path)
+
+
+async def test_a_request_that_left_late_pushes_back_the_one_limit_sends_later() -> None:
+    """`OnWire` raises the send's stamp: a connection that took 0.3 s to set up counts from then."""
+    t = FakeTime()
+    pacer = Pacer(Pacing(limit=2, interval=0.52, tolerance=0.0, window=1.0), t.clock, t.sleep)
+    start = t.now
+    on_wire = await pacer.acquire()
+    t.now += 0.3  # the TLS handshake of a new connection
+    on_wire()
+    grants: list[float] = []
+
+    async def caller() -> None:
+        await pacer.acquire()
+        grants.append(t.now - start)
+
+    await t.run(caller(), caller())
+    assert grants == pytest.approx([0.52, 1.3])  # not 1.04: the first request reached the wire at 0.3
+
+
+async def test_the_meraki_targets_trace_calls_on_wire_when_the_headers_go_out() -> None:
+    """Through httpx over a real socket: the trace fires once per request, after the connection."""
+    from keyturn.targets.meraki_api import _on_wire_trace
+
+    events: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        events.append("server read")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"http://127.0.0.1:{port}/", extensions=_on_wire_trace(
+                lambda: events.append("on wire")))
+        assert r.text == "ok"
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert events == ["on wire", "server read"]
+    assert _on_wire_trace(None) is None

@@ -16,12 +16,13 @@ at the start of the next arrive `limit` + 1 in one window. `Pacing` therefore do
   `limit` + 1 consecutive requests span 1 + `jitter` s and a delay varying by up to `jitter` cannot
   put `limit` + 1 in a window (`pacing_holds`);
 * keeps the receiver's rule itself: a slot is never within `window` (1 s + `WIRE_MARGIN`) after the
-  `limit`-th latest *send*, where a send is stamped when its caller actually woke up — so a late
-  wake-up pushes back the request `limit` sends later instead of meeting it in one window, and
-  catch-up after a stall never bunches more than `limit`.
+  `limit`-th latest *send*, where a send is stamped when its caller actually woke up, and again when
+  its first byte went out (`OnWire`, from the HTTP client's trace: a new connection's handshake
+  counts) — so a late request pushes back the one `limit` sends later instead of meeting it in one
+  window.
 
-What the stamps cannot see (from waking to the request on the wire, and the receiver's own reading)
-must vary by less than `WIRE_MARGIN`. The cost is `jitter` of each second in steady state: with the
+What the stamps cannot see (the kernel and the receiver's own reading) must vary by less than
+`WIRE_MARGIN`. The cost is `jitter` of each second in steady state: with the
 default 0.04 s the rate is 96 % of the share. `tests/unit/test_ratelimit_pacing.py` drives both with
 a fake clock.
 
@@ -62,10 +63,16 @@ CATCH_UP = 0.0
 _EPSILON = 1e-9
 
 
+OnWire = Callable[[], None]
+"""Called by a target the moment a granted request's first byte goes out (after any connection set-up
+and TLS handshake): the budget then counts the request from when it really left, not from its grant."""
+
+
 class Budgets(Protocol):
     """Per-organisation request budgets, shared by every rotation that holds the same object.
 
-    `acquire(org)` waits until one request to `org` may be sent; send it at once. `penalize(org,
+    `acquire(org)` waits until one request to `org` may be sent; send it at once, and call the `OnWire`
+    it returns (None: this budget does not need it) when the request is on the wire. `penalize(org,
     retry_after)` is called when the platform answered 429: every later `acquire(org)` — of every
     rotation, and for a shared implementation of every process — waits `retry_after` seconds first.
     It is synchronous so a target can call it where it sees the 429, but must be called from inside
@@ -73,7 +80,7 @@ class Budgets(Protocol):
     `penalties()` counts the 429s reported to this object (for `/metrics`).
     """
 
-    async def acquire(self, org: str) -> None: ...
+    async def acquire(self, org: str) -> OnWire | None: ...
 
     def penalize(self, org: str, retry_after: float) -> None: ...
 
@@ -140,14 +147,14 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._tat = -math.inf
-        self._sent: deque[float] = deque(maxlen=pacing.limit)
+        self._sent: deque[list[float]] = deque(maxlen=pacing.limit)  # one-item cells, raised by OnWire
         self._paused_until = -math.inf
         self._lock = asyncio.Lock()
         self.waited = 0.0          # total seconds callers spent waiting (for benchmarks / metrics)
         self.penalties = 0
 
-    async def acquire(self) -> None:
-        """Wait for this caller's slot (after any pause) and take it."""
+    async def acquire(self) -> OnWire:
+        """Wait for this caller's slot (after any pause) and take it; call the result once sent."""
         async with self._lock:
             while True:
                 now = self._clock()
@@ -155,15 +162,16 @@ class Pacer:
                     self.waited += self._paused_until - now
                     await self._sleep(self._paused_until - now)
                     continue
-                slot, self._tat = self.pacing.reserve(self._tat, now, self._sent)
+                slot, self._tat = self.pacing.reserve(self._tat, now, [c[0] for c in self._sent])
                 if slot > now:
                     self.waited += slot - now
                     await self._sleep(slot - now)
                 woke = self._clock()
-                self._sent.append(max(slot, woke))  # given up or not, it may have been sent
+                cell = [max(slot, woke)]
+                self._sent.append(cell)  # given up or not, it may have been sent
                 if woke < self._paused_until:
                     continue  # a 429 came in while we slept: the slot is given up
-                return
+                return lambda: cell.__setitem__(0, max(cell[0], self._clock()))
 
     def penalize(self, retry_after: float) -> None:
         """The server answered 429: hold everyone for `retry_after` seconds from now."""
@@ -195,8 +203,8 @@ class OrgBudgets:
             found = self._pacers[org] = Pacer(self.pacing, self._clock, self._sleep)
         return found
 
-    async def acquire(self, org: str) -> None:
-        await self.pacer(org).acquire()
+    async def acquire(self, org: str) -> OnWire:
+        return await self.pacer(org).acquire()
 
     def penalize(self, org: str, retry_after: float) -> None:
         self.pacer(org).penalize(retry_after)

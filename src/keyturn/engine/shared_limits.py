@@ -51,7 +51,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from keyturn.engine.ratelimit import SEND_JITTER, Pacing, per_second
+from keyturn.engine.ratelimit import SEND_JITTER, OnWire, Pacing, per_second
 from keyturn.errors import ConfigError, DeviceBusy, LimitsUnavailable
 
 if TYPE_CHECKING:
@@ -109,12 +109,13 @@ def _client(url: str, timeout: float) -> Redis:
 
 
 # `keyturn.engine.ratelimit.Pacing.reserve` in microseconds of Redis' clock. Sends are logged in a
-# sorted set (member: the reservation's ticket, score: its slot, raised by `_LATE` when the sender
-# woke late), the `limit`-th latest of which a slot must be `window` after.
+# sorted set (member: the reservation's ticket, score: its slot, raised when the sender woke or put
+# the request on the wire late), the `limit`-th latest of which a slot must be `window` after.
 # KEYS: next theoretical arrival time, pause, send log.
 # ARGV: interval, horizon, limit, window, tolerance, ticket.
-# Returns {1, wait}: a slot is reserved `wait` µs from now; {0, wait}: nothing reserved, ask again
-# after `wait` µs (the organisation is paused, or the next free slot lies beyond the horizon).
+# Returns {1, wait, slot}: a slot is reserved `wait` µs from now (`slot` on Redis' clock); {0, wait}:
+# nothing reserved, ask again after `wait` µs (the organisation is paused, or the next free slot lies
+# beyond the horizon).
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -133,15 +134,7 @@ redis.call('SET', KEYS[1], string.format('%d', nxt), 'PX', keep)
 redis.call('ZADD', KEYS[3], string.format('%d', slot), ARGV[6])
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -2 * limit - 1)
 redis.call('PEXPIRE', KEYS[3], keep)
-return {1, slot - now}
-"""
-# KEYS: the send log. ARGV: ticket, how late its sender woke (µs).
-_LATE = """
-local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if at then
-  redis.call('ZADD', KEYS[1], 'XX', 'GT', string.format('%d', tonumber(at) + tonumber(ARGV[2])), ARGV[1])
-end
-return 0
+return {1, slot - now, string.format('%d', slot)}
 """
 # How far ahead a slot may be reserved. A process holds at most one reserved slot per organisation
 # (its waiters queue behind one lock), so this caps how many processes wait on slots at once
@@ -149,7 +142,7 @@ return 0
 # also leaves a late sender's report ~0.5 s to reach the send log before the slot it pushes back is
 # reserved (`limit` x `interval` after its own, minus the horizon).
 HORIZON = 0.5
-# A sender waking later than this reports it (smaller delays are within the margins).
+# A request leaving later than this after its slot is reported (smaller delays are within the margins).
 _REPORT_LATE = 0.002
 
 
@@ -159,11 +152,12 @@ class RedisOrgBudgets:
 
     `acquire` waits (never busy: it sleeps until its reserved slot, the pause's end, or the horizon
     moving) and raises `LimitsUnavailable` when Redis does not answer. Within a process one waiter per
-    organisation holds a slot at a time; the others queue behind it in arrival order. A waiter whose
-    event loop woke it late reports the delay (background task) so later slots keep their distance.
+    organisation holds a slot at a time; the others queue behind it in arrival order. A request that
+    left late — its event loop woke it late, or its connection took a while (`OnWire`) — is reported
+    (background task) so later slots keep their distance.
     `penalize` pauses the organisation in this process at once and in Redis from a background task;
     `apenalize` is the same, awaited. `penalties()` counts the 429s reported in this process;
-    `late_wakes` the wake-up delays past `_REPORT_LATE` (seconds, the last 10,000, for benchmarks).
+    `late_sends` the delays past `_REPORT_LATE` (seconds, the last 10,000, for benchmarks).
     """
 
     def __init__(self, url: str, rate: float = 10.0, burst: int = 10, headroom: float = 0.9, *,
@@ -174,10 +168,9 @@ class RedisOrgBudgets:
         self.prefix = prefix
         self.where = redacted_url(url)
         self.waited = 0.0  # seconds this process's callers spent waiting (benchmarks, metrics)
-        self.late_wakes: deque[float] = deque(maxlen=10_000)
+        self.late_sends: deque[float] = deque(maxlen=10_000)
         self._redis = _client(url, timeout)
         self._reserve = self._redis.register_script(_RESERVE)
-        self._late = self._redis.register_script(_LATE)
         self._args = [math.ceil(self.interval * 1e6), math.ceil(HORIZON * 1e6), self.limit,
                       math.ceil(self.pacing.window * 1e6), math.floor(self.pacing.tolerance * 1e6)]
         self._tickets = itertools.count()
@@ -196,8 +189,9 @@ class RedisOrgBudgets:
     def log_key(self, org: str) -> str:
         return f"{self.prefix}:budget-sent/{org}"
 
-    async def acquire(self, org: str) -> None:
-        """Wait until `org` is not paused and this caller's slot has come; send at once."""
+    async def acquire(self, org: str) -> OnWire:
+        """Wait until `org` is not paused and this caller's slot has come; send at once, and call the
+        result when the request is on the wire."""
         lock = self._locks.setdefault(org, asyncio.Lock())
         async with lock:
             while True:
@@ -206,37 +200,34 @@ class RedisOrgBudgets:
                     await self._sleep(wait)
                     continue
                 ticket = f"{self._token}:{next(self._tickets)}"
-                reserved, deadline = await self._take(org, ticket)
+                slot, deadline = await self._take(org, ticket)
                 await self._sleep(deadline - time.monotonic())
-                if not reserved or self._paused.get(org, 0.0) > time.monotonic():
+                if slot is None or self._paused.get(org, 0.0) > time.monotonic():
                     continue  # a 429 seen here while we slept gives the slot up (its log entry stays)
-                late = time.monotonic() - deadline
-                if late > _REPORT_LATE:
-                    self.late_wakes.append(late)
-                    self._spawn(self._report_late(org, ticket, late))
-                return
+                return _Late(self, org, ticket, slot, deadline)
 
     async def _sleep(self, wait: float) -> None:
         if wait > 0:
             self.waited += wait
             await asyncio.sleep(wait)
 
-    async def _take(self, org: str, ticket: str) -> tuple[bool, float]:
-        """Reserve a slot: (True, when it comes) or (False, when to ask again), on this process's
-        monotonic clock. The wait counts from when the call was sent, before Redis read its clock:
-        never late because this loop was slow to read the answer, early by at most half a round trip."""
+    async def _take(self, org: str, ticket: str) -> tuple[int | None, float]:
+        """Reserve a slot: (its time in µs of Redis' clock, when it comes) or (None, when to ask again);
+        "when" on this process's monotonic clock. The wait counts from when the call was sent, before
+        Redis read its clock: never late because this loop was slow to read the answer, early by at
+        most half a round trip."""
         with map_redis_errors(self.where, f"taking a request slot of organisation {org}"):
             sent = time.monotonic()
-            reserved, wait_us = await self._reserve(
+            reply = await self._reserve(
                 keys=[self.slot_key(org), self.pause_key(org), self.log_key(org)], args=[*self._args, ticket])
-        if not reserved:
-            return False, sent + max(float(wait_us) / 1e6, _RETRY)
-        return True, sent + float(wait_us) / 1e6
+        if not reply[0]:
+            return None, sent + max(float(reply[1]) / 1e6, _RETRY)
+        return int(reply[2]), sent + float(reply[1]) / 1e6
 
-    async def _report_late(self, org: str, ticket: str, late: float) -> None:
+    async def _report_late(self, org: str, ticket: str, at_us: int) -> None:
         try:
             with map_redis_errors(self.where, f"logging a late request of organisation {org}"):
-                await self._late(keys=[self.log_key(org)], args=[ticket, math.ceil(late * 1e6)])
+                await self._redis.zadd(self.log_key(org), {ticket: at_us}, xx=True, gt=True)
         except LimitsUnavailable as exc:
             log.warning("%s (the next slots keep only the pacing's margin)", exc)
 
@@ -289,6 +280,29 @@ class RedisOrgBudgets:
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
         await self._redis.aclose()
+
+
+class _Late:
+    """`OnWire` of one granted request: reports how late it left after its slot, when it woke (at once)
+    and when it went on the wire (if later still)."""
+
+    def __init__(self, budgets: RedisOrgBudgets, org: str, ticket: str, slot_us: int,
+                 deadline: float) -> None:
+        self._budgets, self._org, self._ticket = budgets, org, ticket
+        self._slot_us, self._deadline = slot_us, deadline
+        self._reported = 0.0
+        self._report()
+
+    def __call__(self) -> None:
+        self._report()
+
+    def _report(self) -> None:
+        late = time.monotonic() - self._deadline
+        if late - self._reported > _REPORT_LATE:
+            self._reported = late
+            self._budgets.late_sends.append(late)
+            self._budgets._spawn(self._budgets._report_late(
+                self._org, self._ticket, self._slot_us + math.ceil(late * 1e6)))
 
 
 class DeviceSlots:

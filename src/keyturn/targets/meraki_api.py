@@ -39,7 +39,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from keyturn.engine.ratelimit import Budgets, OrgBudgets
+from keyturn.engine.ratelimit import Budgets, OnWire, OrgBudgets
 from keyturn.errors import (
     AccountNotFound,
     ProfileError,
@@ -105,6 +105,20 @@ def check_url(url: str, what: str) -> None:
 
 
 _UNREADABLE = object()
+
+
+def _on_wire_trace(on_wire: OnWire | None) -> dict[str, Any] | None:
+    """httpx's `trace` extension calling `on_wire` as the request headers start to go out — after the
+    connection (and its TLS handshake) is up, so the budget counts the request when Meraki sees it."""
+    if on_wire is None:
+        return None
+    sent = on_wire
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith(".send_request_headers.started"):
+            sent()
+
+    return {"trace": trace}
 
 
 def _json(response: httpx.Response) -> Any:
@@ -250,10 +264,11 @@ class MerakiApi:
         url = path if "://" in path else f"{self._base_url(account.endpoint)}{path}"
         redirects = limited = failed = 0
         while True:
-            await self.budget.acquire(budget_key)
+            on_wire = await self.budget.acquire(budget_key)
             with map_httpx_errors(target=self.kind, record=account.record_uid,
                                   host=urlsplit(url).hostname or "", doing=doing):
-                response = await client.request(method, url, json=json, headers=headers)
+                response = await client.request(method, url, json=json, headers=headers,
+                                                extensions=_on_wire_trace(on_wire))
             status = response.status_code
             log.debug("%s %s %s -> %s", self.kind, method, urlsplit(url).path, status)
             if status in REDIRECTS and "Location" in response.headers:
