@@ -38,7 +38,7 @@ from keyturn.errors import ConfigError
 from keyturn.scheduler.schedules import META_KEY as SCHEDULE_KEY
 from keyturn.scheduler.schedules import Schedule, from_meta
 from keyturn.scheduler.state import schedule_state
-from keyturn.selection import MetaRecord, Term, matches, meta_records, parse_filter
+from keyturn.selection import MetaRecord, Term, matches, meta_records, parse_filter, sql_order, sql_where
 from keyturn.sites import META_KEY as SITE_KEY
 from keyturn.sites import site_from_metas
 from keyturn.tags import tags_of
@@ -255,6 +255,9 @@ def list_accounts(engine: Engine, query: AccountQuery | None = None, *, limit: i
     terms = parse_filter(query.filter) if query.filter is not None else []
     paged = limit is not None and query.by_metadata
     with read_tx(engine) as conn:
+        where = sql_where(conn.dialect.name, terms, query.tag) if paged else None
+        if where is not None:
+            return _sql_page(conn, where, limit or 0, offset, now)
         records = meta_records(conn, profiled=True, also_meta_key=SITE_KEY)
         if paged:
             chosen = sorted((r for r in records if _selected(r, terms, query.tag)),
@@ -287,6 +290,32 @@ def list_accounts(engine: Engine, query: AccountQuery | None = None, *, limit: i
     out.sort(key=lambda a: (a.title.casefold(), a.record_uid))
     page = out[offset:offset + limit] if limit is not None else out[offset:]
     return AccountList(accounts=page, total=len(out), limit=limit, offset=offset)
+
+
+def _sql_page(conn: Connection, where: list[sa.ColumnElement[bool]], limit: int, offset: int,
+              now: datetime | None) -> AccountList:
+    """One page cut by the database (`keyturn.selection.sql_where`): a count, the page's records, their
+    resources, their newest rotations and scheduler state — five statements, each bounded by the page."""
+    total = int(conn.execute(sa.select(sa.func.count()).select_from(RecordRow).where(*where)).scalar_one())
+    rows = conn.execute(sa.select(RecordRow.uid, RecordRow.title, RecordRow.type, RecordRow.meta_json)
+                        .where(*where).order_by(*sql_order(conn.dialect.name)).limit(limit).offset(offset))
+    records = [MetaRecord(uid, title, type_, _object(meta)) for uid, title, type_, meta in rows]
+    wanted = {r for rec in records if isinstance(r := (rec.profile or {}).get("resource"), str)}
+    metas = {uid: _object(meta) for uid, meta in conn.execute(
+        sa.select(RecordRow.uid, RecordRow.meta_json).where(RecordRow.uid.in_(wanted)))} if wanted else {}
+    uids = [rec.uid for rec in records]
+    latest = _latest_rotations(conn, uids)
+    states = {r.record_uid: r for r in conn.execute(
+        schedule_state.select().where(schedule_state.c.record_uid.in_(uids)))}
+    schedules = _Schedules(now or datetime.now(UTC))
+    accounts = [_account(rec, _resource_meta(rec, metas), latest.get(rec.uid), states.get(rec.uid), schedules)
+                for rec in records]
+    return AccountList(accounts=accounts, total=total, limit=limit, offset=offset)
+
+
+def _object(meta_json: str) -> dict[str, Any]:
+    meta = json.loads(meta_json)
+    return meta if isinstance(meta, dict) else {}
 
 
 def one_account(engine: Engine, uid: str, *, now: datetime | None = None) -> Account | None:

@@ -12,6 +12,10 @@ comma-separated terms, every one must match (AND)::
 
 Selecting reads metadata only — one query on the records table, nothing decrypted, no integrity
 check — because it only chooses uids: whatever then acts on a record reads it through the vault.
+
+`sql_where` says the same selection (profiled records, the terms, a tag) as SQL on the records table,
+for SQLite and PostgreSQL, so one page of a large fleet can be cut by the database (LIMIT/OFFSET)
+instead of parsing every record's metadata; it declines (None) a term it cannot say exactly.
 """
 
 from __future__ import annotations
@@ -145,6 +149,69 @@ def why_nothing(conn: Connection, expr: str, *, profiled: bool = True, types: It
     return "each term matches some record, but no record matches all of them" if len(terms) > 1 else ""
 
 
+def _json(dialect: str, *path: str) -> tuple[sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+    """(the JSON type name, the value as text) of meta_json at `path`, per backend."""
+    if dialect == "sqlite":
+        where = "$." + ".".join(path)
+        return sa.func.json_type(RecordRow.meta_json, where), sa.func.json_extract(RecordRow.meta_json, where)
+    from sqlalchemy.dialects.postgresql import JSONB
+
+    doc = sa.cast(RecordRow.meta_json, JSONB)
+    return (sa.func.jsonb_typeof(sa.func.jsonb_extract_path(doc, *path)),
+            sa.func.jsonb_extract_path_text(doc, *path))
+
+
+_KIND = {"sqlite": {"object": "object", "array": "array", "text": "text"},
+         "postgresql": {"object": "object", "array": "array", "text": "string"}}
+
+
+def sql_where(dialect: str, terms: Sequence[Term], tag: str | None = None
+              ) -> list[sa.ColumnElement[bool]] | None:
+    """WHERE clauses on `RecordRow` selecting exactly what `select(..., profiled=True)` keeps and
+    `terms` (and, with `tag`, `keyturn.tags.tags_of` holding it) match; None when the backend or a
+    term cannot be said exactly in SQL (non-ASCII text compared outside the casefolded title key)."""
+    from keyturn.tags import TAG_NAME
+
+    kinds = _KIND.get(dialect)
+    if kinds is None:
+        return None
+    profile_type, _ = _json(dialect, PROFILE_KEY)
+    clauses: list[sa.ColumnElement[bool]] = [profile_type == kinds["object"]]
+    for key, op, wanted in terms:
+        want = wanted.casefold()
+        if key == "title":
+            column: sa.ColumnElement[Any] = RecordRow.title_key.expression   # casefolded when stored
+        elif not want.isascii():
+            return None
+        elif key in ("type", "uid"):
+            column = sa.func.lower(RecordRow.type if key == "type" else RecordRow.uid)
+        else:
+            kind, text = _json(dialect, PROFILE_KEY, key)
+            column = sa.case((kind == kinds["text"], sa.func.lower(text)), else_="")
+        clauses.append(column.contains(want, autoescape=True) if op == "~" else column == want)
+    if tag is not None:
+        if not TAG_NAME.fullmatch(tag):
+            return [sa.false()]
+        kind, _ = _json(dialect, "tags")
+        clauses.append(kind == kinds["array"])
+        if dialect == "sqlite":
+            each = sa.func.json_each(RecordRow.meta_json, "$.tags").table_valued("value")
+            clauses.append(sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == tag)))
+        else:
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            tags = sa.func.jsonb_extract_path(sa.cast(RecordRow.meta_json, JSONB), "tags")
+            clauses.append(tags.op("@>")(sa.func.jsonb_build_array(tag)))
+    return clauses
+
+
+def sql_order(dialect: str) -> tuple[sa.ColumnElement[Any], ...]:
+    """`select`'s order (casefolded title, then uid) in SQL: code point order on every backend."""
+    if dialect == "postgresql":
+        return RecordRow.title_key.collate("C"), RecordRow.uid.collate("C")
+    return RecordRow.title_key.expression, RecordRow.uid.expression
+
+
 def _value(record: MetaRecord, key: str) -> Any:
     profile = record.profile or {}
     return {"type": record.type, "target": profile.get("target"), "title": record.title,
@@ -152,4 +219,4 @@ def _value(record: MetaRecord, key: str) -> Any:
 
 
 __all__ = ["FILTER_HELP", "FILTER_KEYS", "MetaRecord", "Term", "matches", "meta_records", "parse_filter",
-           "select", "why_nothing"]
+           "select", "sql_order", "sql_where", "why_nothing"]
