@@ -219,3 +219,71 @@ async def test_killed_mid_rotation_then_recovered(w: World, step: str) -> None:
     w.vault = Vault.open(Settings(home=w.home))
     assert "pending" not in [str(v.state) for v in w.vault.versions(uid)]
     assert w.psk(net, 1) == w.vault.secret(uid).reveal(), f"killed at {step}"
+
+
+async def test_the_official_sdk_accepts_the_wireless_endpoints(w: World) -> None:
+    import meraki
+
+    from tests.integration.test_sim_meraki_clients import SDK_QUIET
+
+    net = first_net(w)
+    assert w.state.meraki is not None
+    key, base = w.state.meraki.api_key, w.state.meraki.base_url
+
+    def run() -> tuple[list, dict, list]:
+        dash = meraki.DashboardAPI(key, base_url=base, **SDK_QUIET)
+        try:
+            ssids = dash.wireless.getNetworkWirelessSsids(net)
+            updated = dash.wireless.updateNetworkWirelessSsid(net, 1, psk="sdk-rotated-psk")
+            made = dash.wireless.createNetworkWirelessSsidIdentityPsk(net, 2, "sdk-ipsk", "101",
+                                                                     passphrase="sdk-ipsk-pass")
+            dash.wireless.deleteNetworkWirelessSsidIdentityPsk(net, 2, made["id"])
+            try:
+                dash.wireless.updateNetworkWirelessSsid(net, 3, psk="not-psk-mode")
+            except meraki.APIError as exc:
+                refused = [exc.status, exc.message]
+            return ssids, updated, refused
+        finally:
+            dash._session.close()
+
+    ssids, updated, refused = await asyncio.to_thread(run)
+    assert [s["number"] for s in ssids] == list(range(15))
+    assert updated["psk"] == "sdk-rotated-psk" == w.psk(net, 1)
+    assert refused == [400, {"errors": ["'psk' is only valid if the authMode is 'psk'"]}]
+    assert [p.name for p in w.sim.networks[net].ssids[2].identity_psks.values()] == ["kiosk"]
+
+
+async def test_discovery_proposes_psk_ssids_and_ipsk_families_and_applies(w: World) -> None:
+    from keyturn.discovery import (
+        WIRELESS_KINDS,
+        apply_plan,
+        meraki_endpoint,
+        plan_meraki,
+        scan_meraki,
+        scan_wireless,
+    )
+    from keyturn.engine.accounts import build_admin
+    from keyturn.engine.rotate import TargetPool
+
+    key = w.vault.get(w.key_uid)
+    w.vault.update(key.uid, custom=[Field("text", "base_url", [w.state.meraki.base_url])])
+    key = w.vault.get(w.key_uid)
+    admin, endpoint = build_admin(w.vault, key), meraki_endpoint(key)
+    managed = await w.add_ssid(first_net(w), 1)            # already rotated: proposed as managed
+    pool = TargetPool()
+    try:
+        scans = await scan_meraki(pool.get("meraki-auth-user"), endpoint, admin)
+        radio = await scan_wireless({k: pool.get(k) for k in WIRELESS_KINDS}, endpoint, admin, scans)
+    finally:
+        await pool.aclose()
+    plan = plan_meraki(w.vault, scans, key, endpoint, wireless=radio)
+    rows = sorted((r.target, r.account, r.action, dict(r.options).get("ssid")) for r in plan.rows)
+    assert rows == [("meraki-ipsk", "kiosk", "create", "2")] * 2 + [
+        ("meraki-ssid-psk", "Staff PSK 1", "create", "1"),
+        ("meraki-ssid-psk", "Staff PSK 1", "managed", None)]
+    assert plan.networks == []    # both networks have records
+    created = await asyncio.to_thread(apply_plan, w.vault, plan)
+    assert len(created) == 3
+    results = await rotate(w, *created)
+    assert [r.outcome for r in results] == [Outcome.ROTATED] * 3, [r.reason for r in results]
+    assert managed not in created

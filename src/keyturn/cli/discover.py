@@ -105,11 +105,14 @@ def meraki(
     api_key: Annotated[bool, typer.Option(
         "--api-key", help="Also propose rotating the API key itself: a meraki-api-key profile on the "
         "ADMIN record.")] = False,
+    wireless: Annotated[bool, typer.Option(
+        "--wireless", help="Also propose each PSK SSID (meraki-ssid-psk) and identity PSK family "
+        "(meraki-ipsk) of the networks.")] = False,
     apply: ApplyOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Walk organisations, networks and their Meraki auth users; propose network and user records."""
-    from keyturn.discovery import meraki_endpoint, plan_meraki, scan_meraki
+    from keyturn.discovery import WIRELESS_KINDS, meraki_endpoint, plan_meraki, scan_meraki, scan_wireless
     from keyturn.engine.accounts import build_admin
     from keyturn.targets.meraki import check_url
 
@@ -124,12 +127,15 @@ def meraki(
 
         async def scan() -> Any:
             async with _paced(vault) as (pool, _hold):
-                return await scan_meraki(pool.get("meraki-auth-user"), endpoint, credential, org=org,
-                                         network_filter=network_filter,
-                                         concurrency=vault.settings.concurrency)
+                found = await scan_meraki(pool.get("meraki-auth-user"), endpoint, credential, org=org,
+                                          network_filter=network_filter,
+                                          concurrency=vault.settings.concurrency)
+                more = await scan_wireless({k: pool.get(k) for k in WIRELESS_KINDS}, endpoint, credential,
+                                           found, concurrency=vault.settings.concurrency) if wireless else []
+                return found, more
 
-        scans = asyncio.run(scan())
-        plan = plan_meraki(vault, scans, record, endpoint, verify_url, api_key=api_key)
+        scans, radio = asyncio.run(scan())
+        plan = plan_meraki(vault, scans, record, endpoint, verify_url, api_key=api_key, wireless=radio)
         _finish(vault, plan, apply, as_json)
     finally:
         vault.close()

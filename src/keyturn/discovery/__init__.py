@@ -4,6 +4,7 @@ Two phases, so nothing changes by surprise:
 
 1. **scan** (async, read-only): the targets' `Discovering.discover` through the admin credential —
    Meraki: ``GET /organizations`` → ``/organizations/{id}/networks`` → ``/networks/{id}/merakiAuthUsers``;
+   with ``--wireless`` also each network's SSIDs in PSK mode and its identity PSK families;
    IOS XE: the local user list (RESTCONF ``native/username``, or ``show running-config | include
    ^username`` over SSH). Targets come from the rotation engine's `TargetPool`, so requests are paced
    by the same budgets as rotation (the Meraki per-organisation budget). A resource that cannot be
@@ -25,7 +26,15 @@ Modules: `plan` (rows, new network records, `apply_plan`), `meraki`, `iosxe` (sc
 from __future__ import annotations
 
 from keyturn.discovery.iosxe import Device, DeviceScan, iosxe_devices, plan_iosxe, scan_iosxe
-from keyturn.discovery.meraki import NetworkScan, meraki_endpoint, plan_meraki, scan_meraki
+from keyturn.discovery.meraki import (
+    WIRELESS_KINDS,
+    NetworkScan,
+    WirelessScan,
+    meraki_endpoint,
+    plan_meraki,
+    scan_meraki,
+    scan_wireless,
+)
 from keyturn.discovery.plan import (
     ADMIN,
     CREATE,
@@ -39,7 +48,7 @@ from keyturn.discovery.plan import (
 )
 
 __all__ = [
-    "ADMIN", "CREATE", "MANAGED", "SKIP", "UNREADABLE", "Device", "DeviceScan", "NetworkScan", "NewNetwork",
-    "Plan", "Row", "apply_plan", "iosxe_devices", "meraki_endpoint", "plan_iosxe", "plan_meraki",
-    "scan_iosxe", "scan_meraki",
+    "ADMIN", "CREATE", "MANAGED", "SKIP", "UNREADABLE", "WIRELESS_KINDS", "Device", "DeviceScan",
+    "NetworkScan", "NewNetwork", "Plan", "Row", "WirelessScan", "apply_plan", "iosxe_devices",
+    "meraki_endpoint", "plan_iosxe", "plan_meraki", "scan_iosxe", "scan_meraki", "scan_wireless",
 ]

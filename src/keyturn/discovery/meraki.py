@@ -3,8 +3,10 @@
 `scan_meraki` walks ``GET /organizations`` → ``/organizations/{id}/networks`` (every page) →
 ``/networks/{id}/merakiAuthUsers`` with the `meraki-auth-user` target, so every request takes a token
 from the per-organisation budget a rotation uses. `plan_meraki` proposes a `pamMerakiNetwork` record
-per network that has none and a `pamUser` per auth user no profile rotates yet, and
-(`plan_api_key`, asked with ``api_key=True``) a `meraki-api-key` profile on the API-key record itself.
+per network that has none and a `pamUser` per auth user no profile rotates yet, (`plan_api_key`,
+asked with ``api_key=True``) a `meraki-api-key` profile on the API-key record itself, and
+(`scan_wireless` + `plan_wireless`, ``--wireless``) a record per PSK SSID (`meraki-ssid-psk`) and per
+identity PSK family (`meraki-ipsk`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from keyturn.discovery.plan import (
     Plan,
     Row,
     credential_text,
+    login_of,
     managed_by,
     profiled_records,
     taken_titles,
@@ -108,7 +111,8 @@ async def scan_meraki(target: Any, endpoint: Endpoint, admin: AdminCredential, *
 
 
 def plan_meraki(vault: Any, scans: Sequence[NetworkScan], admin_record: Any, endpoint: Endpoint,
-                verify_url: str | None = None, *, api_key: bool = False) -> Plan:
+                verify_url: str | None = None, *, api_key: bool = False,
+                wireless: Sequence[WirelessScan] = ()) -> Plan:
     """Rows for every auth user found; a new network record for each network without one."""
     plan = Plan("meraki")
     taken = taken_titles(vault)
@@ -162,6 +166,8 @@ def plan_meraki(vault: Any, scans: Sequence[NetworkScan], admin_record: Any, end
                                          else f"network record {network_title}"))
     if api_key:
         plan_api_key(plan, admin_record, profiles, resources, scans)
+    if wireless:
+        plan_wireless(plan, wireless, admin_record, profiles, resources, transport, taken)
     return plan
 
 
@@ -197,3 +203,85 @@ def plan_api_key(plan: Plan, admin_record: Any, profiles: Sequence[tuple[Any, An
             return
     plan.rows.append(replace(row, action=SKIP, note="no network record to verify the key on (onboard a "
                                                      "network first)"))
+
+
+# ---- wireless: SSID PSKs and identity PSK families (issue 19) ---------------------------------------
+
+WIRELESS_KINDS = ("meraki-ssid-psk", "meraki-ipsk")
+_WIRELESS_TITLES = {"meraki-ssid-psk": "SSID {name} @ {network}", "meraki-ipsk": "iPSK {name} @ {network}"}
+
+
+@dataclass(frozen=True, slots=True)
+class WirelessScan:
+    """What one wireless target (`kind`) found on one network: PSK SSIDs, or identity PSK families."""
+
+    network: NetworkScan
+    kind: str
+    found: tuple[FoundAccount, ...] = ()
+    error: str = ""
+
+
+async def scan_wireless(targets: Mapping[str, Any], endpoint: Endpoint, admin: AdminCredential,
+                        scans: Sequence[NetworkScan], *,
+                        concurrency: int = CONCURRENCY) -> list[WirelessScan]:
+    """For every network `scan_meraki` could read, ask each wireless target (`WIRELESS_KINDS` → target)
+    what it would rotate there (its `discover`: read-only, on the organisation's budget)."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(scan: NetworkScan, kind: str) -> WirelessScan:
+        async with gate:
+            try:
+                found = await targets[kind].discover(
+                    replace(endpoint, network_id=scan.network_id, org_id=scan.org_id), admin)
+            except KeyturnError as exc:
+                return WirelessScan(scan, kind, error=str(exc))
+        return WirelessScan(scan, kind, tuple(found))
+
+    readable = [s for s in scans if s.network_id and not s.error]
+    return list(await asyncio.gather(*(one(s, k) for s in readable for k in WIRELESS_KINDS)))
+
+
+def plan_wireless(plan: Plan, wireless: Sequence[WirelessScan], admin_record: Any,
+                  profiles: Sequence[tuple[Any, Any]], resources: Mapping[str, Any],
+                  transport: Sequence[tuple[str, str]], taken: set[str]) -> None:
+    """Rows for each PSK SSID (`meraki-ssid-psk`) and identity PSK family (`meraki-ipsk`) found: `managed`
+    when a profile of that kind already rotates that SSID (and family) on the network's record, else
+    `create` with the profile option ``ssid`` — and a new network record when the network has none."""
+    news = {n.title: n for n in plan.networks}
+    for ws in wireless:
+        scan = ws.network
+        if ws.error:
+            plan.rows.append(Row(scan.source, action=UNREADABLE, target=ws.kind, note=ws.error))
+            continue
+        existing = resources.get(scan.network_id)
+        network_title = existing.title if existing is not None else f"meraki-{scan.network_id}"
+        mine = {(prof.options.get("ssid"), login_of(rec).casefold()) for rec, prof in profiles
+                if existing is not None and prof.resource == existing.uid and prof.target == ws.kind}
+        for found in ws.found:
+            ssid = found.details.get("ssid", "")
+            row = Row(scan.source, found.username, None, credential_text(found), target=ws.kind)
+            title = _WIRELESS_TITLES[ws.kind].format(name=found.username, network=scan.network_id)
+            login_key = found.username.casefold() if ws.kind == "meraki-ipsk" else None
+            if any(s == ssid and (login_key is None or login == login_key) for s, login in mine):
+                plan.rows.append(replace(row, action=MANAGED, note=f"SSID {ssid} on {network_title}"))
+                continue
+            if existing is None and network_title not in news and network_title.casefold() in taken:
+                plan.rows.append(replace(row, action=SKIP, note=f"title {network_title} is taken by a "
+                                                                "record that is not this network"))
+                continue
+            if title.casefold() in taken:
+                plan.rows.append(replace(row, action=SKIP, note=f"title {title!r} is taken"))
+                continue
+            if existing is None and network_title not in news:
+                news[network_title] = NewNetwork(network_title, (("network_id", scan.network_id),
+                                                                 ("org_id", scan.org_id), *transport))
+                plan.networks.append(news[network_title])
+                taken.add(network_title.casefold())
+            taken.add(title.casefold())
+            what = ("the first rotation sets a new PSK: every client of the SSID reconnects"
+                    if ws.kind == "meraki-ssid-psk" else
+                    f"group policy {found.details.get('group_policy', '?')}; each rotation adds "
+                    f"{found.username}-vK beside the current one")
+            plan.rows.append(replace(row, title=title, admin=admin_record.uid, options=(("ssid", ssid),),
+                                     resource=existing.uid if existing is not None else network_title,
+                                     note=f"SSID {ssid}: {what}"))

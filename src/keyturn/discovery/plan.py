@@ -36,11 +36,13 @@ class Row:
     resource: str = ""                # uid of its resource, or the title of a NewNetwork
     admin: str = ""                   # uid of the admin record for its profile
     target: str = ""
+    options: tuple[tuple[str, str], ...] = ()   # profile options (Meraki wireless: the SSID number)
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "account": self.account, "privilege": self.privilege,
                 "credential": self.credential, "action": self.action, "note": self.note,
-                "title": self.title or None, "target": self.target or None}
+                "title": self.title or None, "target": self.target or None,
+                **({"options": dict(self.options)} if self.options else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +131,6 @@ def apply_plan(vault: Any, plan: Plan, *, actor: str = "cli") -> list[str]:
             rec = vault.add(type="pamUser", title=row.title, actor=actor,
                             fields=[Field("login", None, [row.account])])
             set_profile(vault, rec.uid, target=row.target, resource=networks.get(row.resource, row.resource),
-                        admin=row.admin, actor=actor)
+                        admin=row.admin, options=dict(row.options) or None, actor=actor)
             created.append(rec.uid)
     return created

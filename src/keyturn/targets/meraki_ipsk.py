@@ -42,7 +42,16 @@ from keyturn.errors import (
     TargetError,
 )
 from keyturn.secret import Secret
-from keyturn.targets.base import Account, Check, Proof, SecretRules, Verdict
+from keyturn.targets.base import (
+    Account,
+    AdminCredential,
+    Check,
+    Endpoint,
+    FoundAccount,
+    Proof,
+    SecretRules,
+    Verdict,
+)
 from keyturn.targets.meraki_api import MerakiApi, _errors_text, _json
 from keyturn.targets.meraki_ssid import WPA_PSK_RULES, same_secret, ssid_number
 
@@ -142,6 +151,32 @@ class MerakiIpskTarget(MerakiApi):
             raise self._err(AccountNotFound, account, f"no identity PSK named {account.username!r} on "
                             f"SSID {ssid_number(account, KIND)}; give --option group_policy=ID to create "
                             "the first")
+
+    async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[FoundAccount]:
+        """One account per identity PSK family (``NAME``, ``NAME-vK`` → ``NAME``) on each SSID of the
+        network in iPSK mode; ``details`` carry the SSID number, group policy and member count."""
+        network = Account(record_uid="", username="", endpoint=endpoint, admin=admin)
+        path = f"/networks/{quote(endpoint.network_id or '', safe='')}/wireless/ssids"
+        ssids = await self._get(network, path, "listing the SSIDs")
+        found: list[FoundAccount] = []
+        for ssid in ssids if isinstance(ssids, list) else []:
+            number = ssid.get("number") if isinstance(ssid, dict) else None
+            if ssid.get("authMode") != IPSK_MODE or not isinstance(number, int):
+                continue
+            walker = Account(record_uid="", username="", endpoint=endpoint, admin=admin,
+                             options={"ssid": str(number)})
+            body = await self._get(walker, f"{self._ssid_path(walker)}/identityPsks", "listing identity PSKs")
+            families: dict[str, list[dict[str, Any]]] = {}
+            for p in body if isinstance(body, list) else []:
+                name = p.get("name") if isinstance(p, dict) else None
+                if isinstance(name, str) and name:
+                    families.setdefault(re.sub(r"-v[1-9][0-9]{0,5}$", "", name), []).append(p)
+            found += [FoundAccount(username=base, kind="identity PSK",
+                                   details={"ssid": str(number), "ssid_name": str(ssid.get("name") or ""),
+                                            "group_policy": str(members[-1].get("groupPolicyId") or ""),
+                                            "members": str(len(members))})
+                      for base, members in sorted(families.items())]
+        return found
 
     # ---- the contract ------------------------------------------------------------------------------
     async def change(self, account: Account, old: Secret | None, new: Secret) -> None:

@@ -29,7 +29,16 @@ from urllib.parse import quote
 
 from keyturn.errors import AccountNotRotatable, ChangeRejected, ProfileError, TargetError
 from keyturn.secret import Secret
-from keyturn.targets.base import Account, Check, Proof, SecretRules, Verdict
+from keyturn.targets.base import (
+    Account,
+    AdminCredential,
+    Check,
+    Endpoint,
+    FoundAccount,
+    Proof,
+    SecretRules,
+    Verdict,
+)
 from keyturn.targets.meraki_api import MerakiApi, _errors_text, _json
 
 log = logging.getLogger("keyturn.targets.meraki")
@@ -99,6 +108,27 @@ class MerakiSsidPskTarget(MerakiApi):
         why = self._not_psk(account, await self._ssid(account, doing="reading the SSID"))
         if why is not None:
             raise self._err(AccountNotRotatable, account, why)
+
+    async def ssids(self, endpoint: Endpoint, admin: AdminCredential) -> list[dict[str, Any]]:
+        """``GET /networks/{id}/wireless/ssids`` of ``endpoint.network_id`` (read-only, org budget)."""
+        walker = Account(record_uid="", username="", endpoint=endpoint, admin=admin)
+        path = f"/networks/{quote(endpoint.network_id or '', safe='')}/wireless/ssids"
+        response = await self._call(walker, "GET", path, doing="listing the SSIDs")
+        if response.status_code != 200:
+            self._raise_for(walker, response, "listing the SSIDs")
+        body = _json(response)
+        if not isinstance(body, list):
+            raise self._err(TargetError, walker, "listing the SSIDs: the answer is not a JSON list")
+        return [s for s in body if isinstance(s, dict)]
+
+    async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[FoundAccount]:
+        """The network's SSIDs in PSK mode (username = the SSID's name, ``details["ssid"]`` its number);
+        never their PSKs."""
+        return [FoundAccount(username=str(s.get("name") or f"SSID {s.get('number')}"), kind="psk",
+                             type=str(s.get("wpaEncryptionMode") or ""),
+                             details={"ssid": str(s.get("number"))})
+                for s in await self.ssids(endpoint, admin)
+                if s.get("authMode") == PSK_MODE and isinstance(s.get("number"), int)]
 
     # ---- the contract ------------------------------------------------------------------------------
     async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
