@@ -473,7 +473,8 @@ def reveal(
 ) -> None:
     """Print one secret value (alone, then a newline), the current one or --version N. Audited."""
     with open_vault(quick_settings()) as vault:
-        value = vault.reveal(vault.resolve(ref), field=field, actor=actor(), version=version)
+        # `reveal` takes a uid or a unique title itself: one transaction, not a `resolve` first.
+        value = vault.reveal(ref, field=field, actor=actor(), version=version)
     typer.echo(value.reveal())
 
 

@@ -951,7 +951,8 @@ class Vault:
 
     def reveal(self, uid: str, *, field: str = "password", actor: str, version: int | None = None) -> Secret:
         """The current value of a secret field — or its `version` (any state: an earlier secret is how
-        a mistake is undone) — for showing to a person. Audited ("reveal", with the version)."""
+        a mistake is undone) — for showing to a person. Audited ("reveal", with the version). `uid`
+        may also be a unique title (as `resolve` takes it)."""
         with self._storage.session(write=True) as s:
             row = self._row(s, uid)
             slot = self._slot(s, row, field)
