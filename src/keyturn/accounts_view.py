@@ -176,15 +176,26 @@ def _resource_meta(rec: MetaRecord, metas: dict[str, dict[str, Any]]) -> dict[st
     return metas.get(resource) if isinstance(resource, str) else None
 
 
+def _hashable(raw: Any) -> Any:
+    """A cache key for a stored schedule: its items when they hash (stored metadata is canonical JSON,
+    keys sorted), else its JSON text."""
+    try:
+        key = tuple(raw.items()) if isinstance(raw, dict) else raw
+        hash(key)
+    except TypeError:
+        return json.dumps(raw, sort_keys=True, default=str)
+    return key
+
+
 class _Schedules:
     """Stored schedules parsed once per distinct value (a fleet shares a handful), with the next slot."""
 
     def __init__(self, now: datetime) -> None:
         self.now = now
-        self.cache: dict[str, tuple[Schedule, datetime] | ConfigError] = {}
+        self.cache: dict[Any, tuple[Schedule, datetime] | ConfigError] = {}
 
     def get(self, raw: Any) -> tuple[Schedule, datetime] | ConfigError:
-        key = json.dumps(raw, sort_keys=True, default=str)
+        key = _hashable(raw)
         if key not in self.cache:
             try:
                 sched = from_meta(raw)
