@@ -43,15 +43,12 @@ import re
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from keyturn.engine.ports import RecordLike, VaultLike
 from keyturn.errors import KeyturnError, ProfileError
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, Discovering, Target
-
-if TYPE_CHECKING:
-    from keyturn.engine.accounts import ResolvedAccount
 
 OPTION = "ab"                    # profile option: the second account's login
 IDLE_LOGIN = "ab_login"          # text custom field: the idle account's login
@@ -68,6 +65,25 @@ class Pair:
 
     active: str
     idle: str
+
+
+class _Profile(Protocol):
+    @property
+    def target(self) -> str: ...
+
+
+class Resolved(Protocol):
+    """What this module reads of a resolved account (`keyturn.engine.accounts.ResolvedAccount`, not
+    imported: that module imports this one, and engine/ has no import cycle)."""
+
+    @property
+    def account(self) -> Account: ...
+
+    @property
+    def ab(self) -> Pair | None: ...
+
+    @property
+    def profile(self) -> _Profile: ...
 
 
 def _text(record: RecordLike, label: str) -> str:
@@ -159,14 +175,14 @@ def check_taken(session: Any, uid: str, resource: str | None, mine: set[str], *,
                                "one account")
 
 
-def active_account(ra: ResolvedAccount) -> Account:
+def active_account(ra: Resolved) -> Account:
     """The account handed out (the resolved account of an A/B profile is the idle one)."""
     if ra.ab is None:
         return ra.account
     return replace(ra.account, username=ra.ab.active)
 
 
-async def check_on_device(target: Target, ra: ResolvedAccount) -> None:
+async def check_on_device(target: Target, ra: Resolved) -> None:
     """`ProfileError` unless both accounts exist on the device, listed through the admin credential
     (`Discovering`). A device that cannot be asked refuses too: the profile is not stored unchecked."""
     assert ra.ab is not None
@@ -189,7 +205,7 @@ async def check_on_device(target: Target, ra: ResolvedAccount) -> None:
                            "the device first (keyturn never creates accounts)")
 
 
-def check_on_device_now(vault: VaultLike, ra: ResolvedAccount,
+def check_on_device_now(vault: VaultLike, ra: Resolved,
                         make_target: Callable[[str], Target] | None = None) -> None:
     """`check_on_device` from synchronous code (`set_profile`), with a target of the profile's kind
     from the registry (or `make_target`). Called on a thread running an event loop, it runs on a

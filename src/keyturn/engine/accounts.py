@@ -28,7 +28,7 @@ from typing import Any
 
 from keyturn.engine.ab import IDLE_SLOT, Pair, pair_of
 from keyturn.engine.ports import RecordLike, VaultLike
-from keyturn.engine.profile import NOOP_KIND, RotationProfile, default_configuration, is_noop
+from keyturn.engine.profile_model import NOOP_KIND, RotationProfile, default_configuration, is_noop
 from keyturn.errors import AmbiguousRecord, ProfileError, RecordNotFound
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, AdminCredential, Endpoint
@@ -134,7 +134,7 @@ def _extra_options(record: RecordLike, profile: RotationProfile) -> dict[str, st
     options were checked that still carries one outside the allow-list is refused, not ignored: its
     owner may have meant it, and must move it to the resource record.
     """
-    from keyturn.engine.profile import PROFILE_OPTIONS
+    from keyturn.engine.profile_model import PROFILE_OPTIONS
 
     stale = sorted(k for k in profile.options if k not in PROFILE_OPTIONS)
     if stale:
