@@ -191,11 +191,11 @@ async def test_429_storm_is_paced(setup: Setup) -> None:
     s = setup
     org = s.lab.state.meraki.orgs[0].id  # type: ignore[union-attr]
     async with s.lab.control() as ctl:
-        await ctl.set_faults(org, {"rate_limit_storm": 3, "retry_after": 1}, kind="meraki")
+        await ctl.set_faults(org, {"rate_limit_storm": 2, "retry_after": 1}, kind="meraki")
         outcome, reason = await rotate(s, s.key_uid)
         stats = (await ctl.stats())["meraki"][org]
     assert outcome is Outcome.ROTATED, reason
-    assert stats["storm_limited"] == 3
+    assert stats["storm_limited"] == 2
     assert await s.works(s.current())
 
 
@@ -326,18 +326,27 @@ async def keyturn(home: Path, *args: str, kill_at: str | None = None) -> tuple[i
 
 @pytest.mark.slow
 async def test_kill_at_every_step_then_recover(tmp_path: Path) -> None:
-    """One lab; per step a fresh identity and vault. The rotation runs as a `keyturn rotate` process
-    killed at the step; recovery then runs as `keyturn recover` does (`RotationEngine.recover`)."""
+    """One lab; per step a fresh identity and vault. The rotations run as `keyturn rotate` processes
+    (three at a time) killed at their step; recovery then runs as `keyturn recover` does
+    (`RotationEngine.recover`), step by step."""
     async with running_lab(tmp_path, iosxe=0, meraki_orgs=1, users_per_network=1) as lab:
         meraki = lab.lab.meraki
         assert meraki is not None
+        setups = {}
         for step in KILL_STEPS:
-            home = tmp_path / step
-            s = build(lab, home, key=meraki.add_api_key())
-            s.vault.close()
-            code, _, err = await keyturn(home, "rotate", "--", s.key_uid, kill_at=step)
+            setups[step] = build(lab, tmp_path / step, key=meraki.add_api_key())
+            setups[step].vault.close()
+        gate = asyncio.Semaphore(3)
+
+        async def killed(step: str) -> None:
+            async with gate:
+                code, _, err = await keyturn(tmp_path / step, "rotate", "--", setups[step].key_uid,
+                                             kill_at=step)
             assert code == KILL_EXIT_CODE, f"{step}: {err}"
-            s.vault = Vault.open(Settings(home=home))
+
+        await asyncio.gather(*(killed(step) for step in KILL_STEPS))
+        for step, s in setups.items():
+            s.vault = Vault.open(Settings(home=tmp_path / step))
             try:
                 engine = RotationEngine(s.vault, backoff=0.01)
                 try:
