@@ -82,6 +82,17 @@ class ConsoleStack:
         assert done.exit_code == 0, f"keyturn {' '.join(args)}: {done.output}"
         return done.stdout
 
+    def keyturn_error(self, *args: str) -> str:
+        """The one-line error a refused `keyturn` command prints (its text after ``error: ``)."""
+        from typer.testing import CliRunner
+
+        from keyturn.cli.main import app
+
+        done = CliRunner().invoke(app, list(args), env=self.env)
+        assert done.exit_code != 0, f"keyturn {' '.join(args)} was not refused"
+        line = next(x for x in done.output.splitlines() if x.startswith("error: "))
+        return line.removeprefix("error: ")
+
     def start_lab(self) -> None:
         """Start the lab process; `wait_lab` waits for it (other set-up runs meanwhile)."""
         with (self.root / "lab.log").open("wb") as log:

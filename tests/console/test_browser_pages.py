@@ -1,7 +1,8 @@
 """The console's other pages in Chromium (`tests/console/conftest.py`: one lab, server and browser for all
 the browser tests): reveal with re-authentication (audited, shown for a limited time, never cached, never
 in a URL), the audit log (filters, chain status, export), an expired session that comes back to the page,
-keyboard reach and labelled controls, and a screenshot of every page.
+an invalid schedule form (the CLI's error inline, nothing saved), keyboard reach and labelled controls,
+and a screenshot of every page.
 """
 
 from __future__ import annotations
@@ -125,6 +126,26 @@ def test_expired_session_signs_in_again_and_returns_to_the_page(stack: ConsoleSt
     sign_in(page, stack.tokens["auditor"])
     page.wait_for_url(re.compile(f"/console/accounts/{uid}\\?rotation=abc"))
     page.context.close()
+
+
+def test_an_invalid_schedule_shows_the_cli_error_inline_and_saves_nothing(
+        stack: ConsoleStack, browser: Any) -> None:
+    uid = stack.uid(DEPLOY)
+    page = stack.signed_in(browser, "operator", "/console/schedules")
+    for field, value, cli in (("Schedule", "0 25 * * *", ("--schedule", "0 25 * * *")),
+                              ("Time zone", "Mars/Olympus",
+                               ("--schedule", "every 30d", "--tz", "Mars/Olympus"))):
+        page.get_by_label("Record", exact=True).fill(DEPLOY)
+        page.get_by_label("Schedule", exact=True).fill(cli[1])
+        page.get_by_label("Time zone", exact=True).fill(value if field == "Time zone" else "")
+        page.get_by_role("button", name="Save schedule").click()
+        error = page.get_by_role("alert").inner_text()
+        assert error == stack.keyturn_error("schedule", "set", DEPLOY, *cli)
+        typed = page.get_by_label(field, exact=True)
+        assert typed.input_value() == value and typed.get_attribute("aria-invalid") == "true"   # kept, marked
+    shot(page, "schedules_invalid")
+    page.context.close()
+    assert stack.api("GET", f"/records/{uid}/schedule").json()["schedule"] is None     # nothing saved
 
 
 def test_keyboard_reaches_the_main_controls_and_every_page_has_a_screenshot(
