@@ -155,3 +155,17 @@ async def test_roles_see_only_their_links_and_a_consumer_gets_403_on_reader_page
         await signin(c, api.tokens["operator"])
         home = await c.get("/console/")
         assert 'href="/console/accounts"' in home.text and 'href="/console/audit"' not in home.text
+
+
+async def test_a_body_that_is_not_a_form_or_too_big_is_refused_before_anything_is_read(api: Api) -> None:
+    async with console_client(api) as c:
+        await signin(c, api.tokens["admin"])
+        token = await csrf_of(c)
+        r = await c.post("/console/schedules", content=b'{"record": "u1"}',
+                         headers={"Content-Type": "application/json", "X-CSRF-Token": token})
+        assert r.status_code == 415 and "application/x-www-form-urlencoded" in r.text
+        r = await c.post("/console/schedules/clear", content="&".join(["a=1"] * 2_500).encode(),
+                         headers={"Content-Type": "application/x-www-form-urlencoded", "X-CSRF-Token": token})
+        assert r.status_code == 413 and "more than 2000 fields" in r.text
+    assert api.world.vault.audit.list(action="schedule.set") == []
+    assert api.world.vault.audit.list(action="schedule.clear") == []
