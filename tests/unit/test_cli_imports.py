@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 import typer
+import typer.core
 import typer.main
 
-from keyturn.cli.lazy import LazyCommands
+from keyturn.cli.lazy import DeferredCommands, Lazy, LazyCommands
 from keyturn.cli.main import COMMANDS, app
 
 HEAVY = ("sqlalchemy.orm", "httpx", "asyncssh", "fastapi", "celery", "cryptography.hazmat.backends")
@@ -139,3 +140,33 @@ def test_a_mistyped_command_is_still_suggested() -> None:
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "No such command 'recrod'. Did you mean 'record', 'recover'?" in proc.stderr
+
+
+SUB_APPS = [e for e in COMMANDS if isinstance(e.load(None), typer.core.TyperGroup)]
+
+
+@pytest.mark.parametrize("entry", SUB_APPS, ids=lambda e: e.name)
+def test_a_sub_app_builds_only_the_command_that_runs_and_helps_as_typer_would(entry: Lazy) -> None:
+    module, _, attribute = entry.target.partition(":")
+    holder = typer.Typer(rich_markup_mode=None)
+    holder.add_typer(getattr(__import__(module, fromlist=[attribute]), attribute), name=entry.name)
+    eager = typer.main.get_group(holder).commands[entry.name]
+    lazy = entry.load(None)
+    assert isinstance(eager, typer.core.TyperGroup) and isinstance(lazy, typer.core.TyperGroup)
+    commands = lazy.commands
+    if isinstance(commands, DeferredCommands):
+        assert commands.loaded == {}
+    assert list(commands) == list(eager.commands)
+    if isinstance(commands, DeferredCommands):
+        first = next(iter(commands))
+        commands[first]
+        assert set(commands.loaded) == {first}
+    for width in (80, 120):
+        helps = []
+        for group in (eager, lazy):
+            with typer.Context(group, info_name=f"keyturn {entry.name}", terminal_width=width,
+                               max_content_width=width) as ctx:
+                helps.append([group.get_help(ctx)] + [
+                    group.commands[n].get_help(typer.Context(group.commands[n], parent=ctx, info_name=n))
+                    for n in group.commands])
+        assert helps[1] == helps[0]

@@ -67,11 +67,11 @@ if RuntimeParam is not None:
                     and type(value) is str and value != "" and str(Path(value)) == value)
 
 
-def plain_coercion(command: click.Command, ctx: click.Context, *, subcommands: bool = True) -> None:
-    """Install the pydantic-free converter on every parameter of `command` and of its subcommands (not
-    of a lazy group's, `subcommands=False`: they would all be imported). Their help options are made
-    now, with `ctx`'s help option names: the command's own context, or the one its context inherits
-    them from."""
+def plain_coercion(command: click.Command, ctx: click.Context) -> None:
+    """Install the pydantic-free converter on every parameter of `command` and of its subcommands
+    (not of a lazy group's, which would all be imported or built: such a group converts its own
+    when it resolves one). Help options are made now, with `ctx`'s help option names: the command's
+    own context, or the one its context inherits them from."""
     if RuntimeParam is None:  # pragma: no cover
         return
     params = list(command.params)
@@ -83,6 +83,7 @@ def plain_coercion(command: click.Command, ctx: click.Context, *, subcommands: b
             desc = param.type_descriptor
             param._runtime_param = PlainRuntimeParam(parameter_info=desc.parameter_info,
                                                      annotation=desc.annotation)
-    if subcommands:
-        for sub in getattr(command, "commands", {}).values():
+    commands = getattr(command, "commands", None)
+    if type(commands) is dict:
+        for sub in commands.values():
             plain_coercion(sub, ctx)

@@ -7,19 +7,26 @@
 ``app.command(name)(fn)`` / ``app.add_typer(sub, name=name)`` on the root would build it, with the
 root's markup mode. `keyturn --help` and shell completion of command names list every entry from the
 registry's `help` (the first paragraph of the command's docstring, or the sub-app's ``help=``), importing
-nothing; `tests/unit/test_cli_imports.py`
-checks each against the loaded command.
+nothing; `tests/unit/test_cli_imports.py` checks each against the loaded command.
+
+A sub-app's group is built without its commands (`LazySubGroup`, `DeferredCommands`): each is built
+as Typer builds it when looked up, so `keyturn record add` builds `add` alone; the group's `--help`
+builds them all and reads as Typer's own (checked per sub-app by the same tests). Both kinds of group
+convert plain option values without pydantic (`keyturn.cli.coercion`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+import copy
+import functools
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
-from typer.main import get_group
+from typer.main import get_command_from_info, get_command_name, get_group
+from typer.models import DefaultPlaceholder
 
 from keyturn.cli.coercion import plain_coercion
 
@@ -43,11 +50,93 @@ class Lazy:
         # `__import__`, not `importlib.import_module`: only the former shows in `python -X importtime`.
         obj = getattr(__import__(module, fromlist=[attribute]), attribute)
         holder = typer.Typer(rich_markup_mode=rich_markup_mode)
-        if isinstance(obj, typer.Typer):
-            holder.add_typer(obj, name=self.name)
-        else:
+        if not isinstance(obj, typer.Typer):
             holder.command(self.name)(obj)
-        return get_group(holder).commands[self.name]
+            return get_group(holder).commands[self.name]
+        if not _deferrable(obj):
+            holder.add_typer(obj, name=self.name)
+            return get_group(holder).commands[self.name]
+        # The sub-app's group, built without its commands; each is built on first lookup, as Typer
+        # builds it (`keyturn record add` builds `add`, not the group's eight commands).
+        shell = copy.copy(obj)
+        shell.registered_commands = []
+        holder.add_typer(shell, name=self.name, cls=LazySubGroup)
+        group = get_group(holder).commands[self.name]
+        assert isinstance(group, LazySubGroup)
+        build: dict[str, Callable[[], click.Command]] = {
+            info.name or get_command_name(info.callback.__name__): functools.partial(  # type: ignore[union-attr]
+                get_command_from_info, info, pretty_exceptions_short=holder.pretty_exceptions_short,
+                rich_markup_mode=rich_markup_mode)
+            for info in obj.registered_commands
+        }
+        group.commands = DeferredCommands(build, dict(group.commands))  # its sub-groups last, as Typer
+        return group
+
+
+def _deferrable(app: typer.Typer) -> bool:
+    """A sub-app whose group class is Typer's own (the deferred group replaces it)."""
+    classes = [app.info.cls, getattr(app.registered_callback, "cls", None)]
+    return all(c is None or isinstance(c, DefaultPlaceholder) for c in classes)
+
+
+class DeferredCommands(MutableMapping[str, "click.Command"]):
+    """A sub-app's commands: built (by `build[name]()`) on first lookup; `ready` ones as they are."""
+
+    def __init__(
+        self, build: dict[str, Callable[[], click.Command]], ready: dict[str, click.Command],
+    ) -> None:
+        self.build = build
+        self.loaded: dict[str, click.Command] = {}
+        self.ready = ready
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name in self.ready:
+            return self.ready[name]
+        if name not in self.loaded:
+            self.loaded[name] = self.build[name]()
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self.build.pop(name, None)
+        self.ready[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        for d in (self.build, self.loaded, self.ready):
+            d.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.build
+        yield from (n for n in self.ready if n not in self.build)
+
+    def __len__(self) -> int:
+        return len(self.build.keys() | self.ready.keys())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.build or name in self.ready
+
+
+class _PlainValues(TyperGroup):
+    """Values of plain options converted without pydantic (`keyturn.cli.coercion`): the group's own
+    options when it parses (its context exists: it makes the help option), a subcommand's when it is
+    resolved."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        plain_coercion(self, ctx)
+        return super().parse_args(ctx, args)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str],
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            plain_coercion(command, ctx)
+        return name, command, rest
+
+
+class LazySubGroup(_PlainValues):
+    """A sub-app's group (`DeferredCommands`)."""
 
 
 class LazyCommands(MutableMapping[str, "click.Command"]):
@@ -89,7 +178,7 @@ class LazyCommands(MutableMapping[str, "click.Command"]):
         return TyperCommand(name=name, help=self.entries[name].help).get_short_help_str(limit)
 
 
-class LazyGroup(TyperGroup):
+class LazyGroup(_PlainValues):
     """A Typer group whose commands are the class's `registry` (set by `lazy_group`)."""
 
     registry: tuple[Lazy, ...] = ()
@@ -100,20 +189,6 @@ class LazyGroup(TyperGroup):
         for name, command in self.commands.items():  # registered on the app itself (none today)
             lazy[name] = command
         self.commands = lazy
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        # Values of plain options without pydantic (`keyturn.cli.coercion`): the root's own options
-        # here (its context exists: it makes the help option), a command's in `resolve_command`.
-        plain_coercion(self, ctx, subcommands=False)
-        return super().parse_args(ctx, args)
-
-    def resolve_command(
-        self, ctx: click.Context, args: list[str],
-    ) -> tuple[str | None, click.Command | None, list[str]]:
-        name, command, rest = super().resolve_command(ctx, args)
-        if command is not None:
-            plain_coercion(command, ctx)
-        return name, command, rest
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
