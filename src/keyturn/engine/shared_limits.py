@@ -24,7 +24,8 @@ Redis unreachable, or slower than `timeout` → `LimitsUnavailable`. Nothing is 
 an unlimited fallback would break the very limits these exist for.
 
 Clocks: slots, pauses and slot expiries all run on Redis' clock (the script's ``TIME``), so the hosts'
-clocks need not agree; a waiter sleeps the remaining time measured from when it sent its Redis call.
+clocks need not agree; a waiter sleeps the remaining time measured from when Redis answered, and
+counts its lateness from when it asked (`RedisOrgBudgets._take`).
 
 Both classes hold a redis-py asyncio client, bound to the event loop that first uses it: create one
 per event loop and `aclose()` it there.
@@ -200,29 +201,32 @@ class RedisOrgBudgets:
                     await self._sleep(wait)
                     continue
                 ticket = f"{self._token}:{next(self._tickets)}"
-                slot, deadline = await self._take(org, ticket)
+                slot, earliest, deadline = await self._take(org, ticket)
                 await self._sleep(deadline - time.monotonic())
                 if slot is None or self._paused.get(org, 0.0) > time.monotonic():
                     continue  # a 429 seen here while we slept gives the slot up (its log entry stays)
-                return _Late(self, org, ticket, slot, deadline)
+                return _Late(self, org, ticket, slot, earliest)
 
     async def _sleep(self, wait: float) -> None:
         if wait > 0:
             self.waited += wait
             await asyncio.sleep(wait)
 
-    async def _take(self, org: str, ticket: str) -> tuple[int | None, float]:
-        """Reserve a slot: (its time in µs of Redis' clock, when it comes) or (None, when to ask again);
-        "when" on this process's monotonic clock. The wait counts from when the call was sent, before
-        Redis read its clock: never late because this loop was slow to read the answer, early by at
-        most half a round trip."""
+    async def _take(self, org: str, ticket: str) -> tuple[int | None, float, float]:
+        """Reserve a slot: (its time in µs of Redis' clock, earliest, deadline), or (None, _, when to ask
+        again); times on this process's monotonic clock. Redis read its clock somewhere between sending
+        the call and reading the answer — both can lag on a busy event loop — so the slot falls at the
+        earliest `wait` after the send and at the latest `wait` after the answer: the caller sleeps to
+        the latest (never early), and its lateness is counted from the earliest (never understated)."""
         with map_redis_errors(self.where, f"taking a request slot of organisation {org}"):
             sent = time.monotonic()
             reply = await self._reserve(
                 keys=[self.slot_key(org), self.pause_key(org), self.log_key(org)], args=[*self._args, ticket])
+            answered = time.monotonic()
+        wait = float(reply[1]) / 1e6
         if not reply[0]:
-            return None, sent + max(float(reply[1]) / 1e6, _RETRY)
-        return int(reply[2]), sent + float(reply[1]) / 1e6
+            return None, sent, answered + max(wait, _RETRY)
+        return int(reply[2]), sent + wait, answered + wait
 
     async def _report_late(self, org: str, ticket: str, at_us: int) -> None:
         try:
@@ -287,9 +291,9 @@ class _Late:
     and when it went on the wire (if later still)."""
 
     def __init__(self, budgets: RedisOrgBudgets, org: str, ticket: str, slot_us: int,
-                 deadline: float) -> None:
+                 earliest: float) -> None:
         self._budgets, self._org, self._ticket = budgets, org, ticket
-        self._slot_us, self._deadline = slot_us, deadline
+        self._slot_us, self._earliest = slot_us, earliest
         self._reported = 0.0
         self._report()
 
@@ -297,7 +301,7 @@ class _Late:
         self._report()
 
     def _report(self) -> None:
-        late = time.monotonic() - self._deadline
+        late = time.monotonic() - self._earliest
         if late - self._reported > _REPORT_LATE:
             self._reported = late
             self._budgets.late_sends.append(late)
