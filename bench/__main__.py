@@ -32,6 +32,7 @@ ALL += ("cost",)  # CPU, SQL, requests and handshakes per rotation per target an
 ALL += ("scaleout",)  # in-process vs 1, 2, 4 worker processes; Meraki budgets across 2 workers (issue 13)
 ALL += ("onboarding",)  # `keyturn import inventory` of a 2,000-device CSV (issue 15)
 ALL += ("console",)  # the web console's accounts page over 10,000 accounts (issue 17)
+ALL += ("psk",)  # meraki-ssid-psk on 100 networks in 10 orgs within the per-org budget (issue 19)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -177,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import bench_scaleout
 
                 got, notes = bench_scaleout.run_all(sub, args)
+            elif name == "psk":
+                from bench import bench_psk
+
+                got, notes = bench_psk.run(sub, concurrency=args.concurrency, seed=args.seed)
             elif name == "startup":
                 from bench import bench_cli_startup
 
