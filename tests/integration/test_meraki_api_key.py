@@ -154,6 +154,22 @@ async def test_two_keys_not_keyturns_are_refused_and_nothing_changes(setup: Setu
     assert [str(v.state) for v in s.vault.versions(s.key_uid)] == ["current"]
 
 
+async def test_a_record_without_a_key_or_with_a_revoked_one_changes_nothing(setup: Setup) -> None:
+    s = setup
+    res = s.vault.get(s.key_uid).meta["rotation"]["resource"]
+    empty = s.vault.add(type="login", title="empty key", fields=[Field("login", None, ["lab admin"])])
+    set_profile(s.vault, empty.uid, target="meraki-api-key", resource=res)
+    before = await s.suffixes()
+    outcome, reason = await rotate(s, empty.uid)
+    assert outcome is Outcome.FAILED and "holds no key" in reason
+    wrong = s.vault.add(type="login", title="wrong key", fields=[
+        Field("login", None, ["lab admin"]), Field("password", None, [Secret("0" * 40)])])
+    set_profile(s.vault, wrong.uid, target="meraki-api-key", resource=res)
+    outcome, reason = await rotate(s, wrong.uid)
+    assert outcome is Outcome.FAILED and "refuses the record's current key" in reason
+    assert await s.suffixes() == before and await s.works(s.current())
+
+
 async def test_a_key_that_never_verifies_is_revoked_and_the_old_one_kept(tmp_path: Path) -> None:
     async with running_lab(tmp_path, iosxe=0, meraki_orgs=1, users_per_network=1,
                            meraki_key_propagation=3600) as lab:
