@@ -186,10 +186,10 @@ async def test_missing_ssid_option_is_refused(w: World) -> None:
 async def test_429_storm_is_paced_no_rotation_fails(w: World) -> None:
     uids = [await w.add_ssid(net, 1) for net in w.networks]
     org = w.state.meraki.orgs[0].id
-    w.sim.faults_for(org).update(rate_limit_storm=5, retry_after=1)
+    w.sim.faults_for(org).update(rate_limit_storm=3, retry_after=1)
     results = await rotate(w, *uids)
     assert [r.outcome for r in results] == [Outcome.ROTATED] * len(uids), [r.reason for r in results]
-    assert w.sim.stats_for(org).storm_limited == 5
+    assert w.sim.stats_for(org).storm_limited == 3
     for uid, net in zip(uids, w.networks, strict=True):
         assert w.psk(net, 1) == w.vault.secret(uid).reveal()
 
