@@ -1,5 +1,5 @@
-"""Real-browser fixtures for the web console: one lab, one `keyturn serve` and one Chromium, shared by
-every browser test module of this package (package-scoped: set-up is most of their cost).
+"""Real-browser fixtures for the web console: one lab and one `keyturn serve` for every browser test
+module of this package (package-scoped: set-up is most of their cost), one Chromium per module.
 
     def test_x(stack: ConsoleStack, browser: Browser) -> None:
         page = stack.signed_in(browser, "operator")         # a fresh context, signed in with that token
@@ -241,9 +241,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
         running.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """The system Chromium under Playwright; the module is skipped when there is none."""
+    """The system Chromium under Playwright; the module is skipped when there is none. Per module:
+    Playwright's sync API runs an event loop of its own, which must be gone before the package's
+    asyncio tests run."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     if executable is None:
         pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; .ci/run installs it)")
