@@ -208,10 +208,15 @@ async def test_429_storm_is_paced(setup: Setup) -> None:
     org = s.lab.state.meraki.orgs[0].id  # type: ignore[union-attr]
     async with s.lab.control() as ctl:
         await ctl.set_faults(org, {"rate_limit_storm": 2, "retry_after": 1}, kind="meraki")
-        outcome, reason = await rotate(s, s.key_uid)
+        e = RotationEngine(s.vault, backoff=0.01)
+        try:
+            result = await e.rotate(s.key_uid)
+            paused = e.targets.budgets.penalties()   # each 429 paused the organisation's budget
+        finally:
+            await e.aclose()
         stats = (await ctl.stats())["meraki"][org]
-    assert outcome is Outcome.ROTATED, reason
-    assert stats["storm_limited"] == 2
+    assert result.outcome is Outcome.ROTATED, result.reason
+    assert stats["storm_limited"] == 2 and paused == 2
     assert await s.works(s.current())
 
 
