@@ -180,6 +180,24 @@ async def meraki_case() -> tuple[Case, Callable[[], Awaitable[None]]]:
     return case, stop
 
 
+async def meraki_ssid_case() -> tuple[Case, Callable[[], Awaitable[None]]]:
+    # meraki-ipsk is not a case: its change keeps the old passphrase working (overlap, by design).
+    state = MerakiState(seed=1)
+    org = state.add_org("Contract Org")
+    net = state.add_network(org.id, "Contract Net")
+    state.configure_ssid(net.id, 4, auth_mode="psk", psk=OLD)
+    key = state.add_api_key()
+    frontend = MerakiFrontend(state)
+    port = await frontend.start("127.0.0.1", 0)
+    endpoint = Endpoint(host="127.0.0.1", base_url=f"http://127.0.0.1:{port}/api/v1", network_id=net.id,
+                        org_id=org.id)
+    account = Account(record_uid="ms", username="Contract WiFi", endpoint=endpoint,
+                      admin=AdminCredential("api", Secret(key)), options={"ssid": "4"})
+    dead = replace(account, endpoint=replace(endpoint, base_url=f"http://127.0.0.1:{closed_port()}/api/v1"))
+    target = create_target("meraki-ssid-psk", max_5xx=2, backoff=0.01)
+    return Case(target, account, dead, lambda pw: state.networks[net.id].ssids[4].psk == pw), frontend.stop
+
+
 CASES: dict[str, Callable[[], Awaitable[tuple[Case, Callable[[], Awaitable[None]]]]]] = {
     "iosxe-restconf/self": lambda: restconf_case(admin=False),
     "iosxe-restconf/admin": lambda: restconf_case(admin=True),
@@ -188,6 +206,7 @@ CASES: dict[str, Callable[[], Awaitable[tuple[Case, Callable[[], Awaitable[None]
     "iosxe-ssh/self-enable": lambda: ssh_case(admin=False, user="carol"),
     "iosxe-enable-secret/admin": enable_case,
     "meraki-auth-user/api-key": meraki_case,
+    "meraki-ssid-psk/api-key": meraki_ssid_case,
 }
 
 
