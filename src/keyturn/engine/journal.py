@@ -205,12 +205,15 @@ class Journal:
         """Create the journal tables directly (tests on a bare engine; the vault uses Alembic)."""
         metadata.create_all(self.engine)
 
-    def start(self, *, rotation_id: str, record_uid: str, title: str, target: str, lock_key: str) -> None:
+    def start(self, *, rotation_id: str, record_uid: str, title: str, target: str, lock_key: str,
+              last_step: str = "") -> None:
+        """A new running rotation. `last_step`: the step its caller journals next in the same transaction
+        with `steps_on(..., row=False)`, so the rotation row is written once."""
         now = _now()
         with write_tx(self.engine) as conn:
             conn.execute(rotations.insert().values(
                 id=rotation_id, record_uid=record_uid, title=title, target=target, lock_key=lock_key,
-                state=RotationState.RUNNING.value, reason="", last_step="", scripts="[]",
+                state=RotationState.RUNNING.value, reason="", last_step=last_step, scripts="[]",
                 host=HOST, pid=os.getpid(), started_at=now, updated_at=now,
             ))
 
@@ -227,9 +230,10 @@ class Journal:
 
     def steps_on(self, conn: Connection, rotation_id: str,
                  steps: Sequence[tuple[str, StepStatus, str, dict[str, Any]]],
-                 *, only_if: sa.ColumnElement[bool] | None = None) -> bool:
+                 *, only_if: sa.ColumnElement[bool] | None = None, row: bool = True) -> bool:
         """Append (step, status, message, fields) in order inside the caller's write transaction: one
-        insert for all of them and one update of the rotation's columns (later fields win).
+        insert for all of them and one update of the rotation's columns (later fields win); `row=False`
+        skips that update (the rotation row was just written with them: `start(last_step=...)`).
 
         `only_if` (the account lock's `LockManager.held`) is checked by that update: False means it
         did not hold and nothing may be committed (the caller raises; its transaction rolls back)."""
@@ -240,11 +244,15 @@ class Journal:
         for *_, fields in steps:
             merged.update(fields)
         values = {**self._encode(merged), "updated_at": now, "last_step": steps[-1][0]}
+        if not row and (merged or only_if is not None):
+            raise ValueError("steps_on(row=False) takes steps without fields and no fence")  # a bug
         worker = worker_label()
         # A prebuilt insert, parameters per call: this runs for every step of every rotation.
         conn.execute(_INSERT_STEP, [{"rotation_id": rotation_id, "step": step, "status": status.value,
                                      "message": message, "at": now, "worker": worker}
                                     for step, status, message, _ in steps])
+        if not row:
+            return True
         query = rotations.update().where(rotations.c.id == rotation_id)
         if only_if is not None:
             query = query.where(only_if)

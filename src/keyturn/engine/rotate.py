@@ -255,9 +255,10 @@ class RotationEngine:
             return _Prepared(user.uid, user.title, profile.target, ra, unsettled=True)
         key = ra.account.lock_key
         self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=profile.target,
-                           lock_key=key)
+                           lock_key=key, last_step=Step.LOCK.value)
         token, acquired = self.locks.acquire(key, rid), self.locks.clock()
-        _write_steps(self, rid, user.uid, [(Step.LOCK, StepStatus.OK, f"account {key} locked", {})])
+        _write_steps(self, rid, user.uid, [(Step.LOCK, StepStatus.OK, f"account {key} locked", {})],
+                     row=False)
         if ra.ab is not None:  # A/B: the idle account is rotated; its secret has a slot of its own
             versions = list(self.vault.versions(user.uid, ra.secret_field))
         old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
@@ -306,10 +307,11 @@ Queued = tuple[Step, StepStatus, str, dict[str, Any]]
 
 
 def _write_steps(engine: RotationEngine, rid: str, uid: str, steps: Sequence[Queued],
-                 fence: tuple[str, str] | None = None) -> None:
+                 fence: tuple[str, str] | None = None, *, row: bool = True) -> None:
     """Journal + audit steps inside the caller's transaction (a unit of work or its own): one
     journal insert and one audit append for all of them. `fence` (lock key, token): the journal's
-    UPDATE checks the account lock is still this rotation's, else `LeaseLost` (nothing commits)."""
+    UPDATE checks the account lock is still this rotation's, else `LeaseLost` (nothing commits).
+    `row=False`: the rotation row already says these steps (`Journal.start(last_step=...)`)."""
     if not steps:
         if fence is not None:
             engine.locks.fence(fence[0], rid, fence[1])
@@ -317,7 +319,8 @@ def _write_steps(engine: RotationEngine, rid: str, uid: str, steps: Sequence[Que
     with write_tx(engine.vault.engine) as conn:
         held = engine.locks.held(fence[0], rid, fence[1]) if fence is not None else None
         if not engine.journal.steps_on(conn, rid, [(st.value, status, msg, fields)
-                                                   for st, status, msg, fields in steps], only_if=held):
+                                                   for st, status, msg, fields in steps], only_if=held,
+                                       row=row):
             raise engine.locks.lost(fence[0] if fence is not None else "", rid)
         engine.vault.audit.append_many_on(conn, [
             (f"rotation.{st.value}", engine.actor, uid,
