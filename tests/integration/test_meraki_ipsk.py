@@ -114,6 +114,14 @@ async def test_overlap_then_the_replaced_ipsk_goes_after_the_grace(w: World) -> 
     [early] = await sweep(w)
     assert early.state == "waiting" and "replaced identity PSKs go at" in early.detail
     assert set(w.family()) == {"kiosk", "kiosk-v2"}
+    # A rotation holding the account: the sweep leaves it for the next one.
+    from keyturn.engine.locks import LockManager
+
+    locks, key = LockManager(w.vault.engine), f"{w.net}/ssid{IPSK_SSID}/kiosk"
+    token = locks.acquire(key, "another-rotation")
+    [held] = await sweep(w, later=timedelta(hours=2))
+    assert held.state == "skipped" and "a rotation holds the account" in held.detail
+    locks.release(key, "another-rotation", token)
     [done] = await sweep(w, later=timedelta(hours=2))
     assert (done.state, done.names) == ("deleted", ["kiosk"])
     assert w.family() == {"kiosk-v2": ("101", w.current(uid))}
