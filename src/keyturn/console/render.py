@@ -7,7 +7,8 @@
 use, the current one marked), ``flashes`` (one-shot messages, consumed), ``can(permission)``
 (``can("rotate")``: the API's permission table) and ``static(name)`` (a static file's URL, versioned so a
 new release is fetched). Autoescaping is on for every template: a record title is text, never markup.
-Filters: ``when`` (a datetime as ``2026-01-31 08:00 UTC``, ``-`` for None), ``ago`` (``3 min ago``).
+Filters: ``when`` (a datetime as ``2026-01-31 08:00 UTC``, ``-`` for None), ``ago`` (``3 min ago``),
+``num`` (``10,000``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["when"] = when
     env.filters["ago"] = ago
+    env.filters["num"] = "{:,}".format
     env.globals["static"] = static
     env.globals["PREFIX"] = PREFIX
     return env
