@@ -202,3 +202,17 @@ async def test_first_ipsk_of_a_family_with_a_group_policy(w: World) -> None:
     result = await rotate(w, uid)
     assert result.outcome is Outcome.ROTATED, result.reason
     assert w.family()["printer-v2"] == ("102", w.current(uid))
+
+
+async def test_an_ipsk_left_by_a_rotation_settled_backward_is_swept(w: World) -> None:
+    from keyturn.vault.versions import VersionState
+
+    uid = await w.add(grace="1h")
+    # A rotation created kiosk-v2 and was then rolled back: its candidate is a failed version.
+    w.vault.add_version(uid, Secret("orphan-pass-1"), state=VersionState.FAILED, rotation_id="r" * 32)
+    assert w.lab.meraki is not None
+    w.lab.meraki.add_identity_psk(w.net, IPSK_SSID, "kiosk-v2", "101", "orphan-pass-1")
+    [early] = await sweep(w)
+    assert early.state == "waiting"
+    [done] = await sweep(w, later=timedelta(hours=2))
+    assert done.names == ["kiosk-v2"] and w.family() == {"kiosk": ("101", w.first_passphrase)}

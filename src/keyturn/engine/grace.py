@@ -10,8 +10,10 @@ sweeps next: `keyturn recover` and `keyturn rotate` (after their recovery), and 
 
 Sweeping one account, in order (each step can only make it skip, never delete more):
 
-1. the current version was not made by a rotation (imported, set by hand), not due (now < commit +
-   grace), or already swept (record meta ``ipsk_grace`` = its version) → skip;
+1. no rotation ever ran on the account (every version imported or set by hand), not due (now <
+   commit of the current version + grace), or already swept (record meta ``ipsk_grace``: the current
+   version and the newest version then) → skip. A rotation that rolled back or was settled backward
+   adds a newer (failed) version, so its created iPSK is swept too — after the same grace;
 2. take the account's rotation lock (a rotation running on it → skip, the next sweep retries);
 3. a `pending` version (an unsettled rotation whose candidate may sit on the SSID) → skip;
 4. the target deletes every iPSK of the family whose passphrase is not the current secret — and
@@ -88,10 +90,13 @@ async def _sweep_one(engine: RotationEngine, uid: str, now: datetime) -> GraceRe
         current = next((v for v in versions if v.state is VersionState.CURRENT), None)
         if current is None:
             return GraceResult(uid, user.title, "skipped", "no current secret")
-        if current.rotation_id is None:  # set by hand or imported: no rotation replaced anything
-            return GraceResult(uid, user.title, "skipped", "the current secret was not set by a rotation")
+        if not any(v.rotation_id for v in versions):  # imported or set by hand: keyturn created nothing
+            return GraceResult(uid, user.title, "skipped", "no rotation has created an identity PSK yet")
+        # Swept for this current version and every version that existed then (a later rotation that
+        # rolled back, or was settled backward, leaves a newer version whose iPSK may need deleting).
+        through = max(v.version for v in versions)
         swept = user.meta.get(SWEPT_KEY) or {}
-        if swept.get("version") == current.version:
+        if swept.get("version") == current.version and swept.get("through", current.version) >= through:
             return GraceResult(uid, user.title, "skipped", f"version {current.version} already swept")
         due = current.updated_at.astimezone(UTC) + grace_of(profile.options)
         if now < due:
@@ -122,20 +127,22 @@ async def _sweep_one(engine: RotationEngine, uid: str, now: datetime) -> GraceRe
             log.warning("grace sweep of %s: %s", user.title, describe(exc))
             return GraceResult(uid, user.title, "failed", describe(exc))
         names = [g["name"] for g in gone]
-        await engine.db(_note, engine, uid, current.version, current.rotation_id, gone, now)
+        through = max(v.version for v in versions)
+        await engine.db(_note, engine, uid, current.version, through, current.rotation_id, gone, now)
         return GraceResult(uid, user.title, "deleted", f"{len(gone)} replaced identity PSK(s) deleted", names)
     finally:
         await engine.db(engine.locks.release, key, owner, token)
 
 
-def _note(engine: RotationEngine, uid: str, version: int, rotation_id: str | None,
+def _note(engine: RotationEngine, uid: str, version: int, through: int, rotation_id: str | None,
           gone: list[dict[str, str]], now: datetime) -> None:
     """Journal + audit + the meta marker of one sweep (names and ids only, never a passphrase)."""
     vault = engine.vault
     message = (f"grace over: replaced identity PSK(s) {', '.join(g['name'] for g in gone)} deleted"
                if gone else "grace over: no replaced identity PSK left to delete")
     with vault.unit():  # one transaction: the marker, the audit entry and the journal step
-        vault.set_meta(uid, SWEPT_KEY, {"version": version, "at": now.isoformat()}, actor=engine.actor)
+        vault.set_meta(uid, SWEPT_KEY, {"version": version, "through": through, "at": now.isoformat()},
+                       actor=engine.actor)
         vault.audit.append("ipsk.replaced_deleted", actor=engine.actor, record_uid=uid,
                            details={"version": version, "rotation_id": rotation_id, "deleted": gone})
         if rotation_id:
