@@ -169,3 +169,19 @@ async def test_a_body_that_is_not_a_form_or_too_big_is_refused_before_anything_i
         assert r.status_code == 413 and "more than 2000 fields" in r.text
     assert api.world.vault.audit.list(action="schedule.set") == []
     assert api.world.vault.audit.list(action="schedule.clear") == []
+
+
+async def test_logs_and_metrics_name_console_routes_and_hold_no_token_or_session(
+        api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    async with console_client(api) as c:
+        r = await signin(c, api.tokens["operator"], "/console/accounts?q=u1")
+        session_id = r.cookies["keyturn_console"]
+        token = await csrf_of(c, "/console/accounts?q=u1")
+        await c.post("/console/signout", data={"csrf_token": token})
+        metrics = (await c.get("/metrics")).text
+    assert 'route="/console/accounts"' in metrics and 'route="/accounts"' not in metrics
+    logged = "\n".join(f"{rec.getMessage()} {vars(rec)}" for rec in caplog.records)
+    assert "/console/accounts" in logged
+    for secret in (api.tokens["operator"], session_id, token):
+        assert secret not in logged

@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyturn.api.app import ERROR_STATUS
 from keyturn.api.context import ApiContext
@@ -77,6 +78,31 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
                                     "here (see the server log).")
 
 
+class _Route:
+    """What the API's request log reads of a route: its template."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+class FullRouteNames:
+    """Console requests reach the API's request log and metrics under their full route template
+    (``/console/accounts``), not the sub-app's relative one (``/accounts`` is also an API route)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if scope["type"] == "http":
+                path = getattr(scope.get("route"), "path", None)
+                if not isinstance(path, str):
+                    path = "/static" if isinstance(scope.get("endpoint"), StaticFiles) else "/unmatched"
+                scope["route"] = _Route(PREFIX + path)
+
+
 def build(ctx: ApiContext) -> FastAPI:
     """The console app over the API's context (mount it at `PREFIX`)."""
     settings = ctx.vault.settings
@@ -94,6 +120,7 @@ def build(ctx: ApiContext) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(ConsoleHeaders)
+    app.add_middleware(FullRouteNames)
     return app
 
 
