@@ -14,7 +14,9 @@ person (`flags`):
 Built for fleets: `list_accounts` runs exactly three SQL statements whatever the number of accounts —
 one on the records table (metadata only: nothing is decrypted), one on the rotation journal (the newest
 rotation per record, by a window function), one on the scheduler state — and parses each distinct
-stored schedule once.
+stored schedule once. A page (``limit``) filtered by metadata only is cut by the database instead
+(`keyturn.selection.sql_where`): a count, then four statements bounded by the page — the console's
+accounts page and ``GET /accounts?limit=`` cost on a large fleet.
 
 Schema (`Account`, `Rotation`, pydantic, so the OpenAPI document describes them): record uids are
 ``record_uid``, times are ISO 8601 UTC with ``Z``. The CLI prints ``model_dump(mode="json")`` of the
@@ -306,7 +308,7 @@ def list_accounts(engine: Engine, query: AccountQuery | None = None, *, limit: i
 def _sql_page(conn: Connection, where: list[sa.ColumnElement[bool]], limit: int, offset: int,
               now: datetime | None) -> AccountList:
     """One page cut by the database (`keyturn.selection.sql_where`): a count, the page's records, their
-    resources, their newest rotations and scheduler state — five statements, each bounded by the page."""
+    resources, their newest rotations and scheduler state (the last four bounded by the page)."""
     total = int(conn.execute(sa.select(sa.func.count()).select_from(RecordRow).where(*where)).scalar_one())
     rows = conn.execute(sa.select(RecordRow.uid, RecordRow.title, RecordRow.type, RecordRow.meta_json)
                         .where(*where).order_by(*sql_order(conn.dialect.name)).limit(limit).offset(offset))
