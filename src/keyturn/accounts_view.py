@@ -15,7 +15,7 @@ Built for fleets: `list_accounts` runs exactly three SQL statements whatever the
 one on the records table (metadata only: nothing is decrypted), one on the rotation journal (the newest
 rotation per record, by a window function), one on the scheduler state — and parses each distinct
 stored schedule once. A page (``limit``) filtered by metadata only is cut by the database instead
-(`keyturn.selection.sql_where`): a count, then four statements bounded by the page — the console's
+(`keyturn.selection.sql_where`): a count, then four statements bounded by the page: what the console's
 accounts page and ``GET /accounts?limit=`` cost on a large fleet.
 
 Schema (`Account`, `Rotation`, pydantic, so the OpenAPI document describes them): record uids are
