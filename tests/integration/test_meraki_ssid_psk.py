@@ -165,6 +165,17 @@ async def test_ssid_not_in_psk_mode_refused_at_rotation_set(w: World, number: in
     assert "rotation" not in w.vault.get(uid).meta
 
 
+async def test_rotation_set_does_not_refuse_an_unreachable_dashboard(w: World) -> None:
+    from tests.contract.test_target_contract import closed_port
+
+    net = first_net(w)
+    dead = w.vault.add(type="pamMerakiNetwork", title="Meraki offline", custom=[
+        Field("text", "network_id", [net]), Field("text", "base_url", [f"http://127.0.0.1:{closed_port()}/api/v1"])])
+    uid = await w.add_ssid(net, 1, set_it=False)
+    await w.set_profile(uid, resource=dead.uid, options={"ssid": "1"})   # checked again at rotation time
+    assert w.vault.get(uid).meta["rotation"]["target"] == "meraki-ssid-psk"
+
+
 async def test_ssid_switched_away_from_psk_fails_the_rotation_nothing_changed(w: World) -> None:
     net = first_net(w)
     uid = await w.add_ssid(net, 1)
