@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from keyturn.console.pages.dashboard import overview
+from keyturn.dispatch.ledger import NewRequest, RequestLedger
 from keyturn.engine.journal import rotations, write_tx
 from keyturn.scheduler.assign import set_schedule
 from tests.console.console_world import console_client, signin
@@ -74,3 +75,15 @@ async def test_the_dashboard_page_shows_them_without_script(api: Api) -> None:
     assert "<script" not in text and 'role="img"' in text
     assert len(re.findall(r"<title>\d{4}-\d\d-\d\d: ", text)) == 30   # one labelled bar group a day
     assert "<svg" in text and "Rotations per day, last 30 days" in text
+
+
+async def test_sites_show_their_queues_and_a_site_without_a_live_worker(api: Api) -> None:
+    ledger = RequestLedger(api.world.vault.engine)
+    ledger.create([NewRequest(id="q1", record_uid=api.world.user, title="u1", site="dc-east")], actor="test")
+    ledger.heartbeat("w1", site="dc-west", concurrency=4, in_flight=0)
+    async with console_client(api) as c:
+        await signin(c, api.tokens["operator"])
+        text = (await c.get("/console/")).text
+    east = text[text.index("<td>dc-east</td>"):]
+    assert '<tr class="stuck">' in text and "no live worker" in east[:400]
+    assert "<td>dc-west</td>" in text and "No broker configured" not in text
