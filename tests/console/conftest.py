@@ -16,7 +16,6 @@ module is skipped saying so. Screenshots go to `tests/console/screenshots/` (git
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -227,8 +226,17 @@ def _setup(stack: ConsoleStack) -> None:
         stack.tokens[role] = out.strip().splitlines()[0]
 
 
+def chromium() -> str:
+    """The system Chromium's path; skips (saying how to get one) when there is none."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    return executable
+
+
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleStack]:
+    chromium()                  # no browser, no browser tests: skip before starting anything
     root = tmp_path_factory.mktemp("console")
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KEYTURN_")}
     env["KEYTURN_HOME"] = str(root / "home")
@@ -246,19 +254,14 @@ def browser() -> Iterator[Any]:
     """The system Chromium under Playwright; the module is skipped when there is none. Per module:
     Playwright's sync API runs an event loop of its own, which must be gone before the package's
     asyncio tests run."""
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.skip("no chromium binary on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    executable = chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
     # Chromium refuses to run as root inside its sandbox; CI runs as root.
     args = ["--no-sandbox"] if os.geteuid() == 0 else []
     with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=executable, args=args)
+        launched = pw.chromium.launch(executable_path=executable, args=args)
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
 
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
