@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +28,40 @@ PROBE = Path(__file__).resolve().with_name("cost_probe.py")
 KINDS = ("iosxe-restconf", "iosxe-ssh", "meraki-auth-user")
 
 
+@contextlib.contextmanager
+def _database(database: str) -> Iterator[str | None]:
+    """None (the probe's own SQLite vault) or the URL of a fresh PostgreSQL schema, dropped after."""
+    if database != "postgresql":
+        yield None
+        return
+    import sqlalchemy as sa
+
+    from bench.bench_scaleout import POSTGRES
+
+    schema = f"kt_cost_{secrets.token_hex(4)}"
+    admin = sa.create_engine(POSTGRES)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def probe(tree: Path, lab: Lab, workdir: Path, label: str, kind: str, *, accounts: int, phase_accounts: int,
-          concurrency: int) -> dict[str, Any]:
+          concurrency: int, database: str = "sqlite") -> dict[str, Any]:
     lab.reset()
     home = workdir / f"home-{label}-{kind}"
     assert lab.state_file.exists()
-    args = {"state_file": str(lab.state_file), "home": str(home), "kind": kind, "accounts": accounts,
-            "phase_accounts": phase_accounts, "concurrency": concurrency}
+    with _database(database) as url:
+        return _probe(tree, home, lab, label, kind, {
+            "state_file": str(lab.state_file), "home": str(home), "kind": kind, "accounts": accounts,
+            "phase_accounts": phase_accounts, "concurrency": concurrency, "database_url": url})
+
+
+def _probe(tree: Path, home: Path, lab: Lab, label: str, kind: str, args: dict[str, Any]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), str(REPO)])
     proc = subprocess.run([sys.executable, str(PROBE), json.dumps(args)], env=env, capture_output=True,
@@ -47,13 +76,20 @@ def probe(tree: Path, lab: Lab, workdir: Path, label: str, kind: str, *, account
 def _line(r: dict[str, Any]) -> str:
     phases = r.get("phases_ms")
     split = "; ".join(f"{k} {v:.1f}" for k, v in phases.items()) if phases else "(no step hook)"
-    return (f"{r['label']:>6} {r['kind']:<17} {r['cpu_ms']:6.1f} CPU-ms/rot  {r['sql']:5.1f} SQL/rot  "
+    locks = "; ".join(f"{k} {v:.2f}" for k, v in (r.get("lock_phases_ms") or {}).items())
+    return (f"{r['label']:>6} {r['kind']:<17} [{r.get('database', 'sqlite')}] {r['cpu_ms']:6.1f} CPU-ms/rot  "
+            f"{r['sql']:5.1f} SQL/rot  writer lock held {r.get('lock_ms', 0.0):.2f} ms/rot (sequential: "
+            f"{locks or '-'})  "
             f"{r['requests']:4.1f} req/rot  {r['handshakes']:4.2f} TLS handshakes/rot  "
             f"{r['ok']}/{r['rotations']} ok  phases (ms): {split}")
 
 
 def run(workdir: Path, *, devices: int, meraki_users: int, before: str | None = None,
-        concurrency: int = 64, startup_runs: int = 10) -> tuple[list[Row], list[str]]:
+        concurrency: int = 64, startup_runs: int = 10, database: str = "sqlite",
+        kinds: str | None = None) -> tuple[list[Row], list[str]]:
+    """`database`: the probes' vault (sqlite, or postgresql on 127.0.0.1); `kinds`: comma-separated
+    target kinds (default `KINDS`)."""
+    chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS
     phase_accounts = max(5, devices // 10)
     per_org = -(-(meraki_users + phase_accounts) // 20)      # networks of 10 users, 2 organisations
     lab = Lab(workdir, iosxe=devices + phase_accounts, users_per_device=1, meraki_orgs=2,
@@ -64,15 +100,16 @@ def run(workdir: Path, *, devices: int, meraki_users: int, before: str | None = 
         with worktree(before) if before else contextlib.nullcontext(None) as old:
             if old is not None:
                 trees.insert(0, ("before", old))
-            for kind in KINDS:
+            for kind in chosen:
                 count = meraki_users if kind.startswith("meraki") else devices
                 for label, tree in trees:
                     results.append(probe(tree, lab, workdir, label, kind, accounts=count,
-                                         phase_accounts=phase_accounts, concurrency=concurrency))
+                                         phase_accounts=phase_accounts, concurrency=concurrency,
+                                         database=database))
     notes = [f"cost: {devices} IOS XE devices per kind, {meraki_users} Meraki users, concurrency "
              f"{concurrency}; phases from {phase_accounts} sequential rotations"]
     notes += [_line(r) for r in results]
-    for kind in KINDS:
+    for kind in chosen:
         pair = [r for r in results if r["kind"] == kind]
         if len(pair) == 2 and pair[1]["cpu_ms"]:
             notes.append(f"{kind}: CPU per rotation {pair[0]['cpu_ms']:.1f} -> {pair[1]['cpu_ms']:.1f} ms "

@@ -52,6 +52,32 @@ def _accounts(vault: Any, state: Any, kind: str, count: int) -> list[str]:
     return out[:count]
 
 
+class WriterLockWatch:
+    """Seconds the installation's serialized writer lock was held by this process, read from the SQL
+    it sends (so the same probe measures an older tree): SQLite from ``BEGIN IMMEDIATE``, PostgreSQL
+    from the chain lock's statement (advisory lock or the head row ``FOR UPDATE``), each to the
+    transaction's COMMIT or ROLLBACK being sent (the commit's own round trip is not counted)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.seconds = 0.0
+        self.holds = 0
+        sa.event.listen(engine, "after_cursor_execute", self._executed)
+        sa.event.listen(engine, "commit", self._ended)
+        sa.event.listen(engine, "rollback", self._ended)
+
+    def _executed(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        text = statement.lstrip().upper()
+        if text.startswith("BEGIN IMMEDIATE") or "PG_ADVISORY_XACT_LOCK" in text or (
+                "KT_META" in text and "FOR UPDATE" in text):
+            conn.info.setdefault("probe_lock_since", time.perf_counter())
+
+    def _ended(self, conn: Any) -> None:
+        since = conn.info.pop("probe_lock_since", None)
+        if since is not None:
+            self.seconds += time.perf_counter() - since
+            self.holds += 1
+
+
 def _stats(control: str) -> dict[str, int]:
     data = httpx.get(f"{control}/stats", timeout=60).json()
     out = {"requests": 0, "connections": 0}
@@ -70,7 +96,8 @@ async def _measure(args: dict[str, Any]) -> dict[str, Any]:
     from keyturn.vault import Vault
 
     state = LabState.load(Path(args["state_file"]))
-    vault = Vault.init(Settings(home=Path(args["home"])))
+    url = args.get("database_url")
+    vault = Vault.init(Settings(home=Path(args["home"]), **({"database_url": url} if url else {})))
     uids = _accounts(vault, state, args["kind"], args["accounts"] + args["phase_accounts"])
     bulk, phased = uids[:args["accounts"]], uids[args["accounts"]:]
     statements = [0]
@@ -79,14 +106,17 @@ async def _measure(args: dict[str, Any]) -> dict[str, Any]:
         statements[0] += 1
 
     sa.event.listen(vault.engine, "before_cursor_execute", count)
+    held = WriterLockWatch(vault.engine)
     engine = RotationEngine(vault, actor="bench")
     out: dict[str, Any] = {"kind": args["kind"], "rotations": len(bulk)}
     try:
         s0, st0, c0, w0 = statements[0], _stats(state.control_url), time.process_time(), time.monotonic()
+        h0 = held.seconds
         results = await rotate_many(engine, bulk, concurrency=args["concurrency"])
         c1, w1, st1 = time.process_time(), time.monotonic(), _stats(state.control_url)
         n = max(1, len(bulk))
         out.update(cpu_ms=1000 * (c1 - c0) / n, wall=w1 - w0, sql=(statements[0] - s0) / n,
+                   lock_ms=1000 * (held.seconds - h0) / n, database=vault.engine.dialect.name,
                    requests=(st1["requests"] - st0["requests"]) / n,
                    handshakes=(st1["connections"] - st0["connections"]) / n,
                    outcomes=sorted({str(r.outcome) for r in results}),
@@ -94,22 +124,25 @@ async def _measure(args: dict[str, Any]) -> dict[str, Any]:
         phases: dict[str, float] = {}
         observe = getattr(hooks, "observe", None)
         if observe is not None and phased:
-            last = [0.0]
+            last, last_held = [0.0], [0.0]
+            locks: dict[str, float] = {}
 
             def mark(step: str) -> None:
-                now = time.process_time()
+                now, now_held = time.process_time(), held.seconds
                 name = PHASES.get(step, step)
                 phases[name] = phases.get(name, 0.0) + now - last[0]
-                last[0] = now
+                locks[name] = locks.get(name, 0.0) + now_held - last_held[0]
+                last[0], last_held[0] = now, now_held
 
             observe(mark)
             try:
                 for uid in phased:
-                    last[0] = time.process_time()
+                    last[0], last_held[0] = time.process_time(), held.seconds
                     await engine.rotate(uid)
             finally:
                 observe(None)
             out["phases_ms"] = {k: round(1000 * v / len(phased), 2) for k, v in phases.items()}
+            out["lock_phases_ms"] = {k: round(1000 * v / len(phased), 3) for k, v in locks.items() if v}
     finally:
         await engine.aclose()
         vault.close()
