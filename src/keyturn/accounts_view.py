@@ -267,9 +267,12 @@ def list_accounts(engine: Engine, query: AccountQuery | None = None, *, limit: i
     query.check()
     terms = parse_filter(query.filter) if query.filter is not None else []
     paged = limit is not None and query.by_metadata
+    in_sql = limit is not None and query.site is None and not query.flagged
     with read_tx(engine) as conn:
-        where = sql_where(conn.dialect.name, terms, query.tag) if paged else None
+        where = sql_where(conn.dialect.name, terms, query.tag) if in_sql else None
         if where is not None:
+            if query.outcome is not None:
+                where.append(_last_outcome() == query.outcome)
             return _sql_page(conn, where, limit or 0, offset, now)
         records = meta_records(conn, profiled=True, also_meta_key=SITE_KEY)
         if paged:
@@ -324,6 +327,17 @@ def _sql_page(conn: Connection, where: list[sa.ColumnElement[bool]], limit: int,
     accounts = [_account(rec, _resource_meta(rec, metas), latest.get(rec.uid), states.get(rec.uid), schedules)
                 for rec in records]
     return AccountList(accounts=accounts, total=total, limit=limit, offset=offset)
+
+
+def _last_outcome() -> sa.ColumnElement[str]:
+    """The account's `last_outcome` in SQL (its newest rotation's outcome, else state; `NEVER` without
+    one): a correlated lookup of the newest rotation, as `_latest_rotations` orders them."""
+    newest = (sa.select(sa.func.coalesce(sa.func.nullif(rotations.c.outcome, ""),
+                                         sa.func.nullif(rotations.c.state, ""), NEVER))
+              .where(rotations.c.record_uid == RecordRow.uid)
+              .order_by(rotations.c.started_at.desc(), rotations.c.id.desc()).limit(1)
+              .correlate(RecordRow).scalar_subquery())
+    return sa.func.coalesce(newest, NEVER)
 
 
 def _object(meta_json: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from keyturn.accounts_view import AccountQuery, list_accounts
 from keyturn.config import Settings
+from keyturn.engine.journal import rotations, write_tx
 from keyturn.engine.profile import RotationProfile
 from keyturn.selection import parse_filter, sql_where
 from keyturn.vault import Vault
@@ -31,7 +32,9 @@ QUERIES: tuple[AccountQuery, ...] = (
     AccountQuery(filter="target~restconf,title~sw01"), AccountQuery(filter="type=PAMUSER"),
     AccountQuery(filter="type=login"), AccountQuery(tag="even"), AccountQuery(tag="odd", filter="title~a"),
     AccountQuery(tag="Bad Tag"), AccountQuery(tag="missing"), AccountQuery(filter="uid=nope"),
-    AccountQuery(filter="resource~x"),
+    AccountQuery(filter="resource~x"), AccountQuery(outcome="never"), AccountQuery(outcome="failed"),
+    AccountQuery(outcome="rotated", filter="title~a"), AccountQuery(outcome="running", tag="even"),
+    AccountQuery(outcome="needs_attention"),
 )
 
 
@@ -66,7 +69,24 @@ def _fleet(vault: Vault) -> None:
     specs.append(NewRecord(type="pamUser", title="alpha not managed", meta={"rotation": "soon"}))
     nested = {"x": {"rotation": {"target": "noop"}}}
     specs.append(NewRecord(type="pamUser", title="alpha nested", meta=nested))
-    vault.add_many(specs)
+    uids = vault.add_many(specs)
+    # Journal rows: the newest one decides (same start: the larger id wins), a running one has no outcome.
+    rows = []
+    for i, uid in enumerate(uids[:len(TITLES)]):
+        if i % 3 == 0:
+            continue                                                   # never rotated
+        rows.append(_rotation(f"a{i:02d}", uid, "rotated", "done", NOW - timedelta(days=2)))
+        if i % 3 == 1:
+            rows.append(_rotation(f"b{i:02d}", uid, "failed", "failed", NOW - timedelta(days=1)))
+        if i % 4 == 1:
+            rows.append(_rotation(f"c{i:02d}", uid, None, "running", NOW - timedelta(days=1)))
+    with write_tx(vault.engine) as conn:
+        conn.execute(rotations.insert(), rows)
+
+
+def _rotation(rid: str, uid: str, outcome: str | None, state: str, at: datetime) -> dict[str, Any]:
+    return {"id": rid, "record_uid": uid, "title": "t", "target": "noop", "state": state, "outcome": outcome,
+            "reason": "", "last_step": "", "started_at": at, "updated_at": at, "finished_at": at}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -83,6 +103,9 @@ def test_sql_pages_equal_slices_of_the_full_listing(tmp_path: Path, backend: str
                 assert page.total == full.total, (query, offset)
                 assert page.accounts == full.accounts[offset:offset + 4], (query, offset)
         assert list_accounts(vault.engine, AccountQuery(), now=NOW).total == len(TITLES)
+        outcomes = {o: list_accounts(vault.engine, AccountQuery(outcome=o), now=NOW).total
+                    for o in ("never", "rotated", "failed", "running")}
+        assert all(outcomes.values()) and sum(outcomes.values()) == len(TITLES), outcomes
 
 
 def test_terms_sql_cannot_say_exactly_fall_back_to_the_metadata_scan(tmp_path: Path) -> None:
