@@ -152,18 +152,40 @@ def test_keyboard_reaches_the_main_controls_and_every_page_has_a_screenshot(
         stack: ConsoleStack, browser: Any) -> None:
     uid = stack.uid(NETOPS)
     page = stack.signed_in(browser, "admin", f"/console/accounts/{uid}")
-    reached = []
-    for _ in range(40):
-        page.keyboard.press("Tab")
-        reached.append(page.evaluate("(e => e.innerText || e.value || '')(document.activeElement)"))
-        if "Rotate now" in reached:
-            break
-    assert "Skip to content" in reached and "Accounts" in reached and "Rotate now" in reached, reached
+    _fields_are_labelled(page)
+    assert _tab_until(page, "Rotate now")[:3] == ["Skip to content", "keyturn", "Dashboard"]
+    page.goto(stack.url("/console/accounts"))
+    reached = _tab_until(page, "Filter")
+    assert "f-q" in reached, reached                           # the (empty) search box comes before
+    assert page.evaluate("document.activeElement.form.getAttribute('role')") == "search"
     for name, path in (("dashboard", "/console/"), ("accounts", "/console/accounts"),
                        ("schedules", "/console/schedules"), ("profiles", "/console/profiles"),
-                       ("audit_chain", "/console/audit/chain")):
+                       ("profile_edit", f"/console/profiles/{uid}"), ("audit_chain", "/console/audit/chain")):
         answer = page.goto(stack.url(path))
         assert answer is not None and answer.status == 200, path
         _fields_are_labelled(page)
         shot(page, name)
     page.context.close()
+
+    dark = browser.new_context(viewport=VIEWPORT, color_scheme="dark").new_page()
+    dark.goto(stack.url(f"/console/accounts/{uid}"))
+    _fields_are_labelled(dark)                                   # the sign-in form
+    shot(dark, "signin_dark")
+    sign_in(dark, stack.tokens["admin"])
+    background = dark.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background != "rgb(255, 255, 255)"                   # the system's dark setting is followed
+    shot(dark, "account_detail_dark")
+    dark.context.close()
+
+
+def _tab_until(page: Any, label: str, limit: int = 40) -> list[str]:
+    """Press Tab until the focused control reads `label`; what was focused on the way (text, value or
+    id)."""
+    reached = []
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        focused = "(e => (e.innerText || e.value || e.id).trim())(document.activeElement)"
+        reached.append(page.evaluate(focused))
+        if reached[-1] == label:
+            return reached
+    raise AssertionError(f"Tab never reached {label!r}: {reached}")
