@@ -19,7 +19,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from keyturn.engine.shared_limits import DeviceSlots, RedisOrgBudgets
+from keyturn.engine.shared_budgets import RedisOrgBudgets
+from keyturn.engine.shared_limits import DeviceSlots
 
 
 async def _until(at: float) -> None:

@@ -24,7 +24,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from keyturn.engine.shared_limits import DeviceSlots, RedisOrgBudgets
+from keyturn.engine.shared_budgets import RedisOrgBudgets
+from keyturn.engine.shared_limits import DeviceSlots
 from keyturn.errors import DeviceBusy, LimitsUnavailable
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, AdminCredential, Endpoint

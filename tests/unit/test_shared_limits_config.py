@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 
 from keyturn.engine.ratelimit import Budgets, OrgBudgets
+from keyturn.engine.redis_access import redacted_url
 from keyturn.engine.rotate import TargetPool
-from keyturn.engine.shared_limits import DeviceSlots, RedisOrgBudgets, redacted_url
+from keyturn.engine.shared_budgets import RedisOrgBudgets
+from keyturn.engine.shared_limits import DeviceSlots
 from keyturn.errors import ConfigError
 from keyturn.serve import rate_limited
 from keyturn.targets.meraki import MerakiAuthUserTarget

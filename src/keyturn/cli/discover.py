@@ -43,7 +43,8 @@ async def _paced(vault: Vault) -> AsyncIterator[tuple[Any, Any]]:
     redis_url = cfg.effective_redis_url
     budgets = slots = None
     if redis_url:
-        from keyturn.engine.shared_limits import DeviceSlots, RedisOrgBudgets
+        from keyturn.engine.shared_budgets import RedisOrgBudgets
+        from keyturn.engine.shared_limits import DeviceSlots
         budgets = RedisOrgBudgets(redis_url, headroom=cfg.meraki_api_share)
         slots = DeviceSlots(redis_url, per_device=cfg.per_device_concurrency, ttl=cfg.worker_slot_ttl)
     pool = TargetPool(meraki_share=cfg.meraki_api_share, budgets=budgets)

@@ -198,7 +198,8 @@ async def _runtime(vault: Vault, settings: Settings, name: str) -> WorkerRuntime
     """Built on the worker's loop (the Redis clients bind to it)."""
     from keyturn.dispatch.runtime import WorkerRuntime
     from keyturn.engine.rotate import RotationEngine, TargetPool
-    from keyturn.engine.shared_limits import DeviceSlots, RedisOrgBudgets
+    from keyturn.engine.shared_budgets import RedisOrgBudgets
+    from keyturn.engine.shared_limits import DeviceSlots
 
     redis_url = settings.effective_redis_url
     assert redis_url is not None

@@ -29,7 +29,7 @@ a fake clock.
 A 429 seen by any rotation pauses that organisation for everyone (`penalize`).
 
 `Budgets` is what a Meraki target needs from a budget; `OrgBudgets` is the in-process one, and
-`keyturn.engine.shared_limits.RedisOrgBudgets` the one shared by every worker process through Redis
+`keyturn.engine.shared_budgets.RedisOrgBudgets` the one shared by every worker process through Redis
 (the same `reserve` step, as a Lua script on Redis' clock). The clock and the sleep are injectable,
 so tests drive time by hand and never sleep.
 """
