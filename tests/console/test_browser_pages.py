@@ -69,7 +69,9 @@ def test_reveal_needs_the_token_again_is_audited_and_removed_after_its_time(
 
 
 def test_consumer_reveals_its_granted_record_only(stack: ConsoleStack, browser: Any) -> None:
-    page = stack.signed_in(browser, "consumer", "/console/reveal?record=" + DEPLOY.replace(" ", "%20"))
+    page = stack.signed_in(browser, "consumer", "/console/")
+    page.get_by_role("link", name="here").click()             # the consumer's dashboard points there
+    page.get_by_label("Record").fill(DEPLOY)
     page.get_by_label("Your API token (again)").fill(stack.tokens["consumer"])
     page.get_by_role("button", name="Reveal").click()
     assert page.locator("#revealed").inner_text() == stack.api(
