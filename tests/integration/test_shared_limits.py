@@ -168,6 +168,24 @@ async def test_a_killed_holders_slot_frees_after_its_ttl(prefix: str) -> None:
         await slots.aclose()
 
 
+async def test_a_request_that_left_late_pushes_back_the_one_limit_sends_later(prefix: str) -> None:
+    """The send log in Redis: a request whose connection took 0.3 s counts from when it left, so the
+    request `limit` sends later is at least 1 s + margin after that, not after its slot."""
+    budgets = RedisOrgBudgets(URL, headroom=0.2, prefix=prefix)  # 2 per second, paced 0.52 s apart
+    try:
+        assert (budgets.limit, budgets.interval) == (2, pytest.approx(0.52))
+        on_wire = await budgets.acquire("org-1")
+        await asyncio.sleep(0.3)  # the TLS handshake of a new connection
+        on_wire()
+        left = time.monotonic()
+        await budgets.acquire("org-1")
+        await budgets.acquire("org-1")
+        assert time.monotonic() - left >= budgets.pacing.window - 0.005
+        assert list(budgets.late_sends) and max(budgets.late_sends) >= 0.29
+    finally:
+        await budgets.aclose()
+
+
 async def test_pause_keeps_the_later_expiry(prefix: str) -> None:
     budgets = RedisOrgBudgets(URL, prefix=prefix)
     client = redis.asyncio.Redis.from_url(URL)
