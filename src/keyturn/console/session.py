@@ -14,9 +14,11 @@ out, which is the safe direction.
 
 The cookie is ``HttpOnly; SameSite=Strict; Secure; Path=/console``. `Secure` means the browser sends it
 over HTTPS only, so serve the console with TLS (``keyturn serve --cert/--key``, or a TLS proxy in
-front). ``KEYTURN_CONSOLE_INSECURE_COOKIE=1`` drops `Secure` for plain-HTTP tests on the loopback
-interface; keyturn never guesses it from the request (behind a TLS proxy every request looks like
-plain HTTP, and a guess there would send the cookie in clear elsewhere).
+front); browsers treat ``http://127.0.0.1`` and ``http://localhost`` as secure origins, so the default
+loopback-only service works locally without TLS. ``KEYTURN_CONSOLE_INSECURE_COOKIE=1`` drops `Secure`
+for HTTP clients that do not (test tools on plain HTTP); keyturn never guesses it from the request
+(behind a TLS proxy every request looks like plain HTTP, and a guess there would send the cookie in
+clear elsewhere).
 
 Pages depend on `require_session(...)`: the session, or a redirect to sign-in that remembers the page
 (`SignInRequired`), or a 403 page when the role lacks the permission (audited as the API's denials).
