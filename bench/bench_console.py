@@ -137,8 +137,8 @@ def _chromium(workdir: Path, token: str, runs: int) -> tuple[Row | None, str]:
         return None, "Playwright not installed (test extra): browser timing skipped"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
-    # Plain HTTP on the loopback interface: the documented case for the insecure cookie setting.
-    env.update(KEYTURN_HOME=str(workdir / "home"), KEYTURN_CONSOLE_INSECURE_COOKIE="1")
+    # Plain HTTP on 127.0.0.1: Chromium counts loopback as a secure origin and keeps the Secure cookie.
+    env.update(KEYTURN_HOME=str(workdir / "home"))
     with (workdir / "serve.log").open("wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "keyturn.cli.main", "serve", "--port", str(port)],
                                   env=env, stdout=log, stderr=log, start_new_session=True)
