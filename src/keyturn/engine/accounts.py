@@ -28,7 +28,7 @@ from typing import Any
 
 from keyturn.engine.ab import IDLE_SLOT, Pair, pair_of
 from keyturn.engine.ports import RecordLike, VaultLike
-from keyturn.engine.profile_model import NOOP_KIND, RotationProfile, default_configuration, is_noop
+from keyturn.engine.profile_model import NOOP_KIND, RotationProfile, default_configuration_record, is_noop
 from keyturn.errors import AmbiguousRecord, ProfileError, RecordNotFound
 from keyturn.secret import Secret
 from keyturn.targets.base import Account, AdminCredential, Endpoint
@@ -251,7 +251,9 @@ def resolve_account(vault: VaultLike, user: RecordLike, profile: RotationProfile
     noop = is_noop(profile, user)
     resource = vault.get(profile.resource) if profile.resource else None
     admin = vault.get(profile.admin) if profile.admin else None
-    provider = vault.get(profile.configuration or default_configuration(vault))
+    # Without a configuration the default one, as `find` read it (no second read by uid).
+    provider = (vault.get(profile.configuration) if profile.configuration
+                else default_configuration_record(vault))
     checked_kind = profile.verify_with or (profile.target if profile.target != NOOP_KIND else None)
     meraki_target = (checked_kind or "").startswith("meraki")
     if resource is None:

@@ -175,9 +175,15 @@ def check_noop_effect(profile: RotationProfile, user: RecordLike, resource: Reco
 
 
 def default_configuration(vault: VaultLike) -> str:
-    found = [r for r in vault.find(type="pamConfiguration")]
+    """The uid of the PAM configuration a profile without one uses (`default_configuration_record`)."""
+    return str(default_configuration_record(vault).uid)
+
+
+def default_configuration_record(vault: VaultLike) -> RecordLike:
+    """The PAM configuration titled `DEFAULT_CONFIGURATION_TITLE`, else the first one by title."""
+    found: list[RecordLike] = list(vault.find(type="pamConfiguration"))
     named = [r for r in found if r.title == DEFAULT_CONFIGURATION_TITLE]
     pick = named or found
     if not pick:
         raise ProfileError("no pamConfiguration record in the vault; run `keyturn init` or add one")
-    return str(pick[0].uid)
+    return pick[0]
