@@ -170,3 +170,27 @@ async def test_export_streams_what_the_cli_writes(api: Api) -> None:
             for e in page]
     assert lines == want[:len(lines)] and len(lines) >= len(want) - 1   # the export's own entry comes after
     assert [json.loads(x)["id"] for x in lines] == list(range(1, len(lines) + 1))
+
+
+async def test_script_output_is_for_admins_only(api: Api, tmp_path: Path) -> None:
+    from keyturn.scripts.attachments import ScriptAttachment, to_meta
+
+    script = tmp_path / "notify.sh"
+    script.write_text("#!/bin/sh\necho SCRIPT-SAYS-HELLO\n")
+    script.chmod(0o755)
+    uid = api.world.user
+    api.world.vault.set_meta(uid, "scripts", to_meta([ScriptAttachment(script=str(script))]))
+    async with console_client(api) as c:
+        await signin(c, api.tokens["operator"])
+        csrf = await csrf_of(c, f"/console/accounts/{uid}")
+        started = await c.post(f"/console/accounts/{uid}/rotate", data={"csrf_token": csrf})
+        rid = _rotation_id(started.headers["location"])
+        assert (await api.wait_rotation(rid))["outcome"] == "rotated"
+        for path in (f"/console/rotations/{rid}", f"/console/accounts/{uid}"):
+            page = await c.get(path)
+            assert "notify.sh" in page.text and "SCRIPT-SAYS-HELLO" not in page.text, path
+    async with console_client(api) as c:
+        await signin(c, api.tokens["admin"])
+        for path in (f"/console/rotations/{rid}", f"/console/accounts/{uid}",
+                     f"/console/rotations/{rid}/progress"):
+            assert "SCRIPT-SAYS-HELLO" in (await c.get(path)).text, path
