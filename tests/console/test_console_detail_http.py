@@ -194,3 +194,26 @@ async def test_script_output_is_for_admins_only(api: Api, tmp_path: Path) -> Non
         for path in (f"/console/rotations/{rid}", f"/console/accounts/{uid}",
                      f"/console/rotations/{rid}/progress"):
             assert "SCRIPT-SAYS-HELLO" in (await c.get(path)).text, path
+
+
+async def test_a_running_rotation_is_followed_on_its_page(api: Api) -> None:
+    uid = api.world.user
+    gate = asyncio.Event()
+    api.world.targets["fake"].gate = gate        # the device holds the change until the test lets go
+    async with console_client(api) as c:
+        await signin(c, api.tokens["auditor"])
+        started = await api.client.post("/rotations", json={"records": [uid]}, headers=api.auth("operator"))
+        rid = started.json()["rotations"][0]["id"]
+        for _ in range(2000):
+            running = await c.get(f"/console/rotations/{rid}/progress")
+            if 'data-step="write_ahead"' in running.text:
+                break
+            await asyncio.sleep(0.005)
+        assert running.headers["x-rotation-state"] == "running"
+        page = await c.get(f"/console/rotations/{rid}")
+        assert f'data-progress-url="/console/rotations/{rid}/progress"' in page.text
+        assert "progress.js" in page.text and "followed below" in page.text
+        gate.set()
+        await api.wait_rotation(rid)
+        page = await c.get(f"/console/rotations/{rid}")
+        assert "data-progress-url" not in page.text and "progress.js" not in page.text
