@@ -8,6 +8,11 @@ keyturn.cli.main` for reference. Wall = process start to exit, CPU = user+sys of
 installed keyturn: the children get PYTHONPYCACHEPREFIX in the work dir and never PYTHONDONTWRITEBYTECODE
 (with it, every run would compile keyturn's own modules again, ~30 ms of CPU per command here).
 
+After the timed runs, `keyturn reveal` and `keyturn record add` run once more per tree under `python -X
+importtime`: the modules' own import times, summed by where they come from (`BUCKETS`), as shares of
+the command's import time (importtime's own overhead inflates the milliseconds; the shares are what
+to read).
+
 `before=REF` measures git revision REF too, in the same run: REF is checked out into a temporary git
 worktree whose `src` goes first on PYTHONPATH (the bench stays this tree's), with a vault of its own
 made by that revision; the runs of both trees alternate so a noisy neighbour hits both alike.
@@ -71,6 +76,60 @@ class Tree:
             raise RuntimeError(f"{self.label}: {cmd.name} exited {usage.returncode}")
         return usage
 
+
+
+# Where import time goes: the first matching prefix names the bucket (anything else: Python and stdlib).
+BUCKETS = (
+    ("sqlalchemy.orm", "SQLAlchemy ORM"), ("sqlalchemy.dialects", "SQLAlchemy dialects"),
+    ("sqlalchemy", "SQLAlchemy Core"), ("pydantic", "pydantic"), ("pydantic_core", "pydantic"),
+    ("pydantic_settings", "pydantic"), ("annotated_types", "pydantic"), ("typing_inspection", "pydantic"),
+    ("typer", "Typer"), ("cryptography", "cryptography"), ("alembic", "Alembic"),
+    ("keyturn.vault.storage", "keyturn.vault.storage (declarative models)"), ("keyturn", "keyturn (other)"),
+)
+OTHER = "Python start-up and stdlib"
+BREAKDOWN = ("keyturn reveal", "keyturn record add")
+
+
+def import_shares(stderr: str) -> dict[str, float]:
+    """Milliseconds of own import time per bucket, from `python -X importtime` output."""
+    shares: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        own, _cumulative, name = line.split("|")
+        name = name.strip()
+        label = next((lb for prefix, lb in BUCKETS if name == prefix or name.startswith(prefix + ".")), OTHER)
+        shares[label] = shares.get(label, 0.0) + int(own.split(":")[1]) / 1000
+    return shares
+
+
+def breakdown(trees: Sequence[Tree]) -> list[str]:
+    """One importtime run of each `BREAKDOWN` command per tree: a table of shares, and the notes."""
+    from rich.table import Table
+
+    notes = []
+    for cmd in (c for c in COMMANDS if c.name in BREAKDOWN):
+        table = Table(title=f"{cmd.name}: own import time by origin (one -X importtime run, % of total)")
+        table.add_column("origin")
+        got = []
+        for t in trees:
+            table.add_column(t.label)
+            argv = t.argv(cmd, 10_000)
+            proc = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], env=t.home.env, input=cmd.stdin,
+                                  capture_output=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{t.label}: {cmd.name} under -X importtime exited {proc.returncode}")
+            got.append(import_shares(proc.stderr.decode(errors="replace")))
+        labels = sorted({lb for g in got for lb in g}, key=lambda lb: -got[-1].get(lb, 0.0))
+        for lb in labels:
+            table.add_row(lb, *(f"{100 * g.get(lb, 0.0) / sum(g.values()):.1f} %" for g in got))
+        console.print(table)
+        for t, g in zip(trees, got, strict=True):
+            total = sum(g.values())
+            parts = ", ".join(f"{lb} {100 * g[lb] / total:.0f} %" for lb in labels
+                              if g.get(lb, 0.0) >= total / 200)
+            notes.append(f"{cmd.name} imports, {t.label} ({total:.0f} ms under importtime): {parts}")
+    return notes
 
 
 def small_vault(home: Home) -> None:
@@ -141,7 +200,8 @@ def run(workdir: Path, *, runs: int = 10, before: str | None = None) -> tuple[li
         for t in trees:   # `Home.keyturn` runs `python -m keyturn.cli.main`: PYTHONPATH picks the tree
             small_vault(t.home)
         measure(trees, runs)
-    notes = report(trees, runs)
+        shares = breakdown(trees)
+    notes = report(trees, runs) + shares
     notes.append(f"{RECORDS}-record SQLite vault per tree; every command through the console script's "
                  "entry point, bytecode cached; one untimed run first")
     return [], notes
