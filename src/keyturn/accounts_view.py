@@ -38,7 +38,7 @@ from keyturn.engine.journal import RotationRow, read_tx, rotations
 from keyturn.engine.outcome import Outcome, RotationState
 from keyturn.errors import ConfigError
 from keyturn.scheduler.schedules import META_KEY as SCHEDULE_KEY
-from keyturn.scheduler.schedules import Schedule, from_meta
+from keyturn.scheduler.schedules import ScheduleMemo
 from keyturn.scheduler.state import schedule_state
 from keyturn.selection import MetaRecord, Term, matches, meta_records, parse_filter, sql_order, sql_where
 from keyturn.sites import META_KEY as SITE_KEY
@@ -178,37 +178,8 @@ def _resource_meta(rec: MetaRecord, metas: dict[str, dict[str, Any]]) -> dict[st
     return metas.get(resource) if isinstance(resource, str) else None
 
 
-def _hashable(raw: Any) -> Any:
-    """A cache key for a stored schedule: its items when they hash (stored metadata is canonical JSON,
-    keys sorted), else its JSON text."""
-    try:
-        key = tuple(raw.items()) if isinstance(raw, dict) else raw
-        hash(key)
-    except TypeError:
-        return json.dumps(raw, sort_keys=True, default=str)
-    return key
-
-
-class _Schedules:
-    """Stored schedules parsed once per distinct value (a fleet shares a handful), with the next slot."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-        self.cache: dict[Any, tuple[Schedule, datetime] | ConfigError] = {}
-
-    def get(self, raw: Any) -> tuple[Schedule, datetime] | ConfigError:
-        key = _hashable(raw)
-        if key not in self.cache:
-            try:
-                sched = from_meta(raw)
-                self.cache[key] = (sched, sched.next_slot(self.now))
-            except ConfigError as exc:
-                self.cache[key] = exc
-        return self.cache[key]
-
-
 def _account(rec: MetaRecord, resource_meta: dict[str, Any] | None, last: sa.Row[Any] | None,
-             state: sa.Row[Any] | None, schedules: _Schedules) -> Account:
+             state: sa.Row[Any] | None, schedules: ScheduleMemo) -> Account:
     profile = rec.profile or {}
     flags: list[str] = []
     attention = ""
@@ -286,7 +257,7 @@ def list_accounts(engine: Engine, query: AccountQuery | None = None, *, limit: i
             latest = _latest_rotations(conn)
             states = {r.record_uid: r for r in conn.execute(schedule_state.select())}
     metas = {r.uid: dict(r.meta) for r in records}
-    schedules = _Schedules(now or datetime.now(UTC))
+    schedules = ScheduleMemo(now or datetime.now(UTC))
     if paged:
         accounts = [_account(r, _resource_meta(r, metas), latest.get(r.uid), states.get(r.uid), schedules)
                     for r in chosen[offset:offset + (limit or 0)]]
@@ -323,7 +294,7 @@ def _sql_page(conn: Connection, where: list[sa.ColumnElement[bool]], limit: int,
     latest = _latest_rotations(conn, uids)
     states = {r.record_uid: r for r in conn.execute(
         schedule_state.select().where(schedule_state.c.record_uid.in_(uids)))}
-    schedules = _Schedules(now or datetime.now(UTC))
+    schedules = ScheduleMemo(now or datetime.now(UTC))
     accounts = [_account(rec, _resource_meta(rec, metas), latest.get(rec.uid), states.get(rec.uid), schedules)
                 for rec in records]
     return AccountList(accounts=accounts, total=total, limit=limit, offset=offset)
@@ -364,7 +335,7 @@ def one_account(engine: Engine, uid: str, *, now: datetime | None = None) -> Acc
         last = conn.execute(latest).first()
         state = conn.execute(schedule_state.select().where(schedule_state.c.record_uid == uid)).first()
     res_meta = json.loads(res_row.meta_json) if res_row is not None else None
-    return _account(rec, res_meta, last, state, _Schedules(now or datetime.now(UTC)))
+    return _account(rec, res_meta, last, state, ScheduleMemo(now or datetime.now(UTC)))
 
 
 # --- rotations -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from keyturn.errors import ConfigError
-from keyturn.scheduler.schedules import META_KEY, Schedule, parse_schedule
+from keyturn.scheduler.schedules import META_KEY, Schedule, ScheduleMemo, parse_schedule
 from keyturn.scheduler.service import PROFILE_KEY, entry_for
 from keyturn.scheduler.state import ScheduleState, StateStore
 
@@ -87,11 +87,12 @@ def schedule_rows(vault: Vault, *, now: datetime | None = None) -> list[Schedule
     now = now or datetime.now(UTC)
     store = StateStore(vault.engine)
     states = store.load_all()
+    memo = ScheduleMemo(now)   # a fleet shares a few schedules: parse each once, not once per record
     rows = []
     for rec in store.scheduled_records(META_KEY):
         st = states.get(rec.uid) or ScheduleState(record_uid=rec.uid)
         try:
-            entry = entry_for(rec)
+            entry = entry_for(rec, parse=memo.parse)
         except ConfigError as exc:
             raw = rec.meta.get(META_KEY)
             spec = str(raw.get("spec") if isinstance(raw, dict) else raw)
@@ -100,7 +101,9 @@ def schedule_rows(vault: Vault, *, now: datetime | None = None) -> list[Schedule
             continue
         due = st.next_due if st.fingerprint == entry.schedule.fingerprint else None
         if due is None and not st.needs_attention:
-            due = entry.schedule.due(entry.schedule.next_slot(now), rec.uid)[0]
+            parsed = memo.get(rec.meta.get(META_KEY))
+            slot = parsed[1] if isinstance(parsed, tuple) else entry.schedule.next_slot(now)
+            due = entry.schedule.due(slot, rec.uid)[0]
         rows.append(ScheduleRow(rec.uid, rec.title, entry.schedule.describe(), due, st.last_run_at,
                                 st.last_outcome, st.attempts, st.needs_attention, st.attention_reason))
     far = datetime.max.replace(tzinfo=UTC)

@@ -352,6 +352,44 @@ def from_meta(data: Any) -> Schedule:
                           jitter=data.get("jitter"), anchor=data.get("anchor"))
 
 
+class ScheduleMemo:
+    """Stored schedules parsed once per distinct stored value during one listing (a fleet shares a
+    handful), each with its first slot after `now`. Parsing a cron is most of a listing's cost."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self._cache: dict[Any, tuple[Schedule, datetime] | ConfigError] = {}
+
+    def get(self, raw: Any) -> tuple[Schedule, datetime] | ConfigError:
+        """(the schedule, its next slot after `now`), or the `ConfigError` `from_meta` gave."""
+        key = _hashable(raw)
+        if key not in self._cache:
+            try:
+                sched = from_meta(raw)
+                self._cache[key] = (sched, sched.next_slot(self.now))
+            except ConfigError as exc:
+                self._cache[key] = exc
+        return self._cache[key]
+
+    def parse(self, raw: Any) -> Schedule:
+        """`from_meta(raw)`, remembered."""
+        got = self.get(raw)
+        if isinstance(got, ConfigError):
+            raise got.with_traceback(None)
+        return got[0]
+
+
+def _hashable(raw: Any) -> Any:
+    """A cache key for a stored schedule: its items when they hash (stored metadata is canonical JSON,
+    keys sorted), else its JSON text."""
+    try:
+        key = tuple(raw.items()) if isinstance(raw, Mapping) else raw
+        hash(key)
+    except TypeError:
+        return json.dumps(raw, sort_keys=True, default=str)
+    return key
+
+
 def _anchor(value: datetime | str | None) -> datetime | None:
     if value is None:
         return None

@@ -70,14 +70,15 @@ class Entry:
     schedule: Schedule
 
 
-def entry_for(record: ScheduledRecord) -> Entry:
-    """Validate a record's stored schedule; `ConfigError` saying why it cannot be scheduled."""
+def entry_for(record: ScheduledRecord, *, parse: Callable[[Any], Schedule] = from_meta) -> Entry:
+    """Validate a record's stored schedule; `ConfigError` saying why it cannot be scheduled. `parse`
+    reads the stored schedule (a `ScheduleMemo.parse` when listing many)."""
     profile = record.meta.get(PROFILE_KEY)
     if not isinstance(profile, Mapping) or not isinstance(profile.get("target"), str):
         raise ConfigError(f"record {record.title!r} has no rotation profile; set one with "
                           f"`keyturn rotation set {record.uid} --target KIND ...`")
     return Entry(uid=record.uid, title=record.title, target=str(profile["target"]),
-                 schedule=from_meta(record.meta.get(META_KEY)))
+                 schedule=parse(record.meta.get(META_KEY)))
 
 
 class Scheduler:
