@@ -171,7 +171,12 @@ class Pacer:
                 self._sent.append(cell)  # given up or not, it may have been sent
                 if woke < self._paused_until:
                     continue  # a 429 came in while we slept: the slot is given up
-                return lambda: cell.__setitem__(0, max(cell[0], self._clock()))
+                return self._on_wire(cell)
+
+    def _on_wire(self, cell: list[float]) -> OnWire:
+        def sent() -> None:
+            cell[0] = max(cell[0], self._clock())
+        return sent
 
     def penalize(self, retry_after: float) -> None:
         """The server answered 429: hold everyone for `retry_after` seconds from now."""
