@@ -57,6 +57,7 @@ from keyturn.errors import (
 from keyturn.secret import Secret
 from keyturn.targets import peer_trust
 from keyturn.targets.base import Account, Check, Checking, Generating, Persisting, Proof, Target, Verdict
+from keyturn.targets.iosxe_verify import LEDGER_MEMO, StoredHashMemo
 from keyturn.vault.versions import VersionState
 
 if TYPE_CHECKING:
@@ -233,6 +234,7 @@ class RotationEngine:
         if prep.error is not None:
             return await run.finish(Outcome.FAILED, prep.error, Step.LOCK)
         run.locked, run.token, run.renewed = True, prep.token, prep.acquired
+        run.memo = StoredHashMemo(_seen_digest(self.vault), {prep.old_seen} if prep.old_seen else set())
         kill_point(Step.LOCK.value)
         return await run.execute(prep)
 
@@ -261,9 +263,11 @@ class RotationEngine:
                      row=False)
         if ra.ab is not None:  # A/B: the idle account is rotated; its secret has a slot of its own
             versions = list(self.vault.versions(user.uid, ra.secret_field))
-        old_version = next((v.version for v in versions if v.state == VersionState.CURRENT), None)
-        return _Prepared(user.uid, user.title, profile.target, ra, pending=pending, old_version=old_version,
-                         old=self.vault.secret(user.uid, ra.secret_field), token=token, acquired=acquired)
+        current = next((v for v in versions if v.state == VersionState.CURRENT), None)
+        return _Prepared(user.uid, user.title, profile.target, ra, pending=pending,
+                         old_version=current.version if current is not None else None,
+                         old=self.vault.secret(user.uid, ra.secret_field), token=token, acquired=acquired,
+                         old_seen=getattr(current, "device_seen", None))
 
     async def _refused(self, rid: str, ref: str, exc: KeyturnError, started: float) -> RotationResult:
         """The account lock is held: journal the refused rotation (its own transaction)."""
@@ -301,9 +305,18 @@ class _Prepared:
     old: Secret | None = None
     token: str = ""                   # the account lock's fencing token
     acquired: float = 0.0             # when it was taken (`LockManager.clock`)
+    old_seen: str | None = None       # the current version's `device_seen` (`StoredHashMemo`)
 
 
 Queued = tuple[Step, StepStatus, str, dict[str, Any]]
+
+
+def _seen_digest(vault: VaultLike) -> Callable[[Secret, str], str]:
+    """`StoredHashMemo.digest` keyed by the vault (its `hmac_value`): binds a secret to the stored-hash
+    text a device showed for it; the digest alone tells neither."""
+    def digest(secret: Secret, stored: str) -> str:
+        return vault.hmac_value(Secret(f"keyturn-device-seen-v1\0{secret.reveal()}\0{stored}"))
+    return digest
 
 
 def _write_steps(engine: RotationEngine, rid: str, uid: str, steps: Sequence[Queued],
@@ -345,6 +358,7 @@ class _Rotation:
         self.locked = False
         self.token = ""                       # fencing token of the account lock (`LockManager.fence`)
         self.renewed = 0.0                    # when its lease was last taken or renewed
+        self.memo: StoredHashMemo | None = None  # stored hashes proved before and in this rotation
         self.verified_by: str | None = None   # how the new secret was proved (`Proof` value)
         self.warning = ""                     # what the device said a person must know (a lockout)
         self._queued: list[Queued] = []
@@ -479,6 +493,8 @@ class _Rotation:
     async def _run(self, ra: ResolvedAccount, old: Secret | None, old_version: int | None) -> RotationResult:
         e, account, profile = self.e, ra.account, ra.profile
         attempts = profile.max_attempts
+        if self.memo is not None:   # IOS XE stored-hash proofs: one slow hash per rotation, not two
+            account.probes.device[LEDGER_MEMO] = self.memo
         target = None if ra.noop else e.targets.get(profile.target)
         verifier_kind = ra.verifier_kind
         verifier = e.targets.get(verifier_kind) if verifier_kind else None
@@ -565,6 +581,7 @@ class _Rotation:
             await self.step(Step.PERSIST, StepStatus.SKIPPED, "change not confirmed; nothing to save yet")
 
         # 7 verify new
+        seen: str | None = None   # what the device stores for the new secret, once proved by it
         if can_verify(target, account):
             check = await e.check(target, account, new, attempts)
             if check.verdict is Verdict.REJECTED:
@@ -580,6 +597,7 @@ class _Rotation:
                                          "finish")
             self.note(Step.VERIFY_NEW, StepStatus.OK, f"new secret verified {proved(check)}")
             self.verified_by = check.proof.value
+            seen = self.memo.proved_for(new) if self.memo is not None else None
             self.warning = check.warning
             verified = True
         elif applied == "yes":
@@ -604,7 +622,7 @@ class _Rotation:
                 self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current: {pair.active} is "
                             f"the active account now, {pair.idle} idle until the next rotation", {})
                 return
-            e.vault.promote(self.uid, version)
+            e.vault.promote(self.uid, version, seen=seen)
             self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current"
                         + (f", version {old_version} previous" if old_version else ""), {})
 

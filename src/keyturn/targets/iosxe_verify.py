@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from keyturn import cisco_hash
@@ -55,6 +55,7 @@ LOCAL_METHODS = ("local", "local-case")
 # the event loop so a batch keeps its other devices moving.
 SLOW_TYPES = frozenset({"5", "8", "9"})
 LEDGER_AAA = "aaa"
+LEDGER_MEMO = "stored_hash_memo"   # ProbeLedger.device key of the rotation's `StoredHashMemo`
 
 # The running-config lines `aaa_from_cli` reads (show running-config | include ^aaa |^login |^ip http auth).
 AAA_SHOW = "show running-config | include ^aaa |^login |^ip http auth"
@@ -191,6 +192,50 @@ def lockout_row(output: str, username: str) -> str | None:
         if words and words[0] == username:
             return " ".join(words)
     return None
+
+
+@dataclass
+class StoredHashMemo:
+    """What keyturn proved before about a secret and the device's stored hash, so a second check of the
+    same secret against the same stored text is a compare instead of a slow hash (issue 14: one scrypt
+    per rotation instead of two). Set by the engine in `ProbeLedger.device[LEDGER_MEMO]`.
+
+    `digest(secret, stored_text)` is a keyed HMAC (the vault's `hmac_value`): it binds the secret and
+    the exact text, so a match is the same proof as before — the device still stores the value keyturn
+    hashed and found equal to this secret — and a changed stored hash (or another secret) is checked in
+    full. It never turns a mismatch into a match, so issue 11's lockout safety is untouched: a secret
+    the device does not store is still never tried. `known`: digests remembered for the secrets of
+    this rotation (the current version's); `proved`: digest → the last match this rotation proved."""
+
+    digest: Callable[[Secret, str], str]
+    known: set[str] = field(default_factory=set)
+    proved: list[tuple[Secret, str]] = field(default_factory=list)   # (secret object, its digest)
+    skipped: int = 0                                                 # slow hashes a known digest spared
+
+    def proved_for(self, secret: Secret) -> str | None:
+        """The digest of the last match proved for this very `secret` object, if any."""
+        return next((d for s, d in reversed(self.proved) if s is secret), None)
+
+
+def memo_of(account: Account) -> StoredHashMemo | None:
+    memo = account.probes.device.get(LEDGER_MEMO)
+    return memo if isinstance(memo, StoredHashMemo) else None
+
+
+def _check_stored(account: Account, secret: Secret, stored: StoredCredential) -> cisco_hash.HashCheck:
+    """`cisco_hash.check`, through the rotation's memo when the stored type is a slow one."""
+    memo = memo_of(account) if stored.type in SLOW_TYPES else None
+    if memo is None:
+        return cisco_hash.check(secret, stored)
+    digest = memo.digest(secret, stored.value.reveal())
+    if digest in memo.known:
+        memo.skipped += 1
+        memo.proved.append((secret, digest))
+        return cisco_hash.HashCheck("match", "the device still stores the hash keyturn proved for it")
+    result = cisco_hash.check(secret, stored)
+    if result.verdict == "match":
+        memo.proved.append((secret, digest))
+    return result
 
 
 class Prover(Protocol):
@@ -342,7 +387,7 @@ async def _by_hash(account: Account, secret: Secret, prover: Prover, view: Devic
         return Check(Verdict.INCONCLUSIVE, Proof.STORED_HASH,
                      f"the device shows no stored credential for {account.username!r}")
     if stored.type in SLOW_TYPES:
-        result = await asyncio.to_thread(cisco_hash.check, secret, stored)
+        result = await asyncio.to_thread(_check_stored, account, secret, stored)
     else:
         result = cisco_hash.check(secret, stored)
     locked = _locked(account, view)

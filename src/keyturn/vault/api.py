@@ -935,14 +935,16 @@ class Vault:
                 "field": slot, "version": version, "from": old, "to": str(state),
             })
 
-    def promote(self, uid: str, version: int, *, field: str = "password", actor: str = "engine") -> None:
-        """One transaction: `version` → current, old current → previous, history trimmed."""
+    def promote(self, uid: str, version: int, *, field: str = "password", actor: str = "engine",
+                seen: str | None = None) -> None:
+        """One transaction: `version` → current, old current → previous, history trimmed. `seen`: what
+        the device stored when this version was proved by its stored hash (`VersionInfo.device_seen`)."""
         with self._storage.session(write=True) as s:
             # The record's lock, not the installation's chain lock: a rotation's commit waits only for
             # writers of the same record; the chain lock is taken by the audit append at the end.
             row = self._locked_row(s, uid)
             slot = self._slot(s, row, field)
-            old = ver.promote(s, row.uid, slot, version)
+            old = ver.promote(s, row.uid, slot, version, seen=seen)
             ver.trim(s, row.uid, slot, self._settings.history_depth)
             row.updated_at = utcnow()
             self.audit.append_in(s, "version.promote", actor=actor, record_uid=row.uid, details={

@@ -176,6 +176,9 @@ class SecretVersionRow(Base):
     ciphertext: Mapped[bytes] = mapped_column(sa.LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Keyed digest of (this secret, the stored-hash text the device showed when keyturn proved it by
+    # that hash): the next check of the same secret against the same text needs no second scrypt.
+    device_seen: Mapped[str | None] = mapped_column(sa.String(64), nullable=True)
 
 
 def postgresql_options() -> None:

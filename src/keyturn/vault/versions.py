@@ -39,6 +39,9 @@ class VersionInfo:
     rotation_id: str | None
     created_at: datetime
     updated_at: datetime
+    #: keyed digest of (secret, stored-hash text the device showed when keyturn proved it); see
+    #: `keyturn.targets.iosxe_verify.StoredHashMemo`
+    device_seen: str | None = None
 
 
 # Core statements (no ORM entities): versions are read and written on every rotation's hot path.
@@ -52,7 +55,7 @@ VersionRow = sa.Row[Any]   # a kt_secret_versions row: .field .version .state .c
 def info(row: VersionRow) -> VersionInfo:
     return VersionInfo(
         version=row.version, state=VersionState(row.state), field=row.field, rotation_id=row.rotation_id,
-        created_at=row.created_at, updated_at=row.updated_at,
+        created_at=row.created_at, updated_at=row.updated_at, device_seen=row.device_seen,
     )
 
 
@@ -137,11 +140,11 @@ def set_state(s: Session, uid: str, slot: str, version: int, state: VersionState
     return str(row.state)
 
 
-def promote(s: Session, uid: str, slot: str, version: int) -> int | None:
+def promote(s: Session, uid: str, slot: str, version: int, *, seen: str | None = None) -> int | None:
     """`version` → current, the old current → `previous` (same transaction); returns the old current's
     number (None: there was none). Two statements, no read: the demote says what it demoted, and the
     promote matches only a version that exists (else `VaultError`; the caller's transaction rolls the
-    demote back with it)."""
+    demote back with it). `seen`: the version's `device_seen`, written by the same UPDATE."""
     now = utcnow()
     forget_current(s, uid)
     # Demote before promote: the partial unique index allows one current at a time.
@@ -150,7 +153,8 @@ def promote(s: Session, uid: str, slot: str, version: int) -> int | None:
                     .values(state=VersionState.PREVIOUS.value, updated_at=now)
                     .returning(_T.c.version)).scalar_one_or_none()
     res = s.execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)
-                    .values(state=VersionState.CURRENT.value, updated_at=now))
+                    .values(state=VersionState.CURRENT.value, updated_at=now,
+                            **({"device_seen": seen} if seen is not None else {})))
     if res.rowcount != 1:  # type: ignore[attr-defined]
         raise VaultError(f"record {uid} field {slot!r} has no version {version}")
     return None if old is None else int(old)
