@@ -7,8 +7,8 @@ handshakes per rotation (from the lab's counters), and the CPU of one rotation s
 sequential rotations, so nothing else runs in between), each account's second rotation too (what a
 schedule runs), and how the installation's serialized writer lock was held per rotation and phase
 (SQLite's write lock, PostgreSQL's audit-chain lock: holds, statements and the holder's CPU, which the
-machine's load does not inflate, and wall time, which it does). With `--cost-before REF` the same probe runs on
-that revision first (a temporary git worktree; same lab, reset between runs), so before and after come
+machine's load does not inflate, and wall time, which it does). With `--cost-before REF` the same probe
+runs on that revision first (a temporary git worktree; same lab, reset between runs), so before and after come
 from one run. The CLI start-up rows are `bench_cli_startup`'s (median of 10).
 """
 
