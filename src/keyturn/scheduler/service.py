@@ -42,7 +42,7 @@ from keyturn.engine.outcome import Outcome, RotationResult, RotationState
 from keyturn.errors import ConfigError, KeyturnError
 from keyturn.scheduler.clock import Clock, SystemClock
 from keyturn.scheduler.queue import DueQueue
-from keyturn.scheduler.schedules import META_KEY, Schedule, from_meta
+from keyturn.scheduler.schedules import META_KEY, Schedule, ScheduleMemo, from_meta
 from keyturn.scheduler.state import (
     JournalProbe,
     ScheduledRecord,
@@ -295,9 +295,10 @@ class Scheduler:
         self._last_load = now
         entries: dict[str, Entry] = {}
         invalid: dict[str, str] = {}
+        memo = ScheduleMemo(now)   # every reload re-reads every record: parse each distinct schedule once
         for rec in records:
             try:
-                entries[rec.uid] = entry_for(rec)
+                entries[rec.uid] = entry_for(rec, parse=memo.parse)
             except ConfigError as exc:
                 invalid[rec.uid] = str(exc)
                 log.warning("record %s is not scheduled: %s", rec.uid, exc)
