@@ -111,7 +111,7 @@ class ConsoleStack:
         with (self.root / f"serve-{self.serve_starts}.log").open("wb") as log:
             self.server = subprocess.Popen(
                 [sys.executable, "-m", "keyturn.cli.main", "serve", "--port", str(self.port),
-                 "--grace", "10"],
+                 "--grace", "30"],
                 env=self.process_env, stdout=log, stderr=log, start_new_session=True)
         if wait:
             self.wait_server()

@@ -135,7 +135,9 @@ def test_server_gone_mid_rotation_then_the_journal_state(stack: ConsoleStack, br
     outcome = page.locator("#progress-outcome").inner_text()
     journal = stack.api("GET", f"/rotations/{rotation_id}").json()
     assert outcome == (journal["outcome"] or journal["state"])
-    assert outcome == "rotated"                 # finished within the grace period
+    # Finished within the grace period (or, on a machine too slow for it, parked and finished forward
+    # by recovery at the restart): either way the device holds the vault's current secret.
+    assert outcome == "rotated", journal
     new = _reveal_api(stack, uid)
     assert stack.lab_verify(USERS[1], new) and new != old
     page.context.close()
