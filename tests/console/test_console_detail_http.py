@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from keyturn.audit.export import pages, render
+from keyturn.vault import Field
 from tests.console.console_world import console_client, csrf_of, signin
 from tests.unit.api_world import Api, open_api
 from tests.unit.engine_world import World, open_world
@@ -217,3 +218,24 @@ async def test_a_running_rotation_is_followed_on_its_page(api: Api) -> None:
         await api.wait_rotation(rid)
         page = await c.get(f"/console/rotations/{rid}")
         assert "data-progress-url" not in page.text and "progress.js" not in page.text
+
+
+async def test_device_trust_as_pinned_and_when_the_device_record_is_gone(api: Api) -> None:
+    world = api.world
+    # What the page reads is the profile's target kind and the device record's custom fields.
+    pinned = world.add_user("u2", "netops", "Passw0rd-2", target="iosxe-restconf")
+    ssh = world.add_user("u3", "netops", "Passw0rd-3", target="iosxe-ssh")
+    world.vault.update(world.resource.uid, custom=[Field("text", "fingerprint", ["AB" * 32]),
+                                                   Field("text", "ssh_host_key", ["accept-any"])],
+                       actor="test")
+    async with console_client(api) as c:
+        await signin(c, api.tokens["auditor"])
+        tls = html.unescape((await c.get(f"/console/accounts/{pinned}")).text)
+        assert ">pinned<" in tls and "fingerprint " + "AB" * 32 in tls
+        unchecked = html.unescape((await c.get(f"/console/accounts/{ssh}")).text)
+        assert ">not checked<" in unchecked and "ssh_host_key=accept-any" in unchecked
+        fake = (await c.get(f"/console/accounts/{world.user}")).text
+        assert "talks to no device itself" in fake
+        world.vault.remove(world.resource.uid, actor="test")
+        gone = await c.get(f"/console/accounts/{pinned}")
+    assert gone.status_code == 200 and "the device record cannot be read" in gone.text

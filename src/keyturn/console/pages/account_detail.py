@@ -29,8 +29,9 @@ from keyturn.console.csrf import check_csrf
 from keyturn.console.render import render
 from keyturn.console.session import PREFIX, ConsoleSession, require_session
 from keyturn.engine.journal import Journal
+from keyturn.engine.profile import META_KEY as PROFILE_KEY
 from keyturn.engine.profile import RotationProfile
-from keyturn.errors import ConfigError, PolicyError, ProfileError
+from keyturn.errors import ConfigError, PolicyError, ProfileError, VaultError
 from keyturn.policy import parse_policy
 from keyturn.scripts.attachments import attachments_of
 from keyturn.vault import Vault
@@ -94,10 +95,15 @@ def _policy(profile: RotationProfile) -> str:
 
 def _trust(vault: Vault, resource_uid: str, target: str) -> list[Trust]:
     """The trust pinned on the device record (custom fields, read as `keyturn device trust` writes)."""
-    if not target.startswith("iosxe"):
+    if target.startswith("meraki"):
         return [Trust("TLS certificate", "system CA", "the cloud API's certificate, checked against the "
                       "system's certificate authorities")]
-    rec = vault.get(resource_uid)
+    if not target.startswith("iosxe"):
+        return []           # no device keyturn talks to itself (noop: the scripts do)
+    try:
+        rec = vault.get(resource_uid)
+    except VaultError as exc:   # deleted or unreadable: say so, the rest of the page still helps
+        return [Trust("device", "unknown", f"the device record cannot be read: {exc}")]
     out = []
     for what, pins, mode_field, unchecked in TRUST_FIELDS:
         if (what == "SSH host key") != (target in SSH_TARGETS):
@@ -125,7 +131,7 @@ def load(vault: Vault, uid: str, *, output: bool) -> AccountDetail | None:
         return None
     rec = vault.get(uid)
     try:
-        profile = RotationProfile.from_meta(rec.meta.get("rotation"))
+        profile = RotationProfile.from_meta(rec.meta.get(PROFILE_KEY))
     except ProfileError:
         return None
     linked = [u for u in (profile.resource, profile.admin, profile.configuration) if u]
