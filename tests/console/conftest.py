@@ -256,8 +256,9 @@ def browser() -> Iterator[Any]:
     asyncio tests run."""
     executable = chromium()
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
-    # Chromium refuses to run as root inside its sandbox; CI runs as root.
-    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    # Chromium refuses to run as root inside its sandbox (CI runs as root), and a container's small
+    # /dev/shm crashes its renderers.
+    args = ["--disable-dev-shm-usage", *(["--no-sandbox"] if os.geteuid() == 0 else [])]
     with sync_api.sync_playwright() as pw:
         launched = pw.chromium.launch(executable_path=executable, args=args)
         try:
