@@ -26,6 +26,7 @@ store `Barrier.hmac_value(value)` instead.
 from __future__ import annotations
 
 import builtins
+import functools
 import hashlib
 import hmac
 import json
@@ -57,6 +58,18 @@ _MOVE_HEAD = sa.update(MetaRow).where(MetaRow.key == HEAD_KEY, MetaRow.value == 
     .values(value=sa.bindparam("head_value"))
 _REHASH = sa.update(AuditRow).where(AuditRow.id == sa.bindparam("b_id")).values(
     prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash"))
+
+
+_ENTRY_COLUMNS = ("id", "ts", "actor", "action", "record_uid", "details", "prev_hash", "hash")
+
+
+@functools.lru_cache(maxsize=16)
+def _append_statement(rows: int) -> sa.Update:
+    """PostgreSQL: `rows` entries and the head in one statement (a data-modifying CTE), built once per
+    row count with named parameters (``id_0``, ``ts_0``, ...) so its compiled form is reused."""
+    values: list[dict[str, Any]] = [{c: sa.bindparam(f"{c}_{i}") for c in _ENTRY_COLUMNS}
+                                    for i in range(rows)]
+    return _UPDATE_HEAD.add_cte(sa.insert(AuditRow).values(values).cte("kt_new_entries"))
 
 
 @dataclass(frozen=True)
@@ -202,8 +215,8 @@ class AuditLog:
         if head is not None and self._storage.dialect == "postgresql":
             # Entries and head in one statement (a data-modifying CTE): one round trip less while the
             # chain lock is held, and every writer of the installation waits for that lock.
-            conn.execute(_UPDATE_HEAD.add_cte(sa.insert(AuditRow).values(params).cte("kt_new_entries")),
-                         {"head_value": value})
+            flat = {f"{k}_{i}": v for i, row in enumerate(params) for k, v in row.items()}
+            conn.execute(_append_statement(len(params)), {"head_value": value, **flat})
             return ids
         conn.execute(_INSERT_ENTRY, params)
         if head is not None:
