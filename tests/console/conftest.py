@@ -138,6 +138,12 @@ class ConsoleStack:
             self.server.kill()
             self.server.wait()
 
+    def kill_server(self) -> None:
+        """SIGKILL, as a crash: rotations in flight are left to recovery at the next start."""
+        assert self.server is not None
+        self.server.kill()
+        self.server.wait()
+
     def server_log(self) -> str:
         return "".join(p.read_text(errors="replace") for p in sorted(self.root.glob("serve-*.log")))
 
