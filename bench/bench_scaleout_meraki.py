@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ import httpx
 
 from bench.harness import KEYTURN, Home, Lab, Usage, run_measured, verify_all
 from bench.report import Row
-from bench.workers import WorkerGroup, broker_env, cpu_of, flush_redis, set_site
+from bench.workers import REDIS, WorkerGroup, broker_env, cpu_of, flush_redis, set_site
 from keyturn.engine.ratelimit import SEND_JITTER, pacing_interval
 
 REDIS_DB = 14
@@ -91,6 +92,46 @@ def arrival_jitter(times: Sequence[float], limit: int) -> tuple[float, float]:
     return short[min(len(short) - 1, int(0.99 * len(short)))], short[-1]
 
 
+class SendLog:
+    """Collects the budget's send log from Redis while a run goes on (`{prefix}:budget-sent/{org}`:
+    ticket → when the request went on the wire, µs of Redis' clock, raised by late reports; Redis keeps
+    the latest 2 x limit), so the rule can also be checked at the sender, free of the simulator's own
+    scheduling delay in stamping arrivals."""
+
+    def __init__(self, db: int, orgs: Sequence[str], prefix: str = "keyturn", every: float = 0.2) -> None:
+        import redis
+
+        self._client = redis.Redis.from_url(f"{REDIS}/{db}")
+        self._keys = {org: f"{prefix}:budget-sent/{org}" for org in orgs}
+        self._every = every
+        self.sends: dict[str, dict[bytes, float]] = {org: {} for org in orgs}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> SendLog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._collect()  # the last reports
+        self._client.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._every):
+            self._collect()
+
+    def _collect(self) -> None:
+        for org, key in self._keys.items():
+            for ticket, score in self._client.zrange(key, 0, -1, withscores=True):
+                seen = self.sends[org]
+                seen[ticket] = max(seen.get(ticket, 0.0), float(score) / 1e6)
+
+    def times(self, org: str) -> list[float]:
+        return sorted(self.sends[org].values())
+
+
 def request_times(base_url: str) -> tuple[float, dict[str, list[float]]]:
     root = base_url.split("/api/v1")[0]
     body = httpx.get(f"{root}/_sim/request-times", timeout=60).json()
@@ -124,7 +165,9 @@ def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int 
             since, _ = request_times(lab.state.meraki.base_url)
             cpu0, busy0 = cpu_of([g.pid for g in groups]), machine_busy()
             out, err = workdir / "rotate-meraki.json", workdir / "rotate-meraki.err"
-            usage = run_measured([*KEYTURN, "rotate", "--all", "--json"], env=env, stdout=out, stderr=err)
+            with SendLog(redis_db, [o.id for o in lab.state.meraki.orgs]) as sent:
+                usage = run_measured([*KEYTURN, "rotate", "--all", "--json"], env=env, stdout=out,
+                                     stderr=err)
             worker_cpu = cpu_of([g.pid for g in groups]) - cpu0
             busy = (machine_busy() - busy0) / (usage.wall * (os.cpu_count() or 1))
             rss = [r for g in groups for r in g.peak_rss_mib()]
@@ -158,6 +201,10 @@ def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int 
     notes = [f"configured share {share:g} of {MERAKI_RATE:g}/s = {limit} requests/s per org, shared by "
              f"{workers} workers through Redis"]
     for r in rates:
+        wire = sent.times(r.org)
+        notes.append(
+            f"org {r.org}: at the sender (the budget's send log, stamped on the wire): {len(wire)} sends, "
+            f"max in any 1-s window {max_in_window(wire)}")
         notes.append(
             f"org {r.org}: {r.requests} requests in {r.span:.1f} s; achieved {r.mean_per_window:.2f}/s = "
             f"{100 * r.mean_per_window / limit:.1f} % of the share (mean over 1-s windows); max in any 1-s "
@@ -173,5 +220,5 @@ def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int 
     return [row], notes
 
 
-__all__ = ["OrgRate", "arrival_jitter", "configured_limit", "max_in_window", "mean_per_window",
+__all__ = ["OrgRate", "SendLog", "arrival_jitter", "configured_limit", "max_in_window", "mean_per_window",
            "request_times", "run"]
