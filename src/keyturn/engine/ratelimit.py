@@ -49,8 +49,9 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # The pacing's slack: how much later than its slot a request may arrive, in steady state, before
 # the send log has to push anything back. Measured by `python -m bench --only scaleout` (Meraki, 2
-# workers x 32 threads, a 2-core machine at load 8): arrivals strayed from the pacing by 12-14 ms at
-# p99, 40-73 ms at worst (the worst are late wake-ups, which the send log absorbs).
+# workers x 32 threads, 2 cores; bench/RESULTS.md): arrivals strayed from the pacing by 3-5 ms at p99
+# and 4-7 ms at worst on an idle machine, 6-39 ms at p99 on a saturated one (whose worst, up to
+# 140 ms, is mostly the simulator waiting for a core; late sends are what the send log absorbs).
 SEND_JITTER = 0.04
 # What the send log cannot see may vary by this much: wake-up to the wire (at least one more pass
 # of a busy event loop inside the HTTP client), and the receiver's read.
