@@ -24,7 +24,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src/keyturn
 
 unit: $(STAMP)
-	$(BIN)/pytest -q -n 2 --dist loadgroup tests
+	$(BIN)/pytest -q -n 2 --dist loadfile tests
 
 test: lint typecheck unit
 

@@ -33,7 +33,7 @@ from tests.scaleout.workers import (
 pytestmark = [pytest.mark.asyncio,
               pytest.mark.skipif(not rabbit_up(), reason="RabbitMQ is not reachable on 127.0.0.1:5672")]
 
-LIMITS_DB = 10      # the machine's Redis, for the limits workers share
+LIMITS_DB = 6       # the machine's Redis, for the limits workers share (a database of this module's own)
 
 
 @pytest.fixture
