@@ -11,6 +11,9 @@ tokens for the four roles, and `keyturn serve` on a fixed free port (so a test c
 again at the same address). `browser` is the distribution's Chromium driven by Playwright through
 `executable_path` (Playwright's own browser download is never used); without a `chromium` binary the
 module is skipped saying so. Screenshots go to `tests/console/screenshots/` (git-ignored).
+
+The in-process HTTP tests (`test_console_*_http.py`) use `api` instead: a vault world and the API app
+with a token per role (`tests.unit.api_world`), fresh for each test.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.unit.api_world import Api, open_api
+from tests.unit.engine_world import World, open_world
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 DEVICE = "sw0001"
@@ -272,3 +278,13 @@ def browser() -> Iterator[Any]:
         finally:
             launched.close()
 
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from open_world(tmp_path)
+
+
+@pytest.fixture
+async def api(world: World) -> AsyncIterator[Api]:
+    async for a in open_api(world):
+        yield a

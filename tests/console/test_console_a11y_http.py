@@ -4,15 +4,10 @@ language, and no inline script or style — checked on the rendered HTML of each
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
-from pathlib import Path
-
-import pytest
 
 from tests.console.console_world import console_client, signin
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import World, open_world
+from tests.unit.api_world import Api
 
 
 class Controls(HTMLParser):
@@ -51,17 +46,6 @@ class Controls(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "label":
             self.in_label -= 1
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world: World) -> AsyncIterator[Api]:
-    async for a in open_api(world):
-        yield a
 
 
 async def test_every_control_is_labelled_on_every_page(api: Api) -> None:

@@ -8,28 +8,13 @@ import asyncio
 import html
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from keyturn.audit.export import pages, render
 from keyturn.vault import Field
 from tests.console.console_world import console_client, csrf_of, signin
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import World, open_world
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world: World) -> AsyncIterator[Api]:
-    async for a in open_api(world):
-        yield a
+from tests.unit.api_world import Api
 
 
 def _rotation_id(location: str) -> str:

@@ -5,27 +5,13 @@ next to its field, and nothing is saved — refused (403) for auditors and consu
 from __future__ import annotations
 
 import html
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
 from keyturn.engine.profile import META_KEY as PROFILE_KEY
 from keyturn.scheduler.schedules import META_KEY as SCHEDULE_KEY
 from tests.console.console_world import console_client, csrf_of, signin
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import World, open_world
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world: World) -> AsyncIterator[Api]:
-    async for a in open_api(world):
-        yield a
+from tests.unit.api_world import Api
 
 
 def _meta(api: Api, uid: str) -> dict[str, object]:

@@ -4,27 +4,12 @@ the `next=` rule, and rate-limited, audited sign-in attempts."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
 import pytest
 
 from keyturn.console.security_headers import CSP
 from keyturn.console.session import safe_next
 from tests.console.console_world import console_client, csrf_of, hidden, sessions, signin
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import World, open_world
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world: World) -> AsyncIterator[Api]:
-    async for a in open_api(world):
-        yield a
+from tests.unit.api_world import Api
 
 
 async def test_signin_sets_a_strict_session_cookie_and_comes_back_to_the_page(api: Api) -> None:
