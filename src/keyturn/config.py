@@ -92,6 +92,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from keyturn import config_sources
+
 # The pydantic-free half of loading settings (`keyturn.config_sources`); HOME_MODE, database_url_warning
 # and secure_home are re-exported: they lived here first.
 from keyturn.config_sources import HOME_MODE as HOME_MODE
@@ -272,17 +274,15 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'keyturn.db'}"
+        return config_sources.effective_database_url(self.database_url, self.home)
 
     @property
     def effective_auto_upgrade(self) -> bool:
-        if self.auto_upgrade is not None:
-            return self.auto_upgrade
-        return self.effective_database_url.startswith("sqlite")
+        return config_sources.effective_auto_upgrade(self.auto_upgrade, self.effective_database_url)
 
     @property
     def effective_key_file(self) -> Path:
-        return self.key_file or self.home / "master.key"
+        return config_sources.effective_key_file(self.key_file, self.home)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keyturn import config_sources
 from keyturn.config_sources import config_file, database_url_warning, default_home, file_values, secure_home
 from keyturn.errors import ConfigError
 from keyturn.sites import check_name
@@ -167,17 +168,15 @@ class QuickSettings:
     # The same as `Settings`' properties of the same names.
     @property
     def effective_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home / 'keyturn.db'}"
+        return config_sources.effective_database_url(self.database_url, self.home)
 
     @property
     def effective_auto_upgrade(self) -> bool:
-        if self.auto_upgrade is not None:
-            return self.auto_upgrade
-        return self.effective_database_url.startswith("sqlite")
+        return config_sources.effective_auto_upgrade(self.auto_upgrade, self.effective_database_url)
 
     @property
     def effective_key_file(self) -> Path:
-        return self.key_file or self.home / "master.key"
+        return config_sources.effective_key_file(self.key_file, self.home)
 
 
 def _env_name(name: str) -> str:

@@ -23,6 +23,23 @@ HOME_MODE = 0o700
 _warned: set[str] = set()       # one warning per process and subject, however often settings load
 
 
+
+# What `Settings` and `QuickSettings` derive from their values (one definition for both).
+def effective_database_url(database_url: str | None, home: Path) -> str:
+    """The configured database, or the embedded SQLite vault in `home`."""
+    return database_url or f"sqlite:///{home / 'keyturn.db'}"
+
+
+def effective_auto_upgrade(auto_upgrade: bool | None, database_url: str) -> bool:
+    """Migrate on open: as configured, else only the embedded SQLite (a shared PostgreSQL is upgraded
+    by `keyturn db upgrade`)."""
+    return auto_upgrade if auto_upgrade is not None else database_url.startswith("sqlite")
+
+
+def effective_key_file(key_file: Path | None, home: Path) -> Path:
+    """The configured master-key file, or `master.key` in `home`."""
+    return key_file or home / "master.key"
+
 def default_home() -> Path:
     import platformdirs  # here: a KEYTURN_HOME set (the usual case) never needs it
 
