@@ -376,10 +376,12 @@ class Demo:
 
 
 def _device_records(dev: IosXeEntry, ca: str, *, enable_record: bool) -> list[dict[str, Any]]:
+    # A lab run without SSH (`sim lab --no-ssh`) has no SSH port: no field, rather than the text "None"
+    # that `device trust` would refuse as a port.
+    ssh = [{"type": "text", "label": "ssh_port", "value": [str(dev.ssh_port)]}] if dev.ssh_port else []
     device = {"type": "pamNetworkDevice", "title": dev.name,
               "fields": [{"type": "host", "value": [f"{dev.host}:{dev.restconf_port}"]}],
-              "custom": [{"type": "text", "label": "ssh_port", "value": [str(dev.ssh_port)]},
-                         {"type": "text", "label": "ca_bundle", "value": [ca]}]}
+              "custom": [*ssh, {"type": "text", "label": "ca_bundle", "value": [ca]}]}
     admin: dict[str, Any] = {"type": "login", "title": f"{dev.name} admin",
                              "fields": [{"type": "login", "value": [dev.admin.username]},
                                         {"type": "password", "value": [dev.admin.password]}]}
