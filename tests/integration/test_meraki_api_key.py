@@ -8,8 +8,6 @@ CLI as a subprocess and `keyturn recover` must leave a vault key that authentica
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +16,13 @@ import httpx
 import pytest
 
 from keyturn.config import Settings
-from keyturn.engine.hooks import KILL_ENV, KILL_EXIT_CODE
+from keyturn.engine.hooks import KILL_EXIT_CODE
 from keyturn.engine.outcome import Outcome
 from keyturn.engine.profile import set_profile
 from keyturn.engine.rotate import RotationEngine
 from keyturn.secret import Secret
 from keyturn.vault import Field, Vault
+from tests.integration.test_cli_rotate_kill import keyturn
 from tests.lab_fixtures import RunningLab, running_lab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,18 +330,6 @@ async def test_a_failed_revoke_of_the_old_key_is_finished_by_recovery(setup: Set
 
 KILL_STEPS = ["lock", "verify_current", "generate", "apply", "write_ahead", "verify_new", "commit",
               "retire", "scripts", "audit"]
-
-
-async def keyturn(home: Path, *args: str, kill_at: str | None = None) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
-    env.update({"KEYTURN_HOME": str(home), "PYTHONPATH": str(ROOT / "src")})
-    if kill_at:
-        env[KILL_ENV] = kill_at
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "keyturn.cli.main", *args, env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    return proc.returncode or 0, out.decode(), err.decode()
 
 
 @pytest.mark.slow
