@@ -92,12 +92,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from keyturn import config_sources
-
 # The pydantic-free half of loading settings (`keyturn.config_sources`); HOME_MODE, database_url_warning
 # and secure_home are re-exported: they lived here first.
 from keyturn.config_sources import HOME_MODE as HOME_MODE
-from keyturn.config_sources import config_file, default_home, file_values
+from keyturn.config_sources import EffectivePaths, config_file, default_home, file_values
 from keyturn.config_sources import database_url_warning as database_url_warning
 from keyturn.config_sources import secure_home as secure_home
 from keyturn.errors import ConfigError
@@ -200,7 +198,7 @@ class NotifyConfig(BaseModel):
         return self
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, EffectivePaths):
     """keyturn settings; construct with `load_settings()` so the config file is honoured."""
 
     model_config = SettingsConfigDict(env_prefix="KEYTURN_", extra="ignore")
@@ -271,18 +269,6 @@ class Settings(BaseSettings):
         if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
             return self.broker_url
         return None
-
-    @property
-    def effective_database_url(self) -> str:
-        return config_sources.effective_database_url(self.database_url, self.home)
-
-    @property
-    def effective_auto_upgrade(self) -> bool:
-        return config_sources.effective_auto_upgrade(self.auto_upgrade, self.effective_database_url)
-
-    @property
-    def effective_key_file(self) -> Path:
-        return config_sources.effective_key_file(self.key_file, self.home)
 
 
 def load_settings(**overrides: Any) -> Settings:

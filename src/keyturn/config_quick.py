@@ -28,8 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from keyturn import config_sources
-from keyturn.config_sources import config_file, database_url_warning, default_home, file_values, secure_home
+from keyturn.config_sources import (
+    EffectivePaths,
+    config_file,
+    database_url_warning,
+    default_home,
+    file_values,
+    secure_home,
+)
 from keyturn.errors import ConfigError
 from keyturn.sites import check_name
 
@@ -134,7 +140,7 @@ QUICK: Mapping[str, Quick] = {
 }
 
 
-class QuickSettings:
+class QuickSettings(EffectivePaths):
     """The settings in `QUICK`, as `Settings` holds them, with the same derived values. Reading any
     other setting is a bug in the command that asked for quick settings (AttributeError)."""
 
@@ -164,19 +170,6 @@ class QuickSettings:
         from keyturn.config import load_settings
 
         return load_settings(**self._overrides)
-
-    # The same as `Settings`' properties of the same names.
-    @property
-    def effective_database_url(self) -> str:
-        return config_sources.effective_database_url(self.database_url, self.home)
-
-    @property
-    def effective_auto_upgrade(self) -> bool:
-        return config_sources.effective_auto_upgrade(self.auto_upgrade, self.effective_database_url)
-
-    @property
-    def effective_key_file(self) -> Path:
-        return config_sources.effective_key_file(self.key_file, self.home)
 
 
 def _env_name(name: str) -> str:

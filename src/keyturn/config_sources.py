@@ -14,7 +14,7 @@ import os
 import stat
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyturn.errors import ConfigError
 
@@ -24,21 +24,34 @@ _warned: set[str] = set()       # one warning per process and subject, however o
 
 
 
-# What `Settings` and `QuickSettings` derive from their values (one definition for both).
-def effective_database_url(database_url: str | None, home: Path) -> str:
-    """The configured database, or the embedded SQLite vault in `home`."""
-    return database_url or f"sqlite:///{home / 'keyturn.db'}"
 
+class EffectivePaths:
+    """What `Settings` and `QuickSettings` derive from their own values (one definition for both)."""
 
-def effective_auto_upgrade(auto_upgrade: bool | None, database_url: str) -> bool:
-    """Migrate on open: as configured, else only the embedded SQLite (a shared PostgreSQL is upgraded
-    by `keyturn db upgrade`)."""
-    return auto_upgrade if auto_upgrade is not None else database_url.startswith("sqlite")
+    if TYPE_CHECKING:
+        home: Path
+        database_url: str | None
+        auto_upgrade: bool | None
+        key_file: Path | None
 
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or the embedded SQLite vault in `home`."""
+        return self.database_url or f"sqlite:///{self.home / 'keyturn.db'}"
 
-def effective_key_file(key_file: Path | None, home: Path) -> Path:
-    """The configured master-key file, or `master.key` in `home`."""
-    return key_file or home / "master.key"
+    @property
+    def effective_auto_upgrade(self) -> bool:
+        """Migrate on open: as configured, else only the embedded SQLite (a shared PostgreSQL is
+        upgraded by `keyturn db upgrade`)."""
+        if self.auto_upgrade is not None:
+            return self.auto_upgrade
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_key_file(self) -> Path:
+        """The configured master-key file, or `master.key` in `home`."""
+        return self.key_file or self.home / "master.key"
+
 
 def default_home() -> Path:
     import platformdirs  # here: a KEYTURN_HOME set (the usual case) never needs it
