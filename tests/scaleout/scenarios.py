@@ -115,7 +115,8 @@ async def restart_mid_run(tmp_path: Path, *, broker: str, redis: str, site: str,
                   "KEYTURN_WORKER_ATTEMPTS": "4", "KEYTURN_WORKER_RETRY_BACKOFF": "1", **extra}
         env = env_for(settings.home, broker=broker, redis=redis, sites=[site], **tuning)
         async with workers(env, tmp_path, 2, "--site", site, "--concurrency", "2") as started:
-            rotate = asyncio.create_task(keyturn(env, "rotate", "--all", "--json", timeout=80))
+            # Generous: on a busy machine a broker restart (RabbitMQ: two Erlang VMs) alone takes a minute.
+            rotate = asyncio.create_task(keyturn(env, "rotate", "--all", "--json", timeout=240))
 
             def mid_run() -> set[str] | None:
                 reqs = all_requests(settings)
