@@ -15,7 +15,6 @@ back from the simulator and compared with the vault's current secret.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -29,7 +28,7 @@ from bench.bench_scaleout_meraki import (
     mean_per_window,
     request_times,
 )
-from bench.harness import KEYTURN, Home, Lab, Usage, run_measured
+from bench.harness import KEYTURN, Home, Lab, Usage, outcome_counts, run_measured
 from bench.report import Row
 
 SSID = 1
@@ -96,12 +95,7 @@ def run(workdir: Path, *, orgs: int = 10, networks_per_org: int = 10, concurrenc
             for net, uid in ssids:
                 on_air = client.get(f"/networks/{net}/wireless/ssids/{SSID}")
                 wrong += on_air.status_code != 200 or on_air.json().get("psk") != secrets.get(uid)
-    counts: dict[str, int] = {}
-    try:
-        for r in json.loads(out.read_text() or "{}").get("results", []):
-            counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
-    except ValueError:
-        counts["unparsed-output"] = 1
+    counts = outcome_counts(out)
     failed = sum(n for k, n in counts.items() if k != "rotated")
     per_org = {org: [t for t in ts if t >= since] for org, ts in stamps.items()}
     peak = max((max_in_window(ts) for ts in per_org.values() if ts), default=0)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import KEYTURN, Acct, Home, Lab, Usage, run_measured, verify_all
+from bench.harness import KEYTURN, Acct, Home, Lab, Usage, outcome_counts, run_measured, verify_all
 from bench.report import Row, console
 from bench.workers import REDIS, CpuSample, WorkerGroup, broker_env, cpu_of, flush_redis, set_site
 
@@ -240,14 +240,7 @@ class Vaults:
 
 
 def _counts(path: Path, returncode: int) -> dict[str, int]:
-    import json
-
-    counts: dict[str, int] = {}
-    try:
-        for r in json.loads(path.read_text() or "{}").get("results", []):
-            counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
-    except ValueError:
-        counts["unparsed-output"] = 1
+    counts = outcome_counts(path)
     if returncode not in (0, 1):
         counts[f"rotate exit {returncode}"] = 1
     return counts

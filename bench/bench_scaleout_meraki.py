@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import KEYTURN, Home, Lab, Usage, run_measured, verify_all
+from bench.harness import KEYTURN, Home, Lab, Usage, outcome_counts, run_measured, verify_all
 from bench.report import Row
 from bench.workers import REDIS, WorkerGroup, broker_env, cpu_of, flush_redis, set_site
 from keyturn.engine.ratelimit import SEND_JITTER, pacing_interval
@@ -179,12 +179,7 @@ def run(workdir: Path, *, orgs: int = 2, users_per_org: int = 225, workers: int 
         stats = lab.stats()["meraki"]
         bad = verify_all(lab, accts, home.current_secrets(accts))
     flush_redis(redis_db)
-    counts: dict[str, int] = {}
-    try:
-        for r in json.loads(out.read_text() or "{}").get("results", []):
-            counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
-    except ValueError:
-        counts["unparsed-output"] = 1
+    counts = outcome_counts(out)
     rates = []
     for org in sorted(stats):
         ts = [t for t in stamps.get(org, []) if t >= since]

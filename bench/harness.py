@@ -408,11 +408,15 @@ def rotate_json(home: Home, workdir: Path, *, concurrency: int, per_device: int,
     out, err = workdir / "rotate.json", workdir / "rotate.err"
     usage = run_measured([*KEYTURN, "rotate", "--all", "--concurrency", str(concurrency), "--per-device",
                           str(per_device), "--json", *extra], env=home.env, stdout=out, stderr=err)
+    return usage, outcome_counts(out)
+
+
+def outcome_counts(path: Path) -> dict[str, int]:
+    """Outcome → count from a `keyturn rotate --json` output file (`unparsed-output` if not JSON)."""
     counts: dict[str, int] = {}
     try:
-        data = json.loads(out.read_text() or "{}")
-        for r in data.get("results", []):
+        for r in json.loads(path.read_text() or "{}").get("results", []):
             counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
     except ValueError:
         counts["unparsed-output"] = 1
-    return usage, counts
+    return counts

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.unit.api_world import Api, open_api
-from tests.unit.engine_world import World, open_world
+# The in-process HTTP tests' `world` and `api`: the unit tests' fixtures, not a copy of them.
+from tests.unit.conftest import api, world  # noqa: F401 (fixtures, found by name)
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 DEVICE = "sw0001"
@@ -278,13 +278,3 @@ def browser() -> Iterator[Any]:
         finally:
             launched.close()
 
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    yield from open_world(tmp_path)
-
-
-@pytest.fixture
-async def api(world: World) -> AsyncIterator[Api]:
-    async for a in open_api(world):
-        yield a
