@@ -8,6 +8,7 @@
     python -m bench --only simcost --simcost-before HEAD~1      # simulator CPU per rotation (issue 14)
     python -m bench --only startup --startup-before HEAD~1      # CLI start-up wall/CPU (issue 14)
     python -m bench --only cost --cost-before ccf3472    # CPU, SQL, requests per rotation (issue 14)
+    python -m bench --only floor         # the CPU floor under a rotation: scrypt, a request, a transaction
     python -m bench --only scaleout      # in-process vs 1, 2, 4 workers; Meraki on 2 workers (issue 13)
     python -m bench --only console       # the console's accounts page over 10,000 accounts (issue 17)
 
@@ -32,6 +33,7 @@ ALL += ("cost",)  # CPU, SQL, requests and handshakes per rotation per target an
 ALL += ("scaleout",)  # in-process vs 1, 2, 4 worker processes; Meraki budgets across 2 workers (issue 13)
 ALL += ("onboarding",)  # `keyturn import inventory` of a 2,000-device CSV (issue 15)
 ALL += ("console",)  # the web console's accounts page over 10,000 accounts (issue 17)
+ALL += ("floor",)  # what the parts a verified rotation cannot skip cost alone: the CPU floor (issue 14)
 ALL += ("psk",)  # meraki-ssid-psk on 100 networks in 10 orgs within the per-org budget (issue 19)
 
 
@@ -183,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                 from bench import bench_scaleout
 
                 got, notes = bench_scaleout.run_all(sub, args)
+            elif name == "floor":
+                from bench import cost_floor
+
+                got, notes = cost_floor.run(sub)
             elif name == "psk":
                 from bench import bench_psk
 
