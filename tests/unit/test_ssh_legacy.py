@@ -118,7 +118,10 @@ async def test_legacy_only_device_is_refused_with_the_option_to_set(legacy: Devi
 
 async def test_legacy_option_logs_in_and_saves(legacy: Device) -> None:
     target = IosXeSshTarget(timeout=10.0)
-    await target.persist(_account(legacy, ssh_algorithms="legacy"))
+    try:
+        await target.persist(_account(legacy, ssh_algorithms="legacy"))
+    finally:
+        await target.aclose()   # closes the admin session kept for the rest of the rotation
     assert legacy.macs == ["hmac-sha1"]
 
 
@@ -132,8 +135,10 @@ async def test_trust_reads_the_legacy_host_key_only_with_the_option(legacy: Devi
 
 async def test_legacy_option_still_prefers_modern_algorithms() -> None:
     server, device = await _serve(asyncssh.generate_private_key("ssh-rsa", key_size=2048))
+    target = IosXeSshTarget(timeout=10.0)
     try:
-        await IosXeSshTarget(timeout=10.0).persist(_account(device, ssh_algorithms="legacy"))
+        await target.persist(_account(device, ssh_algorithms="legacy"))
+        await target.aclose()
         key = await fetch_host_key("127.0.0.1", device.port,
                                    algorithms=ssh_algorithms({"ssh_algorithms": "legacy"}))
     finally:
