@@ -36,6 +36,7 @@ class Device:
     port: int
     fingerprint: str
     macs: list[str] = field(default_factory=list)
+    ciphers: list[str] = field(default_factory=list)
 
 
 class _Server(asyncssh.SSHServer):
@@ -55,6 +56,7 @@ class _Server(asyncssh.SSHServer):
         ok = (username, password) == ADMIN
         if ok:
             self._device.macs.append(str(self._conn.get_extra_info("recv_mac")))
+            self._device.ciphers.append(str(self._conn.get_extra_info("recv_cipher")))
         return ok
 
 
@@ -101,6 +103,29 @@ def test_profiles_put_legacy_algorithms_last_or_nowhere() -> None:
         assert legacy[name][:-len(algs)] == modern[name]
     with pytest.raises(ProfileError, match="ssh_algorithms must be one of modern, legacy, not 'old'"):
         ssh_algorithms({"ssh_algorithms": "old"})
+
+
+def test_aes_gcm_is_tried_first_and_no_cipher_is_dropped() -> None:
+    from asyncssh.encryption import get_default_encryption_algs
+
+    for options in ({}, {"ssh_algorithms": "legacy"}):
+        ciphers = ssh_algorithms(options)["encryption_algs"]
+        assert ciphers[:2] == ["aes256-gcm@openssh.com", "aes128-gcm@openssh.com"]
+        assert sorted(ciphers) == sorted(alg.decode("ascii") for alg in get_default_encryption_algs())
+
+
+async def test_a_server_preferring_chacha20_still_gets_aes_gcm() -> None:
+    # asyncssh's own server defaults put chacha20-poly1305 first (the simulator's default profile);
+    # the client's order decides (RFC 4253 §7.1), and IOS XE 17.x offers AES-GCM (reference §5).
+    server, device = await _serve(asyncssh.generate_private_key("ssh-ed25519"))
+    target = IosXeSshTarget(timeout=10.0)
+    try:
+        await target.persist(_account(device))
+    finally:
+        await target.aclose()
+        server.close()
+        await server.wait_closed()
+    assert device.ciphers == ["aes256-gcm@openssh.com"]
 
 
 async def test_legacy_only_device_is_refused_with_the_option_to_set(legacy: Device) -> None:
