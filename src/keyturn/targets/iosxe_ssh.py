@@ -254,6 +254,7 @@ class _Idle:
     username: str
     cli: _Cli
     timer: asyncio.TimerHandle
+    loop: asyncio.AbstractEventLoop   # its connection belongs to this event loop
 
 
 class _SshBase:
@@ -368,21 +369,22 @@ class _SshBase:
         idle = self._idle.pop(self._idle_key(account), None)
         if idle is None:
             return None
-        idle.timer.cancel()
-        if idle.ledger is account.probes and idle.username == username and idle.cli.reusable:
+        if (idle.ledger is account.probes and idle.username == username
+                and idle.loop is asyncio.get_running_loop() and idle.cli.reusable):
+            idle.timer.cancel()
             idle.cli.timeout = self._timeout
             return idle.cli
-        self._close_later(idle.cli)
+        self._discard(idle)
         return None
 
     def _keep_idle(self, account: Account, username: str, cli: _Cli) -> bool:
         key = self._idle_key(account)
         old = self._idle.pop(key, None)
         if old is not None:
-            old.timer.cancel()
-            self._close_later(old.cli)
-        timer = asyncio.get_running_loop().call_later(ADMIN_IDLE_SECONDS, self._expire, key, cli)
-        self._idle[key] = _Idle(account.probes, username, cli, timer)
+            self._discard(old)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(ADMIN_IDLE_SECONDS, self._expire, key, cli)
+        self._idle[key] = _Idle(account.probes, username, cli, timer, loop)
         return True
 
     def _expire(self, key: str, cli: _Cli) -> None:
@@ -390,6 +392,16 @@ class _SshBase:
         if idle is not None and idle.cli is cli:
             del self._idle[key]
             self._close_later(cli)
+
+    def _discard(self, idle: _Idle) -> None:
+        """Close a kept session: on its own event loop (a target used from a later loop, e.g. another
+        `asyncio.run`, must not touch the earlier loop's transports; a closed loop took them along)."""
+        idle.timer.cancel()
+        if idle.loop is asyncio.get_running_loop():
+            self._close_later(idle.cli)
+        elif not idle.loop.is_closed():
+            with contextlib.suppress(RuntimeError):   # closed meanwhile
+                idle.loop.call_soon_threadsafe(idle.cli.conn.close)
 
     def _close_later(self, cli: _Cli) -> None:
         task = asyncio.get_running_loop().create_task(cli.close())
@@ -477,8 +489,7 @@ class _SshBase:
         self._save_auth.clear()
         idle, self._idle = list(self._idle.values()), {}
         for entry in idle:
-            entry.timer.cancel()
-            self._close_later(entry.cli)
+            self._discard(entry)
         if self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
 
