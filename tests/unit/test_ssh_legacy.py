@@ -36,6 +36,7 @@ class Device:
     port: int
     fingerprint: str
     macs: list[str] = field(default_factory=list)
+    ciphers: list[str] = field(default_factory=list)
 
 
 class _Server(asyncssh.SSHServer):
@@ -55,6 +56,7 @@ class _Server(asyncssh.SSHServer):
         ok = (username, password) == ADMIN
         if ok:
             self._device.macs.append(str(self._conn.get_extra_info("recv_mac")))
+            self._device.ciphers.append(str(self._conn.get_extra_info("recv_cipher")))
         return ok
 
 
@@ -103,6 +105,29 @@ def test_profiles_put_legacy_algorithms_last_or_nowhere() -> None:
         ssh_algorithms({"ssh_algorithms": "old"})
 
 
+def test_aes_gcm_is_tried_first_and_no_cipher_is_dropped() -> None:
+    from asyncssh.encryption import get_default_encryption_algs
+
+    for options in ({}, {"ssh_algorithms": "legacy"}):
+        ciphers = ssh_algorithms(options)["encryption_algs"]
+        assert ciphers[:2] == ["aes256-gcm@openssh.com", "aes128-gcm@openssh.com"]
+        assert sorted(ciphers) == sorted(alg.decode("ascii") for alg in get_default_encryption_algs())
+
+
+async def test_a_server_preferring_chacha20_still_gets_aes_gcm() -> None:
+    # asyncssh's own server defaults put chacha20-poly1305 first (the simulator's default profile);
+    # the client's order decides (RFC 4253 §7.1), and IOS XE 17.x offers AES-GCM (reference §5).
+    server, device = await _serve(asyncssh.generate_private_key("ssh-ed25519"))
+    target = IosXeSshTarget(timeout=10.0)
+    try:
+        await target.persist(_account(device))
+    finally:
+        await target.aclose()
+        server.close()
+        await server.wait_closed()
+    assert device.ciphers == ["aes256-gcm@openssh.com"]
+
+
 async def test_legacy_only_device_is_refused_with_the_option_to_set(legacy: Device) -> None:
     target = IosXeSshTarget(timeout=10.0)
     with pytest.raises(TargetUnreachable) as caught:
@@ -118,7 +143,10 @@ async def test_legacy_only_device_is_refused_with_the_option_to_set(legacy: Devi
 
 async def test_legacy_option_logs_in_and_saves(legacy: Device) -> None:
     target = IosXeSshTarget(timeout=10.0)
-    await target.persist(_account(legacy, ssh_algorithms="legacy"))
+    try:
+        await target.persist(_account(legacy, ssh_algorithms="legacy"))
+    finally:
+        await target.aclose()   # closes the admin session kept for the rest of the rotation
     assert legacy.macs == ["hmac-sha1"]
 
 
@@ -132,8 +160,10 @@ async def test_trust_reads_the_legacy_host_key_only_with_the_option(legacy: Devi
 
 async def test_legacy_option_still_prefers_modern_algorithms() -> None:
     server, device = await _serve(asyncssh.generate_private_key("ssh-rsa", key_size=2048))
+    target = IosXeSshTarget(timeout=10.0)
     try:
-        await IosXeSshTarget(timeout=10.0).persist(_account(device, ssh_algorithms="legacy"))
+        await target.persist(_account(device, ssh_algorithms="legacy"))
+        await target.aclose()
         key = await fetch_host_key("127.0.0.1", device.port,
                                    algorithms=ssh_algorithms({"ssh_algorithms": "legacy"}))
     finally:

@@ -129,6 +129,11 @@ class SshFrontend:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
+    def connections_open(self) -> int:
+        """SSH connections open now (a vty line each on a real device)."""
+        return len(self._connections)
+
+    @property
     def port(self) -> int | None:
         return None if self._acceptor is None else int(self._acceptor.get_port())
 

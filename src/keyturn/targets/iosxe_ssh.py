@@ -14,6 +14,14 @@ holding a reversible password gets ``username NAME password 0 NEW`` unless the p
 ``mode=secret`` insists) →
 ``end``. `persist` runs ``write memory`` and expects ``[OK]``. `verify` is a fresh login as the user.
 
+One admin session per rotation (issue 14): the admin's vty session of `iosxe-ssh` is kept between the
+steps of one rotation — the stored-hash read of verify current, the change, ``write memory`` and the
+read of verify new share it (one key exchange, host-key check and password login instead of four) —
+and only while idle at the ``#`` prompt for at most `ADMIN_IDLE_SECONDS`. A session is reused only by
+the rotation that opened it (the `ProbeLedger` of its `Account`, fresh per rotation), so no state or
+stale credential crosses rotations; any error closes it, and the next rotation on the device closes a
+leftover one. The user's own logins (the login proofs) are always fresh connections.
+
 Host keys (`keyturn.targets.ssh_trust`): no credential is sent to a server whose host key the
 resource record does not trust — a pinned ``host_key_fingerprint`` (`keyturn device trust RECORD`), an
 ``ssh_known_hosts`` file, ``ssh_host_key=tofu`` (the first key seen is stored in the vault through the
@@ -27,8 +35,9 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import asyncssh
@@ -46,7 +55,15 @@ from keyturn.errors import (
 )
 from keyturn.secret import REDACTED, Secret
 from keyturn.targets import peer_trust
-from keyturn.targets.base import Account, AdminCredential, Endpoint, FoundAccount, SecretRules, Verdict
+from keyturn.targets.base import (
+    Account,
+    AdminCredential,
+    Endpoint,
+    FoundAccount,
+    ProbeLedger,
+    SecretRules,
+    Verdict,
+)
 from keyturn.targets.iosxe_verify import (
     AAA_SHOW,
     LOCKOUT_SHOW,
@@ -89,13 +106,25 @@ LEGACY_SSH_ALGORITHMS: dict[str, tuple[str, ...]] = {
     "mac_algs": ("hmac-sha1",),
 }
 SSH_ALGORITHM_PROFILES = ("modern", "legacy")
+# Ciphers tried first: AES-GCM, what IOS XE 17.x offers (`show ip ssh`: AES-GCM and AES-CTR, reference
+# field behaviour §5; no ChaCha20-Poly1305), so a real device negotiates it anyway. asyncssh puts
+# chacha20-poly1305 first, and builds a ChaCha20 and a Poly1305 object per packet: against a server
+# that offers both (the simulator's default profile) it cost ~1.5 ms more CPU per connection than
+# AES-GCM (issue 14). Both are AEAD ciphers with the same integrity guarantees; nothing is removed.
+PREFERRED_CIPHERS = ("aes256-gcm@openssh.com", "aes128-gcm@openssh.com")
+
+# How long an idle admin session waits for the rotation's next step (a user login proof on a real device
+# takes ~1 s, reference field behaviour §6; IOS XE's own vty exec-timeout is 10 minutes).
+ADMIN_IDLE_SECONDS = 10.0
 
 Connect = Callable[..., Awaitable[Any]]
 
 
 def ssh_algorithms(options: Mapping[str, str]) -> dict[str, list[str]]:
     """asyncssh's default algorithm lists without the legacy SHA-1 ones, or with them appended last
-    (resource option ``ssh_algorithms=legacy``). `ProfileError` for any other value."""
+    (resource option ``ssh_algorithms=legacy``), and its ciphers with `PREFERRED_CIPHERS` first.
+    `ProfileError` for any other value."""
+    from asyncssh.encryption import get_default_encryption_algs
     from asyncssh.kex import get_default_kex_algs
     from asyncssh.mac import get_default_mac_algs
     from asyncssh.public_key import get_default_public_key_algs
@@ -110,6 +139,9 @@ def ssh_algorithms(options: Mapping[str, str]) -> dict[str, list[str]]:
     for name, legacy in LEGACY_SSH_ALGORITHMS.items():
         modern = [alg.decode("ascii") for alg in defaults[name] if alg.decode("ascii") not in legacy]
         lists[name] = modern + list(legacy) if profile == "legacy" else modern
+    ciphers = [alg.decode("ascii") for alg in get_default_encryption_algs()]
+    lists["encryption_algs"] = ([c for c in PREFERRED_CIPHERS if c in ciphers]
+                                + [c for c in ciphers if c not in PREFERRED_CIPHERS])
     return lists
 
 
@@ -165,6 +197,13 @@ class _Cli:
         self.process = process
         self.timeout = timeout
         self.prompt = ""
+        self.ready = False   # privileged and `terminal length 0` done (an admin session kept for reuse)
+
+    @property
+    def reusable(self) -> bool:
+        """Open, and idle at the privileged EXEC prompt (not in configuration mode)."""
+        return (not self.conn.is_closed() and not self.process.stdout.at_eof()
+                and PRIV_PROMPT.search(self.prompt) is not None and CONFIG_PROMPT.search(self.prompt) is None)
 
     async def read_until(self, *patterns: re.Pattern[str]) -> str:
         buffer = ""
@@ -207,10 +246,22 @@ def _cli_value(secret: Secret) -> str:
     return secret.reveal().replace("?", QUOTE_NEXT + "?")
 
 
+@dataclass
+class _Idle:
+    """An admin session kept for the rest of one rotation (`ledger`: that rotation's `ProbeLedger`)."""
+
+    ledger: ProbeLedger
+    username: str
+    cli: _Cli
+    timer: asyncio.TimerHandle
+    loop: asyncio.AbstractEventLoop   # its connection belongs to this event loop
+
+
 class _SshBase:
     """Connection handling shared by the two SSH targets."""
 
     kind: ClassVar[str]
+    keeps_admin_session: ClassVar[bool] = False   # reuse the admin session within a rotation (module doc)
 
     def __init__(self, connect: Connect | None = None, *, timeout: float = 20.0,
                  save_timeout: float = 60.0, host_keys: HostKeyRecorder | None = None) -> None:
@@ -219,6 +270,8 @@ class _SshBase:
         self._save_timeout = save_timeout
         self.host_keys = HostKeyTrustStore(host_keys)  # ssh_host_key=tofu stores through the recorder
         self._save_auth: dict[str, tuple[str, Secret]] = {}
+        self._idle: dict[str, _Idle] = {}              # "host:port" → the admin session kept there
+        self._closing: set[asyncio.Task[None]] = set()
 
     def _err(self, cls: type[TargetError], account: Account, message: str) -> TargetError:
         return cls(f"{account.endpoint.host}: {message}", target=self.kind, record=account.record_uid)
@@ -283,6 +336,78 @@ class _SshBase:
                                                          "and no current secret)")
         return await self._open(account, auth[0], auth[1], doing), auth
 
+    @contextlib.asynccontextmanager
+    async def _admin_session(self, account: Account, doing: str) -> AsyncIterator[_Cli]:
+        """A privileged admin session with ``terminal length 0``: the one this rotation kept, or a new
+        one. Kept again afterwards only if the block ended without an error at the ``#`` prompt
+        (`keeps_admin_session`); closed otherwise."""
+        admin = account.admin
+        assert admin is not None
+        cli = self._take_idle(account, admin.username)
+        if cli is None:
+            cli = await self._open(account, admin.username, admin.secret, doing)
+        else:
+            peer_trust.note_attempt()   # commands go to the (trusted) device on this session
+        kept = False
+        try:
+            if not cli.ready:
+                await self._enable(account, cli, doing)
+                await self._run(account, cli, "terminal length 0", doing, PROMPT)
+                cli.ready = True
+            yield cli
+            kept = self.keeps_admin_session and cli.reusable and self._keep_idle(account, admin.username, cli)
+        finally:
+            if not kept:
+                await cli.close()
+
+    def _idle_key(self, account: Account) -> str:
+        return f"{account.endpoint.host}:{self._port(account.endpoint)}"
+
+    def _take_idle(self, account: Account, username: str) -> _Cli | None:
+        """This rotation's kept admin session for the device, if it is still usable; a session another
+        rotation left there is closed (one idle admin vty per device at most)."""
+        idle = self._idle.pop(self._idle_key(account), None)
+        if idle is None:
+            return None
+        if (idle.ledger is account.probes and idle.username == username
+                and idle.loop is asyncio.get_running_loop() and idle.cli.reusable):
+            idle.timer.cancel()
+            idle.cli.timeout = self._timeout
+            return idle.cli
+        self._discard(idle)
+        return None
+
+    def _keep_idle(self, account: Account, username: str, cli: _Cli) -> bool:
+        key = self._idle_key(account)
+        old = self._idle.pop(key, None)
+        if old is not None:
+            self._discard(old)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(ADMIN_IDLE_SECONDS, self._expire, key, cli)
+        self._idle[key] = _Idle(account.probes, username, cli, timer, loop)
+        return True
+
+    def _expire(self, key: str, cli: _Cli) -> None:
+        idle = self._idle.get(key)
+        if idle is not None and idle.cli is cli:
+            del self._idle[key]
+            self._close_later(cli)
+
+    def _discard(self, idle: _Idle) -> None:
+        """Close a kept session: on its own event loop (a target used from a later loop, e.g. another
+        `asyncio.run`, must not touch the earlier loop's transports; a closed loop took them along)."""
+        idle.timer.cancel()
+        if idle.loop is asyncio.get_running_loop():
+            self._close_later(idle.cli)
+        elif not idle.loop.is_closed():
+            with contextlib.suppress(RuntimeError):   # closed meanwhile
+                idle.loop.call_soon_threadsafe(idle.cli.conn.close)
+
+    def _close_later(self, cli: _Cli) -> None:
+        task = asyncio.get_running_loop().create_task(cli.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def _enable(self, account: Account, cli: _Cli, doing: str) -> None:
         """Reach privileged EXEC (`#`), using the account's or the admin's enable secret."""
         if cli.prompt.endswith("#"):
@@ -334,23 +459,39 @@ class _SshBase:
             auth = self._save_auth.get(self._save_key(account))
         if auth is None:
             raise self._err(TargetAuthRejected, account, "no credential to save the configuration with")
-        cli = await self._open(account, auth[0], auth[1], "saving the configuration")
-        try:
-            await self._enable(account, cli, "saving the configuration")
-            cli.timeout = self._save_timeout
-            out = await self._run(account, cli, "write memory", "saving the configuration", PROMPT)
-        finally:
-            await cli.close()
+        doing = "saving the configuration"
+        if account.admin is not None:
+            async with self._admin_session(account, doing) as cli:
+                out = await self._save(account, cli)
+        else:
+            cli = await self._open(account, auth[0], auth[1], doing)
+            try:
+                await self._enable(account, cli, doing)
+                out = await self._save(account, cli)
+            finally:
+                await cli.close()
         if SAVE_OK not in out:
             detail = "; ".join(_errors(out)) or "no [OK]"
             raise self._err(TargetError, account, f"write memory failed ({detail})")
         self._save_auth.pop(self._save_key(account), None)
+
+    async def _save(self, account: Account, cli: _Cli) -> str:
+        cli.timeout = self._save_timeout
+        try:
+            return await self._run(account, cli, "write memory", "saving the configuration", PROMPT)
+        finally:
+            cli.timeout = self._timeout
 
     def _save_key(self, account: Account) -> str:
         return f"{self.kind}/{account.lock_key}"
 
     async def aclose(self) -> None:
         self._save_auth.clear()
+        idle, self._idle = list(self._idle.values()), {}
+        for entry in idle:
+            self._discard(entry)
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
 
 
 class IosXeSshTarget(Proving, _SshBase):
@@ -359,6 +500,7 @@ class IosXeSshTarget(Proving, _SshBase):
     kind: ClassVar[str] = "iosxe-ssh"
     constraints: ClassVar[SecretRules] = IOSXE_RULES
     can_verify: ClassVar[bool] = True
+    keeps_admin_session: ClassVar[bool] = True
     path: Literal["ssh"] = "ssh"   # which login path the device's AAA applies (iosxe_verify.Prover)
 
     async def change(self, account: Account, old: Secret | None, new: Secret) -> None:
@@ -366,24 +508,32 @@ class IosXeSshTarget(Proving, _SshBase):
         if mode != "auto" and mode not in SET_SECRET:
             raise ProfileError(f"iosxe-ssh: option mode must be 'auto', 'secret' or 'password', not {mode!r}")
         doing = "changing the secret"
-        cli, auth = await self._login(account, old, doing)
-        try:
-            await self._enable(account, cli, doing)
-            await self._run(account, cli, "terminal length 0", doing, PROMPT)
-            line = await self._user_line(account, cli, doing)
-            if mode == "auto":  # keep the kind the user has: switching needs `no username` + re-add
-                mode = "password" if " password " in f"{line} " else "secret"
-            other = "password" if mode == "secret" else "secret"
-            if f" {other} " in line:
-                raise self._err(ChangeRejected, account, f"user {account.username!r} holds a {other}, and "
-                                f"IOS refuses a {mode} beside it; set the profile option mode={other} or "
-                                "convert the user on the device")
-            command = SET_SECRET[mode].format(name=account.username, value=_cli_value(new))
-            await self._configure(account, cli, command, new, doing)
-        finally:
-            await cli.close()
-        live = auth if account.admin is not None else (account.username, new)  # the old one is dead now
+        if account.admin is not None:
+            async with self._admin_session(account, doing) as cli:
+                await self._set_secret(account, cli, mode, new, doing)
+            live = (account.admin.username, account.admin.secret)
+        else:
+            cli, _ = await self._login(account, old, doing)
+            try:
+                await self._enable(account, cli, doing)
+                await self._run(account, cli, "terminal length 0", doing, PROMPT)
+                await self._set_secret(account, cli, mode, new, doing)
+            finally:
+                await cli.close()
+            live = (account.username, new)  # the old one is dead now
         self._save_auth[self._save_key(account)] = live
+
+    async def _set_secret(self, account: Account, cli: _Cli, mode: str, new: Secret, doing: str) -> None:
+        line = await self._user_line(account, cli, doing)
+        if mode == "auto":  # keep the kind the user has: switching needs `no username` + re-add
+            mode = "password" if " password " in f"{line} " else "secret"
+        other = "password" if mode == "secret" else "secret"
+        if f" {other} " in line:
+            raise self._err(ChangeRejected, account, f"user {account.username!r} holds a {other}, and "
+                            f"IOS refuses a {mode} beside it; set the profile option mode={other} or "
+                            "convert the user on the device")
+        command = SET_SECRET[mode].format(name=account.username, value=_cli_value(new))
+        await self._configure(account, cli, command, new, doing)
 
     async def login(self, account: Account, secret: Secret) -> tuple[Verdict, str]:
         """A fresh login as the user: accepted → OK, refused → REJECTED, no answer → INCONCLUSIVE."""
@@ -401,10 +551,9 @@ class IosXeSshTarget(Proving, _SshBase):
     async def read_device(self, account: Account, *, aaa: bool, user: bool) -> DeviceView:
         """One admin session: the AAA lines and/or the user's ``username`` line of the running config."""
         doing = "reading the device configuration"
-        cli, _ = await self._login(account, None, doing)
-        try:
-            await self._enable(account, cli, doing)
-            await self._run(account, cli, "terminal length 0", doing, PROMPT)
+        if account.admin is None:
+            raise self._err(TargetAuthRejected, account, "no admin credential to read the device with")
+        async with self._admin_session(account, doing) as cli:
             config = stored = lockout = None
             if aaa:
                 config = aaa_from_cli(await self._run(account, cli, AAA_SHOW, doing, PROMPT))
@@ -414,8 +563,6 @@ class IosXeSshTarget(Proving, _SshBase):
                 out = await self._run(account, cli, LOCKOUT_SHOW, doing, PROMPT)
                 if not _errors(out):   # releases without the command answer "% Invalid input"
                     lockout = lockout_row(out, account.username)
-        finally:
-            await cli.close()
         return DeviceView(aaa=config, stored=stored, lockout=lockout)
 
     async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[FoundAccount]:
