@@ -65,6 +65,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--simcost-devices", type=int, help="devices of the simulator-cost lab (issue 14)")
     p.add_argument("--simcost-before", default=None, metavar="REF",
                    help="also measure the simulator of git revision REF (a temporary worktree)")
+    p.add_argument("--simcost-before-keyturn", action="store_true",
+                   help="the --simcost-before row runs REF's keyturn too (a change of requests per rotation)")
     p.add_argument("--simcost-profile", type=Path, default=None, metavar="DIR",
                    help="record the simulator with py-spy during each simcost rotation run, into DIR")
     p.add_argument("--cost-devices", type=int, default=None, help="IOS XE devices per kind (cost)")
@@ -164,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 got, notes = bench_simcost.run(sub, devices=args.simcost_devices,
                                                concurrency=args.concurrency, seed=args.seed,
-                                               before=args.simcost_before, profile=args.simcost_profile)
+                                               before=args.simcost_before, profile=args.simcost_profile,
+                                               before_keyturn=args.simcost_before_keyturn)
             elif name == "cost":
                 from bench import bench_cost
 

@@ -8,7 +8,9 @@ resumed TLS sessions. Every account is verified afterwards through the lab's log
 
 `before=REF` runs the same measurement first against the simulator of git revision REF: REF is checked
 out into a temporary git worktree whose `src` goes first on the lab process's PYTHONPATH (keyturn and
-the bench stay this tree's), and the worktree is removed afterwards. `profile=DIR` records each lab
+the bench stay this tree's), and the worktree is removed afterwards; `before_keyturn` runs REF's keyturn
+too in that row (setup and rotation: PYTHONPATH of the child processes), for a change that moves work
+between keyturn and the device (requests per rotation). `profile=DIR` records each lab
 process with py-spy during the rotation (collapsed stacks, `DIR/simcost-<label>.txt`) and prints the
 functions where it spent most.
 """
@@ -149,13 +151,15 @@ def _sum(stats: dict[str, Any], key: str) -> int | None:
 
 
 def measure(workdir: Path, label: str, *, devices: int, concurrency: int, seed: int,
-            src: Path | None = None, profile: Path | None = None) -> tuple[SimCost, Row, list[str]]:
+            src: Path | None = None, profile: Path | None = None,
+            keyturn_src: Path | None = None) -> tuple[SimCost, Row, list[str]]:
     lab = Lab(workdir, iosxe=devices, users_per_device=1, ssh=False, seed=seed, timeout=1800)
     with _lab_pythonpath(src):
         lab.start()
     try:
         assert lab.state is not None
-        home = Home(workdir, f"home-{label}")
+        with _lab_pythonpath(keyturn_src):   # Home copies the environment its children get
+            home = Home(workdir, f"home-{label}")
         accts = home.setup(lab.state, iosxe_targets=("iosxe-restconf",))
         idle0 = process_cpu(lab.pid)
         time.sleep(_IDLE_SECONDS)
@@ -188,7 +192,7 @@ def measure(workdir: Path, label: str, *, devices: int, concurrency: int, seed: 
 
 
 def run(workdir: Path, *, devices: int, concurrency: int, seed: int, before: str | None = None,
-        profile: Path | None = None) -> tuple[list[Row], list[str]]:
+        profile: Path | None = None, before_keyturn: bool = False) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     notes: list[str] = []
     if profile is not None:
@@ -200,8 +204,10 @@ def run(workdir: Path, *, devices: int, concurrency: int, seed: int, before: str
         sub = workdir / "before"
         sub.mkdir()
         with worktree(rev) as tree:
-            cost, row, got = measure(sub, f"sim@{rev}", devices=devices, concurrency=concurrency, seed=seed,
-                                     src=tree / "src", profile=profile)
+            label = f"{'sim+keyturn' if before_keyturn else 'sim'}@{rev}"
+            cost, row, got = measure(sub, label, devices=devices, concurrency=concurrency, seed=seed,
+                                     src=tree / "src", profile=profile,
+                                     keyturn_src=tree / "src" if before_keyturn else None)
         results.append(cost)
         rows.append(row)
         notes += got

@@ -36,12 +36,19 @@ from typing import Any, Literal
 
 from keyturn.secret import Secret
 
+try:  # `cryptography` is a dependency; its wheel's OpenSSL runs scrypt ~10 % faster than hashlib's
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt as _Scrypt
+except ImportError:  # pragma: no cover - a build without it falls back to hashlib
+    _Scrypt = None  # type: ignore[assignment,misc]
+
 __all__ = [
     "HashCheck",
     "StoredCredential",
     "check",
     "parse_cli_username",
     "parse_restconf_user",
+    "scrypt",
+    "scrypt_hashlib",
     "type5_hash",
     "type7_decode",
     "type7_encode",
@@ -127,11 +134,24 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+def scrypt_hashlib(password: bytes, salt: bytes) -> bytes:
+    """Type 9's scrypt (N=16384 r=1 p=1, 32 bytes) through hashlib (the interpreter's OpenSSL)."""
+    return hashlib.scrypt(password, salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
+
+
+def scrypt(password: bytes, salt: bytes) -> bytes:
+    """Type 9's scrypt, through `cryptography` when it offers it: the same bytes as `scrypt_hashlib`,
+    ~10 % less CPU here (issue 14: one type-9 check per rotation in keyturn, one hash in the simulator),
+    and it too releases the GIL, so hashes in worker threads still run in parallel."""
+    if _Scrypt is None:  # pragma: no cover
+        return scrypt_hashlib(password, salt)
+    return _Scrypt(salt=salt, length=32, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(password)
+
+
 def type9_hash(clear: str, salt: str | None = None) -> str:
     """`$9$SALT$HASH`: scrypt N=16384 r=1 p=1 over the UTF-8 password and the salt's text."""
     salt = salt or new_salt()
-    raw = hashlib.scrypt(_encode(clear), salt=salt.encode(), n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    return f"$9${salt}${cisco_b64(raw)}"
+    return f"$9${salt}${cisco_b64(scrypt(_encode(clear), salt.encode()))}"
 
 
 def type8_hash(clear: str, salt: str | None = None) -> str:

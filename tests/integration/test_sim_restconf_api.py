@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from keyturn.sim.faults import Faults
+from keyturn.sim.iosxe_aaa import AaaConfig
 from keyturn.sim.iosxe_device import IosXeDevice, verify_hash
 from keyturn.sim.iosxe_restconf import RestconfFrontend
 from keyturn.sim.restconf_errors import ErrorsShape
@@ -181,6 +182,33 @@ async def test_get_native_has_hostname_enable_and_users(rig: Rig) -> None:
     assert native["hostname"] == "R1"
     assert native["enable"]["secret"]["type"] == "9"
     assert verify_hash("En4ble-Secret", native["enable"]["secret"]["secret"])
+
+
+async def test_fields_selects_members_and_renders_only_those(rig: Rig) -> None:
+    # RFC 8040 §4.8.3, as IOS XE advertises it (capability fields:1.0); keyturn reads AAA this way.
+    assert (await rig.client.get(f"{NATIVE}?fields=aaa;login")).status_code == 204   # neither configured
+    rig.device.set_aaa(AaaConfig(new_model=True, login=("local",), exec_authorization=True, max_fail=5,
+                                 block_for=(60, 3, 30)))
+    rig.device.set_user("fresh", kind="secret", clear="Not-Hashed-Yet1", privilege=15)
+    answer = await rig.client.get(f"{NATIVE}?fields=aaa;login")
+    native = answer.json()["Cisco-IOS-XE-native:native"]
+    assert set(native) == {"aaa", "login"}
+    assert native["login"] == {"block-config": {"block-for": 60, "attempts": 3, "within": 30}}
+    assert "Cisco-IOS-XE-aaa:new-model" in native["aaa"]
+    deep = (await rig.client.get(f"{NATIVE}?fields=aaa/new-model")).json()["Cisco-IOS-XE-native:native"]
+    assert deep == {"aaa": {"Cisco-IOS-XE-aaa:new-model": [None]}}
+    # the users were not rendered: the new secret still waits for its first read to be hashed
+    fresh = rig.device.user("fresh")
+    assert fresh is not None and fresh.credential is not None and fresh.credential._stored is None
+    names = (await rig.client.get(f"{USERS}?fields=name")).json()["Cisco-IOS-XE-native:username"]
+    assert names == [{"name": n} for n in ("admin", "fresh", "netops", "viewer")]
+    nested = (await rig.client.get(f"{NATIVE}?fields=username(name;secret/encryption)")).json()
+    assert nested["Cisco-IOS-XE-native:native"]["username"][0] == {"name": "admin",
+                                                                  "secret": {"encryption": "9"}}
+    for bad in ("", "aaa;", "aaa(login", "a b", "(aaa)"):
+        refused = await rig.client.get(NATIVE, params={"fields": bad})
+        assert refused.status_code == 400, bad
+        assert refused.json()["ietf-restconf:errors"]["error"][0]["error-tag"] == "invalid-value"
 
 
 async def test_accept_header_ignored_answer_is_json(rig: Rig) -> None:

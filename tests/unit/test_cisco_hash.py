@@ -14,6 +14,8 @@ from keyturn.cisco_hash import (
     check,
     parse_cli_username,
     parse_restconf_user,
+    scrypt,
+    scrypt_hashlib,
     type5_hash,
     type7_decode,
     type7_encode,
@@ -65,6 +67,15 @@ def test_type8_and_type9_vectors() -> None:
         assert check(Secret(clear), cred(type_, expected)) == HashCheck(
             "match", f"type {type_} ({'PBKDF2-SHA256' if type_ == '8' else 'scrypt'}) hash matches")
         assert check(Secret(clear.upper() + "!"), cred(type_, expected)).verdict == "mismatch"
+
+
+@pytest.mark.parametrize("clear", ["123456", "", "p\u00e4ss w\u00f6rd ?!", "x" * 127, "lone \udc80"])
+def test_type9_scrypt_backends_agree(clear: str) -> None:
+    # type9_hash runs on `cryptography`'s Scrypt: it must give hashlib's bytes for any secret keyturn
+    # can hold (lone surrogates pass through as in every other hash).
+    password, salt = clear.encode("utf-8", "surrogatepass"), b"cvWdfQlRRDKq/U"
+    assert scrypt(password, salt) == scrypt_hashlib(password, salt)
+    assert type9_hash("123456", TYPE9[1]) == TYPE9[2]
 
 
 def test_type7_vector_and_round_trip() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from keyturn.targets.base import Account, AdminCredential, Endpoint, Persisting,
 from keyturn.targets.iosxe_restconf import IosXeRestconfTarget
 
 USER_URL = "/restconf/data/Cisco-IOS-XE-native:native/username=bob"
+NATIVE_URL = "/restconf/data/Cisco-IOS-XE-native:native"
 REFUSED = {"ietf-restconf:errors": {"error": [{"error-type": "application", "error-tag": "invalid-value",
                                                 "error-message": "inconsistent value: Device refused one "
                                                                  "or more commands"}]}}
@@ -40,6 +42,7 @@ class FakeDevice:
         self.script: list[Callable[[httpx.Request], httpx.Response] | int] = []
         self.requests: list[httpx.Request] = []
         self.saved = 0
+        self.fields: int | None = None   # status for `native?fields=...` (None: no such path, 404)
 
     def _auth(self, request: httpx.Request) -> str | None:
         header = request.headers.get("authorization", "")
@@ -64,6 +67,13 @@ class FakeDevice:
         if path == "/restconf/operations/cisco-ia:save-config" and request.method == "POST":
             self.saved += 1
             return httpx.Response(200, json={"cisco-ia:output": {"result": "Save running-config successful"}})
+        if path == NATIVE_URL and self.fields is not None:
+            if self.fields != 200:
+                return httpx.Response(self.fields, json={"ietf-restconf:errors": {"error": [
+                    {"error-tag": "invalid-value", "error-message": "invalid query parameter"}]}})
+            return httpx.Response(200, json={"Cisco-IOS-XE-native:native": {"aaa": {
+                "new-model": [None], "Cisco-IOS-XE-aaa:authentication": {"login": [
+                    {"name": "default", "a1": {"local": [None]}}]}}}})
         name = path.rsplit("=", 1)[-1]
         user = self.users.get(name)
         if user is None:
@@ -311,3 +321,76 @@ async def test_a_device_answering_absurdly_nested_json_gets_a_clear_error_not_a_
         assert not isinstance(err.value, AccountNotFound)
     finally:
         await tgt.aclose()
+
+
+def _trace(device: FakeDevice) -> list[str]:
+    """`METHOD path[?query] as-user` for each request the device saw."""
+    return [f"{r.method} {r.url.raw_path.decode()} {basic_user(r)}" for r in device.requests]
+
+
+async def test_a_rotation_reads_the_aaa_once_and_the_user_once_per_proof(device: FakeDevice,
+                                                                         target: IosXeRestconfTarget) -> None:
+    # verify-current, change, persist, verify-new on one account (one ledger), as the engine runs them
+    device.fields = 200
+    acct = account(admin=True)
+    assert (await target.check(acct, Secret("old-pw"))).verdict is Verdict.OK
+    await target.change(acct, Secret("old-pw"), Secret("new-pw"))
+    await target.persist(acct)
+    assert (await target.check(acct, Secret("new-pw"))).verdict is Verdict.OK
+    user = USER_URL
+    assert _trace(device) == [
+        f"GET {NATIVE_URL}?fields=aaa;login admin", f"GET {user} admin", f"GET {user} bob",  # verify current
+        f"PATCH {user} admin",                        # change: the entry verify-current read says "secret"
+        "POST /restconf/operations/cisco-ia:save-config admin",
+        f"GET {user} admin", f"GET {user} bob",       # verify new: stored hash first, then the login
+    ]
+
+
+async def test_a_device_refusing_fields_is_read_the_old_way_and_remembered(
+        device: FakeDevice, target: IosXeRestconfTarget) -> None:
+    device.fields = 400
+    assert (await target.check(account(admin=True), Secret("old-pw"))).verdict is Verdict.OK
+    assert (await target.check(account(admin=True), Secret("old-pw"))).verdict is Verdict.OK
+    aaa = [t for t in _trace(device) if "aaa" in t or "login " in t]
+    separately = [f"GET {NATIVE_URL}/aaa admin", f"GET {NATIVE_URL}/login admin"]
+    assert aaa == [f"GET {NATIVE_URL}?fields=aaa;login admin", *separately, *separately]
+
+
+async def test_fields_read_refused_credential_is_auth_rejected(device: FakeDevice,
+                                                              target: IosXeRestconfTarget) -> None:
+    device.fields = 200
+    device.users["admin"]["clear"] = "rotated-elsewhere"
+    check = await target.check(account(admin=True), Secret("old-pw"))
+    assert check.verdict is Verdict.INCONCLUSIVE and "admin credential was refused" in check.detail
+    assert len(device.requests) == 1   # no fallback read: the query was not what failed
+
+
+async def test_a_self_service_change_takes_the_entry_its_login_returned(device: FakeDevice,
+                                                                        target: IosXeRestconfTarget) -> None:
+    acct = account()
+    assert await target.verify(acct, Secret("old-pw")) is Verdict.OK
+    await target.change(acct, Secret("old-pw"), Secret("new-pw"))
+    assert _trace(device) == [f"GET {USER_URL} bob", f"PATCH {USER_URL} bob"]
+    await target.change(acct, Secret("new-pw"), Secret("newer-pw"))   # taken once: read again
+    assert _trace(device)[2:] == [f"GET {USER_URL} bob", f"PATCH {USER_URL} bob"]
+    assert device.users["bob"]["clear"] == "newer-pw"
+
+
+async def test_a_user_gone_since_the_read_is_still_never_created(device: FakeDevice,
+                                                                 target: IosXeRestconfTarget) -> None:
+    acct = account(admin=True)
+    assert (await target.check(acct, Secret("old-pw"))).verdict is Verdict.OK
+    del device.users["bob"]
+    with pytest.raises(AccountNotFound):
+        await target.change(acct, Secret("old-pw"), Secret("new-pw"))
+    assert "bob" not in device.users
+
+
+async def test_an_entry_read_for_another_user_is_not_taken(device: FakeDevice,
+                                                           target: IosXeRestconfTarget) -> None:
+    acct = account(admin=True)
+    assert (await target.check(acct, Secret("old-pw"))).verdict is Verdict.OK
+    ghost = replace(acct, username="ghost")   # `replace` shares the ledger
+    with pytest.raises(AccountNotFound):
+        await target.change(ghost, None, Secret("new-pw"))
+    assert _trace(device)[-1] == f"GET {NATIVE_URL}/username=ghost admin"

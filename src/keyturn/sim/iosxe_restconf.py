@@ -19,7 +19,11 @@ first a local user is refused, with the server unreachable the answer waits the 
 Programmability Configuration Guide's RESTCONF prerequisites), so every request is refused 401. In
 `login block-for` quiet mode every connection is closed unanswered (the device's `sl_def_acl`).
 
-A trailing slash is accepted everywhere; query parameters are ignored. The answer is always JSON
+A trailing slash is accepted everywhere. Data reads apply the `fields` query parameter (RFC 8040
+§4.8.3: IOS XE advertises `...:capability:fields:1.0`, and the 17.1 guide's list of unsupported query
+parameters — filter, start-time, stop-time, replay, action, reference cisco-iosxe.md §2.1 — leaves it
+out); a selection that leaves nothing is 204, a malformed one 400 `invalid-value`. Other query
+parameters are ignored. The answer is always JSON
 (`application/yang-data+json`), whatever the `Accept` header asks for — the simulator has no XML
 encoding; real ConfD would default to XML when `Accept` is absent, so clients should always send it.
 
@@ -163,6 +167,16 @@ def route(raw_path: str) -> tuple[Resource, str | None]:
     if path.startswith(OPERATIONS_ROOT + "/"):
         raise RestconfError("malformed-message", "invalid path")
     raise RestconfError("invalid-value", KEYPATH_NOT_FOUND, status=404)
+
+
+def fields_query(raw_query: str) -> codec.FieldsTree | None:
+    """The parsed `fields` parameter of a raw query string, None if absent (`;` is not a separator
+    here: RFC 8040 query parameters are `&`-separated and `fields` uses `;` itself)."""
+    for part in raw_query.split("&") if raw_query else ():
+        name, _, value = part.partition("=")
+        if unquote(name) == "fields":
+            return codec.parse_fields(unquote(value))
+    return None
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -411,7 +425,7 @@ class RestconfFrontend:
     ) -> web.StreamResponse:
         method = request.method
         if method in _READ:
-            return self._read(resource, key)
+            return self._read(resource, key, fields_query(request.rel_url.raw_query_string))
         if resource == "save-config":
             return await self._save_config()
         body = await self._body(request) if method != "DELETE" else None
@@ -424,7 +438,8 @@ class RestconfFrontend:
         return web.Response(status=status, headers=headers)
 
     # ---- reads ---------------------------------------------------------------------------------
-    def _read(self, resource: Resource, key: str | None) -> web.Response:
+    def _read(self, resource: Resource, key: str | None,
+              fields: codec.FieldsTree | None = None) -> web.Response:
         if resource == "host-meta":
             return web.Response(body=HOST_META, headers={"Content-Type": "application/xrd+xml"})
         if resource == "root":
@@ -432,22 +447,33 @@ class RestconfFrontend:
         if resource == "capabilities":
             return self._encoded(200, _CAPABILITIES_BODY)
         if resource == "native":
-            return self._json(200, codec.native_document(self.device))
+            # Only the selected members are rendered: a user's type-9 hash is computed on first read.
+            return self._data(codec.native_document(self.device, only=fields), fields)
         if resource in ("aaa", "login"):
             aaa = self.device.running.aaa
             members = codec.aaa_members(aaa) if resource == "aaa" else codec.login_members(aaa)
             node = codec.AAA_NODE if resource == "aaa" else codec.LOGIN_NODE
             # Nothing configured under the node: "no content", as for an empty username list.
-            return self._json(200, {node: members}) if members else web.Response(status=204)
+            return self._data({node: members}, fields) if members else web.Response(status=204)
         if resource == "username":
             users = list(self.device.running.users.values())
             # An empty list is "no content" on IOS XE, not an empty array.
-            return self._json(200, codec.username_document(users)) if users else web.Response(status=204)
+            return self._data(codec.username_document(users), fields) if users else web.Response(status=204)
         assert key is not None
         user = self.device.user(key)
         if user is None:
             raise RestconfError("invalid-value", KEYPATH_NOT_FOUND, status=404)
-        return self._json(200, codec.username_document([user]))
+        return self._data(codec.username_document([user]), fields)
+
+    def _data(self, doc: dict[str, Any], fields: codec.FieldsTree | None) -> web.Response:
+        """200 with `doc` (one top-level member), narrowed to `fields`; 204 if that leaves nothing."""
+        if fields is None:
+            return self._json(200, doc)
+        ((node, value),) = doc.items()
+        value = codec.select_fields(value, fields)
+        if not value or (isinstance(value, list) and not any(value)):
+            return web.Response(status=204)
+        return self._json(200, {node: value})
 
     # ---- writes --------------------------------------------------------------------------------
     async def _body(self, request: web.BaseRequest) -> object:

@@ -15,7 +15,8 @@ dropped. The member tables below are the model; change them, not the parser, to 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -141,22 +142,99 @@ def login_members(aaa: AaaConfig) -> dict[str, Any]:
     return {"block-config": {"block-for": seconds, "attempts": attempts, "within": within}}
 
 
-def native_document(device: IosXeDevice) -> dict[str, Any]:
-    native: dict[str, Any] = {"hostname": device.hostname}
+def native_document(device: IosXeDevice, only: Container[str] | None = None) -> dict[str, Any]:
+    """The `native` subtree; `only`: just those top-level members (a `fields` selection), so a read of
+    `aaa` and `login` does not render — and hash on first read — every user's secret."""
+    def wanted(member: str) -> bool:
+        return only is None or member in only
+
+    native: dict[str, Any] = {"hostname": device.hostname} if wanted("hostname") else {}
     enable = device.running.enable_secret
-    if enable is not None:
+    if enable is not None and wanted("enable"):
         native["enable"] = {"secret": {"type": enable.encryption, "secret": enable.stored}}
-    users = username_document(device.running.users.values())[USERNAME_NODE]
+    users = username_document(device.running.users.values())[USERNAME_NODE] if wanted("username") else []
     if users:
         native["username"] = users
-    if device.running.password_encryption:
+    if device.running.password_encryption and wanted("service"):
         native["service"] = {"password-encryption": EMPTY}
-    aaa, login = aaa_members(device.running.aaa), login_members(device.running.aaa)
+    aaa = aaa_members(device.running.aaa) if wanted("aaa") else {}
+    login = login_members(device.running.aaa) if wanted("login") else {}
     if aaa:
         native["aaa"] = aaa
     if login:
         native["login"] = login
     return {NATIVE_NODE: native}
+
+
+# ---- the `fields` query parameter (RFC 8040 §4.8.3) ---------------------------------------------
+
+FieldsTree = dict[str, "FieldsTree | None"]   # member → what to keep below it (None: all of it)
+_FIELD_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*(?::[A-Za-z_][A-Za-z0-9_.-]*)?|[/;()]")
+
+
+def parse_fields(text: str) -> FieldsTree:
+    """``fields-expr = path "(" fields-expr ")" / path ";" fields-expr / path``, ``path =
+    api-identifier ["/" path]`` (RFC 8040 §4.8.3) → a tree of member names (module prefixes dropped:
+    the simulated subtree is one module). `invalid-value` for anything else, as for a bad query."""
+    tokens = _FIELD_TOKEN.findall(text)
+    bad = RestconfError("invalid-value", f"invalid value for query parameter fields: {text!r}")
+    if "".join(tokens) != text or not text:
+        raise bad
+    pos = 0
+
+    def expr(tree: FieldsTree, depth: int) -> None:
+        nonlocal pos
+        while True:
+            node = tree
+            while True:   # path: identifiers joined by "/"
+                if pos >= len(tokens) or tokens[pos] in "/;()":
+                    raise bad
+                name = tokens[pos].split(":", 1)[-1]
+                pos += 1
+                if pos < len(tokens) and tokens[pos] == "/":
+                    pos += 1
+                    child = node.get(name, {})
+                    node[name] = child = {} if child is None else child
+                    node = child
+                    continue
+                break
+            if pos < len(tokens) and tokens[pos] == "(":
+                pos += 1
+                sub = node.get(name) or {}
+                expr(sub, depth + 1)
+                node[name] = sub
+                if pos >= len(tokens) or tokens[pos] != ")":
+                    raise bad
+                pos += 1
+            elif name not in node:
+                node[name] = None
+            if pos < len(tokens) and tokens[pos] == ";":
+                pos += 1
+                continue
+            if depth == 0 and pos < len(tokens):
+                raise bad
+            return
+
+    tree: FieldsTree = {}
+    expr(tree, 0)
+    return tree
+
+
+def select_fields(value: Any, tree: FieldsTree | None) -> Any:
+    """`value` with only the members `tree` names (applied to every entry of a list). Members the
+    data lacks are left out, as a server leaves out nodes that do not exist."""
+    if tree is None:
+        return value
+    if isinstance(value, list):
+        return [select_fields(v, tree) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for member, v in value.items():
+        name = member.split(":", 1)[-1]    # augmenting modules' members are prefixed (RFC 7951 §4)
+        if name in tree:
+            out[member] = select_fields(v, tree[name])
+    return out
 
 
 # ---- input --------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Wire facts (reference cisco-iosxe.md §1.7, §2):
 
-* the user lives at ``/restconf/data/Cisco-IOS-XE-native:native/username=NAME``; we GET it first
-  because a merge on `native` would *create* a missing user, and rotation never creates accounts;
+* the user lives at ``/restconf/data/Cisco-IOS-XE-native:native/username=NAME``; we PATCH that entry
+  (a plain PATCH never creates its target, RFC 8040 §4.6.1: rotation never creates accounts) after
+  reading it — or taking the entry an earlier read of the same rotation returned — for the kind it holds;
 * the change is a PATCH (merge) of that entry with ``secret {encryption "0", secret NEW}`` — the
   device hashes it (type 9 on current releases) and keeps privilege/view. The profile option `mode`:
   ``auto`` (default) rotates whichever the user holds, ``secret`` / ``password`` insist on one
@@ -26,6 +27,7 @@ the login is made over SSH instead (`IosXeSshTarget`), or use ``verify=hash``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Literal, NamedTuple
@@ -53,7 +55,7 @@ from keyturn.targets.base import (
     Verdict,
 )
 from keyturn.targets.http import build_client, map_httpx_errors
-from keyturn.targets.iosxe_verify import DeviceView, Proving, aaa_from_restconf
+from keyturn.targets.iosxe_verify import AaaConfig, DeviceView, Proving, aaa_from_restconf
 
 log = logging.getLogger("keyturn.targets.iosxe_restconf")
 
@@ -65,6 +67,16 @@ SAVE_PATH = "/restconf/operations/cisco-ia:save-config"
 # What decides who checks a login (`keyturn.targets.iosxe_verify`): Cisco-IOS-XE-aaa and -native `login`.
 AAA_PATH = "/restconf/data/Cisco-IOS-XE-native:native/aaa"
 LOGIN_PATH = "/restconf/data/Cisco-IOS-XE-native:native/login"
+# Both in one GET (issue 14): RFC 8040 §4.8.3 `fields`, which IOS XE advertises
+# (`urn:ietf:params:restconf:capability:fields:1.0`) and does not list among the query parameters it
+# lacks (reference cisco-iosxe.md §2.1: filter, start-time, stop-time, replay, action). The user stays a
+# GET of its own entry: `fields` cannot pick one list entry, and the whole list would hand keyturn every
+# user's hash. A device that refuses the query is read the old way (two GETs), and remembered.
+AAA_FIELDS_PATH = "/restconf/data/Cisco-IOS-XE-native:native?fields=aaa;login"
+# ProbeLedger.device key: the user entry the last read of this rotation returned. `change` takes it
+# instead of reading the entry again (it needs only that the user exists and which kind it holds; a PATCH
+# of a vanished entry is a 404 anyway, RFC 8040 §4.6.1, and a kind changed meanwhile a 400).
+LEDGER_ENTRY = "restconf_user_entry"
 # Body of the PATCH per mode: container name and its value leaf (RFC 7951; enums as strings).
 MODES: Mapping[str, tuple[str, str]] = {"secret": ("secret", "secret"), "password": ("password", "password")}
 # Default mode: rotate whichever the user holds (a hashed `secret`, or a reversible `password`).
@@ -146,6 +158,11 @@ class IosXeRestconfTarget(Proving):
         self._backoff = backoff
         self._sleep = sleep
         self._clients: dict[tuple[str, int | None, str | None], httpx.AsyncClient] = {}
+        # (device, path) → the absolute URL httpx makes of it: merging and parsing a relative URL on
+        # every request cost ~7 % of keyturn's CPU per request (issue 14); a rotation asks for a few.
+        self._urls: dict[tuple[tuple[str, int | None, str | None], str], httpx.URL] = {}
+        # Devices that refused `AAA_FIELDS_PATH`: read with one GET per document instead.
+        self._no_fields: set[tuple[str, int | None, str | None]] = set()
         # Credential that must save the config after a self-change (the old one no longer works).
         self._save_auth: dict[str, tuple[str, Secret]] = {}
         self._ssh_verifier = ssh_verifier
@@ -156,8 +173,12 @@ class IosXeRestconfTarget(Proving):
         return build_client(endpoint, base_url=base, timeout=self._timeout,
                             headers={"Accept": YANG_JSON, "Content-Type": YANG_JSON})
 
+    @staticmethod
+    def _key(endpoint: Endpoint) -> tuple[str, int | None, str | None]:
+        return endpoint.host, endpoint.port, endpoint.base_url
+
     def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
-        key = (endpoint.host, endpoint.port, endpoint.base_url)
+        key = self._key(endpoint)
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = self._factory(endpoint)
@@ -185,6 +206,10 @@ class IosXeRestconfTarget(Proving):
         A locked datastore (409) is retried longer than a server error: IOS XE holds the lock for the
         seconds a save-config or a CLI-change re-sync takes (`LOCK_RETRY`)."""
         client = self._client(account.endpoint)
+        url_key = (self._key(account.endpoint), path)
+        url = self._urls.get(url_key)
+        if url is None:   # exactly what httpx would send for `path` (its own base-URL merge)
+            url = self._urls[url_key] = client.build_request(method, path).url
         response: httpx.Response | None = None
         attempts = errors = locked = 0
         waited = 0.0
@@ -193,7 +218,7 @@ class IosXeRestconfTarget(Proving):
             with map_httpx_errors(target=KIND, record=account.record_uid, host=account.endpoint.host,
                                   doing=doing):
                 response = await client.request(
-                    method, path, json=json, auth=httpx.BasicAuth(auth[0], auth[1].reveal()),
+                    method, url, json=json, auth=httpx.BasicAuth(auth[0], auth[1].reveal()),
                     headers={"Accept": YANG_JSON, "Content-Type": YANG_JSON},
                     timeout=request_timeout if request_timeout is not None else httpx.USE_CLIENT_DEFAULT,
                 )
@@ -230,8 +255,12 @@ class IosXeRestconfTarget(Proving):
         mode = self._mode(account)
         auth = self._login(account, old)
         path = self._user_path(account)
-        response = await self._request(account, "GET", path, auth, doing="reading the user")
-        entry = self._check_read(account, response, auth_is_admin=account.admin is not None)
+        entry = account.probes.device.pop(LEDGER_ENTRY, None)
+        if not isinstance(entry, dict) or entry.get("name") != account.username:
+            # No proof of this rotation read it (or it was another user's): read it now, for this
+            # change only — a later change (a roll-back) reads again unless a proof read in between.
+            response = await self._request(account, "GET", path, auth, doing="reading the user")
+            entry = self._check_read(account, response, auth_is_admin=account.admin is not None, keep=False)
         if mode == AUTO:  # keep the kind the user has: switching needs a delete + re-add on IOS
             mode = "password" if "password" in entry else "secret"
         container, leaf = MODES[mode]
@@ -259,7 +288,9 @@ class IosXeRestconfTarget(Proving):
                                               f"{describe_errors(response, scrub=new)}")
 
     def _check_read(self, account: Account, response: httpx.Response, *,
-                    auth_is_admin: bool) -> dict[str, Any]:
+                    auth_is_admin: bool, keep: bool = True) -> dict[str, Any]:
+        """The user's entry from a GET of it (`keep`: also for this rotation's `change`); raises for
+        anything else."""
         status = response.status_code
         if status == 200:
             try:
@@ -268,10 +299,7 @@ class IosXeRestconfTarget(Proving):
                 raise self._err(TargetError, account, "the device's answer for the user is not JSON") from exc
             except AttributeError:
                 users = []
-            for user in users if isinstance(users, list) else []:
-                if isinstance(user, dict) and user.get("name") == account.username:
-                    return user
-            raise self._err(AccountNotFound, account, f"user {account.username!r} not in the device's answer")
+            return self._pick_user(account, users, keep=keep)
         if status in (204, 404):
             raise self._err(AccountNotFound, account, f"user {account.username!r} does not exist on the "
                                                       "device (keyturn never creates accounts)")
@@ -281,6 +309,15 @@ class IosXeRestconfTarget(Proving):
                                                          "RESTCONF needs a privilege-15 login")
         raise self._err(TargetError, account,
                         f"unexpected answer reading the user: {describe_errors(response)}")
+
+    def _pick_user(self, account: Account, users: Any, *, keep: bool) -> dict[str, Any]:
+        """The account's entry in a `username` list; `keep`: in the rotation's ledger for `change`."""
+        for user in users if isinstance(users, list) else []:
+            if isinstance(user, dict) and user.get("name") == account.username:
+                if keep:
+                    account.probes.device[LEDGER_ENTRY] = user
+                return user
+        raise self._err(AccountNotFound, account, f"user {account.username!r} not in the device's answer")
 
     async def persist(self, account: Account, secret: Secret | None = None) -> None:
         """Save running-config to startup-config (``cisco-ia:save-config``, own longer timeout).
@@ -324,17 +361,23 @@ class IosXeRestconfTarget(Proving):
             # Authenticated; what the GET found does not matter. This login is live: `persist` may
             # use it (recovery verifies a candidate, then saves, possibly in a fresh process).
             self._save_auth[account.lock_key] = (account.username, secret)
+            if status == 200:   # the entry, for this rotation's `change` (a self-service one reads no other)
+                with contextlib.suppress(TargetError):
+                    self._check_read(account, response, auth_is_admin=False)
             return Verdict.OK, ""
         if status in (401, 403):
             return Verdict.REJECTED, ""
         return Verdict.INCONCLUSIVE, f"unexpected answer to the login: {describe_errors(response)}"
 
     async def read_device(self, account: Account, *, aaa: bool, user: bool) -> DeviceView:
-        """Through the admin credential: ``GET native/aaa`` + ``native/login`` and/or the user entry."""
+        """Through the admin credential: ``native/aaa`` + ``native/login`` (one GET with `fields`, two
+        on a device without it) and/or the user entry (its own GET)."""
         assert account.admin is not None
         auth = (account.admin.username, account.admin.secret)
         config = stored = None
-        if aaa:
+        if aaa and self._key(account.endpoint) not in self._no_fields:
+            config = await self._read_aaa(account, auth)
+        if aaa and config is None:
             docs: list[Any] = []
             for path in (AAA_PATH, LOGIN_PATH):
                 response = await self._request(account, "GET", path, auth,
@@ -358,6 +401,37 @@ class IosXeRestconfTarget(Proving):
                                            doing="reading the stored credential")
             stored = parse_restconf_user(self._check_read(account, response, auth_is_admin=True))
         return DeviceView(aaa=config, stored=stored)
+
+    async def _read_aaa(self, account: Account, auth: tuple[str, Secret]) -> AaaConfig | None:
+        """`native/aaa` and `native/login` in one GET (`AAA_FIELDS_PATH`); None if the device refused
+        the query (remembered: it is then read the old way). 401/403 → `TargetAuthRejected`."""
+        response = await self._request(account, "GET", AAA_FIELDS_PATH, auth,
+                                       doing="reading the AAA configuration")
+        status = response.status_code
+        if status in (401, 403):
+            raise self._err(TargetAuthRejected, account, f"the admin credential was refused "
+                                                         f"({describe_errors(response)})")
+        if status not in (200, 204):   # e.g. 400 for a query parameter this release does not know
+            log.info("%s %s: the AAA read with `fields` was refused (%s); reading the documents one by one",
+                     KIND, account.endpoint.host, describe_errors(response))
+            self._no_fields.add(self._key(account.endpoint))
+            return None
+        native: Any = {}   # 204: neither is configured (an empty selection, RFC 8040 §4.3)
+        if status == 200:
+            try:
+                doc = response_json(response)
+            except _NoJson as exc:
+                raise self._err(TargetError, account, "the AAA configuration is not JSON") from exc
+            native = doc.get("Cisco-IOS-XE-native:native") if isinstance(doc, dict) else None
+            if not isinstance(native, dict):
+                raise self._err(TargetError, account, "the AAA configuration is not a native document")
+        # Inside `native` the members are unprefixed (RFC 7951 §4: the parent's module); accept both.
+        members = {str(k).split(":", 1)[-1]: v for k, v in native.items()}
+        try:
+            return aaa_from_restconf({"aaa": members["aaa"]} if "aaa" in members else None,
+                                     {"login": members["login"]} if "login" in members else None)
+        except (ValueError, AttributeError) as exc:
+            raise self._err(TargetError, account, f"the AAA configuration: {exc}") from exc
 
     async def discover(self, endpoint: Endpoint, admin: AdminCredential) -> list[FoundAccount]:
         """``GET native/username`` (the whole list) as the admin; 204 = no local users."""
@@ -400,6 +474,8 @@ class IosXeRestconfTarget(Proving):
     async def aclose(self) -> None:
         clients, self._clients = list(self._clients.values()), {}
         self._save_auth.clear()
+        self._no_fields.clear()
+        self._urls.clear()
         for client in clients:
             await client.aclose()
         if self._ssh_verifier is not None:
