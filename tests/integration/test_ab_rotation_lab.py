@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from keyturn.config import Settings
 from keyturn.engine import ab
@@ -67,6 +68,9 @@ def _credential(vault: Vault, uid: str) -> tuple[str, str]:
     return str(rec.field("login")), password.reveal()
 
 
+# 50 rotations, each waiting for a `keyturn exec` process: ~90 s on a quiet 2-core machine, ~120 s at a
+# load average of 8, which the suite's 120 s default cut short.
+@pytest.mark.timeout(300)
 async def test_ab_rotation_never_breaks_a_consumer(tmp_path: Path) -> None:
     home = tmp_path / "home"
     async with running_lab(tmp_path, iosxe=1, meraki_orgs=0, users_per_device=2, ssh=False) as lab:
