@@ -21,6 +21,13 @@ work that batches its audit entries takes that lock only at its end, just before
 
 `details` must never carry a secret value: `Secret` objects are refused; where equality matters,
 store `Barrier.hmac_value(value)` instead.
+
+Rotation steps are audit entries (`keyturn.engine.journal`): ``rotation.<step>`` with details carrying
+``rotation_id``, ``status``, ``message`` and ``worker`` (the ``worker`` key marks an entry as a journal
+step). The column ``rotation_id`` copies ``details.rotation_id`` so the journal finds a rotation's steps
+by index; the hash does not cover the column but covers the details, and `verify` reports an entry whose
+column differs from its details' value, or a step entry whose column was cleared (which would hide the
+step from the journal), so the two cannot disagree unnoticed.
 """
 
 from __future__ import annotations
@@ -60,7 +67,30 @@ _REHASH = sa.update(AuditRow).where(AuditRow.id == sa.bindparam("b_id")).values(
     prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash"))
 
 
-_ENTRY_COLUMNS = ("id", "ts", "actor", "action", "record_uid", "details", "prev_hash", "hash")
+_ENTRY_COLUMNS = ("id", "ts", "actor", "action", "record_uid", "details", "prev_hash", "hash", "rotation_id")
+
+
+def rotation_of(details: Mapping[str, Any]) -> str | None:
+    """The `rotation_id` column of an entry with these details: the rotation it names, if any."""
+    rid = details.get("rotation_id")
+    return rid if isinstance(rid, str) and rid else None
+
+
+def is_step(action: str, details: Mapping[str, Any]) -> bool:
+    """Whether an entry is a rotation journal step (``rotation.<step>`` written with a ``worker``)."""
+    return action.startswith("rotation.") and "worker" in details and "status" in details
+
+
+def column_ok(row: Any) -> bool:
+    """Whether `row`'s unhashed `rotation_id` column agrees with its hashed details (`verify`)."""
+    if row.rotation_id is None and '"worker"' not in row.details:
+        return True   # the common case without parsing: no column, and certainly not a step entry
+    details = json.loads(row.details)
+    if not isinstance(details, dict):
+        return row.rotation_id is None
+    if row.rotation_id is None:
+        return not is_step(row.action, details)
+    return bool(row.rotation_id == rotation_of(details))
 
 
 @functools.lru_cache(maxsize=16)
@@ -240,7 +270,7 @@ class AuditLog:
             row.hash = prev = entry_hash(row, self._mac)
             params.append({"id": row.id, "ts": row.ts, "actor": actor, "action": action,
                            "record_uid": record_uid, "details": text, "prev_hash": row.prev_hash,
-                           "hash": row.hash})
+                           "hash": row.hash, "rotation_id": rotation_of(details or {})})
         return params, self._head_value(last_id, prev)
 
     def list(
@@ -274,6 +304,8 @@ class AuditLog:
                 ))
                 for row in page:
                     if row.prev_hash != prev or not hmac.compare_digest(entry_hash(row, self._mac), row.hash):
+                        return row.id
+                    if not column_ok(row):   # the journal's index of steps disagrees with the entry
                         return row.id
                     prev, last_id = row.hash, row.id
                 s.expunge_all()

@@ -201,6 +201,8 @@ class AuditRow(Base):
     details: Mapped[str] = mapped_column(sa.Text)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
+    # details' rotation_id, indexed (the rotation journal's steps); not hashed: `AuditLog.verify` checks it.
+    rotation_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
 
 
 def safe_url(url: str) -> str:
