@@ -1,23 +1,46 @@
 """Rotation steps are audit entries: written once, read back in order by the journal, older rotations'
-`rotation_steps` rows still read, and the unhashed `kt_audit.rotation_id` column checked by `verify`."""
+`rotation_steps` rows still read, and the unhashed `kt_audit.rotation_id` column checked by `verify`.
+On SQLite and on PostgreSQL (where the rotation row's UPDATE rides in the chain append's statement)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from keyturn.config import Settings
 from keyturn.engine.journal import Journal, rotation_steps
 from keyturn.engine.outcome import STEPS, Outcome, StepStatus
 from keyturn.holders import worker_label
+from keyturn.vault import Vault
 from keyturn.vault.storage import AuditRow
-from tests.unit.engine_world import World, open_world
+from tests.pg import pg_schema_url
+from tests.unit.engine_world import World
 
 
-@pytest.fixture
-def world(tmp_path):
-    yield from open_world(tmp_path)
+def both_databases(tmp_path: Any, which: str) -> Iterator[World]:
+    """`open_world` on SQLite, or on a throw-away PostgreSQL schema."""
+    if which == "sqlite":
+        vault = Vault.init(Settings(home=tmp_path / "home"))
+        try:
+            yield World(tmp_path, vault)
+        finally:
+            vault.close()
+        return
+    with pg_schema_url("kt_steps") as url:
+        vault = Vault.init(Settings(home=tmp_path / "home", database_url=url))
+        try:
+            yield World(tmp_path, vault)
+        finally:
+            vault.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[World]:
+    yield from both_databases(tmp_path, request.param)
 
 
 async def rotate(world: World):

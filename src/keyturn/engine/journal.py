@@ -32,7 +32,14 @@ from sqlalchemy.engine import Connection, Engine
 from keyturn.engine.outcome import Outcome, RotationState, ScriptSummary, StepStatus, state_for
 from keyturn.errors import StorageUnavailable
 from keyturn.holders import HOST, worker_label
-from keyturn.vault.storage import AuditRow, UTCDateTime, ambient_connection, lock_hold_ended
+from keyturn.vault.storage import (
+    AuditRow,
+    UTCDateTime,
+    ambient_audit_batch,
+    ambient_connection,
+    flush_ambient,
+    lock_hold_ended,
+)
 
 if TYPE_CHECKING:
     from keyturn.engine.ports import AuditLike
@@ -278,15 +285,41 @@ class Journal:
             merged.update(fields)
         if not row and (merged or only_if is not None):
             raise ValueError("steps_on(row=False) takes steps without fields and no fence")  # a bug
+        entries = step_entries(rotation_id, record_uid, actor, steps, last_details)
         if row:
             values = {**self._encode(merged), "updated_at": _now(), "last_step": steps[-1][0]}
             query = rotations.update().where(rotations.c.id == rotation_id)
             if only_if is not None:
                 query = query.where(only_if)
-            if conn.execute(query.values(**values)).rowcount != 1:
+            update = query.values(**values)
+            done = self._with_append(conn, audit, update, entries)
+            if done is not None:
+                return done
+            if conn.execute(update).rowcount != 1:
                 return False
-        audit.append_many_on(conn, step_entries(rotation_id, record_uid, actor, steps, last_details))
+        audit.append_many_on(conn, entries)
         return True
+
+    def _with_append(self, conn: Connection, audit: AuditLike, update: sa.Update,
+                     entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]]) -> bool | None:
+        """PostgreSQL: the rotation row's UPDATE (and its fence) rides in the chain append's statement
+        (`AuditLog.write_with`), with the entries the unit of work batched so far ahead of the steps', so
+        chain order is unchanged; one statement instead of two. The unit's ORM changes are flushed first:
+        the chain lock is taken after every record lock, as at the unit's end (`Storage.unit`). None:
+        not possible here (SQLite, another log in the batch, no head row yet)."""
+        from keyturn.audit.chain import AuditLog
+
+        if conn.dialect.name != "postgresql" or not isinstance(audit, AuditLog):
+            return None
+        batch = ambient_audit_batch(self.engine)
+        if batch is not None and any(log is not audit for log, _entry in batch):
+            return None
+        flush_ambient(self.engine)
+        pending = [entry for _log, entry in batch] if batch is not None else []
+        done = audit.write_with(conn, [*pending, *entries], update.returning(rotations.c.id))
+        if done is not None and batch is not None:
+            batch.clear()
+        return done
 
     def update(self, rotation_id: str, **fields: Any) -> None:
         values = {**self._encode(fields), "updated_at": _now()}

@@ -62,6 +62,14 @@ def ambient_audit_batch(engine: Engine) -> list[Any] | None:
     return batch
 
 
+def flush_ambient(engine: Engine) -> None:
+    """Flush the pending ORM changes of the unit of work open on this thread for `engine`, if any
+    (before taking the chain lock early: `Storage.unit` does the same before its batch)."""
+    s = getattr(_AMBIENT, "session", None)
+    if s is not None and _AMBIENT.engine is engine:
+        s.flush()
+
+
 def ambient_connection(engine: Engine) -> sa.Connection | None:
     """The connection of the unit of work open on this thread for `engine`, or None."""
     s = getattr(_AMBIENT, "session", None)
