@@ -152,3 +152,45 @@ async def test_verify_reports_a_rotation_column_that_disagrees_with_its_entry(wo
     with vault.engine.begin() as conn:
         conn.execute(sa.update(AuditRow).where(AuditRow.id == first).values(rotation_id=result.rotation_id))
     assert vault.audit.verify() == first
+
+
+async def test_an_open_rotation_without_a_pending_candidate_is_settled_first(world):
+    """The journal's INSERT of a new rotation checks for an open one (no separate read): a rotation
+    left `needs_attention` after its save failed (committed, nothing pending) is settled first."""
+    world.dev.set(persist_fails=10)
+    first = await rotate(world)
+    assert first.outcome is Outcome.NEEDS_ATTENTION, first.reason
+    assert "pending" not in world.states()
+    journal = Journal(world.vault.engine)
+    assert [r.id for r in journal.open_rotations(world.user)] == [first.rotation_id]
+    world.dev.set(persist_fails=0)
+    second = await rotate(world)
+    assert second.outcome is Outcome.ROTATED, second.reason
+    assert journal.open_rotations(world.user) == []
+    settled = journal.get(first.rotation_id)
+    assert settled is not None and settled.last_step == "recover"
+    assert [r.id for r in journal.for_record(world.user)] == [second.rotation_id, first.rotation_id]
+
+
+def test_a_free_lock_is_taken_in_one_statement(world):
+    """The usual acquisition is the INSERT ... ON CONFLICT DO NOTHING alone, on PostgreSQL too (whose
+    driver reports no row count for it: the insert says whether it took the lock by what it returns)."""
+    from keyturn.engine.locks import LockManager
+    from keyturn.errors import RotationLocked
+
+    locks = LockManager(world.vault.engine)
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement.split()[0].upper())
+
+    sa.event.listen(world.vault.engine, "before_cursor_execute", record)
+    try:
+        token = locks.acquire("free/key", "r" * 32)
+    finally:
+        sa.event.remove(world.vault.engine, "before_cursor_execute", record)
+    assert [s for s in seen if s != "BEGIN"] == ["INSERT"]
+    holder = locks.holder("free/key")
+    assert holder is not None and holder.token == token
+    with pytest.raises(RotationLocked, match="being rotated"):
+        locks.acquire("free/key", "s" * 32)

@@ -249,16 +249,26 @@ class Journal:
         metadata.create_all(self.engine)
 
     def start(self, *, rotation_id: str, record_uid: str, title: str, target: str, lock_key: str,
-              last_step: str = "") -> None:
+              last_step: str = "", unless_open: bool = False) -> bool:
         """A new running rotation. `last_step`: the step its caller journals next in the same transaction
-        with `steps_on(..., row=False)`, so the rotation row is written once."""
+        with `steps_on(..., row=False)`, so the rotation row is written once. `unless_open`: write it
+        only if the record has no open rotation (`open_rotations`), checked by the INSERT itself;
+        returns whether it was written."""
         now = _now()
+        values = {"id": rotation_id, "record_uid": record_uid, "title": title, "target": target,
+                  "lock_key": lock_key, "state": RotationState.RUNNING.value, "reason": "",
+                  "last_step": last_step, "scripts": "[]", "host": HOST, "pid": os.getpid(),
+                  "started_at": now, "updated_at": now}
         with write_tx(self.engine) as conn:
-            conn.execute(rotations.insert().values(
-                id=rotation_id, record_uid=record_uid, title=title, target=target, lock_key=lock_key,
-                state=RotationState.RUNNING.value, reason="", last_step=last_step, scripts="[]",
-                host=HOST, pid=os.getpid(), started_at=now, updated_at=now,
-            ))
+            if not unless_open:
+                conn.execute(rotations.insert().values(**values))
+                return True
+            none_open = ~sa.exists().where(rotations.c.record_uid == record_uid,
+                                           rotations.c.state.in_([s.value for s in OPEN_STATES]))
+            row = sa.select(*(sa.literal(v, rotations.c[k].type) for k, v in values.items())).where(none_open)
+            # RETURNING, not rowcount: psycopg reports no row count for an INSERT ... SELECT here.
+            query = rotations.insert().from_select(list(values), row).returning(rotations.c.id)
+            return conn.execute(query).first() is not None
 
     def step(self, rotation_id: str, step: str, status: StepStatus, message: str = "", *, audit: AuditLike,
              record_uid: str, actor: str, details: Mapping[str, Any] | None = None, **fields: Any) -> None:

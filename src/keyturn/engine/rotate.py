@@ -253,11 +253,14 @@ class RotationEngine:
             return _Prepared(user.uid, user.title, kind, None, error=str(exc))
         versions = list(self.vault.versions(user.uid))
         pending = any(v.state == VersionState.PENDING for v in versions)
-        if settle_first and (pending or self.journal.open_rotations(user.uid)):
+        if settle_first and pending:
             return _Prepared(user.uid, user.title, profile.target, ra, unsettled=True)
         key = ra.account.lock_key
-        self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=profile.target,
-                           lock_key=key, last_step=Step.LOCK.value)
+        # On the first pass the INSERT also checks that no earlier rotation of the record is open.
+        if not self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title,
+                                  target=profile.target, lock_key=key, last_step=Step.LOCK.value,
+                                  unless_open=settle_first):
+            return _Prepared(user.uid, user.title, profile.target, ra, unsettled=True)
         token, acquired = self.locks.acquire(key, rid), self.locks.clock()
         _write_steps(self, rid, user.uid, [(Step.LOCK, StepStatus.OK, f"account {key} locked", {})],
                      row=False)
