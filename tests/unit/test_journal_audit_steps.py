@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from keyturn.config import Settings
 from keyturn.engine.journal import Journal, rotation_steps
+from keyturn.engine.locks import LockManager
 from keyturn.engine.outcome import STEPS, Outcome, StepStatus
 from keyturn.holders import worker_label
 from keyturn.vault import Vault
@@ -71,7 +72,8 @@ async def test_every_step_is_one_audit_entry_in_order(world):
     with world.vault.engine.connect() as conn:             # written once: no second copy
         assert conn.execute(sa.select(sa.func.count()).select_from(rotation_steps)).scalar() == 0
     row = Journal(world.vault.engine).get(result.rotation_id)
-    assert row is not None and row.last_step == "audit"
+    assert row is not None and row.last_step == "audit" and not row.is_open
+    assert LockManager(world.vault.engine).all() == []     # released with the outcome
 
 
 async def test_the_failed_step_of_a_finish_has_its_own_entry(world):
@@ -175,7 +177,6 @@ async def test_an_open_rotation_without_a_pending_candidate_is_settled_first(wor
 def test_a_free_lock_is_taken_in_one_statement(world):
     """The usual acquisition is the INSERT ... ON CONFLICT DO NOTHING alone, on PostgreSQL too (whose
     driver reports no row count for it: the insert says whether it took the lock by what it returns)."""
-    from keyturn.engine.locks import LockManager
     from keyturn.errors import RotationLocked
 
     locks = LockManager(world.vault.engine)

@@ -102,16 +102,19 @@ def _append_statement(rows: int) -> sa.Update:
     return _UPDATE_HEAD.add_cte(sa.insert(AuditRow).values(values).cte("kt_new_entries"))
 
 
-def _append_with_statement(rows: int, update: sa.Update) -> sa.Update:
-    """PostgreSQL: `_append_statement` with `update` (an UPDATE of another table, with RETURNING) as one
-    more data-modifying CTE; the head moves only when `update` matched a row. Built per call (the
+def _append_with_statement(rows: int, update: sa.Update, also: Sequence[sa.Delete] = ()) -> sa.Update:
+    """PostgreSQL: `_append_statement` with `update` (an UPDATE of another table, with RETURNING) and
+    `also` as more data-modifying CTEs; the head moves only when `update` matched a row. Built per call (the
     update's values vary); SQLAlchemy's compiled cache still reuses its compiled form. Parameters are
     named ``kt_<column>_<i>``: the update's own are generated (``id_1``, ...) and must not collide."""
     values: list[dict[str, Any]] = [{c: sa.bindparam(f"kt_{c}_{i}") for c in _ENTRY_COLUMNS}
                                     for i in range(rows)]
     changed = update.cte("kt_changed")
-    return _UPDATE_HEAD.where(sa.exists(sa.select(sa.literal(1)).select_from(changed))) \
+    statement = _UPDATE_HEAD.where(sa.exists(sa.select(sa.literal(1)).select_from(changed))) \
         .add_cte(sa.insert(AuditRow).values(values).cte("kt_new_entries"))
+    for i, extra in enumerate(also):
+        statement = statement.add_cte(extra.cte(f"kt_also_{i}"))
+    return statement
 
 
 @dataclass(frozen=True)
@@ -270,12 +273,15 @@ class AuditLog:
     def write_with(
         self, conn: sa.Connection,
         entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]], update: sa.Update,
+        also: Sequence[sa.Delete] = (),
     ) -> bool | None:
         """PostgreSQL, inside the caller's write transaction: run `update` (an UPDATE with RETURNING of
-        another table, e.g. the rotation row with its fence) and write `entries` into the chain in one
-        statement, the chain lock taken first (`lock_chain`). True: done. False: `update` matched no row;
-        the head did not move but the entries were inserted, so the caller must roll back. None: not
-        done here (not PostgreSQL, no entries, or no head row yet): run `update`, then append."""
+        another table, e.g. the rotation row with its fence) and `also` (e.g. the account lock's
+        release; every part sees the rows as they were before the statement) and write `entries` into
+        the chain in one statement, the chain lock taken first (`lock_chain`). True: done. False:
+        `update` matched no row; the head did not move but the entries were inserted (and `also` ran),
+        so the caller must roll back. None: not done here (not PostgreSQL, no entries, or no head row
+        yet): run `update` and `also`, then append."""
         if self._storage.dialect != "postgresql" or not entries:
             return None
         head = self._storage.lock_chain(conn)
@@ -283,7 +289,7 @@ class AuditLog:
             return None
         params, value = self._link(head, entries)
         flat = {f"kt_{k}_{i}": v for i, row in enumerate(params) for k, v in row.items()}
-        moved = conn.execute(_append_with_statement(len(params), update), {"head_value": value, **flat})
+        moved = conn.execute(_append_with_statement(len(params), update, also), {"head_value": value, **flat})
         if moved.rowcount != 1:
             return False
         self._written = value

@@ -280,14 +280,17 @@ class Journal:
 
     def steps_on(self, conn: Connection, rotation_id: str, steps: Sequence[StepSpec], *, audit: AuditLike,
                  record_uid: str, actor: str, last_details: Mapping[str, Any] | None = None,
-                 only_if: sa.ColumnElement[bool] | None = None, row: bool = True) -> bool:
+                 only_if: sa.ColumnElement[bool] | None = None, row: bool = True,
+                 then: sa.Delete | None = None) -> bool:
         """Journal (step, status, message, fields) in order inside the caller's write transaction: their
         audit entries (`step_entries`) and one update of the rotation's columns (later fields win);
         `row=False` skips that update (the rotation row was just written with them:
         `start(last_step=...)`). `last_details`: more details for the last step's entry (an outcome).
 
         `only_if` (the account lock's `LockManager.held`) is checked by that update: False means it
-        did not hold and nothing may be committed (the caller raises; its transaction rolls back)."""
+        did not hold and nothing may be committed (the caller raises; its transaction rolls back).
+        `then` (the lock's `LockManager.release_statement`) runs after that update (on PostgreSQL in
+        the same statement)."""
         if not steps:
             return True
         merged: dict[str, Any] = {}
@@ -302,16 +305,19 @@ class Journal:
             if only_if is not None:
                 query = query.where(only_if)
             update = query.values(**values)
-            done = self._with_append(conn, audit, update, entries)
+            done = self._with_append(conn, audit, update, entries, then)
             if done is not None:
                 return done
             if conn.execute(update).rowcount != 1:
                 return False
+        if then is not None:
+            conn.execute(then)
         audit.append_many_on(conn, entries)
         return True
 
     def _with_append(self, conn: Connection, audit: AuditLike, update: sa.Update,
-                     entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]]) -> bool | None:
+                     entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+                     then: sa.Delete | None) -> bool | None:
         """PostgreSQL: the rotation row's UPDATE (and its fence) rides in the chain append's statement
         (`AuditLog.write_with`), with the entries the unit of work batched so far ahead of the steps', so
         chain order is unchanged; one statement instead of two. The unit's ORM changes are flushed first:
@@ -326,7 +332,8 @@ class Journal:
             return None
         flush_ambient(self.engine)
         pending = [entry for _log, entry in batch] if batch is not None else []
-        done = audit.write_with(conn, [*pending, *entries], update.returning(rotations.c.id))
+        done = audit.write_with(conn, [*pending, *entries], update.returning(rotations.c.id),
+                                () if then is None else (then,))
         if done is not None and batch is not None:
             batch.clear()
         return done

@@ -154,11 +154,14 @@ class LockManager:
 
     def release(self, key: str, owner: str, token: str | None = None) -> None:
         """Release if `owner` (and, when given, this acquisition's `token`) still holds it (idempotent)."""
-        query = rotation_locks.delete().where(rotation_locks.c.key == key, rotation_locks.c.owner == owner)
-        if token is not None:
-            query = query.where(rotation_locks.c.token == token)
         with write_tx(self.engine) as conn:
-            conn.execute(query)
+            conn.execute(self.release_statement(key, owner, token))
+
+    @staticmethod
+    def release_statement(key: str, owner: str, token: str | None = None) -> sa.Delete:
+        """`release` as a statement, for a caller that runs it with its own (the journal's last step)."""
+        query = rotation_locks.delete().where(rotation_locks.c.key == key, rotation_locks.c.owner == owner)
+        return query.where(rotation_locks.c.token == token) if token is not None else query
 
     def all(self) -> list[LockInfo]:
         with read_tx(self.engine) as conn:

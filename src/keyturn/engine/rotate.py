@@ -428,14 +428,16 @@ class _Rotation:
                           finish_columns(outcome, reason)))
             outcome_details = {"target": self.kind, "outcome": outcome.value, "reason": reason,
                                "candidate_version": self.version, "verified_by": self.verified_by}
+            unlock = None
+            if release:
+                assert self.ra is not None
+                unlock = e.locks.release_statement(self.ra.account.lock_key, self.rid, self.token)
             with write_tx(e.vault.engine) as conn:
                 held = e.locks.held(fence[0], self.rid, fence[1]) if fence is not None else None
                 if not e.journal.steps_on(conn, self.rid, steps, audit=e.vault.audit, record_uid=self.uid,
-                                          actor=e.actor, last_details=outcome_details, only_if=held):
+                                          actor=e.actor, last_details=outcome_details, only_if=held,
+                                          then=unlock):
                     raise e.locks.lost(fence[0] if fence is not None else "", self.rid)
-            if release:
-                assert self.ra is not None
-                e.locks.release(self.ra.account.lock_key, self.rid, self.token)
 
         await self.e.unit(write)
         kill_point(Step.AUDIT.value)
