@@ -1,4 +1,5 @@
-"""Fencing: a rotation whose account lease expired and was taken over can never commit anything."""
+"""Fencing: a rotation whose account lease expired and was taken over can never commit anything (on
+SQLite and on PostgreSQL, where the fence rides in the chain append's statement)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import pytest
 from keyturn.engine.locks import LockManager
 from keyturn.engine.outcome import Outcome
 from keyturn.errors import LeaseLost
-from tests.unit.engine_world import OLD, World, open_world
+from tests.unit.engine_world import OLD, World
+from tests.unit.test_journal_audit_steps import both_databases
 
 
-@pytest.fixture
-def world(tmp_path):
-    yield from open_world(tmp_path)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def world(request, tmp_path):
+    yield from both_databases(tmp_path, request.param)
 
 
 def test_takeover_by_the_same_rotation_id_gets_a_new_token(world: World):

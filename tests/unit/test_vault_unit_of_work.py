@@ -37,7 +37,8 @@ def test_unit_commits_vault_journal_and_lock_together(vault: Vault) -> None:
         journal.start(rotation_id="r1", record_uid=uid, title="u", target="noop", lock_key="k")
         locks.acquire("k", "r1")
         version = vault.add_version(uid, Secret("candidate"), rotation_id="r1")
-        journal.step("r1", "write_ahead", StepStatus.OK, "stored", candidate_version=version)
+        journal.step("r1", "write_ahead", StepStatus.OK, "stored", audit=vault.audit, record_uid=uid,
+                     actor="test", candidate_version=version)
     row = journal.get("r1")
     assert row is not None and row.last_step == "write_ahead" and row.candidate_version == version
     assert locks.holder("k") is not None
@@ -107,18 +108,17 @@ def test_batched_steps_and_audit_entries_keep_order_and_chain(vault: Vault) -> N
             ("verify_current", StepStatus.OK, "current secret logs in", {}),
             ("generate", StepStatus.OK, "generated", {}),
             ("write_ahead", StepStatus.OK, "stored", {"candidate_version": 2, "old_version": 1}),
-        ])
-        ids = vault.audit.append_many_on(conn, [
-            (f"rotation.{step}", "test", uid, {"rotation_id": "r6"})
-            for step in ("verify_current", "generate", "write_ahead")])
-    assert ids == list(range(ids[0], ids[0] + 3))
+        ], audit=vault.audit, record_uid=uid, actor="test")
+        ids = vault.audit.append_many_on(conn, [("version.note", "test", uid, {"rotation_id": "r6"})])
     assert [s.step for s in journal.steps("r6")] == ["verify_current", "generate", "write_ahead"]
+    assert journal.steps("r6")[0].message == "current secret logs in"
     row = journal.get("r6")
     assert row is not None and row.last_step == "write_ahead"
     assert (row.candidate_version, row.old_version) == (2, 1)
-    newest = vault.audit.list(limit=3)
+    newest = vault.audit.list(limit=4)
     assert [e.action for e in newest] == [
-        "rotation.write_ahead", "rotation.generate", "rotation.verify_current"]
+        "version.note", "rotation.write_ahead", "rotation.generate", "rotation.verify_current"]
+    assert [e.id for e in newest] == list(range(ids[0], ids[0] - 4, -1))
     assert vault.audit.verify() is None
     vault.audit.append("after", actor="test")     # a single append continues the batched chain
     assert vault.audit.verify() is None

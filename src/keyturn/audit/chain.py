@@ -21,6 +21,13 @@ work that batches its audit entries takes that lock only at its end, just before
 
 `details` must never carry a secret value: `Secret` objects are refused; where equality matters,
 store `Barrier.hmac_value(value)` instead.
+
+Rotation steps are audit entries (`keyturn.engine.journal`): ``rotation.<step>`` with details carrying
+``rotation_id``, ``status``, ``message`` and ``worker`` (the ``worker`` key marks an entry as a journal
+step). The column ``rotation_id`` copies ``details.rotation_id`` so the journal finds a rotation's steps
+by index; the hash does not cover the column but covers the details, and `verify` reports an entry whose
+column differs from its details' value, or a step entry whose column was cleared (which would hide the
+step from the journal), so the two cannot disagree unnoticed.
 """
 
 from __future__ import annotations
@@ -60,7 +67,30 @@ _REHASH = sa.update(AuditRow).where(AuditRow.id == sa.bindparam("b_id")).values(
     prev_hash=sa.bindparam("b_prev"), hash=sa.bindparam("b_hash"))
 
 
-_ENTRY_COLUMNS = ("id", "ts", "actor", "action", "record_uid", "details", "prev_hash", "hash")
+_ENTRY_COLUMNS = ("id", "ts", "actor", "action", "record_uid", "details", "prev_hash", "hash", "rotation_id")
+
+
+def rotation_of(details: Mapping[str, Any]) -> str | None:
+    """The `rotation_id` column of an entry with these details: the rotation it names, if any."""
+    rid = details.get("rotation_id")
+    return rid if isinstance(rid, str) and rid else None
+
+
+def is_step(action: str, details: Mapping[str, Any]) -> bool:
+    """Whether an entry is a rotation journal step (``rotation.<step>`` written with a ``worker``)."""
+    return action.startswith("rotation.") and "worker" in details and "status" in details
+
+
+def column_ok(row: Any) -> bool:
+    """Whether `row`'s unhashed `rotation_id` column agrees with its hashed details (`verify`)."""
+    if row.rotation_id is None and '"worker"' not in row.details:
+        return True   # the common case without parsing: no column, and certainly not a step entry
+    details = json.loads(row.details)
+    if not isinstance(details, dict):
+        return row.rotation_id is None
+    if row.rotation_id is None:
+        return not is_step(row.action, details)
+    return bool(row.rotation_id == rotation_of(details))
 
 
 @functools.lru_cache(maxsize=16)
@@ -70,6 +100,21 @@ def _append_statement(rows: int) -> sa.Update:
     values: list[dict[str, Any]] = [{c: sa.bindparam(f"{c}_{i}") for c in _ENTRY_COLUMNS}
                                     for i in range(rows)]
     return _UPDATE_HEAD.add_cte(sa.insert(AuditRow).values(values).cte("kt_new_entries"))
+
+
+def _append_with_statement(rows: int, update: sa.Update, also: Sequence[sa.Delete] = ()) -> sa.Update:
+    """PostgreSQL: `_append_statement` with `update` (an UPDATE of another table, with RETURNING) and
+    `also` as more data-modifying CTEs; the head moves only when `update` matched a row. Built per call (the
+    update's values vary); SQLAlchemy's compiled cache still reuses its compiled form. Parameters are
+    named ``kt_<column>_<i>``: the update's own are generated (``id_1``, ...) and must not collide."""
+    values: list[dict[str, Any]] = [{c: sa.bindparam(f"kt_{c}_{i}") for c in _ENTRY_COLUMNS}
+                                    for i in range(rows)]
+    changed = update.cte("kt_changed")
+    statement = _UPDATE_HEAD.where(sa.exists(sa.select(sa.literal(1)).select_from(changed))) \
+        .add_cte(sa.insert(AuditRow).values(values).cte("kt_new_entries"))
+    for i, extra in enumerate(also):
+        statement = statement.add_cte(extra.cte(f"kt_also_{i}"))
+    return statement
 
 
 @dataclass(frozen=True)
@@ -225,6 +270,31 @@ class AuditLog:
             conn.execute(_INSERT_HEAD, {"key": HEAD_KEY, "value": value})
         return ids
 
+    def write_with(
+        self, conn: sa.Connection,
+        entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]], update: sa.Update,
+        also: Sequence[sa.Delete] = (),
+    ) -> bool | None:
+        """PostgreSQL, inside the caller's write transaction: run `update` (an UPDATE with RETURNING of
+        another table, e.g. the rotation row with its fence) and `also` (e.g. the account lock's
+        release; every part sees the rows as they were before the statement) and write `entries` into
+        the chain in one statement, the chain lock taken first (`lock_chain`). True: done. False:
+        `update` matched no row; the head did not move but the entries were inserted (and `also` ran),
+        so the caller must roll back. None: not done here (not PostgreSQL, no entries, or no head row
+        yet): run `update` and `also`, then append."""
+        if self._storage.dialect != "postgresql" or not entries:
+            return None
+        head = self._storage.lock_chain(conn)
+        if head is None:
+            return None
+        params, value = self._link(head, entries)
+        flat = {f"kt_{k}_{i}": v for i, row in enumerate(params) for k, v in row.items()}
+        moved = conn.execute(_append_with_statement(len(params), update, also), {"head_value": value, **flat})
+        if moved.rowcount != 1:
+            return False
+        self._written = value
+        return True
+
     def _link(
         self, head: str, entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
     ) -> tuple[builtins.list[dict[str, Any]], str]:
@@ -240,7 +310,7 @@ class AuditLog:
             row.hash = prev = entry_hash(row, self._mac)
             params.append({"id": row.id, "ts": row.ts, "actor": actor, "action": action,
                            "record_uid": record_uid, "details": text, "prev_hash": row.prev_hash,
-                           "hash": row.hash})
+                           "hash": row.hash, "rotation_id": rotation_of(details or {})})
         return params, self._head_value(last_id, prev)
 
     def list(
@@ -274,6 +344,8 @@ class AuditLog:
                 ))
                 for row in page:
                     if row.prev_hash != prev or not hmac.compare_digest(entry_hash(row, self._mac), row.hash):
+                        return row.id
+                    if not column_ok(row):   # the journal's index of steps disagrees with the entry
                         return row.id
                     prev, last_id = row.hash, row.id
                 s.expunge_all()

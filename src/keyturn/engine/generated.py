@@ -279,8 +279,8 @@ async def settle(rec: Recovery, row: RotationRow) -> RotationResult:
             new = await e.db(e.vault.version_secret, uid, cand)
             if await e.verify(target, account, new, 1) is Verdict.OK:
                 await e.db(e.vault.promote, uid, cand)
-                await e.db(e.journal.step, row.id, Step.COMMIT.value, StepStatus.OK,
-                           f"version {cand} is current (recovery: the new key verified)")
+                await rec.step(row, Step.COMMIT, StepStatus.OK,
+                               f"version {cand} is current (recovery: the new key verified)")
                 return await _committed(rec, row, ra, gen, new, steps_done=set())
             if current is None or await e.verify(target, account, current, attempts) is not Verdict.OK:
                 return await rec._finish(row, Outcome.UNVERIFIED, "could not prove either key (Meraki "
@@ -315,14 +315,12 @@ async def settle(rec: Recovery, row: RotationRow) -> RotationResult:
 async def _committed(rec: Recovery, row: RotationRow, ra: ResolvedAccount, gen: Generating, new: Secret,
                      steps_done: set[str]) -> RotationResult:
     """The new key is current: revoke the old one if it is still listed, then scripts and outcome."""
-    e = rec.e
     if Step.RETIRE.value not in steps_done and row.old_version is not None:
         old = await rec._old_secret(row)
         listed = [k.handle for k in await gen.issued(ra.account, new)]
         if old is not None and gen.handle(old) != gen.handle(new) and gen.handle(old) in listed:
             await gen.retire(ra.account, new, gen.handle(old))
-            await e.db(e.journal.step, row.id, Step.RETIRE.value, StepStatus.OK,
-                       f"old key …{gen.handle(old)} revoked (recovery)")
+            await rec.step(row, Step.RETIRE, StepStatus.OK, f"old key …{gen.handle(old)} revoked (recovery)")
     return await rec._finish_committed(row, ra, new)
 
 

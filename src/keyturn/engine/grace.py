@@ -146,7 +146,8 @@ def _note(engine: RotationEngine, uid: str, version: int, through: int, rotation
         vault.audit.append("ipsk.replaced_deleted", actor=engine.actor, record_uid=uid,
                            details={"version": version, "rotation_id": rotation_id, "deleted": gone})
         if rotation_id:
-            engine.journal.step(rotation_id, Step.RETIRE.value, StepStatus.OK, message)
+            engine.journal.step(rotation_id, Step.RETIRE.value, StepStatus.OK, message, audit=vault.audit,
+                                record_uid=uid, actor=engine.actor)
 
 
 async def sweep_forever(engine: RotationEngine, stop: asyncio.Event, *, every: float = SWEEP_EVERY) -> None:

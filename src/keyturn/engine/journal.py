@@ -1,8 +1,14 @@
-"""The rotation journal: one row per rotation, one row per step, and the account lock table.
+"""The rotation journal: one row per rotation, its steps, and the account lock table.
 
 Tables live in the vault's database (same SQLAlchemy engine; created by the Alembic revision
 `0002_rotations`). Nothing secret is ever written here: steps carry a status and a one-line message,
 scripts' output is stored as the runner returns it (already redacted).
+
+A step is written once, as the audit entry ``rotation.<step>`` (details: rotation_id, status, message,
+worker; `kt_audit.rotation_id` indexes them, revision `0009_audit_rotation`), in the same transaction
+as the rotation row's update and appended to the chain with the other entries of that transaction.
+`Journal.steps` reads them back in chain order; rotations journaled before that revision have their
+steps in `rotation_steps` (kept, no longer written), read first.
 
 A rotation row is created before the lock is taken and before the candidate is written ahead, and its
 `state` stays `running` (or `unverified` / `needs_attention`) until an outcome is final, so recovery
@@ -14,10 +20,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -26,7 +32,17 @@ from sqlalchemy.engine import Connection, Engine
 from keyturn.engine.outcome import Outcome, RotationState, ScriptSummary, StepStatus, state_for
 from keyturn.errors import StorageUnavailable
 from keyturn.holders import HOST, worker_label
-from keyturn.vault.storage import UTCDateTime, ambient_connection, lock_hold_ended
+from keyturn.vault.storage import (
+    AuditRow,
+    UTCDateTime,
+    ambient_audit_batch,
+    ambient_connection,
+    flush_ambient,
+    lock_hold_ended,
+)
+
+if TYPE_CHECKING:
+    from keyturn.engine.ports import AuditLike
 
 metadata = sa.MetaData()
 
@@ -64,7 +80,18 @@ rotation_steps = sa.Table(
     sa.Column("worker", sa.String(320), nullable=False, server_default=""),   # who wrote it: host, pid, site
 )
 
-_INSERT_STEP = rotation_steps.insert()
+_AUDIT = AuditRow.__table__
+assert isinstance(_AUDIT, sa.Table)
+# A rotation's steps in chain order (index on rotation_id); the action filter leaves out entries that
+# merely name the rotation (a version swap, a grace sweep), `is_step` the ones written before 0009.
+_SELECT_STEP_ENTRIES = sa.select(_AUDIT.c.action, _AUDIT.c.ts, _AUDIT.c.details).where(
+    _AUDIT.c.rotation_id == sa.bindparam("rid"), _AUDIT.c.action.startswith("rotation.")
+).order_by(_AUDIT.c.id)
+_SELECT_LEGACY_STEPS = rotation_steps.select().where(rotation_steps.c.rotation_id == sa.bindparam("rid")) \
+    .order_by(rotation_steps.c.id)
+
+#: One step to journal: (step, status, message, rotation columns it sets).
+StepSpec = tuple[str, StepStatus, str, dict[str, Any]]
 
 rotation_locks = sa.Table(
     "rotation_locks", metadata,
@@ -195,6 +222,22 @@ def finish_columns(outcome: Outcome, reason: str) -> dict[str, Any]:
             "finished_at": now if state is RotationState.DONE else None}
 
 
+def step_entries(rotation_id: str, record_uid: str, actor: str, steps: Sequence[StepSpec],
+                 last_details: Mapping[str, Any] | None = None,
+                 ) -> list[tuple[str, str, str | None, Mapping[str, Any] | None]]:
+    """The audit entries (`AuditLog.append_many_on`) that journal `steps`: ``rotation.<step>`` with
+    rotation_id, status, message and the writing worker (host, pid, site); `last_details` adds to the
+    last one's details (never replacing those four)."""
+    worker = worker_label()
+    out: list[tuple[str, str, str | None, Mapping[str, Any] | None]] = []
+    for i, (step, status, message, _fields) in enumerate(steps):
+        extra = last_details if last_details is not None and i == len(steps) - 1 else {}
+        out.append((f"rotation.{step}", actor, record_uid,
+                    {**extra, "rotation_id": rotation_id, "status": status.value, "message": message,
+                     "worker": worker}))
+    return out
+
+
 class Journal:
     """Durable record of rotations and their steps. Every method commits before returning."""
 
@@ -206,57 +249,94 @@ class Journal:
         metadata.create_all(self.engine)
 
     def start(self, *, rotation_id: str, record_uid: str, title: str, target: str, lock_key: str,
-              last_step: str = "") -> None:
+              last_step: str = "", unless_open: bool = False) -> bool:
         """A new running rotation. `last_step`: the step its caller journals next in the same transaction
-        with `steps_on(..., row=False)`, so the rotation row is written once."""
+        with `steps_on(..., row=False)`, so the rotation row is written once. `unless_open`: write it
+        only if the record has no open rotation (`open_rotations`), checked by the INSERT itself;
+        returns whether it was written."""
         now = _now()
+        values = {"id": rotation_id, "record_uid": record_uid, "title": title, "target": target,
+                  "lock_key": lock_key, "state": RotationState.RUNNING.value, "reason": "",
+                  "last_step": last_step, "scripts": "[]", "host": HOST, "pid": os.getpid(),
+                  "started_at": now, "updated_at": now}
         with write_tx(self.engine) as conn:
-            conn.execute(rotations.insert().values(
-                id=rotation_id, record_uid=record_uid, title=title, target=target, lock_key=lock_key,
-                state=RotationState.RUNNING.value, reason="", last_step=last_step, scripts="[]",
-                host=HOST, pid=os.getpid(), started_at=now, updated_at=now,
-            ))
+            if not unless_open:
+                conn.execute(rotations.insert().values(**values))
+                return True
+            none_open = ~sa.exists().where(rotations.c.record_uid == record_uid,
+                                           rotations.c.state.in_([s.value for s in OPEN_STATES]))
+            row = sa.select(*(sa.literal(v, rotations.c[k].type) for k, v in values.items())).where(none_open)
+            # RETURNING, not rowcount: psycopg reports no row count for an INSERT ... SELECT here.
+            query = rotations.insert().from_select(list(values), row).returning(rotations.c.id)
+            return conn.execute(query).first() is not None
 
-    def step(self, rotation_id: str, step: str, status: StepStatus, message: str = "",
-             **fields: Any) -> None:
-        """Append one step and (in the same transaction) update the rotation's columns in `fields`."""
+    def step(self, rotation_id: str, step: str, status: StepStatus, message: str = "", *, audit: AuditLike,
+             record_uid: str, actor: str, details: Mapping[str, Any] | None = None, **fields: Any) -> None:
+        """Journal one step (its audit entry, with `details` added) and update the rotation's columns in
+        `fields` (`finish_columns` for an outcome), committed together."""
         with write_tx(self.engine) as conn:
-            self.step_on(conn, rotation_id, step, status, message, **fields)
+            self.steps_on(conn, rotation_id, [(step, status, message, fields)], audit=audit,
+                          record_uid=record_uid, actor=actor, last_details=details)
 
-    def step_on(self, conn: Connection, rotation_id: str, step: str, status: StepStatus, message: str = "",
-                **fields: Any) -> None:
-        """`step` inside the caller's write transaction (so the step and its audit entry commit together)."""
-        self.steps_on(conn, rotation_id, [(step, status, message, fields)])
-
-    def steps_on(self, conn: Connection, rotation_id: str,
-                 steps: Sequence[tuple[str, StepStatus, str, dict[str, Any]]],
-                 *, only_if: sa.ColumnElement[bool] | None = None, row: bool = True) -> bool:
-        """Append (step, status, message, fields) in order inside the caller's write transaction: one
-        insert for all of them and one update of the rotation's columns (later fields win); `row=False`
-        skips that update (the rotation row was just written with them: `start(last_step=...)`).
+    def steps_on(self, conn: Connection, rotation_id: str, steps: Sequence[StepSpec], *, audit: AuditLike,
+                 record_uid: str, actor: str, last_details: Mapping[str, Any] | None = None,
+                 only_if: sa.ColumnElement[bool] | None = None, row: bool = True,
+                 then: sa.Delete | None = None) -> bool:
+        """Journal (step, status, message, fields) in order inside the caller's write transaction: their
+        audit entries (`step_entries`) and one update of the rotation's columns (later fields win);
+        `row=False` skips that update (the rotation row was just written with them:
+        `start(last_step=...)`). `last_details`: more details for the last step's entry (an outcome).
 
         `only_if` (the account lock's `LockManager.held`) is checked by that update: False means it
-        did not hold and nothing may be committed (the caller raises; its transaction rolls back)."""
+        did not hold and nothing may be committed (the caller raises; its transaction rolls back).
+        `then` (the lock's `LockManager.release_statement`) runs after that update (on PostgreSQL in
+        the same statement)."""
         if not steps:
             return True
-        now = _now()
         merged: dict[str, Any] = {}
         for *_, fields in steps:
             merged.update(fields)
-        values = {**self._encode(merged), "updated_at": now, "last_step": steps[-1][0]}
         if not row and (merged or only_if is not None):
             raise ValueError("steps_on(row=False) takes steps without fields and no fence")  # a bug
-        worker = worker_label()
-        # A prebuilt insert, parameters per call: this runs for every step of every rotation.
-        conn.execute(_INSERT_STEP, [{"rotation_id": rotation_id, "step": step, "status": status.value,
-                                     "message": message, "at": now, "worker": worker}
-                                    for step, status, message, _ in steps])
-        if not row:
-            return True
-        query = rotations.update().where(rotations.c.id == rotation_id)
-        if only_if is not None:
-            query = query.where(only_if)
-        return conn.execute(query.values(**values)).rowcount == 1
+        entries = step_entries(rotation_id, record_uid, actor, steps, last_details)
+        if row:
+            values = {**self._encode(merged), "updated_at": _now(), "last_step": steps[-1][0]}
+            query = rotations.update().where(rotations.c.id == rotation_id)
+            if only_if is not None:
+                query = query.where(only_if)
+            update = query.values(**values)
+            done = self._with_append(conn, audit, update, entries, then)
+            if done is not None:
+                return done
+            if conn.execute(update).rowcount != 1:
+                return False
+        if then is not None:
+            conn.execute(then)
+        audit.append_many_on(conn, entries)
+        return True
+
+    def _with_append(self, conn: Connection, audit: AuditLike, update: sa.Update,
+                     entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+                     then: sa.Delete | None) -> bool | None:
+        """PostgreSQL: the rotation row's UPDATE (and its fence) rides in the chain append's statement
+        (`AuditLog.write_with`), with the entries the unit of work batched so far ahead of the steps', so
+        chain order is unchanged; one statement instead of two. The unit's ORM changes are flushed first:
+        the chain lock is taken after every record lock, as at the unit's end (`Storage.unit`). None:
+        not possible here (SQLite, another log in the batch, no head row yet)."""
+        from keyturn.audit.chain import AuditLog
+
+        if conn.dialect.name != "postgresql" or not isinstance(audit, AuditLog):
+            return None
+        batch = ambient_audit_batch(self.engine)
+        if batch is not None and any(log is not audit for log, _entry in batch):
+            return None
+        flush_ambient(self.engine)
+        pending = [entry for _log, entry in batch] if batch is not None else []
+        done = audit.write_with(conn, [*pending, *entries], update.returning(rotations.c.id),
+                                () if then is None else (then,))
+        if done is not None and batch is not None:
+            batch.clear()
+        return done
 
     def update(self, rotation_id: str, **fields: Any) -> None:
         values = {**self._encode(fields), "updated_at": _now()}
@@ -284,15 +364,26 @@ class Journal:
             return [_row(m) for m in ms.mappings()]
 
     def steps(self, rotation_id: str) -> list[StepRow]:
+        """The rotation's steps in the order they were journaled: `rotation_steps` rows (written before
+        revision 0009), then its step audit entries."""
+        from keyturn.audit.chain import is_step
+
         with read_tx(self.engine) as conn:
-            ms = conn.execute(rotation_steps.select().where(rotation_steps.c.rotation_id == rotation_id)
-                              .order_by(rotation_steps.c.id)).mappings().all()
+            legacy = conn.execute(_SELECT_LEGACY_STEPS, {"rid": rotation_id}).mappings().all()
+            entries = conn.execute(_SELECT_STEP_ENTRIES, {"rid": rotation_id}).all()
         out = []
-        for m in ms:
+        for m in legacy:
             at = m["at"]
             assert at is not None
             out.append(StepRow(step=m["step"], status=StepStatus(m["status"]), message=m["message"], at=at,
                                worker=m["worker"]))
+        for action, ts, text in entries:
+            details = json.loads(text)
+            if not is_step(action, details):
+                continue
+            out.append(StepRow(step=action.removeprefix("rotation."), status=StepStatus(details["status"]),
+                               message=str(details["message"]), at=datetime.fromisoformat(ts),
+                               worker=str(details["worker"])))
         return out
 
     def for_record(self, record_uid: str, *, limit: int = 50) -> list[RotationRow]:

@@ -53,13 +53,17 @@ def _info(m: RowMapping) -> LockInfo:
 @functools.cache
 def _insert_if_free(dialect: str) -> sa.Insert | None:
     """INSERT that does nothing when the key is taken (no error, so no savepoint): SQLite and
-    PostgreSQL both have ``ON CONFLICT DO NOTHING``; None for other databases (read first)."""
+    PostgreSQL both have ``ON CONFLICT DO NOTHING``; None for other databases (read first). It
+    returns the key when it inserted: psycopg reports no row count for it (-1), so rowcount would
+    send every PostgreSQL acquisition down the read-delete-insert path."""
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-        return sqlite_insert(rotation_locks).on_conflict_do_nothing(index_elements=["key"])
+        return sqlite_insert(rotation_locks).on_conflict_do_nothing(index_elements=["key"]) \
+            .returning(rotation_locks.c.key)
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
-        return pg_insert(rotation_locks).on_conflict_do_nothing(index_elements=["key"])
+        return pg_insert(rotation_locks).on_conflict_do_nothing(index_elements=["key"]) \
+            .returning(rotation_locks.c.key)
     return None
 
 
@@ -90,7 +94,7 @@ class LockManager:
                 row = {"key": key, "owner": owner, "host": HOST, "pid": os.getpid(),
                        "expires_at": self.clock() + self.lease, "token": token}
                 free = _insert_if_free(self.engine.dialect.name)
-                if free is not None and conn.execute(free, row).rowcount == 1:
+                if free is not None and conn.execute(free, row).first() is not None:
                     return token   # the usual case: the lock was free (one statement)
                 query = rotation_locks.select().where(rotation_locks.c.key == key)
                 m = conn.execute(query).mappings().first()
@@ -150,11 +154,14 @@ class LockManager:
 
     def release(self, key: str, owner: str, token: str | None = None) -> None:
         """Release if `owner` (and, when given, this acquisition's `token`) still holds it (idempotent)."""
-        query = rotation_locks.delete().where(rotation_locks.c.key == key, rotation_locks.c.owner == owner)
-        if token is not None:
-            query = query.where(rotation_locks.c.token == token)
         with write_tx(self.engine) as conn:
-            conn.execute(query)
+            conn.execute(self.release_statement(key, owner, token))
+
+    @staticmethod
+    def release_statement(key: str, owner: str, token: str | None = None) -> sa.Delete:
+        """`release` as a statement, for a caller that runs it with its own (the journal's last step)."""
+        query = rotation_locks.delete().where(rotation_locks.c.key == key, rotation_locks.c.owner == owner)
+        return query.where(rotation_locks.c.token == token) if token is not None else query
 
     def all(self) -> list[LockInfo]:
         with read_tx(self.engine) as conn:

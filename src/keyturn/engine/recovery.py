@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from keyturn.engine.ab import active_account, swap
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
-from keyturn.engine.journal import RotationRow
+from keyturn.engine.journal import RotationRow, finish_columns
 from keyturn.engine.outcome import Outcome, RotationResult, RotationState, ScriptSummary, Step, StepStatus
 from keyturn.engine.profile import load_profile
 from keyturn.engine.steps import REFUSED, can_verify, describe, save_config, scripts_message
@@ -139,14 +139,19 @@ class Recovery:
             if row.lock_key:
                 await self.e.db(self.e.locks.release, row.lock_key, row.id, token)
 
+    async def step(self, row: RotationRow, step: Step, status: StepStatus, message: str,
+                   details: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Journal one step of `row` (its audit entry) with the rotation columns in `fields`."""
+        e = self.e
+        await e.db(e.journal.step, row.id, step.value, status, message, audit=e.vault.audit,
+                   record_uid=row.record_uid, actor=e.actor, details=details, **fields)
+
     async def _finish(self, row: RotationRow, outcome: Outcome, reason: str, status: StepStatus,
                       scripts: tuple[ScriptSummary, ...] = ()) -> RotationResult:
-        e = self.e
+        """The `recover` step and the outcome: one transaction, one audit entry `rotation.recover`."""
         fields: dict[str, Any] = {"scripts": list(scripts)} if scripts else {}
-        await e.db(e.journal.step, row.id, Step.RECOVER.value, status, reason, **fields)
-        await e.db(e.journal.finish, row.id, outcome, reason)
-        await e.db(e.vault.audit.append, "rotation.recover", actor=e.actor, record_uid=row.record_uid,
-                   details={"rotation_id": row.id, "outcome": outcome.value, "reason": reason})
+        await self.step(row, Step.RECOVER, status, reason, {"outcome": outcome.value, "reason": reason},
+                        **fields, **finish_columns(outcome, reason))
         return RotationResult(record_uid=row.record_uid, title=row.title, target=row.target, outcome=outcome,
                               reason=reason, rotation_id=row.id, duration=row.duration,
                               scripts=scripts or row.scripts)
@@ -212,9 +217,9 @@ class Recovery:
         scripts = row.scripts
         if not ra.noop and not any(s.step == Step.SCRIPTS.value for s in steps):
             scripts = await e.run_scripts(ra, new, await self._old_secret(row, ra.secret_field))
-            await e.db(e.journal.step, row.id, Step.SCRIPTS.value,
-                       StepStatus.OK if all(s.ok for s in scripts) else StepStatus.FAILED,
-                       scripts_message(scripts), scripts=list(scripts))
+            await self.step(row, Step.SCRIPTS,
+                            StepStatus.OK if all(s.ok for s in scripts) else StepStatus.FAILED,
+                            scripts_message(scripts), scripts=list(scripts))
         how = "the new secret was already committed"
         return await self._forward_outcome(row, ra, scripts, persist_error, how)
 
@@ -257,15 +262,14 @@ class Recovery:
             await e.unit(lambda: swap(e.vault, row.record_uid, cand, rotation_id=row.id, actor=e.actor))
         else:
             await e.db(e.vault.promote, row.record_uid, cand)
-        await e.db(e.journal.step, row.id, Step.COMMIT.value, StepStatus.OK, f"version {cand} is "
-                                                                             f"current (recovery)")
+        await self.step(row, Step.COMMIT, StepStatus.OK, f"version {cand} is current (recovery)")
         scripts = row.scripts
         steps = await e.db(e.journal.steps, row.id)
         if not ra.noop and not any(s.step == Step.SCRIPTS.value for s in steps):
             scripts = await e.run_scripts(ra, new, await self._old_secret(row, ra.secret_field))
-            await e.db(e.journal.step, row.id, Step.SCRIPTS.value,
-                       StepStatus.OK if all(s.ok for s in scripts) else StepStatus.FAILED,
-                       scripts_message(scripts), scripts=list(scripts))
+            await self.step(row, Step.SCRIPTS,
+                            StepStatus.OK if all(s.ok for s in scripts) else StepStatus.FAILED,
+                            scripts_message(scripts), scripts=list(scripts))
         return await self._forward_outcome(row, ra, scripts, persist_error, how)
 
     async def _drop(self, row: RotationRow, cand: int, reason: str) -> RotationResult:

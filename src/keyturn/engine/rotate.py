@@ -3,12 +3,12 @@
     1 lock · 2 verify current · 3 generate · 4 write-ahead · 5 apply · 6 persist · 7 verify new
     · 8 commit · 9 post-rotation scripts · 10 audit
 
-Every step is journaled (`rotation_steps`, committed before the next step starts) and audited as
-`rotation.<step>`; neither ever carries a secret value. The candidate secret is stored encrypted as a
-`pending` version *before* the device is touched, so a crash at any point leaves something recovery can
-finish forward or backward (`keyturn.engine.recovery`). Three verdicts drive three paths: `ok` goes on,
-`rejected` rolls back, `inconclusive` keeps both secrets and leaves the rotation `unverified` — the
-engine never guesses.
+Every step is journaled as the audit entry `rotation.<step>` (`keyturn.engine.journal`; a durable
+phase commits it before the next one starts); it never carries a secret value. The candidate secret is
+stored encrypted as a `pending` version *before* the device is touched, so a crash at any point leaves
+something recovery can finish forward or backward (`keyturn.engine.recovery`). Three verdicts drive
+three paths: `ok` goes on, `rejected` rolls back, `inconclusive` keeps both secrets and leaves the
+rotation `unverified` — the engine never guesses.
 
 Use:
 
@@ -253,11 +253,14 @@ class RotationEngine:
             return _Prepared(user.uid, user.title, kind, None, error=str(exc))
         versions = list(self.vault.versions(user.uid))
         pending = any(v.state == VersionState.PENDING for v in versions)
-        if settle_first and (pending or self.journal.open_rotations(user.uid)):
+        if settle_first and pending:
             return _Prepared(user.uid, user.title, profile.target, ra, unsettled=True)
         key = ra.account.lock_key
-        self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title, target=profile.target,
-                           lock_key=key, last_step=Step.LOCK.value)
+        # On the first pass the INSERT also checks that no earlier rotation of the record is open.
+        if not self.journal.start(rotation_id=rid, record_uid=user.uid, title=user.title,
+                                  target=profile.target, lock_key=key, last_step=Step.LOCK.value,
+                                  unless_open=settle_first):
+            return _Prepared(user.uid, user.title, profile.target, ra, unsettled=True)
         token, acquired = self.locks.acquire(key, rid), self.locks.clock()
         _write_steps(self, rid, user.uid, [(Step.LOCK, StepStatus.OK, f"account {key} locked", {})],
                      row=False)
@@ -321,10 +324,10 @@ def _seen_digest(vault: VaultLike) -> Callable[[Secret, str], str]:
 
 def _write_steps(engine: RotationEngine, rid: str, uid: str, steps: Sequence[Queued],
                  fence: tuple[str, str] | None = None, *, row: bool = True) -> None:
-    """Journal + audit steps inside the caller's transaction (a unit of work or its own): one
-    journal insert and one audit append for all of them. `fence` (lock key, token): the journal's
-    UPDATE checks the account lock is still this rotation's, else `LeaseLost` (nothing commits).
-    `row=False`: the rotation row already says these steps (`Journal.start(last_step=...)`)."""
+    """Journal steps (their audit entries, one append for all) inside the caller's transaction (a unit
+    of work or its own). `fence` (lock key, token): the journal's UPDATE checks the account lock is
+    still this rotation's, else `LeaseLost` (nothing commits). `row=False`: the rotation row already
+    says these steps (`Journal.start(last_step=...)`)."""
     if not steps:
         if fence is not None:
             engine.locks.fence(fence[0], rid, fence[1])
@@ -332,13 +335,10 @@ def _write_steps(engine: RotationEngine, rid: str, uid: str, steps: Sequence[Que
     with write_tx(engine.vault.engine) as conn:
         held = engine.locks.held(fence[0], rid, fence[1]) if fence is not None else None
         if not engine.journal.steps_on(conn, rid, [(st.value, status, msg, fields)
-                                                   for st, status, msg, fields in steps], only_if=held,
-                                       row=row):
+                                                   for st, status, msg, fields in steps],
+                                       audit=engine.vault.audit, record_uid=uid, actor=engine.actor,
+                                       only_if=held, row=row):
             raise engine.locks.lost(fence[0] if fence is not None else "", rid)
-        engine.vault.audit.append_many_on(conn, [
-            (f"rotation.{st.value}", engine.actor, uid,
-             {"rotation_id": rid, "status": status.value, "message": msg})
-            for st, status, msg, _ in steps])
 
 
 class _Rotation:
@@ -418,7 +418,7 @@ class _Rotation:
         queued, self._queued = self._queued, []
         release = self.locked and self.ra is not None
 
-        def write() -> None:  # queued steps, the failed one, the outcome: one insert, one append
+        def write() -> None:  # queued steps, the failed one, the outcome: one UPDATE, one append
             e = self.e
             fence = self._fence(folded=True)
             steps = [(st.value, status, msg, fields) for st, status, msg, fields in queued]
@@ -426,22 +426,18 @@ class _Rotation:
                 steps.append((at.value, StepStatus.FAILED, reason, {}))
             steps.append((Step.AUDIT.value, StepStatus.OK, f"outcome {outcome.value}",
                           finish_columns(outcome, reason)))
-            entries: list[tuple[str, str, str | None, dict[str, Any] | None]] = [
-                (f"rotation.{st.value}", e.actor, self.uid,
-                 {"rotation_id": self.rid, "status": status.value, "message": msg})
-                for st, status, msg, _ in queued]
-            entries.append(("rotation.audit", e.actor, self.uid,
-                            {"rotation_id": self.rid, "target": self.kind, "outcome": outcome.value,
-                             "reason": reason, "candidate_version": self.version,
-                             "verified_by": self.verified_by}))
-            with write_tx(e.vault.engine) as conn:
-                held = e.locks.held(fence[0], self.rid, fence[1]) if fence is not None else None
-                if not e.journal.steps_on(conn, self.rid, steps, only_if=held):  # outcome too: one UPDATE
-                    raise e.locks.lost(fence[0] if fence is not None else "", self.rid)
-                e.vault.audit.append_many_on(conn, entries)
+            outcome_details = {"target": self.kind, "outcome": outcome.value, "reason": reason,
+                               "candidate_version": self.version, "verified_by": self.verified_by}
+            unlock = None
             if release:
                 assert self.ra is not None
-                e.locks.release(self.ra.account.lock_key, self.rid, self.token)
+                unlock = e.locks.release_statement(self.ra.account.lock_key, self.rid, self.token)
+            with write_tx(e.vault.engine) as conn:
+                held = e.locks.held(fence[0], self.rid, fence[1]) if fence is not None else None
+                if not e.journal.steps_on(conn, self.rid, steps, audit=e.vault.audit, record_uid=self.uid,
+                                          actor=e.actor, last_details=outcome_details, only_if=held,
+                                          then=unlock):
+                    raise e.locks.lost(fence[0] if fence is not None else "", self.rid)
 
         await self.e.unit(write)
         kill_point(Step.AUDIT.value)

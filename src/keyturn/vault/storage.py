@@ -62,6 +62,14 @@ def ambient_audit_batch(engine: Engine) -> list[Any] | None:
     return batch
 
 
+def flush_ambient(engine: Engine) -> None:
+    """Flush the pending ORM changes of the unit of work open on this thread for `engine`, if any
+    (before taking the chain lock early: `Storage.unit` does the same before its batch)."""
+    s = getattr(_AMBIENT, "session", None)
+    if s is not None and _AMBIENT.engine is engine:
+        s.flush()
+
+
 def ambient_connection(engine: Engine) -> sa.Connection | None:
     """The connection of the unit of work open on this thread for `engine`, or None."""
     s = getattr(_AMBIENT, "session", None)
@@ -201,6 +209,8 @@ class AuditRow(Base):
     details: Mapped[str] = mapped_column(sa.Text)
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
+    # details' rotation_id, indexed (the rotation journal's steps); not hashed: `AuditLog.verify` checks it.
+    rotation_id: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
 
 
 def safe_url(url: str) -> str:
