@@ -12,7 +12,7 @@ verified and is current. Why each durable point is safe (crash right after it �
 
 * **before the intent** (lock, verify current): no key was asked for; nothing to do.
 * **intent** (`generate` journaled before the request): a key may exist that the vault never saw.
-  Recovery lists the identity's keys with the current key — only if it still verifies — and revokes
+  Settling lists the identity's keys with the current key — only if it still verifies — and revokes
   any key neither current nor pending that the platform created from the intent's time on (at the
   intent at most the current key existed: step 2 refuses otherwise), so an orphan never holds one of
   the two slots for long. The current key is never touched.
@@ -47,9 +47,8 @@ from keyturn.targets.base import Account, Check, Generating, Issued, Target, Ver
 from keyturn.vault.versions import VersionState
 
 if TYPE_CHECKING:
+    from keyturn.engine.contracts import EngineCore, RotationRun, Settling
     from keyturn.engine.journal import RotationRow
-    from keyturn.engine.recovery import Recovery
-    from keyturn.engine.rotate import RotationEngine, _Rotation
 
 # A key the platform lists is taken for the interrupted rotation's orphan only if it was created from
 # shortly before the intent (clock skew between us and the platform) to the generate call's longest
@@ -67,7 +66,7 @@ def _names(handles: Iterable[str]) -> str:
     return ", ".join(f"…{h}" for h in handles) or "none"
 
 
-def _previous_handle(engine: RotationEngine, uid: str, gen: Generating) -> str | None:
+def _previous_handle(engine: EngineCore, uid: str, gen: Generating) -> str | None:
     """The handle of the newest `previous` version: keyturn's superseded key, which `retire` may not
     have revoked (a crash or an unreachable platform after the commit)."""
     previous = next((v for v in engine.vault.versions(uid) if v.state == VersionState.PREVIOUS), None)
@@ -76,7 +75,7 @@ def _previous_handle(engine: RotationEngine, uid: str, gen: Generating) -> str |
     return gen.handle(engine.vault.version_secret(uid, previous.version))
 
 
-async def _propagated(engine: RotationEngine, target: Target, account: Account, new: Secret) -> Check:
+async def _propagated(engine: EngineCore, target: Target, account: Account, new: Secret) -> Check:
     """Verify `new` until it works or the target's propagation budget is spent (bounded tries, doubling
     waits); the last verdict."""
     plan = _gen(target).propagation(account)
@@ -117,7 +116,7 @@ async def sweep(gen: Generating, account: Account, using: Secret, since: datetim
 # ------------------------------------------------------------------------------------------ rotation
 
 
-async def rotate(run: _Rotation, target: Target, ra: ResolvedAccount, old: Secret | None,
+async def rotate(run: RotationRun, target: Target, ra: ResolvedAccount, old: Secret | None,
                  old_version: int | None) -> RotationResult:
     """Steps 2-10 for a `Generating` target (the module docstring); never raises for platform trouble."""
     e, account, gen = run.e, ra.account, _gen(target)
@@ -175,7 +174,7 @@ async def rotate(run: _Rotation, target: Target, ra: ResolvedAccount, old: Secre
     # 4 write-ahead: the new key pending, durable
     def write_ahead() -> int:
         version = e.vault.add_version(run.uid, new, state=VersionState.PENDING, rotation_id=run.rid)
-        run._queue(Step.WRITE_AHEAD, StepStatus.OK, f"new key stored as pending version {version}",
+        run.queue(Step.WRITE_AHEAD, StepStatus.OK, f"new key stored as pending version {version}",
                    {"candidate_version": version, "old_version": old_version})
         return version
 
@@ -210,7 +209,7 @@ async def rotate(run: _Rotation, target: Target, ra: ResolvedAccount, old: Secre
 
     def commit() -> None:
         e.vault.promote(run.uid, version)
-        run._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current", {})
+        run.queue(Step.COMMIT, StepStatus.OK, f"version {version} is current", {})
 
     await run.flush(commit, then=Step.COMMIT)
 
@@ -247,14 +246,14 @@ async def rotate(run: _Rotation, target: Target, ra: ResolvedAccount, old: Secre
 # ------------------------------------------------------------------------------------------ recovery
 
 
-async def settle(rec: Recovery, row: RotationRow) -> RotationResult:
+async def settle(rec: Settling, row: RotationRow) -> RotationResult:
     """Finish one interrupted rotation of a `Generating` target (the module docstring)."""
     e = rec.e
     try:
         user = await e.db(e.vault.get, row.record_uid)
         ra = await e.db(resolve_account, e.vault, user, load_profile(user))
     except KeyturnError as exc:
-        return await rec._finish(row, Outcome.NEEDS_ATTENTION, f"cannot recover: {describe(exc)}",
+        return await rec.finish(row, Outcome.NEEDS_ATTENTION, f"cannot recover: {describe(exc)}",
                                  StepStatus.FAILED)
     target = e.targets.get(ra.profile.target)
     gen, account, uid = _gen(target), ra.account, row.record_uid
@@ -267,7 +266,7 @@ async def settle(rec: Recovery, row: RotationRow) -> RotationResult:
     attempts = ra.profile.max_attempts
     try:
         if state == VersionState.PREVIOUS:
-            return await rec._finish(row, Outcome.ROTATED, "recovered: the new key was committed and has "
+            return await rec.finish(row, Outcome.ROTATED, "recovered: the new key was committed and has "
                                      "since been superseded", StepStatus.OK)
         if state == VersionState.CURRENT:
             assert cand is not None
@@ -283,20 +282,20 @@ async def settle(rec: Recovery, row: RotationRow) -> RotationResult:
                                f"version {cand} is current (recovery: the new key verified)")
                 return await _committed(rec, row, ra, gen, new, steps_done=set())
             if current is None or await e.verify(target, account, current, attempts) is not Verdict.OK:
-                return await rec._finish(row, Outcome.UNVERIFIED, "could not prove either key (Meraki "
+                return await rec.finish(row, Outcome.UNVERIFIED, "could not prove either key (Meraki "
                                          "unreachable?); both kept, the next `keyturn recover` probes again",
                                          StepStatus.UNKNOWN)
             revoked = await sweep(gen, account, current, intent or row.started_at, {gen.handle(current)})
             await e.db(e.vault.set_version_state, uid, cand, VersionState.FAILED)
-            return await rec._finish(row, Outcome.FAILED, "recovered backward: the new key had not "
+            return await rec.finish(row, Outcome.FAILED, "recovered backward: the new key had not "
                                      f"verified; revoked {_names(revoked)}, the current key "
                                      f"…{gen.handle(current)} stays", StepStatus.OK)
         # no candidate in the vault (or already dropped): was a key asked for?
         if intent is None:
-            return await rec._finish(row, Outcome.FAILED, "recovered: interrupted before a key was asked "
+            return await rec.finish(row, Outcome.FAILED, "recovered: interrupted before a key was asked "
                                      "for; nothing was changed", StepStatus.OK)
         if current is None or await e.verify(target, account, current, attempts) is not Verdict.OK:
-            return await rec._finish(row, Outcome.UNVERIFIED, "a key may have been generated, but the "
+            return await rec.finish(row, Outcome.UNVERIFIED, "a key may have been generated, but the "
                                      "current key cannot be proved now, so no key is revoked; the next "
                                      "`keyturn recover` tries again", StepStatus.UNKNOWN)
         keep = {gen.handle(current)}
@@ -304,24 +303,24 @@ async def settle(rec: Recovery, row: RotationRow) -> RotationResult:
             if v.state == VersionState.PENDING:
                 keep.add(gen.handle(await e.db(e.vault.version_secret, uid, v.version)))
         revoked = await sweep(gen, account, current, intent, keep)
-        return await rec._finish(row, Outcome.FAILED, f"recovered: the rotation stopped after asking for a "
+        return await rec.finish(row, Outcome.FAILED, f"recovered: the rotation stopped after asking for a "
                                  f"key that never became current; revoked {_names(revoked)}, the current "
                                  f"key …{gen.handle(current)} stays", StepStatus.OK)
     except (TargetError, OSError) as exc:
-        return await rec._finish(row, Outcome.UNVERIFIED, f"{describe(exc)}; the next `keyturn recover` "
+        return await rec.finish(row, Outcome.UNVERIFIED, f"{describe(exc)}; the next `keyturn recover` "
                                  "tries again", StepStatus.UNKNOWN)
 
 
-async def _committed(rec: Recovery, row: RotationRow, ra: ResolvedAccount, gen: Generating, new: Secret,
+async def _committed(rec: Settling, row: RotationRow, ra: ResolvedAccount, gen: Generating, new: Secret,
                      steps_done: set[str]) -> RotationResult:
     """The new key is current: revoke the old one if it is still listed, then scripts and outcome."""
     if Step.RETIRE.value not in steps_done and row.old_version is not None:
-        old = await rec._old_secret(row)
+        old = await rec.old_secret(row)
         listed = [k.handle for k in await gen.issued(ra.account, new)]
         if old is not None and gen.handle(old) != gen.handle(new) and gen.handle(old) in listed:
             await gen.retire(ra.account, new, gen.handle(old))
             await rec.step(row, Step.RETIRE, StepStatus.OK, f"old key …{gen.handle(old)} revoked (recovery)")
-    return await rec._finish_committed(row, ra, new)
+    return await rec.finish_committed(row, ra, new)
 
 
 __all__ = ["rotate", "settle", "sweep"]

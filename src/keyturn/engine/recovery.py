@@ -42,7 +42,7 @@ from keyturn.targets.base import Account, Checking, Generating, Persisting, Targ
 from keyturn.vault.versions import VersionState
 
 if TYPE_CHECKING:
-    from keyturn.engine.rotate import RotationEngine
+    from keyturn.engine.contracts import EngineCore
 
 log = logging.getLogger("keyturn.engine.recovery")
 
@@ -59,7 +59,7 @@ def hash_first(verifier: Target, account: Account) -> Account:
 class Recovery:
     """Settles open rotations for one `RotationEngine` (shares its vault, targets, locks, journal)."""
 
-    def __init__(self, engine: RotationEngine) -> None:
+    def __init__(self, engine: EngineCore) -> None:
         self.e = engine
 
     async def recover(self, *, full: bool = True) -> list[RotationResult]:
@@ -146,7 +146,7 @@ class Recovery:
         await e.db(e.journal.step, row.id, step.value, status, message, audit=e.vault.audit,
                    record_uid=row.record_uid, actor=e.actor, details=details, **fields)
 
-    async def _finish(self, row: RotationRow, outcome: Outcome, reason: str, status: StepStatus,
+    async def finish(self, row: RotationRow, outcome: Outcome, reason: str, status: StepStatus,
                       scripts: tuple[ScriptSummary, ...] = ()) -> RotationResult:
         """The `recover` step and the outcome: one transaction, one audit entry `rotation.recover`."""
         fields: dict[str, Any] = {"scripts": list(scripts)} if scripts else {}
@@ -170,33 +170,33 @@ class Recovery:
         try:
             user = await e.db(e.vault.get, row.record_uid)
         except RecordNotFound:
-            return await self._finish(row, Outcome.FAILED, "recovered: the record was removed",
+            return await self.finish(row, Outcome.FAILED, "recovered: the record was removed",
                                       StepStatus.SKIPPED)
         versions = await e.db(e.vault.versions, row.record_uid)
         cand = row.candidate_version or next((v.version for v in versions if v.rotation_id == row.id), None)
         state = next((v.state for v in versions if v.version == cand), None)
         if cand is None or state is None:
-            return await self._finish(row, Outcome.FAILED, "recovered: interrupted before the candidate was "
+            return await self.finish(row, Outcome.FAILED, "recovered: interrupted before the candidate was "
                                       "stored; nothing was changed on the device", StepStatus.OK)
         if state == VersionState.FAILED:
             outcome = row.outcome if row.outcome in (Outcome.FAILED, Outcome.ROLLED_BACK) else Outcome.FAILED
-            return await self._finish(row, outcome, "recovered: the candidate had already been dropped; "
+            return await self.finish(row, outcome, "recovered: the candidate had already been dropped; "
                                                     "the old "
                                       "secret stays current", StepStatus.OK)
         if state == VersionState.PREVIOUS:
-            return await self._finish(row, Outcome.ROTATED, "recovered: the candidate was committed and has "
+            return await self.finish(row, Outcome.ROTATED, "recovered: the candidate was committed and has "
                                       "since been superseded", StepStatus.OK)
         try:
             ra = await e.db(resolve_account, e.vault, user, load_profile(user))
         except KeyturnError as exc:
-            return await self._finish(row, Outcome.NEEDS_ATTENTION, f"cannot recover: {exc}",
+            return await self.finish(row, Outcome.NEEDS_ATTENTION, f"cannot recover: {exc}",
                                       StepStatus.FAILED)
         new = await e.db(e.vault.version_secret, row.record_uid, cand)
         if state == VersionState.CURRENT:
-            return await self._finish_committed(row, ra, new)
+            return await self.finish_committed(row, ra, new)
         return await self._probe(row, ra, cand, new)
 
-    async def _old_secret(self, row: RotationRow, field: str = "password") -> Secret | None:
+    async def old_secret(self, row: RotationRow, field: str = "password") -> Secret | None:
         if row.old_version is None:
             return None
         try:
@@ -204,7 +204,7 @@ class Recovery:
         except KeyturnError:
             return None
 
-    async def _finish_committed(self, row: RotationRow, ra: ResolvedAccount, new: Secret) -> RotationResult:
+    async def finish_committed(self, row: RotationRow, ra: ResolvedAccount, new: Secret) -> RotationResult:
         """The candidate is already current: redo a failed save, run scripts if they never ran."""
         e = self.e
         steps = await e.db(e.journal.steps, row.id)
@@ -216,7 +216,7 @@ class Recovery:
             persist_error = await self._persist(target, active_account(ra), new, ra.profile.max_attempts)
         scripts = row.scripts
         if not ra.noop and not any(s.step == Step.SCRIPTS.value for s in steps):
-            scripts = await e.run_scripts(ra, new, await self._old_secret(row, ra.secret_field))
+            scripts = await e.run_scripts(ra, new, await self.old_secret(row, ra.secret_field))
             await self.step(row, Step.SCRIPTS,
                             StepStatus.OK if all(s.ok for s in scripts) else StepStatus.FAILED,
                             scripts_message(scripts), scripts=list(scripts))
@@ -229,14 +229,14 @@ class Recovery:
         if persist_error is not None:
             reason = (f"recovered forward ({how}) but saving the configuration failed ({persist_error}); "
                       "will retry")
-            return await self._finish(row, Outcome.NEEDS_ATTENTION, reason, StepStatus.FAILED, scripts)
+            return await self.finish(row, Outcome.NEEDS_ATTENTION, reason, StepStatus.FAILED, scripts)
         if not all(s.ok for s in scripts):
-            return await self._finish(row, Outcome.ROTATED_SCRIPT_ERRORS, f"recovered forward ({how}); "
+            return await self.finish(row, Outcome.ROTATED_SCRIPT_ERRORS, f"recovered forward ({how}); "
                                       f"{scripts_message(scripts)}", StepStatus.OK, scripts)
         verifier_kind = ra.verifier_kind
         verified = verifier_kind is not None and can_verify(self.e.targets.get(verifier_kind), ra.account)
         outcome = Outcome.ROTATED if verified else Outcome.ROTATED_UNVERIFIABLE
-        return await self._finish(row, outcome, f"recovered forward: {how}", StepStatus.OK, scripts)
+        return await self.finish(row, outcome, f"recovered forward: {how}", StepStatus.OK, scripts)
 
     async def _persist(self, target: Target, account: Account, secret: Secret | None,
                        attempts: int) -> str | None:
@@ -266,7 +266,7 @@ class Recovery:
         scripts = row.scripts
         steps = await e.db(e.journal.steps, row.id)
         if not ra.noop and not any(s.step == Step.SCRIPTS.value for s in steps):
-            scripts = await e.run_scripts(ra, new, await self._old_secret(row, ra.secret_field))
+            scripts = await e.run_scripts(ra, new, await self.old_secret(row, ra.secret_field))
             await self.step(row, Step.SCRIPTS,
                             StepStatus.OK if all(s.ok for s in scripts) else StepStatus.FAILED,
                             scripts_message(scripts), scripts=list(scripts))
@@ -274,7 +274,7 @@ class Recovery:
 
     async def _drop(self, row: RotationRow, cand: int, reason: str) -> RotationResult:
         await self.e.db(self.e.vault.set_version_state, row.record_uid, cand, VersionState.FAILED)
-        return await self._finish(row, Outcome.FAILED, reason, StepStatus.OK)
+        return await self.finish(row, Outcome.FAILED, reason, StepStatus.OK)
 
     async def _probe(self, row: RotationRow, ra: ResolvedAccount, cand: int, new: Secret) -> RotationResult:
         e, account, attempts = self.e, ra.account, ra.profile.max_attempts
@@ -294,7 +294,7 @@ class Recovery:
                 return await self._reconcile(row, ra, target or verifier, cand, new, old)
             reason = ("device unreachable: could not probe either secret; both kept, the next "
                       "`keyturn recover` probes again")
-            return await self._finish(row, Outcome.UNVERIFIED, reason, StepStatus.UNKNOWN)
+            return await self.finish(row, Outcome.UNVERIFIED, reason, StepStatus.UNKNOWN)
         if target is not None and account.admin is not None:
             try:
                 await target.change(account, old, new)
@@ -303,12 +303,12 @@ class Recovery:
                                                    f"refused "
                                         f"({exc}); candidate dropped, the old secret stays current")
             except (TargetError, OSError) as exc:
-                return await self._finish(row, Outcome.UNVERIFIED, f"device unreachable "
+                return await self.finish(row, Outcome.UNVERIFIED, f"device unreachable "
                                                                    f"({describe(exc)}); both "
                                           "kept, the next `keyturn recover` tries again", StepStatus.UNKNOWN)
             return await self._commit_forward(row, ra, cand, new, "the candidate was re-applied and "
                                                                   "confirmed")
-        return await self._finish(row, Outcome.NEEDS_ATTENTION, "cannot probe: the target cannot test a "
+        return await self.finish(row, Outcome.NEEDS_ATTENTION, "cannot probe: the target cannot test a "
                                                                 "login and "
                                   "no verifier is configured; a person must check which secret works",
                                   StepStatus.FAILED)
@@ -318,7 +318,7 @@ class Recovery:
         """Both secrets rejected (drift): set the old secret again through the admin credential."""
         e, account = self.e, ra.account
         if account.admin is None or old is None or ra.noop:
-            return await self._finish(row, Outcome.NEEDS_ATTENTION, "neither the candidate nor the current "
+            return await self.finish(row, Outcome.NEEDS_ATTENTION, "neither the candidate nor the current "
                                       "secret logs in; a person must look (an admin credential on the "
                                       "profile "
                                       "lets keyturn reconcile)", StepStatus.FAILED)
@@ -331,6 +331,6 @@ class Recovery:
             return await self._drop(row, cand, "recovered: neither secret logged in; the current secret "
                                                "was set "
                                     "again through the admin credential and verified; candidate dropped")
-        return await self._finish(row, Outcome.NEEDS_ATTENTION, "neither secret logs in and reconciling "
+        return await self.finish(row, Outcome.NEEDS_ATTENTION, "neither secret logs in and reconciling "
                                                                 "through "
                                   "the admin credential failed; a person must look", StepStatus.FAILED)

@@ -369,15 +369,15 @@ class _Rotation:
         """Queue a step: it is written with the next durable one, in the same transaction. Only for
         steps whose loss in a crash changes nothing recovery does (it always asks the device). The
         test kill hook fires now: a crash here is a crash before the step's record is durable."""
-        self._queue(step, status, message, fields)
+        self.queue(step, status, message, fields)
         kill_point(step.value)
 
-    def _queue(self, step: Step, status: StepStatus, message: str, fields: dict[str, Any]) -> None:
+    def queue(self, step: Step, status: StepStatus, message: str, fields: dict[str, Any]) -> None:
         self._queued.append((step, status, message, fields))
 
     async def step(self, step: Step, status: StepStatus, message: str, **fields: Any) -> None:
         """Journal + audit the queued steps and this one durably, then honour the test kill hook."""
-        self._queue(step, status, message, fields)
+        self.queue(step, status, message, fields)
         await self.flush(lambda: None)
         kill_point(step.value)
 
@@ -538,7 +538,7 @@ class _Rotation:
         # 4 write-ahead: durable (with steps 2 and 3) before the device is touched
         def write_ahead() -> int:
             version = e.vault.add_version(self.uid, new, state=VersionState.PENDING, rotation_id=self.rid)
-            self._queue(Step.WRITE_AHEAD, StepStatus.OK, f"candidate stored as pending version {version}",
+            self.queue(Step.WRITE_AHEAD, StepStatus.OK, f"candidate stored as pending version {version}",
                         {"candidate_version": version, "old_version": old_version})
             return version
 
@@ -615,11 +615,11 @@ class _Rotation:
         def commit() -> None:
             if ra.ab is not None:  # the swap commits with the candidate (`keyturn.engine.ab`)
                 pair = swap(e.vault, self.uid, version, rotation_id=self.rid, actor=e.actor)
-                self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current: {pair.active} is "
+                self.queue(Step.COMMIT, StepStatus.OK, f"version {version} is current: {pair.active} is "
                             f"the active account now, {pair.idle} idle until the next rotation", {})
                 return
             e.vault.promote(self.uid, version, seen=seen)
-            self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current"
+            self.queue(Step.COMMIT, StepStatus.OK, f"version {version} is current"
                         + (f", version {old_version} previous" if old_version else ""), {})
 
         await self.flush(commit, then=Step.COMMIT)
@@ -770,7 +770,7 @@ class _Rotation:
 
         def commit() -> None:
             self.e.vault.promote(self.uid, version)
-            self._queue(Step.COMMIT, StepStatus.OK, f"version {version} is current", {})
+            self.queue(Step.COMMIT, StepStatus.OK, f"version {version} is current", {})
 
         await self.flush(commit, then=Step.COMMIT)
         self.note(Step.SCRIPTS, StepStatus.SKIPPED, "the scripts ran as the change (step 5)")
