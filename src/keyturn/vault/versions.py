@@ -77,21 +77,45 @@ def current_row(s: Session, uid: str, slot: str) -> VersionRow | None:
         _T.c.record_uid == uid, _T.c.field == slot, _T.c.state == VersionState.CURRENT.value)).first()
 
 
-#: Session.info key of the per-unit cache of `current_values` (`Storage.unit` creates it; every write
-#: of a record's versions below drops that record's entry).
+#: Session.info key of the per-unit cache of a record's versions: uid → every version row of the
+#: record (`Storage.unit` creates it; every write of a record's versions below drops that record's entry).
 CURRENT_CACHE = "kt_current_values"
+_SELECT_ALL = sa.select(_T).where(_T.c.record_uid == sa.bindparam("uid"))
+_SELECT_ALL_OF = sa.select(_T).where(_T.c.record_uid.in_(sa.bindparam("uids", expanding=True)))
+
+
+def _cached(s: Session, uid: str) -> list[VersionRow] | None:
+    """Every version row of `uid`, read once per unit of work (None outside a unit: no cache)."""
+    cache: dict[str, list[VersionRow]] | None = s.info.get(CURRENT_CACHE)
+    if cache is None:
+        return None
+    if uid not in cache:
+        # One query for the current secrets and the version list a rotation reads in the same unit.
+        cache[uid] = list(s.execute(_SELECT_ALL, {"uid": uid}))
+    return cache[uid]
+
+
+def prefetch(s: Session, uids: list[str]) -> None:
+    """Inside a unit of work: read every version of the records `uids` not cached yet, in one query,
+    so their current secrets and version lists are answered without another (outside a unit: no-op)."""
+    cache: dict[str, list[VersionRow]] | None = s.info.get(CURRENT_CACHE)
+    want = [u for u in dict.fromkeys(uids) if cache is not None and u not in cache]
+    if cache is None or not want:
+        return
+    found: dict[str, list[VersionRow]] = {u: [] for u in want}
+    for row in s.execute(_SELECT_ALL_OF, {"uids": want}):
+        found[row.record_uid].append(row)
+    cache.update(found)
 
 
 def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
-    """slot → (version, ciphertext) of every current version of a record, in one query (once per unit
-    of work: a rotation reads the same record's secret several times in one transaction)."""
-    cache: dict[str, dict[str, tuple[int, bytes]]] | None = s.info.get(CURRENT_CACHE)
-    if cache is not None and uid in cache:
-        return dict(cache[uid])
-    values = {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
-    if cache is not None:
-        cache[uid] = dict(values)
-    return values
+    """slot → (version, ciphertext) of every current version of a record, in one query (inside a unit
+    of work once per unit, with the version list: a rotation reads the same record's secret and its
+    versions several times in one transaction)."""
+    rows = _cached(s, uid)
+    if rows is None:
+        return {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
+    return {r.field: (r.version, r.ciphertext) for r in rows if r.state == VersionState.CURRENT.value}
 
 
 def forget_current(s: Session, uid: str) -> None:
@@ -102,6 +126,9 @@ def forget_current(s: Session, uid: str) -> None:
 
 def list_rows(s: Session, uid: str, slot: str) -> list[VersionRow]:
     """Newest first."""
+    rows = _cached(s, uid)
+    if rows is not None:
+        return sorted((r for r in rows if r.field == slot), key=lambda r: r.version, reverse=True)
     return list(s.execute(sa.select(_T).where(_T.c.record_uid == uid, _T.c.field == slot)
                           .order_by(_T.c.version.desc())))
 
