@@ -141,17 +141,18 @@ def _statements(vault: Vault) -> Iterator[list[str]]:
 
 
 def test_prefetched_records_and_versions_are_read_once_per_unit(vault: Vault) -> None:
-    """`prefetch`: records by uid plus every record of a type in one query, their versions in one
-    more; `get`, `secret`, `versions` and `find(type=...)` of them in the unit send none."""
+    """`prefetch`: records by uid plus every record of a type, with their versions, in one query;
+    `get`, `secret`, `versions` and `find(type=...)` of them in the unit send none. A record read by
+    uid in a unit comes with its versions too."""
     uid, admin = _user(vault), _user(vault, "admin")
     with vault.unit(), _statements(vault) as seen:
         vault.prefetch([uid, admin, "no-such-uid-0000000000"], types=["pamConfiguration"])
-        assert len(seen) == 2   # the records, their versions
+        assert len(seen) == 1   # the records, their versions joined in
         assert vault.get(uid).field("password") == Secret("old-pw")
         assert vault.secret(admin) == Secret("old-pw")
         assert [v.version for v in vault.versions(uid)] == [1]
         assert [r.title for r in vault.find(type="pamConfiguration")] == ["Default PAM Configuration"]
-        assert len(seen) == 2
+        assert len(seen) == 1
         # A version written in the unit is seen by the unit's later reads (its cache entry is dropped).
         vault.add_version(uid, Secret("candidate"), rotation_id="r7")
         assert [v.state for v in vault.versions(uid)] == [VersionState.PENDING, VersionState.CURRENT]
@@ -162,6 +163,12 @@ def test_prefetched_records_and_versions_are_read_once_per_unit(vault: Vault) ->
     with _statements(vault) as seen:
         vault.prefetch([uid])   # outside a unit: nowhere to keep them, nothing is read
     assert seen == []
+    with vault.unit(write=False), _statements(vault) as seen:
+        assert vault.get(uid).field("password") == Secret("old-pw")
+        assert [v.state for v in vault.versions(uid)] == [VersionState.PENDING, VersionState.CURRENT]
+        assert vault.secret(uid) == Secret("old-pw")
+        assert vault.get(admin).title == "admin"
+    assert len(seen) == 2   # the user with its versions, the admin with its versions
 
 
 def test_a_version_write_reads_and_bumps_the_record_in_one_statement(vault: Vault) -> None:

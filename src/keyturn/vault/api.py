@@ -629,10 +629,17 @@ class Vault:
         integrity tag matches."""
         if unstorable(ref):  # the database cannot even be asked (and holds no such text)
             raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
-        row = s.get(RecordRow, ref)
+        keep = s.info.get(ROWS_KEPT)
+        if keep is None:
+            row = s.get(RecordRow, ref)
+        elif (row := keep.get(ref)) is None:
+            # A unit of work: the record and its versions in one query (its reads of them follow).
+            found = _group(s.execute(_JOINED_BY_UID, {"uid": ref}))
+            if found:
+                row = found[0][0]
+                ver.remember(s, row.uid, found[0][1])
         if row is None:
             row = self._row_by_title(s, ref)
-        keep = s.info.get(ROWS_KEPT)
         if keep is not None:   # a unit of work: later reads of this record in it need no SELECT
             keep[row.uid] = row
         if check:
@@ -727,15 +734,15 @@ class Vault:
         new_types = [t for t in dict.fromkeys(types) if t not in by_type]
         if not uids and not new_types:
             return
-        rows = list(s.scalars(
-            sa.select(RecordRow)
+        found = _group(s.execute(
+            ver.joined(sa.select(RecordRow), RecordRow.uid)
             .where(sa.or_(RecordRow.uid.in_(uids), RecordRow.type.in_(new_types)))
             .order_by(RecordRow.title_key, RecordRow.uid)))
         for t in new_types:
-            by_type[t] = [r.uid for r in rows if r.type == t]
-        for r in rows:
+            by_type[t] = [r.uid for r, _v in found if r.type == t]
+        for r, versions in found:
             kept.setdefault(r.uid, r)
-        ver.prefetch(s, [r.uid for r in rows])
+            ver.remember(s, r.uid, versions)
 
     def get(self, ref: str) -> Record:
         """Record by uid or unique title (case-insensitive). `RecordNotFound` / `AmbiguousRecord`."""
@@ -1203,6 +1210,17 @@ class Vault:
         with self._storage.session() as s:
             row = s.get(MetaRow, _M_REKEY)
             return str(json.loads(row.value)["key_id"]) if row is not None else None
+
+
+_JOINED_BY_UID = ver.joined(sa.select(RecordRow), RecordRow.uid).where(RecordRow.uid == sa.bindparam("uid"))
+
+
+def _group(result: sa.Result[Any]) -> list[tuple[RecordRow, list[sa.Row[Any]]]]:
+    """The rows of a `versions.joined` query as (record, its rows), in the order the records came."""
+    out: dict[str, tuple[RecordRow, list[sa.Row[Any]]]] = {}
+    for r in result:
+        out.setdefault(r[0].uid, (r[0], []))[1].append(r)
+    return list(out.values())
 
 
 def _not_found(s: Session, ref: str) -> RecordNotFound:

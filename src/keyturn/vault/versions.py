@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -49,7 +49,22 @@ _T: sa.Table = SecretVersionRow.__table__  # type: ignore[assignment]
 _SELECT_CURRENT = sa.select(_T.c.field, _T.c.version, _T.c.ciphertext).where(
     _T.c.record_uid == sa.bindparam("uid"), _T.c.state == "current")
 
-VersionRow = sa.Row[Any]   # a kt_secret_versions row: .field .version .state .ciphertext ...
+class CachedVersion(NamedTuple):
+    """A kt_secret_versions row read by a `joined` query (the columns in table order)."""
+
+    id: int
+    record_uid: str
+    field: str
+    version: int
+    state: str
+    rotation_id: str | None
+    ciphertext: bytes
+    created_at: datetime
+    updated_at: datetime
+    device_seen: str | None
+
+
+VersionRow = sa.Row[Any] | CachedVersion   # a kt_secret_versions row: .field .version .state .ciphertext ...
 
 
 def info(row: VersionRow) -> VersionInfo:
@@ -81,7 +96,8 @@ def current_row(s: Session, uid: str, slot: str) -> VersionRow | None:
 #: record (`Storage.unit` creates it; every write of a record's versions below drops that record's entry).
 CURRENT_CACHE = "kt_current_values"
 _SELECT_ALL = sa.select(_T).where(_T.c.record_uid == sa.bindparam("uid"))
-_SELECT_ALL_OF = sa.select(_T).where(_T.c.record_uid.in_(sa.bindparam("uids", expanding=True)))
+#: The columns a query that reads records joins in to fill the cache with their versions (`remember`).
+COLUMNS: tuple[sa.Column[Any], ...] = tuple(_T.c)
 
 
 def _cached(s: Session, uid: str) -> list[VersionRow] | None:
@@ -95,17 +111,22 @@ def _cached(s: Session, uid: str) -> list[VersionRow] | None:
     return cache[uid]
 
 
-def prefetch(s: Session, uids: list[str]) -> None:
-    """Inside a unit of work: read every version of the records `uids` not cached yet, in one query,
-    so their current secrets and version lists are answered without another (outside a unit: no-op)."""
+def joined(records: sa.Select[Any], uid: Any) -> sa.Select[Any]:
+    """`records` (a SELECT of kt_records rows, `uid` their uid column) with every version of each
+    record joined in (``LEFT OUTER JOIN``: a record without versions comes back once, with NULL
+    version columns); its rows go to `remember`."""
+    return records.add_columns(*COLUMNS).outerjoin(_T, _T.c.record_uid == uid)
+
+
+def remember(s: Session, uid: str, rows: list[sa.Row[Any]]) -> None:
+    """Inside a unit of work: `rows` (of a `joined` query, all of record `uid`'s) are its versions;
+    later reads of them in the unit send no query. A record already cached keeps its entry (this
+    unit may have written versions since); outside a unit: nothing."""
     cache: dict[str, list[VersionRow]] | None = s.info.get(CURRENT_CACHE)
-    want = [u for u in dict.fromkeys(uids) if cache is not None and u not in cache]
-    if cache is None or not want:
+    if cache is None or uid in cache:
         return
-    found: dict[str, list[VersionRow]] = {u: [] for u in want}
-    for row in s.execute(_SELECT_ALL_OF, {"uids": want}):
-        found[row.record_uid].append(row)
-    cache.update(found)
+    cache[uid] = [CachedVersion(*(r._mapping[c] for c in COLUMNS)) for r in rows
+                  if r._mapping[_T.c.id] is not None]
 
 
 def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
