@@ -186,6 +186,12 @@ def test_prefetched_records_and_versions_are_read_once_per_unit(any_vault: Vault
         assert vault.secret(uid) == Secret("old-pw")
         assert vault.get(admin).title == "admin"
     assert len(seen) == 2   # the user with its versions, the admin with its versions
+    with _statements(vault) as seen:   # outside a unit: one query per call all the same
+        assert vault.get(uid).field("password") == Secret("old-pw")
+        assert vault.reveal(uid, actor="test", version=2) == Secret("candidate")
+    reads = [s for s in seen if "kt_secret_versions" in s and "kt_records" not in s]
+    assert reads == [], reads   # the versions came with the record
+    assert [e.details["version"] for e in vault.audit.list(action="reveal")] == [2]
 
 
 def test_a_version_write_reads_and_bumps_the_record_in_one_statement(any_vault: Vault) -> None:

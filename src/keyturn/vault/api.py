@@ -747,6 +747,7 @@ class Vault:
     def get(self, ref: str) -> Record:
         """Record by uid or unique title (case-insensitive). `RecordNotFound` / `AmbiguousRecord`."""
         with self._storage.session() as s:
+            _read_once(s)
             return self._to_record(s, self._row(s, ref))
 
     def meta(self, ref: str) -> tuple[str, dict[str, Any]]:
@@ -1039,6 +1040,7 @@ class Vault:
         a mistake is undone) — for showing to a person. Audited ("reveal", with the version). `uid`
         may also be a unique title (as `resolve` takes it)."""
         with self._storage.session(write=True) as s:
+            _read_once(s)
             row = self._row(s, uid)
             slot = self._slot(s, row, field)
             cur = (ver.current_row(s, row.uid, slot) if version is None
@@ -1213,6 +1215,14 @@ class Vault:
 
 
 _JOINED_BY_UID = ver.joined(sa.select(RecordRow), RecordRow.uid).where(RecordRow.uid == sa.bindparam("uid"))
+
+
+def _read_once(s: Session) -> None:
+    """Outside a unit of work: give this call's session the unit's read caches, so `_row` reads a
+    record by uid with its versions in one query and the call's reads of them send none (the session
+    ends with the call; inside a unit the unit's caches are already there)."""
+    if ROWS_KEPT not in s.info:
+        s.info[ROWS_KEPT], s.info[ver.CURRENT_CACHE] = {}, {}
 
 
 def _group(result: sa.Result[Any]) -> list[tuple[RecordRow, list[sa.Row[Any]]]]:

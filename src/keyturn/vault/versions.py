@@ -80,14 +80,19 @@ def next_version(s: Session, uid: str, slot: str) -> int:
 
 
 def get_row(s: Session, uid: str, slot: str, version: int) -> VersionRow:
-    row = s.execute(sa.select(_T).where(
-        _T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)).first()
+    cached = s.info.get(CURRENT_CACHE, {}).get(uid)
+    row = (next((r for r in cached if r.field == slot and r.version == version), None)
+           if cached is not None else s.execute(sa.select(_T).where(
+               _T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)).first())
     if row is None:
         raise VaultError(f"record {uid} field {slot!r} has no version {version}")
     return row
 
 
 def current_row(s: Session, uid: str, slot: str) -> VersionRow | None:
+    cached = s.info.get(CURRENT_CACHE, {}).get(uid)
+    if cached is not None:   # this unit read them (`_cached`, `remember`); writes drop the entry
+        return next((r for r in cached if r.field == slot and r.state == VersionState.CURRENT.value), None)
     return s.execute(sa.select(_T).where(
         _T.c.record_uid == uid, _T.c.field == slot, _T.c.state == VersionState.CURRENT.value)).first()
 
