@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from keyturn.config import Settings
 from keyturn.engine.journal import Journal, write_tx
@@ -17,6 +19,7 @@ from keyturn.errors import RecordNotFound, RotationLocked
 from keyturn.secret import Secret
 from keyturn.vault import Field, Vault
 from keyturn.vault.versions import VersionState
+from tests.pg import pg_schema_url
 
 
 @pytest.fixture
@@ -121,4 +124,94 @@ def test_batched_steps_and_audit_entries_keep_order_and_chain(vault: Vault) -> N
     assert [e.id for e in newest] == list(range(ids[0], ids[0] - 4, -1))
     assert vault.audit.verify() is None
     vault.audit.append("after", actor="test")     # a single append continues the batched chain
+    assert vault.audit.verify() is None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_vault(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Vault]:
+    """A vault on SQLite, then on PostgreSQL (skipped when it is not running)."""
+    if request.param == "sqlite":
+        v = Vault.init(Settings(home=tmp_path))
+    else:
+        with pg_schema_url("kt_unit") as url:
+            v = Vault.init(Settings(home=tmp_path, database_url=url))
+            yield v
+            v.close()
+            return
+    yield v
+    v.close()
+
+
+@contextmanager
+def _statements(vault: Vault) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        seen.append(statement)
+
+    sa.event.listen(vault.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(vault.engine, "before_cursor_execute", count)
+
+
+def test_prefetched_records_and_versions_are_read_once_per_unit(any_vault: Vault) -> None:
+    """`prefetch`: records by uid plus every record of a type, with their versions, in one query;
+    `get`, `secret`, `versions` and `find(type=...)` of them in the unit send none. A record read by
+    uid in a unit comes with its versions too."""
+    vault = any_vault
+    uid, admin = _user(vault), _user(vault, "admin")
+    with vault.unit(), _statements(vault) as seen:
+        vault.prefetch([uid, admin, "no-such-uid-0000000000"], types=["pamConfiguration"])
+        assert len(seen) == 1   # the records, their versions joined in
+        assert vault.get(uid).field("password") == Secret("old-pw")
+        assert vault.secret(admin) == Secret("old-pw")
+        assert [v.version for v in vault.versions(uid)] == [1]
+        assert [r.title for r in vault.find(type="pamConfiguration")] == ["Default PAM Configuration"]
+        assert len(seen) == 1
+        # A version written in the unit is seen by the unit's later reads (its cache entry is dropped).
+        vault.add_version(uid, Secret("candidate"), rotation_id="r7")
+        assert [v.state for v in vault.versions(uid)] == [VersionState.PENDING, VersionState.CURRENT]
+        # A record added in the unit is listed by `find`, not the prefetched listing.
+        vault.add(type="pamConfiguration", title="second")
+        assert [r.title for r in vault.find(type="pamConfiguration")] == ["Default PAM Configuration",
+                                                                           "second"]
+    with _statements(vault) as seen:
+        vault.prefetch([uid])   # outside a unit: nowhere to keep them, nothing is read
+    assert seen == []
+    with vault.unit(write=False), _statements(vault) as seen:
+        assert vault.get(uid).field("password") == Secret("old-pw")
+        assert [v.state for v in vault.versions(uid)] == [VersionState.PENDING, VersionState.CURRENT]
+        assert vault.secret(uid) == Secret("old-pw")
+        assert vault.get(admin).title == "admin"
+    assert len(seen) == 2   # the user with its versions, the admin with its versions
+    with _statements(vault) as seen:   # outside a unit: one query per call all the same
+        assert vault.get(uid).field("password") == Secret("old-pw")
+        assert vault.reveal(uid, actor="test", version=2) == Secret("candidate")
+    reads = [s for s in seen if "kt_secret_versions" in s and "kt_records" not in s]
+    assert reads == [], reads   # the versions came with the record
+    assert [e.details["version"] for e in vault.audit.list(action="reveal")] == [2]
+
+
+def test_a_version_write_reads_and_bumps_the_record_in_one_statement(any_vault: Vault) -> None:
+    """add_version: the record, its `updated_at` bump and the next number are one UPDATE … RETURNING;
+    the number is right for a field whose slot is not its name, and for a record named by title."""
+    vault = any_vault
+    uid = _user(vault)
+    before = vault.get(uid).updated_at
+    with _statements(vault) as seen:
+        assert vault.add_version(uid, Secret("v2"), rotation_id="r8") == 2
+    writes = [s for s in seen if not s.startswith(("BEGIN", "SELECT value FROM kt_meta", "SELECT 1"))]
+    assert [s.split()[0] for s in writes[:2]] == ["UPDATE", "INSERT"], writes
+    assert vault.get(uid).updated_at > before
+    assert vault.add_version("u", Secret("v3"), rotation_id="r9") == 3   # by title: the long way
+    rec = vault.add(type="pamUser", title="labelled",
+                    fields=[Field("password", "enable", [Secret("e1")])])
+    assert vault.add_version(rec.uid, Secret("e2"), field="enable") == 2  # slot "password:enable"
+    assert vault.add_version(rec.uid, Secret("n1"), field="fresh") == 1   # a new custom slot
+    vault.promote(rec.uid, 2, field="enable")
+    vault.promote("labelled", 1, field="fresh")
+    assert vault.secret(rec.uid, "enable") == Secret("e2")
+    assert vault.secret(rec.uid, "fresh") == Secret("n1")
     assert vault.audit.verify() is None

@@ -40,6 +40,7 @@ _ENDPOINT_FIELDS = ("host_endpoint", "ssh_port", "ca_bundle", "fingerprint", "in
                     "org_id", "base_url")
 _TRUE = ("1", "true", "yes", "on")
 ENABLE_REF = "enable_secret_record"   # text custom field: uid of the record holding the enable secret
+PAM_CONFIGURATION_TYPE = "pamConfiguration"  # the record type `default_configuration_record` lists
 ENABLE_COPY = "enable_secret"         # secret custom field: a copied enable secret (goes stale)
 ENABLE_TARGET = "iosxe-enable-secret"
 # Targets whose calls authenticate with the rotated secret itself (a Meraki API key rotates its own key):
@@ -249,6 +250,11 @@ def resolve_account(vault: VaultLike, user: RecordLike, profile: RotationProfile
     Raises `ProfileError` (or the vault's `RecordNotFound`) with what to fix.
     """
     noop = is_noop(profile, user)
+    prefetch = getattr(vault, "prefetch", None)   # `Vault.prefetch`; a test's vault may lack it
+    if prefetch is not None:
+        # One query for the records read below (and one for their versions) instead of one or two each.
+        prefetch([r for r in (profile.resource, profile.admin, profile.configuration, _text(user, ENABLE_REF))
+                  if r], types=() if profile.configuration else (PAM_CONFIGURATION_TYPE,))
     resource = vault.get(profile.resource) if profile.resource else None
     admin = vault.get(profile.admin) if profile.admin else None
     # Without a configuration the default one, as `find` read it (no second read by uid).

@@ -84,11 +84,13 @@ from keyturn.vault.records import (
     validate_title,
 )
 from keyturn.vault.storage import (
+    FOUND_BY_TYPE,
     ROWS_KEPT,
     MetaRow,
     RecordRow,
     SecretVersionRow,
     Storage,
+    ambient_session,
     sqlite_path,
     utcnow,
 )
@@ -99,6 +101,7 @@ if TYPE_CHECKING:
 
 _M_KEY_ID, _M_KEYCHECK, _M_KDF, _M_REKEY, _M_CREATED = "key_id", "keycheck", "kdf", "rekey", "created_at"
 _M_INTEGRITY = "integrity_key"  # the integrity key, wrapped by the current master key (see barrier)
+_UNREAD: Any = object()  # `Vault._touch`: the highest version number was not read
 
 
 @dataclass(frozen=True)
@@ -498,6 +501,7 @@ class Vault:
         )
         s.add(row)
         s.flush()
+        s.info.pop(FOUND_BY_TYPE, None)  # a unit's `prefetch`ed listings do not hold it
         self._write_fields(s, row, list(spec.fields), list(spec.custom))
         integrity.seal(self._barrier, row)
         details: dict[str, Any] = {"title": title, "type": spec.type}
@@ -574,14 +578,20 @@ class Vault:
 
     def _new_version(
         self, s: Session, row: RecordRow, slot: str, value: Secret, state: VersionState,
-        rotation_id: str | None,
+        rotation_id: str | None, *, number: int | None = None,
     ) -> int:
-        number = ver.next_version(s, row.uid, slot)
+        """Encrypt and insert the next version of `slot` and bump the record's `updated_at` (listings
+        show when a record's secrets last changed). `number`: the next number when the caller read it
+        under this write transaction (`_touch`, which has also bumped `updated_at`)."""
+        touched = number is not None
+        if number is None:
+            number = ver.next_version(s, row.uid, slot)
         blob = self._barrier.encrypt(row.wrapped_key, row.uid, slot, number, value)
         ver.insert(s, row.uid, slot, number, blob, state, rotation_id)
         if state is VersionState.CURRENT:
             ver.trim(s, row.uid, slot, self._settings.history_depth)
-        row.updated_at = utcnow()
+        if not touched:
+            row.updated_at = utcnow()
         return number
 
     def _decrypt(self, row: RecordRow, v: ver.VersionRow) -> Secret:
@@ -619,10 +629,17 @@ class Vault:
         integrity tag matches."""
         if unstorable(ref):  # the database cannot even be asked (and holds no such text)
             raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
-        row = s.get(RecordRow, ref)
+        keep = s.info.get(ROWS_KEPT)
+        if keep is None:
+            row = s.get(RecordRow, ref)
+        elif (row := keep.get(ref)) is None:
+            # A unit of work: the record and its versions in one query (its reads of them follow).
+            found = _group(s.execute(_JOINED_BY_UID, {"uid": ref}))
+            if found:
+                row = found[0][0]
+                ver.remember(s, row.uid, found[0][1])
         if row is None:
             row = self._row_by_title(s, ref)
-        keep = s.info.get(ROWS_KEPT)
         if keep is not None:   # a unit of work: later reads of this record in it need no SELECT
             keep[row.uid] = row
         if check:
@@ -649,6 +666,41 @@ class Vault:
         integrity.check(self._barrier, row)
         return row
 
+    def _touch(self, s: Session, ref: str, field: str | None = None) -> tuple[RecordRow, Any]:
+        """`_locked_row` for a write that changes the record's versions, in one statement: ``UPDATE
+        kt_records SET updated_at = now … RETURNING`` the row (on PostgreSQL the UPDATE is the row lock,
+        and what it returns is the row as committed, as ``FOR UPDATE`` reads it), with `field`'s highest
+        version number (None: no version) read by the same statement. Integrity-checked after.
+
+        Returns (row, highest number, or `_UNREAD`). A title, or a record this unit already holds,
+        goes the long way (`_locked_row`, the bump at flush, the number unread): the statement is by
+        uid, and must not overwrite a row the session holds changed."""
+        kept = s.info.get(ROWS_KEPT)
+        if unstorable(ref) or (kept is not None and ref in kept):
+            row = self._locked_row(s, ref)
+            row.updated_at = utcnow()
+            return row, _UNREAD
+        top = (sa.select(sa.func.max(SecretVersionRow.version))
+               .where(SecretVersionRow.record_uid == RecordRow.uid,
+                      SecretVersionRow.field == sa.bindparam("kt_field"))
+               .scalar_subquery()) if field is not None else sa.null()
+        got = s.execute(
+            sa.update(RecordRow).where(RecordRow.uid == ref).values(updated_at=utcnow())
+            .returning(RecordRow, top),
+            {"kt_field": field} if field is not None else {},
+            # A copy this session holds (read, not changed: changed ones went the long way) is refreshed.
+            execution_options={"synchronize_session": False, "populate_existing": True},
+        ).first()
+        if got is None:  # a title (or no such record): found by `_row`, then locked by uid
+            row = self._locked_row(s, ref)
+            row.updated_at = utcnow()
+            return row, _UNREAD
+        row = got[0]
+        if kept is not None:
+            kept[row.uid] = row
+        integrity.check(self._barrier, row)
+        return row, (None if got[1] is None else int(got[1])) if field is not None else _UNREAD
+
     def lock_record(self, ref: str) -> None:
         """Inside a write unit of work: lock the record until the unit ends (see `_locked_row`); reads
         of it in the unit after this see it as committed. Take it before anything that serializes."""
@@ -667,9 +719,35 @@ class Vault:
             candidates=cands,
         )
 
+    def prefetch(self, refs: Sequence[str], *, types: Sequence[str] = ()) -> None:
+        """Inside a unit of work: read the records named by uid in `refs` and every record of the
+        types `types` in one query, and all their versions in one more, so that `get`, `secret`,
+        `versions` and `find(type=...)` of them later in the unit send none (a rotation's prepare reads
+        resource, admin and configuration this way). A title in `refs` is left to `get`. Outside a
+        unit it does nothing: there is nowhere to keep them."""
+        s = ambient_session(self._storage.engine)
+        if s is None:
+            return
+        kept: dict[str, RecordRow] = s.info[ROWS_KEPT]
+        by_type: dict[str, list[str]] = s.info.setdefault(FOUND_BY_TYPE, {})
+        uids = [r for r in dict.fromkeys(refs) if r and not unstorable(r) and r not in kept]
+        new_types = [t for t in dict.fromkeys(types) if t not in by_type]
+        if not uids and not new_types:
+            return
+        found = _group(s.execute(
+            ver.joined(sa.select(RecordRow), RecordRow.uid)
+            .where(sa.or_(RecordRow.uid.in_(uids), RecordRow.type.in_(new_types)))
+            .order_by(RecordRow.title_key, RecordRow.uid)))
+        for t in new_types:
+            by_type[t] = [r.uid for r, _v in found if r.type == t]
+        for r, versions in found:
+            kept.setdefault(r.uid, r)
+            ver.remember(s, r.uid, versions)
+
     def get(self, ref: str) -> Record:
         """Record by uid or unique title (case-insensitive). `RecordNotFound` / `AmbiguousRecord`."""
         with self._storage.session() as s:
+            _read_once(s)
             return self._to_record(s, self._row(s, ref))
 
     def meta(self, ref: str) -> tuple[str, dict[str, Any]]:
@@ -705,7 +783,9 @@ class Vault:
         if title is not None:
             q = q.where(RecordRow.title_key.contains(title_key(title), autoescape=True))
         with self._storage.session() as s:
-            rows = list(s.scalars(q))
+            listed = s.info.get(FOUND_BY_TYPE, {}).get(type) if title is None else None
+            rows = (list(s.scalars(q)) if listed is None
+                    else [s.info[ROWS_KEPT][uid] for uid in listed])   # `prefetch` read them
             for r in rows:
                 integrity.check(self._barrier, r)
             records = [self._to_record(s, r) for r in rows]
@@ -794,6 +874,10 @@ class Vault:
             row = self._row(s, uid, check=False)
             s.execute(sa.delete(SecretVersionRow).where(SecretVersionRow.record_uid == row.uid))
             ver.forget_current(s, row.uid)
+            s.info.pop(FOUND_BY_TYPE, None)
+            kept = s.info.get(ROWS_KEPT)
+            if kept is not None:
+                kept.pop(row.uid, None)
             self.audit.append_in(s, "record.remove", actor=actor, record_uid=row.uid,
                                  details={"title": row.title, "type": row.type})
             s.delete(row)
@@ -911,9 +995,10 @@ class Vault:
         if not isinstance(value, Secret):
             raise TypeError("add_version takes a Secret")
         with self._storage.session(write=True) as s:
-            row = self._row(s, uid)
+            row, top = self._touch(s, uid, field)
             slot = self._slot(s, row, field, create=True)
-            number = self._new_version(s, row, slot, value, VersionState(state), rotation_id)
+            number = self._new_version(s, row, slot, value, VersionState(state), rotation_id,
+                                       number=None if top is _UNREAD or slot != field else (top or 0) + 1)
             self.audit.append_in(s, "version.add", actor=actor, record_uid=row.uid, details={
                 "field": slot, "version": number, "state": str(state), "rotation_id": rotation_id,
             })
@@ -942,11 +1027,10 @@ class Vault:
         with self._storage.session(write=True) as s:
             # The record's lock, not the installation's chain lock: a rotation's commit waits only for
             # writers of the same record; the chain lock is taken by the audit append at the end.
-            row = self._locked_row(s, uid)
+            row, _top = self._touch(s, uid)
             slot = self._slot(s, row, field)
             old = ver.promote(s, row.uid, slot, version, seen=seen)
             ver.trim(s, row.uid, slot, self._settings.history_depth)
-            row.updated_at = utcnow()
             self.audit.append_in(s, "version.promote", actor=actor, record_uid=row.uid, details={
                 "field": slot, "version": version, "previous": old,
             })
@@ -956,6 +1040,7 @@ class Vault:
         a mistake is undone) — for showing to a person. Audited ("reveal", with the version). `uid`
         may also be a unique title (as `resolve` takes it)."""
         with self._storage.session(write=True) as s:
+            _read_once(s)
             row = self._row(s, uid)
             slot = self._slot(s, row, field)
             cur = (ver.current_row(s, row.uid, slot) if version is None
@@ -1127,6 +1212,25 @@ class Vault:
         with self._storage.session() as s:
             row = s.get(MetaRow, _M_REKEY)
             return str(json.loads(row.value)["key_id"]) if row is not None else None
+
+
+_JOINED_BY_UID = ver.joined(sa.select(RecordRow), RecordRow.uid).where(RecordRow.uid == sa.bindparam("uid"))
+
+
+def _read_once(s: Session) -> None:
+    """Outside a unit of work: give this call's session the unit's read caches, so `_row` reads a
+    record by uid with its versions in one query and the call's reads of them send none (the session
+    ends with the call; inside a unit the unit's caches are already there)."""
+    if ROWS_KEPT not in s.info:
+        s.info[ROWS_KEPT], s.info[ver.CURRENT_CACHE] = {}, {}
+
+
+def _group(result: sa.Result[Any]) -> list[tuple[RecordRow, list[sa.Row[Any]]]]:
+    """The rows of a `versions.joined` query as (record, its rows), in the order the records came."""
+    out: dict[str, tuple[RecordRow, list[sa.Row[Any]]]] = {}
+    for r in result:
+        out.setdefault(r[0].uid, (r[0], []))[1].append(r)
+    return list(out.values())
 
 
 def _not_found(s: Session, ref: str) -> RecordNotFound:

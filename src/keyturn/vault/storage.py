@@ -51,6 +51,15 @@ _AMBIENT = threading.local()
 ROWS_KEPT = "kt_rows_kept"
 #: Session.info key: audit entries a batching unit appends at its end, in one write (`AuditLog`).
 AUDIT_BATCH = "kt_audit_batch"
+#: Session.info key: record type → uids of every record of that type, title order, as a unit's
+#: `Vault.prefetch` read them (the rows are in ROWS_KEPT); dropped when the unit adds or removes one.
+FOUND_BY_TYPE = "kt_found_by_type"
+
+
+def ambient_session(engine: Engine) -> Session | None:
+    """The session of the unit of work open on this thread for `engine`, or None."""
+    s: Session | None = getattr(_AMBIENT, "session", None)
+    return s if s is not None and _AMBIENT.engine is engine else None
 
 
 def ambient_audit_batch(engine: Engine) -> list[Any] | None:
@@ -335,7 +344,7 @@ class Storage:
                     log_.write_batch(s.connection(), entries)
             finally:
                 _AMBIENT.session = _AMBIENT.engine = None
-                for key in (ROWS_KEPT, CURRENT_CACHE, AUDIT_BATCH):
+                for key in (ROWS_KEPT, CURRENT_CACHE, AUDIT_BATCH, FOUND_BY_TYPE):
                     s.info.pop(key, None)
 
     def unavailable(self, exc: BaseException) -> StorageUnavailable:

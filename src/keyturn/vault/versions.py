@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -49,7 +49,22 @@ _T: sa.Table = SecretVersionRow.__table__  # type: ignore[assignment]
 _SELECT_CURRENT = sa.select(_T.c.field, _T.c.version, _T.c.ciphertext).where(
     _T.c.record_uid == sa.bindparam("uid"), _T.c.state == "current")
 
-VersionRow = sa.Row[Any]   # a kt_secret_versions row: .field .version .state .ciphertext ...
+class CachedVersion(NamedTuple):
+    """A kt_secret_versions row read by a `joined` query (the columns in table order)."""
+
+    id: int
+    record_uid: str
+    field: str
+    version: int
+    state: str
+    rotation_id: str | None
+    ciphertext: bytes
+    created_at: datetime
+    updated_at: datetime
+    device_seen: str | None
+
+
+VersionRow = sa.Row[Any] | CachedVersion   # a kt_secret_versions row: .field .version .state .ciphertext ...
 
 
 def info(row: VersionRow) -> VersionInfo:
@@ -65,33 +80,68 @@ def next_version(s: Session, uid: str, slot: str) -> int:
 
 
 def get_row(s: Session, uid: str, slot: str, version: int) -> VersionRow:
-    row = s.execute(sa.select(_T).where(
-        _T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)).first()
+    cached = s.info.get(CURRENT_CACHE, {}).get(uid)
+    row = (next((r for r in cached if r.field == slot and r.version == version), None)
+           if cached is not None else s.execute(sa.select(_T).where(
+               _T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)).first())
     if row is None:
         raise VaultError(f"record {uid} field {slot!r} has no version {version}")
     return row
 
 
 def current_row(s: Session, uid: str, slot: str) -> VersionRow | None:
+    cached = s.info.get(CURRENT_CACHE, {}).get(uid)
+    if cached is not None:   # this unit read them (`_cached`, `remember`); writes drop the entry
+        return next((r for r in cached if r.field == slot and r.state == VersionState.CURRENT.value), None)
     return s.execute(sa.select(_T).where(
         _T.c.record_uid == uid, _T.c.field == slot, _T.c.state == VersionState.CURRENT.value)).first()
 
 
-#: Session.info key of the per-unit cache of `current_values` (`Storage.unit` creates it; every write
-#: of a record's versions below drops that record's entry).
+#: Session.info key of the per-unit cache of a record's versions: uid → every version row of the
+#: record (`Storage.unit` creates it; every write of a record's versions below drops that record's entry).
 CURRENT_CACHE = "kt_current_values"
+_SELECT_ALL = sa.select(_T).where(_T.c.record_uid == sa.bindparam("uid"))
+#: The columns a query that reads records joins in to fill the cache with their versions (`remember`).
+COLUMNS: tuple[sa.Column[Any], ...] = tuple(_T.c)
+
+
+def _cached(s: Session, uid: str) -> list[VersionRow] | None:
+    """Every version row of `uid`, read once per unit of work (None outside a unit: no cache)."""
+    cache: dict[str, list[VersionRow]] | None = s.info.get(CURRENT_CACHE)
+    if cache is None:
+        return None
+    if uid not in cache:
+        # One query for the current secrets and the version list a rotation reads in the same unit.
+        cache[uid] = list(s.execute(_SELECT_ALL, {"uid": uid}))
+    return cache[uid]
+
+
+def joined(records: sa.Select[Any], uid: Any) -> sa.Select[Any]:
+    """`records` (a SELECT of kt_records rows, `uid` their uid column) with every version of each
+    record joined in (``LEFT OUTER JOIN``: a record without versions comes back once, with NULL
+    version columns); its rows go to `remember`."""
+    return records.add_columns(*COLUMNS).outerjoin(_T, _T.c.record_uid == uid)
+
+
+def remember(s: Session, uid: str, rows: list[sa.Row[Any]]) -> None:
+    """Inside a unit of work: `rows` (of a `joined` query, all of record `uid`'s) are its versions;
+    later reads of them in the unit send no query. A record already cached keeps its entry (this
+    unit may have written versions since); outside a unit: nothing."""
+    cache: dict[str, list[VersionRow]] | None = s.info.get(CURRENT_CACHE)
+    if cache is None or uid in cache:
+        return
+    cache[uid] = [CachedVersion(*(r._mapping[c] for c in COLUMNS)) for r in rows
+                  if r._mapping[_T.c.id] is not None]
 
 
 def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
-    """slot → (version, ciphertext) of every current version of a record, in one query (once per unit
-    of work: a rotation reads the same record's secret several times in one transaction)."""
-    cache: dict[str, dict[str, tuple[int, bytes]]] | None = s.info.get(CURRENT_CACHE)
-    if cache is not None and uid in cache:
-        return dict(cache[uid])
-    values = {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
-    if cache is not None:
-        cache[uid] = dict(values)
-    return values
+    """slot → (version, ciphertext) of every current version of a record, in one query (inside a unit
+    of work once per unit, with the version list: a rotation reads the same record's secret and its
+    versions several times in one transaction)."""
+    rows = _cached(s, uid)
+    if rows is None:
+        return {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
+    return {r.field: (r.version, r.ciphertext) for r in rows if r.state == VersionState.CURRENT.value}
 
 
 def forget_current(s: Session, uid: str) -> None:
@@ -102,6 +152,9 @@ def forget_current(s: Session, uid: str) -> None:
 
 def list_rows(s: Session, uid: str, slot: str) -> list[VersionRow]:
     """Newest first."""
+    rows = _cached(s, uid)
+    if rows is not None:
+        return sorted((r for r in rows if r.field == slot), key=lambda r: r.version, reverse=True)
     return list(s.execute(sa.select(_T).where(_T.c.record_uid == uid, _T.c.field == slot)
                           .order_by(_T.c.version.desc())))
 
