@@ -143,11 +143,17 @@ def canonical(obj: Any) -> str:
 def entry_hash(row: Any, mac: ChainMac | None = None, *, prev_hash: str | None = None) -> str:
     """The chain hash of `row` (an `AuditRow` or a Core row of its columns): keyed with `mac`, plain
     SHA-256 (pre-keyed vaults) without. `prev_hash` replaces the row's own (re-keying)."""
-    body = {
-        "id": row.id, "ts": row.ts, "actor": row.actor, "action": row.action,
-        "record_uid": row.record_uid, "details": row.details,
-        "prev_hash": row.prev_hash if prev_hash is None else prev_hash,
-    }
+    return _hash_of(row.id, row.ts, row.actor, row.action, row.record_uid, row.details,
+                    row.prev_hash if prev_hash is None else prev_hash, mac)
+
+
+def _hash_of(
+    entry_id: int, ts: str, actor: str, action: str, record_uid: str | None, details: str, prev_hash: str,
+    mac: ChainMac | None,
+) -> str:
+    """`entry_hash` of the given column values (the append path builds no row object for it)."""
+    body = {"id": entry_id, "ts": ts, "actor": actor, "action": action, "record_uid": record_uid,
+            "details": details, "prev_hash": prev_hash}
     data = canonical(body).encode()
     return mac(data) if mac is not None else hashlib.sha256(data).hexdigest()
 
@@ -241,12 +247,13 @@ class AuditLog:
         """Write entries into the chain now (see `append_many_on`); returns their ids."""
         if not entries:
             return []
+        prepared = self._prepare(entries)   # before the chain lock (see `write_with`)
         guess = self._written if self._storage.dialect == "sqlite" else None
         if guess is not None:
             # SQLite: the transaction holds the writer lock already, and the head this process wrote
             # last is still the head unless another process appended since; a conditional UPDATE
             # checks that and moves the head in one statement, so no head read (else: read it).
-            params, value = self._link(guess, entries)
+            params, value = self._chain(guess, prepared)
             if conn.execute(_MOVE_HEAD, {"head_value": value, "expected": guess}).rowcount == 1:
                 conn.execute(_INSERT_ENTRY, params)
                 self._written = value   # a rollback leaves it stale: the next check fails, reads
@@ -254,7 +261,7 @@ class AuditLog:
         head = self._storage.lock_chain(conn)   # the chain lock and the head, in one statement
         if head is None:  # first entry (or a chain whose head was removed: continue after the newest row)
             start = json.dumps({"id": int(conn.execute(_SELECT_MAX_ID).scalar_one() or 0), "hash": GENESIS})
-        params, value = self._link(head if head is not None else start, entries)
+        params, value = self._chain(head if head is not None else start, prepared)
         self._written = value
         ids = [p["id"] for p in params]
         if head is not None and self._storage.dialect == "postgresql":
@@ -284,34 +291,47 @@ class AuditLog:
         yet): run `update` and `also`, then append."""
         if self._storage.dialect != "postgresql" or not entries:
             return None
+        # Everything that does not need the head is done before the chain lock, which every writer of
+        # the installation waits for: the statement and its cache key (SQLAlchemy would generate the key
+        # at execute; it is memoized on the statement), and the entries' serialised details.
+        statement = _append_with_statement(len(entries), update, also)
+        statement._generate_cache_key()
+        prepared = self._prepare(entries)
         head = self._storage.lock_chain(conn)
         if head is None:
             return None
-        params, value = self._link(head, entries)
+        params, value = self._chain(head, prepared)
         flat = {f"kt_{k}_{i}": v for i, row in enumerate(params) for k, v in row.items()}
-        moved = conn.execute(_append_with_statement(len(params), update, also), {"head_value": value, **flat})
+        moved = conn.execute(statement, {"head_value": value, **flat})
         if moved.rowcount != 1:
             return False
         self._written = value
         return True
 
-    def _link(
-        self, head: str, entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+    @staticmethod
+    def _prepare(
+        entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+    ) -> builtins.list[dict[str, Any]]:
+        """The rows of `entries` without id, hash and link: what can be computed before the chain lock
+        (the details serialised, a secret refused, the `rotation_id` column)."""
+        return [{"actor": actor, "action": action, "record_uid": record_uid,
+                 "details": canonical(dict(details or {})), "rotation_id": rotation_of(details or {})}
+                for action, actor, record_uid, details in entries]
+
+    def _chain(
+        self, head: str, rows: builtins.list[dict[str, Any]],
     ) -> tuple[builtins.list[dict[str, Any]], str]:
-        """The rows of `entries` chained after the stored head value `head`, and the new head value."""
+        """`rows` (from `_prepare`, completed in place) chained after the stored head value `head`; the
+        new head value. Each row's timestamp is taken here, under the chain lock, so ids and times agree."""
         last = json.loads(head)
         prev, last_id = str(last["hash"]), int(last["id"])
-        params = []
-        for action, actor, record_uid, details in entries:
-            text = canonical(dict(details or {}))
+        for row in rows:
             last_id += 1
-            row = AuditRow(id=last_id, ts=utcnow().isoformat(timespec="microseconds"), actor=actor,
-                           action=action, record_uid=record_uid, details=text, prev_hash=prev)
-            row.hash = prev = entry_hash(row, self._mac)
-            params.append({"id": row.id, "ts": row.ts, "actor": actor, "action": action,
-                           "record_uid": record_uid, "details": text, "prev_hash": row.prev_hash,
-                           "hash": row.hash, "rotation_id": rotation_of(details or {})})
-        return params, self._head_value(last_id, prev)
+            ts = utcnow().isoformat(timespec="microseconds")
+            row["id"], row["ts"], row["prev_hash"] = last_id, ts, prev
+            row["hash"] = prev = _hash_of(last_id, ts, row["actor"], row["action"], row["record_uid"],
+                                          row["details"], row["prev_hash"], self._mac)
+        return rows, self._head_value(last_id, prev)
 
     def list(
         self, *, record_uid: str | None = None, action: str | None = None, limit: int | None = None,

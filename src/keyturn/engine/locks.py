@@ -127,11 +127,14 @@ class LockManager:
         if res.rowcount != 1:
             raise self.lost(key, owner)
 
-    def held(self, key: str, owner: str, token: str) -> sa.ColumnElement[bool]:
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def held(key: str, owner: str, token: str) -> sa.ColumnElement[bool]:
         """`fence` without the renewal, as a condition for a statement the holder runs anyway (the
         journal's rotation UPDATE): true while the lock is this acquisition's. On PostgreSQL the lock
         row is share-locked until the holder commits, so a takeover's delete waits for that commit,
-        as it waits for `fence`'s renewing UPDATE. A statement that matched no row means `lost`."""
+        as it waits for `fence`'s renewing UPDATE. A statement that matched no row means `lost`. Built
+        once per acquisition (cached): a rotation's every phase uses it."""
         return sa.select(rotation_locks.c.key).where(
             rotation_locks.c.key == key, rotation_locks.c.owner == owner, rotation_locks.c.token == token,
         ).with_for_update(read=True).exists()

@@ -44,7 +44,6 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable
-from hashlib import sha256
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -247,11 +246,11 @@ class Barrier:
     ) -> str:
         """HMAC-SHA256 (hex) of a record's authenticated columns (see `record_mac_input`)."""
         data = record_mac_input(uid, type, title, fields_json, custom_json, meta_json)
-        return hmac.new(self._record_mac_key, data, sha256).hexdigest()
+        return hmac.digest(self._record_mac_key, data, "sha256").hex()   # one-shot: no HMAC object
 
     def chain_mac(self, data: bytes) -> str:
         """HMAC-SHA256 (hex) for the audit chain: entry hashes and the chain head."""
-        return hmac.new(self._chain_key, data, sha256).hexdigest()
+        return hmac.digest(self._chain_key, data, "sha256").hex()
 
     # --- values ----------------------------------------------------------------------------------
 
@@ -291,4 +290,4 @@ class Barrier:
             data = value.encode()
         else:
             data = value
-        return hmac.new(self._value_key, data, sha256).hexdigest()
+        return hmac.digest(self._value_key, data, "sha256").hex()
