@@ -77,6 +77,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="the vault of the cost probes (postgresql: a fresh schema on 127.0.0.1 per probe)")
     p.add_argument("--cost-kinds", default=None, metavar="K1,K2",
                    help="target kinds of the cost probes (default: all three)")
+    p.add_argument("--cost-profile", type=Path, default=None, metavar="DIR",
+                   help="record each cost probe with py-spy (--gil) into DIR and print its top functions")
+    p.add_argument("--cost-skip-startup", action="store_true",
+                   help="cost: leave out the CLI start-up rows (a rotation-only run)")
     p.add_argument("--onboarding-devices", type=int, default=2000, help="devices in the generated CSV")
     p.add_argument("--console-accounts", type=int, default=None, help="accounts seeded (console; 10,000)")
     p.add_argument("--startup-runs", type=int, default=10, help="runs per CLI command (median reported)")
@@ -174,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 got, notes = bench_cost.run(sub, devices=args.cost_devices,
                                             meraki_users=args.cost_meraki_users,
                                             before=args.cost_before, startup_runs=args.startup_runs,
-                                            database=args.cost_database, kinds=args.cost_kinds)
+                                            database=args.cost_database, kinds=args.cost_kinds,
+                                            profile=args.cost_profile, startup=not args.cost_skip_startup)
             elif name == "console":
                 from bench import bench_console
 

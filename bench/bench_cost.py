@@ -18,12 +18,14 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.bench_simcost import top_frames
 from bench.harness import REPO, Lab, worktree
 from bench.report import Row
 
@@ -54,25 +56,41 @@ def _database(database: str) -> Iterator[str | None]:
 
 
 def probe(tree: Path, lab: Lab, workdir: Path, label: str, kind: str, *, accounts: int, phase_accounts: int,
-          concurrency: int, database: str = "sqlite") -> dict[str, Any]:
+          concurrency: int, database: str = "sqlite", profile: Path | None = None) -> dict[str, Any]:
     lab.reset()
     home = workdir / f"home-{label}-{kind}"
     assert lab.state_file.exists()
     with _database(database) as url:
         return _probe(tree, home, lab, label, kind, {
             "state_file": str(lab.state_file), "home": str(home), "kind": kind, "accounts": accounts,
-            "phase_accounts": phase_accounts, "concurrency": concurrency, "database_url": url})
+            "phase_accounts": phase_accounts, "concurrency": concurrency, "database_url": url},
+            profile / f"cost-{label}-{kind}.txt" if profile is not None else None)
 
 
-def _probe(tree: Path, home: Path, lab: Lab, label: str, kind: str, args: dict[str, Any]) -> dict[str, Any]:
+def _py_spy() -> str | None:
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def _probe(tree: Path, home: Path, lab: Lab, label: str, kind: str, args: dict[str, Any],
+           raw: Path | None = None) -> dict[str, Any]:
+    """Run the probe on `tree`; with `raw`, under py-spy (``--gil``: where the interpreter's time goes,
+    the event loop and the database thread alike), its collapsed samples written there."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), str(REPO)])
-    proc = subprocess.run([sys.executable, str(PROBE), json.dumps(args)], env=env, capture_output=True,
-                          text=True, timeout=3600, check=False)
+    command = [sys.executable, str(PROBE), json.dumps(args)]
+    spy = _py_spy() if raw is not None else None
+    if raw is not None and spy is not None:
+        command = [spy, "record", "--gil", "--format", "raw", "--rate", "250", "--output", str(raw), "--",
+                   *command]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"cost probe ({label}, {kind}) failed: {proc.stderr.strip()[-800:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    last = [line for line in proc.stdout.splitlines() if line.startswith("{")][-1]
+    result: dict[str, Any] = json.loads(last)
     result["label"] = label
+    if raw is not None:
+        result["profile"] = top_frames(raw, 20) if raw.exists() else [f"py-spy: no profile of {label} {kind}"]
     return result
 
 
@@ -94,9 +112,14 @@ def _line(r: dict[str, Any]) -> str:
 
 def run(workdir: Path, *, devices: int, meraki_users: int, before: str | None = None,
         concurrency: int = 64, startup_runs: int = 10, database: str = "sqlite",
-        kinds: str | None = None) -> tuple[list[Row], list[str]]:
+        kinds: str | None = None, profile: Path | None = None,
+        startup: bool = True) -> tuple[list[Row], list[str]]:
     """`database`: the probes' vault (sqlite, or postgresql on 127.0.0.1); `kinds`: comma-separated
-    target kinds (default `KINDS`)."""
+    target kinds (default `KINDS`); `profile`: a directory for each probe's py-spy samples (its top
+    functions join the notes; py-spy slows the probe, so its CPU figures are not comparable);
+    `startup`: also the CLI start-up rows."""
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS
     phase_accounts = max(5, devices // 10)
     per_org = -(-(meraki_users + phase_accounts) // 20)      # networks of 10 users, 2 organisations
@@ -113,18 +136,21 @@ def run(workdir: Path, *, devices: int, meraki_users: int, before: str | None = 
                 for label, tree in trees:
                     results.append(probe(tree, lab, workdir, label, kind, accounts=count,
                                          phase_accounts=phase_accounts, concurrency=concurrency,
-                                         database=database))
+                                         database=database, profile=profile))
     notes = [f"cost: {devices} IOS XE devices per kind, {meraki_users} Meraki users, concurrency "
              f"{concurrency}, vault {database}; then each account's second rotation; phases from the second "
              f"rotation of {phase_accounts} accounts, one at a time"]
     notes += [_line(r) for r in results]
+    notes += [line for r in results for line in r.get("profile", [])]
     for kind in chosen:
         pair = [r for r in results if r["kind"] == kind]
         if len(pair) == 2 and pair[1]["cpu_ms"]:
             notes.append(f"{kind}: CPU per rotation {pair[0]['cpu_ms']:.1f} -> {pair[1]['cpu_ms']:.1f} ms "
                          f"({pair[0]['cpu_ms'] / pair[1]['cpu_ms']:.2f}x), SQL {pair[0]['sql']:.0f} -> "
                          f"{pair[1]['sql']:.0f}")
+    if not startup:
+        return [], notes
     from bench import bench_cli_startup
 
-    rows, startup = bench_cli_startup.run(workdir / "startup", runs=startup_runs, before=before)
-    return rows, notes + startup
+    rows, lines = bench_cli_startup.run(workdir / "startup", runs=startup_runs, before=before)
+    return rows, notes + lines

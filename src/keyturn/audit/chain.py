@@ -102,11 +102,13 @@ def _append_statement(rows: int) -> sa.Update:
     return _UPDATE_HEAD.add_cte(sa.insert(AuditRow).values(values).cte("kt_new_entries"))
 
 
-def _append_with_statement(rows: int, update: sa.Update, also: Sequence[sa.Delete] = ()) -> sa.Update:
+@functools.lru_cache(maxsize=64)
+def _append_with_statement(rows: int, update: sa.Update, also: tuple[sa.Delete, ...] = ()) -> sa.Update:
     """PostgreSQL: `_append_statement` with `update` (an UPDATE of another table, with RETURNING) and
-    `also` as more data-modifying CTEs; the head moves only when `update` matched a row. Built per call (the
-    update's values vary); SQLAlchemy's compiled cache still reuses its compiled form. Parameters are
-    named ``kt_<column>_<i>``: the update's own are generated (``id_1``, ...) and must not collide."""
+    `also` as more data-modifying CTEs; the head moves only when `update` matched a row. Cached per
+    (rows, update, also): callers pass statements built once with named parameters (the journal's),
+    so it is built once per shape. Its own parameters are named ``kt_<column>_<i>``: the update's
+    and the others' must not collide."""
     values: list[dict[str, Any]] = [{c: sa.bindparam(f"kt_{c}_{i}") for c in _ENTRY_COLUMNS}
                                     for i in range(rows)]
     changed = update.cte("kt_changed")
@@ -280,7 +282,7 @@ class AuditLog:
     def write_with(
         self, conn: sa.Connection,
         entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]], update: sa.Update,
-        also: Sequence[sa.Delete] = (),
+        also: Sequence[sa.Delete] = (), params: Mapping[str, Any] | None = None,
     ) -> bool | None:
         """PostgreSQL, inside the caller's write transaction: run `update` (an UPDATE with RETURNING of
         another table, e.g. the rotation row with its fence) and `also` (e.g. the account lock's
@@ -288,21 +290,22 @@ class AuditLog:
         the chain in one statement, the chain lock taken first (`lock_chain`). True: done. False:
         `update` matched no row; the head did not move but the entries were inserted (and `also` ran),
         so the caller must roll back. None: not done here (not PostgreSQL, no entries, or no head row
-        yet): run `update` and `also`, then append."""
+        yet): run `update` and `also`, then append. `params`: the values of `update`'s and `also`'s
+        named parameters."""
         if self._storage.dialect != "postgresql" or not entries:
             return None
         # Everything that does not need the head is done before the chain lock, which every writer of
         # the installation waits for: the statement and its cache key (SQLAlchemy would generate the key
         # at execute; it is memoized on the statement), and the entries' serialised details.
-        statement = _append_with_statement(len(entries), update, also)
+        statement = _append_with_statement(len(entries), update, tuple(also))
         statement._generate_cache_key()
         prepared = self._prepare(entries)
         head = self._storage.lock_chain(conn)
         if head is None:
             return None
-        params, value = self._chain(head, prepared)
-        flat = {f"kt_{k}_{i}": v for i, row in enumerate(params) for k, v in row.items()}
-        moved = conn.execute(statement, {"head_value": value, **flat})
+        rows, value = self._chain(head, prepared)
+        flat = {f"kt_{k}_{i}": v for i, row in enumerate(rows) for k, v in row.items()}
+        moved = conn.execute(statement, {**(params or {}), "head_value": value, **flat})
         if moved.rowcount != 1:
             return False
         self._written = value

@@ -18,12 +18,13 @@ finds every unfinished rotation from this table alone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -104,6 +105,48 @@ rotation_locks = sa.Table(
 )
 
 OPEN_STATES = (RotationState.RUNNING, RotationState.UNVERIFIED, RotationState.NEEDS_ATTENTION)
+
+
+class Bound(NamedTuple):
+    """A statement or condition built once with named parameters, and the parameters of one use (the
+    account lock's fence and release: the same statement for every rotation, so it is never rebuilt
+    and SQLAlchemy's compiled form is found by a memoized cache key)."""
+
+    clause: Any
+    params: Mapping[str, Any]
+
+
+# The rotation row's writes, built once (a statement built per call cost more CPU than SQLite running it).
+_START_COLUMNS = ("id", "record_uid", "title", "target", "lock_key", "state", "reason", "last_step",
+                  "scripts", "host", "pid", "started_at", "updated_at")
+_INSERT_ROTATION = rotations.insert()
+# The INSERT writes only if the record has no open rotation (`open_rotations`); RETURNING, not
+# rowcount: psycopg reports no row count for an INSERT ... SELECT here.
+_INSERT_UNLESS_OPEN = rotations.insert().from_select(
+    list(_START_COLUMNS),
+    sa.select(*(sa.bindparam(f"v_{k}", type_=rotations.c[k].type) for k in _START_COLUMNS)).where(
+        ~sa.exists().where(rotations.c.record_uid == sa.bindparam("v_record_uid", type_=sa.String),
+                           rotations.c.state.in_([s.value for s in OPEN_STATES]))),
+).returning(rotations.c.id)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_rotation_base(columns: tuple[str, ...]) -> sa.Update:
+    return rotations.update().where(rotations.c.id == sa.bindparam("k_id")).values(
+        {k: sa.bindparam(f"v_{k}", type_=rotations.c[k].type) for k in columns})
+
+
+@functools.lru_cache(maxsize=64)
+def _returning_id(update: sa.Update) -> sa.Update:
+    return update.returning(rotations.c.id)
+
+
+@functools.lru_cache(maxsize=64)
+def _update_rotation(columns: tuple[str, ...], only_if: sa.ColumnElement[bool] | None) -> sa.Update:
+    """The rotation row's UPDATE of `columns` (parameters ``k_id``, ``v_<column>``), built once per set
+    of columns and fence condition (a `Bound` clause, itself built once)."""
+    base = _update_rotation_base(columns)
+    return base if only_if is None else base.where(only_if)
 
 
 @contextlib.contextmanager
@@ -261,14 +304,10 @@ class Journal:
                   "started_at": now, "updated_at": now}
         with write_tx(self.engine) as conn:
             if not unless_open:
-                conn.execute(rotations.insert().values(**values))
+                conn.execute(_INSERT_ROTATION, values)
                 return True
-            none_open = ~sa.exists().where(rotations.c.record_uid == record_uid,
-                                           rotations.c.state.in_([s.value for s in OPEN_STATES]))
-            row = sa.select(*(sa.literal(v, rotations.c[k].type) for k, v in values.items())).where(none_open)
-            # RETURNING, not rowcount: psycopg reports no row count for an INSERT ... SELECT here.
-            query = rotations.insert().from_select(list(values), row).returning(rotations.c.id)
-            return conn.execute(query).first() is not None
+            written = conn.execute(_INSERT_UNLESS_OPEN, {f"v_{k}": v for k, v in values.items()}).first()
+            return written is not None
 
     def step(self, rotation_id: str, step: str, status: StepStatus, message: str = "", *, audit: AuditLike,
              record_uid: str, actor: str, details: Mapping[str, Any] | None = None, **fields: Any) -> None:
@@ -280,8 +319,7 @@ class Journal:
 
     def steps_on(self, conn: Connection, rotation_id: str, steps: Sequence[StepSpec], *, audit: AuditLike,
                  record_uid: str, actor: str, last_details: Mapping[str, Any] | None = None,
-                 only_if: sa.ColumnElement[bool] | None = None, row: bool = True,
-                 then: sa.Delete | None = None) -> bool:
+                 only_if: Bound | None = None, row: bool = True, then: Bound | None = None) -> bool:
         """Journal (step, status, message, fields) in order inside the caller's write transaction: their
         audit entries (`step_entries`) and one update of the rotation's columns (later fields win);
         `row=False` skips that update (the rotation row was just written with them:
@@ -301,23 +339,22 @@ class Journal:
         entries = step_entries(rotation_id, record_uid, actor, steps, last_details)
         if row:
             values = {**self._encode(merged), "updated_at": _now(), "last_step": steps[-1][0]}
-            query = rotations.update().where(rotations.c.id == rotation_id)
-            if only_if is not None:
-                query = query.where(only_if)
-            update = query.values(**values)
-            done = self._with_append(conn, audit, update, entries, then)
+            update = _update_rotation(tuple(values), None if only_if is None else only_if.clause)
+            params = {"k_id": rotation_id, **{f"v_{k}": v for k, v in values.items()},
+                      **(only_if.params if only_if is not None else {})}
+            done = self._with_append(conn, audit, update, params, entries, then)
             if done is not None:
                 return done
-            if conn.execute(update).rowcount != 1:
+            if conn.execute(update, params).rowcount != 1:
                 return False
         if then is not None:
-            conn.execute(then)
+            conn.execute(then.clause, then.params)
         audit.append_many_on(conn, entries)
         return True
 
-    def _with_append(self, conn: Connection, audit: AuditLike, update: sa.Update,
+    def _with_append(self, conn: Connection, audit: AuditLike, update: sa.Update, params: Mapping[str, Any],
                      entries: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
-                     then: sa.Delete | None) -> bool | None:
+                     then: Bound | None) -> bool | None:
         """PostgreSQL: the rotation row's UPDATE (and its fence) rides in the chain append's statement
         (`AuditLog.write_with`), with the entries the unit of work batched so far ahead of the steps', so
         chain order is unchanged; one statement instead of two. The unit's ORM changes are flushed first:
@@ -332,8 +369,9 @@ class Journal:
             return None
         flush_ambient(self.engine)
         pending = [entry for _log, entry in batch] if batch is not None else []
-        done = audit.write_with(conn, [*pending, *entries], update.returning(rotations.c.id),
-                                () if then is None else (then,))
+        done = audit.write_with(conn, [*pending, *entries], _returning_id(update),
+                                () if then is None else (then.clause,),
+                                {**params, **(then.params if then is not None else {})})
         if done is not None and batch is not None:
             batch.clear()
         return done

@@ -29,11 +29,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
-from keyturn.engine.journal import read_tx, rotation_locks, write_tx
+from keyturn.engine.journal import Bound, read_tx, rotation_locks, write_tx
 from keyturn.errors import LeaseLost, RotationLocked
 from keyturn.holders import HOST, holder_gone
 
 DEFAULT_LEASE = 900.0   # seconds; longer than any single step's worst case (timeouts x retries)
+
+
+# The fence and release a rotation's journal writes carry (`held`, `release_bound`): built once.
+_HELD = sa.select(rotation_locks.c.key).where(
+    rotation_locks.c.key == sa.bindparam("lk_key"), rotation_locks.c.owner == sa.bindparam("lk_owner"),
+    rotation_locks.c.token == sa.bindparam("lk_token"),
+).with_for_update(read=True).exists()
+_RELEASE = rotation_locks.delete().where(
+    rotation_locks.c.key == sa.bindparam("lr_key"), rotation_locks.c.owner == sa.bindparam("lr_owner"),
+    rotation_locks.c.token == sa.bindparam("lr_token"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,16 +138,12 @@ class LockManager:
             raise self.lost(key, owner)
 
     @staticmethod
-    @functools.lru_cache(maxsize=256)
-    def held(key: str, owner: str, token: str) -> sa.ColumnElement[bool]:
+    def held(key: str, owner: str, token: str) -> Bound:
         """`fence` without the renewal, as a condition for a statement the holder runs anyway (the
         journal's rotation UPDATE): true while the lock is this acquisition's. On PostgreSQL the lock
         row is share-locked until the holder commits, so a takeover's delete waits for that commit,
-        as it waits for `fence`'s renewing UPDATE. A statement that matched no row means `lost`. Built
-        once per acquisition (cached): a rotation's every phase uses it."""
-        return sa.select(rotation_locks.c.key).where(
-            rotation_locks.c.key == key, rotation_locks.c.owner == owner, rotation_locks.c.token == token,
-        ).with_for_update(read=True).exists()
+        as it waits for `fence`'s renewing UPDATE. A statement that matched no row means `lost`."""
+        return Bound(_HELD, {"lk_key": key, "lk_owner": owner, "lk_token": token})
 
     def renewal_due(self, renewed_at: float) -> bool:
         """Whether a holder that last renewed (or acquired) at `renewed_at` should renew with `fence`
@@ -162,9 +168,15 @@ class LockManager:
 
     @staticmethod
     def release_statement(key: str, owner: str, token: str | None = None) -> sa.Delete:
-        """`release` as a statement, for a caller that runs it with its own (the journal's last step)."""
+        """`release` as a statement."""
         query = rotation_locks.delete().where(rotation_locks.c.key == key, rotation_locks.c.owner == owner)
         return query.where(rotation_locks.c.token == token) if token is not None else query
+
+    @staticmethod
+    def release_bound(key: str, owner: str, token: str) -> Bound:
+        """`release` of this acquisition as a prebuilt statement and its parameters, for a caller that
+        runs it with its own (the journal's last step)."""
+        return Bound(_RELEASE, {"lr_key": key, "lr_owner": owner, "lr_token": token})
 
     def all(self) -> list[LockInfo]:
         with read_tx(self.engine) as conn:

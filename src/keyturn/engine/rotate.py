@@ -431,7 +431,7 @@ class _Rotation:
             unlock = None
             if release:
                 assert self.ra is not None
-                unlock = e.locks.release_statement(self.ra.account.lock_key, self.rid, self.token)
+                unlock = e.locks.release_bound(self.ra.account.lock_key, self.rid, self.token)
             with write_tx(e.vault.engine) as conn:
                 held = e.locks.held(fence[0], self.rid, fence[1]) if fence is not None else None
                 if not e.journal.steps_on(conn, self.rid, steps, audit=e.vault.audit, record_uid=self.uid,

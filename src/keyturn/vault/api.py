@@ -680,14 +680,9 @@ class Vault:
             row = self._locked_row(s, ref)
             row.updated_at = utcnow()
             return row, _UNREAD
-        top = (sa.select(sa.func.max(SecretVersionRow.version))
-               .where(SecretVersionRow.record_uid == RecordRow.uid,
-                      SecretVersionRow.field == sa.bindparam("kt_field"))
-               .scalar_subquery()) if field is not None else sa.null()
         got = s.execute(
-            sa.update(RecordRow).where(RecordRow.uid == ref).values(updated_at=utcnow())
-            .returning(RecordRow, top),
-            {"kt_field": field} if field is not None else {},
+            _TOUCH_FIELD if field is not None else _TOUCH,
+            {"kt_uid": ref, "kt_now": utcnow(), "kt_field": field},
             # A copy this session holds (read, not changed: changed ones went the long way) is refreshed.
             execution_options={"synchronize_session": False, "populate_existing": True},
         ).first()
@@ -734,10 +729,7 @@ class Vault:
         new_types = [t for t in dict.fromkeys(types) if t not in by_type]
         if not uids and not new_types:
             return
-        found = _group(s.execute(
-            ver.joined(sa.select(RecordRow), RecordRow.uid)
-            .where(sa.or_(RecordRow.uid.in_(uids), RecordRow.type.in_(new_types)))
-            .order_by(RecordRow.title_key, RecordRow.uid)))
+        found = _group(s.execute(_PREFETCH, {"kt_uids": uids, "kt_types": new_types}))
         for t in new_types:
             by_type[t] = [r.uid for r, _v in found if r.type == t]
         for r, versions in found:
@@ -1215,6 +1207,19 @@ class Vault:
 
 
 _JOINED_BY_UID = ver.joined(sa.select(RecordRow), RecordRow.uid).where(RecordRow.uid == sa.bindparam("uid"))
+# `prefetch`: records by uid or type, with their versions (expanding IN: one statement for any count).
+_PREFETCH = (ver.joined(sa.select(RecordRow), RecordRow.uid)
+             .where(sa.or_(RecordRow.uid.in_(sa.bindparam("kt_uids", expanding=True)),
+                           RecordRow.type.in_(sa.bindparam("kt_types", expanding=True))))
+             .order_by(RecordRow.title_key, RecordRow.uid))
+# `_touch`: the record's ``updated_at`` bumped and the row returned (locked on PostgreSQL), with or
+# without the highest version number of one field. Built once: this runs in every rotation phase.
+_TOUCH_BASE = (sa.update(RecordRow).where(RecordRow.uid == sa.bindparam("kt_uid"))
+               .values(updated_at=sa.bindparam("kt_now")))
+_TOUCH = _TOUCH_BASE.returning(RecordRow, sa.null())
+_TOUCH_FIELD = _TOUCH_BASE.returning(RecordRow, sa.select(sa.func.max(SecretVersionRow.version)).where(
+    SecretVersionRow.record_uid == RecordRow.uid, SecretVersionRow.field == sa.bindparam("kt_field"),
+).scalar_subquery())
 
 
 def _read_once(s: Session) -> None:
