@@ -8,6 +8,8 @@
     python -m bench --only simcost --simcost-before HEAD~1      # simulator CPU per rotation (issue 14)
     python -m bench --only startup --startup-before HEAD~1      # CLI start-up wall/CPU (issue 14)
     python -m bench --only cost --cost-before ccf3472    # CPU, SQL, requests per rotation (issue 14)
+    python -m bench --only cost --cost-kinds meraki-auth-user --cost-skip-startup --cost-profile DIR
+                                         # ... with each probe under py-spy --gil: its top functions
     python -m bench --only floor         # the CPU floor under a rotation: scrypt, a request, a transaction
     python -m bench --only scaleout      # in-process vs 1, 2, 4 workers; Meraki on 2 workers (issue 13)
     python -m bench --only console       # the console's accounts page over 10,000 accounts (issue 17)
