@@ -122,31 +122,27 @@ _START_COLUMNS = ("id", "record_uid", "title", "target", "lock_key", "state", "r
 _INSERT_ROTATION = rotations.insert()
 # The INSERT writes only if the record has no open rotation (`open_rotations`); RETURNING, not
 # rowcount: psycopg reports no row count for an INSERT ... SELECT here.
+_START_VALUES = {k: sa.bindparam(f"v_{k}", type_=rotations.c[k].type) for k in _START_COLUMNS}
 _INSERT_UNLESS_OPEN = rotations.insert().from_select(
     list(_START_COLUMNS),
-    sa.select(*(sa.bindparam(f"v_{k}", type_=rotations.c[k].type) for k in _START_COLUMNS)).where(
-        ~sa.exists().where(rotations.c.record_uid == sa.bindparam("v_record_uid", type_=sa.String),
+    sa.select(*_START_VALUES.values()).where(
+        ~sa.exists().where(rotations.c.record_uid == _START_VALUES["record_uid"],
                            rotations.c.state.in_([s.value for s in OPEN_STATES]))),
 ).returning(rotations.c.id)
-
-
-@functools.lru_cache(maxsize=64)
-def _update_rotation_base(columns: tuple[str, ...]) -> sa.Update:
-    return rotations.update().where(rotations.c.id == sa.bindparam("k_id")).values(
-        {k: sa.bindparam(f"v_{k}", type_=rotations.c[k].type) for k in columns})
-
-
-@functools.lru_cache(maxsize=64)
-def _returning_id(update: sa.Update) -> sa.Update:
-    return update.returning(rotations.c.id)
 
 
 @functools.lru_cache(maxsize=64)
 def _update_rotation(columns: tuple[str, ...], only_if: sa.ColumnElement[bool] | None) -> sa.Update:
     """The rotation row's UPDATE of `columns` (parameters ``k_id``, ``v_<column>``), built once per set
     of columns and fence condition (a `Bound` clause, itself built once)."""
-    base = _update_rotation_base(columns)
-    return base if only_if is None else base.where(only_if)
+    update = rotations.update().where(rotations.c.id == sa.bindparam("k_id")).values(
+        {k: sa.bindparam(f"v_{k}", type_=rotations.c[k].type) for k in columns})
+    return update if only_if is None else update.where(only_if)
+
+
+@functools.lru_cache(maxsize=64)
+def _returning_id(update: sa.Update) -> sa.Update:
+    return update.returning(rotations.c.id)
 
 
 @contextlib.contextmanager
