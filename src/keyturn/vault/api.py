@@ -1213,9 +1213,9 @@ _PREFETCH = (ver.joined(sa.select(RecordRow), RecordRow.uid)
                            RecordRow.type.in_(sa.bindparam("kt_types", expanding=True))))
              .order_by(RecordRow.title_key, RecordRow.uid))
 # `_touch`: the record's ``updated_at`` bumped and the row returned (locked on PostgreSQL), with or
-# without the highest version number of one field. Built once: this runs in every rotation phase.
-# A Core UPDATE loaded as ORM rows (`from_statement`): the ORM's own UPDATE ... RETURNING goes through
-# its bulk-update machinery, which cost more CPU than the rest of the phase's statements together.
+# without the highest version number of one field; built once, as it runs in every writing phase. A
+# Core UPDATE loaded as ORM rows (`from_statement`): the ORM's own UPDATE ... RETURNING goes through its
+# bulk-update machinery, which cost more CPU than the rest of the phase's statements together.
 _RECORDS: sa.Table = RecordRow.__table__  # type: ignore[assignment]
 _TOUCH_BASE = (sa.update(_RECORDS).where(_RECORDS.c.uid == sa.bindparam("kt_uid"))
                .values(updated_at=sa.bindparam("kt_now")))

@@ -55,18 +55,18 @@ _SELECT_CURRENT = sa.select(_T.c.field, _T.c.version, _T.c.ciphertext).where(
 _INSERT = sa.insert(_T)
 _DEMOTE = (sa.update(_T)
            .where(_T.c.record_uid == sa.bindparam("k_uid"), _T.c.field == sa.bindparam("k_field"),
-                  _T.c.state == "current")
-           .values(state="previous", updated_at=sa.bindparam("k_now"))
+                  _T.c.state == VersionState.CURRENT.value)
+           .values(state=VersionState.PREVIOUS.value, updated_at=sa.bindparam("k_now"))
            .returning(_T.c.version))
 _PROMOTE = (sa.update(_T)
             .where(_T.c.record_uid == sa.bindparam("k_uid"), _T.c.field == sa.bindparam("k_field"),
                    _T.c.version == sa.bindparam("k_version"))
-            .values(state="current", updated_at=sa.bindparam("k_now")))
+            .values(state=VersionState.CURRENT.value, updated_at=sa.bindparam("k_now")))
 _PROMOTE_SEEN = _PROMOTE.values(device_seen=sa.bindparam("k_seen"))
 _TRIM = sa.delete(_T).where(_T.c.id.in_(
     sa.select(_T.c.id)
     .where(_T.c.record_uid == sa.bindparam("k_uid"), _T.c.field == sa.bindparam("k_field"),
-           _T.c.state.in_(["previous", "failed"]))
+           _T.c.state.in_([VersionState.PREVIOUS.value, VersionState.FAILED.value]))
     .order_by(_T.c.version.desc())
     .offset(sa.bindparam("k_depth", type_=sa.Integer))))
 
