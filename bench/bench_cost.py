@@ -18,14 +18,13 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.bench_simcost import top_frames
+from bench.bench_simcost import py_spy, top_frames
 from bench.harness import REPO, Lab, worktree
 from bench.report import Row
 
@@ -67,11 +66,6 @@ def probe(tree: Path, lab: Lab, workdir: Path, label: str, kind: str, *, account
             profile / f"cost-{label}-{kind}.txt" if profile is not None else None)
 
 
-def _py_spy() -> str | None:
-    local = Path(sys.executable).parent / "py-spy"
-    return str(local) if local.exists() else shutil.which("py-spy")
-
-
 def _probe(tree: Path, home: Path, lab: Lab, label: str, kind: str, args: dict[str, Any],
            raw: Path | None = None) -> dict[str, Any]:
     """Run the probe on `tree`; with `raw`, under py-spy (``--gil``: where the interpreter's time goes,
@@ -79,7 +73,7 @@ def _probe(tree: Path, home: Path, lab: Lab, label: str, kind: str, args: dict[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tree / "src"), str(REPO)])
     command = [sys.executable, str(PROBE), json.dumps(args)]
-    spy = _py_spy() if raw is not None else None
+    spy = py_spy() if raw is not None else None
     if raw is not None and spy is not None:
         command = [spy, "record", "--gil", "--format", "raw", "--rate", "250", "--output", str(raw), "--",
                    *command]

@@ -87,14 +87,15 @@ def _lab_pythonpath(src: Path | None) -> Iterator[None]:
 
 
 
-def _py_spy() -> str | None:
+def py_spy() -> str | None:
+    """The py-spy binary next to this interpreter, else on PATH (None: not installed)."""
     local = Path(sys.executable).parent / "py-spy"
     return str(local) if local.exists() else shutil.which("py-spy")
 
 
 @contextmanager
 def _profiled(pid: int, out: Path | None) -> Iterator[None]:
-    spy = _py_spy() if out is not None else None
+    spy = py_spy() if out is not None else None
     if out is None or spy is None:
         yield
         return
