@@ -10,6 +10,8 @@
     python -m bench --only cost --cost-before ccf3472    # CPU, SQL, requests per rotation (issue 14)
     python -m bench --only cost --cost-kinds meraki-auth-user --cost-skip-startup --cost-profile DIR
                                          # ... with each probe under py-spy --gil: its top functions
+    python -m bench --only cost --cost-kinds iosxe-restconf --cost-skip-startup --cost-sql DIR
+                                         # ... and what each probe's SQL per rotation is made of
     python -m bench --only floor         # the CPU floor under a rotation: scrypt, a request, a transaction
     python -m bench --only scaleout      # in-process vs 1, 2, 4 workers; Meraki on 2 workers (issue 13)
     python -m bench --only console       # the console's accounts page over 10,000 accounts (issue 17)
@@ -81,6 +83,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="target kinds of the cost probes (default: all three)")
     p.add_argument("--cost-profile", type=Path, default=None, metavar="DIR",
                    help="record each cost probe with py-spy (--gil) into DIR and print its top functions")
+    p.add_argument("--cost-sql", type=Path, default=None, metavar="DIR",
+                   help="cost: write each probe's statements per second rotation (by first line) to DIR")
     p.add_argument("--cost-skip-startup", action="store_true",
                    help="cost: leave out the CLI start-up rows (a rotation-only run)")
     p.add_argument("--onboarding-devices", type=int, default=2000, help="devices in the generated CSV")
@@ -181,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                                             meraki_users=args.cost_meraki_users,
                                             before=args.cost_before, startup_runs=args.startup_runs,
                                             database=args.cost_database, kinds=args.cost_kinds,
-                                            profile=args.cost_profile, startup=not args.cost_skip_startup)
+                                            profile=args.cost_profile, startup=not args.cost_skip_startup,
+                                            sql=args.cost_sql)
             elif name == "console":
                 from bench import bench_console
 

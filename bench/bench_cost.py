@@ -55,15 +55,20 @@ def _database(database: str) -> Iterator[str | None]:
 
 
 def probe(tree: Path, lab: Lab, workdir: Path, label: str, kind: str, *, accounts: int, phase_accounts: int,
-          concurrency: int, database: str = "sqlite", profile: Path | None = None) -> dict[str, Any]:
+          concurrency: int, database: str = "sqlite", profile: Path | None = None,
+          sql: Path | None = None) -> dict[str, Any]:
     lab.reset()
     home = workdir / f"home-{label}-{kind}"
     assert lab.state_file.exists()
     with _database(database) as url:
-        return _probe(tree, home, lab, label, kind, {
+        result = _probe(tree, home, lab, label, kind, {
             "state_file": str(lab.state_file), "home": str(home), "kind": kind, "accounts": accounts,
-            "phase_accounts": phase_accounts, "concurrency": concurrency, "database_url": url},
-            profile / f"cost-{label}-{kind}.txt" if profile is not None else None)
+            "phase_accounts": phase_accounts, "concurrency": concurrency, "database_url": url,
+            "sql": sql is not None}, profile / f"cost-{label}-{kind}.txt" if profile is not None else None)
+    if sql is not None:
+        (sql / f"sql-{label}-{kind}-{database}.txt").write_text("".join(
+            f"{per:6.2f}  {text}\n" for per, text in result.get("sql_by_statement", [])))
+    return result
 
 
 def _probe(tree: Path, home: Path, lab: Lab, label: str, kind: str, args: dict[str, Any],
@@ -107,13 +112,15 @@ def _line(r: dict[str, Any]) -> str:
 def run(workdir: Path, *, devices: int, meraki_users: int, before: str | None = None,
         concurrency: int = 64, startup_runs: int = 10, database: str = "sqlite",
         kinds: str | None = None, profile: Path | None = None,
-        startup: bool = True) -> tuple[list[Row], list[str]]:
+        startup: bool = True, sql: Path | None = None) -> tuple[list[Row], list[str]]:
     """`database`: the probes' vault (sqlite, or postgresql on 127.0.0.1); `kinds`: comma-separated
     target kinds (default `KINDS`); `profile`: a directory for each probe's py-spy samples (its top
     functions join the notes; py-spy slows the probe, so its CPU figures are not comparable);
-    `startup`: also the CLI start-up rows."""
-    if profile is not None:
-        profile.mkdir(parents=True, exist_ok=True)
+    `startup`: also the CLI start-up rows; `sql`: a directory for each probe's statements of a second
+    rotation (by first line, per rotation: what the SQL count is made of)."""
+    for directory in (profile, sql):
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
     chosen = tuple(k.strip() for k in kinds.split(",") if k.strip()) if kinds else KINDS
     phase_accounts = max(5, devices // 10)
     per_org = -(-(meraki_users + phase_accounts) // 20)      # networks of 10 users, 2 organisations
@@ -130,7 +137,7 @@ def run(workdir: Path, *, devices: int, meraki_users: int, before: str | None = 
                 for label, tree in trees:
                     results.append(probe(tree, lab, workdir, label, kind, accounts=count,
                                          phase_accounts=phase_accounts, concurrency=concurrency,
-                                         database=database, profile=profile))
+                                         database=database, profile=profile, sql=sql))
     notes = [f"cost: {devices} IOS XE devices per kind, {meraki_users} Meraki users, concurrency "
              f"{concurrency}, vault {database}; then each account's second rotation; phases from the second "
              f"rotation of {phase_accounts} accounts, one at a time"]

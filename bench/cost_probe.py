@@ -6,7 +6,8 @@ Builds a vault of `accounts` accounts of one target kind on the running lab (the
 so an older tree gets its own schema), then (a) rotates them all in-process with `concurrency` in flight:
 CPU (this process: event loop + database thread), SQL statements and the lab's RESTCONF requests and
 TLS handshakes per rotation; (b) rotates `phase_accounts` more one at a time, splitting the CPU by step
-boundary when the tree has the engine's measurement hook. Prints one JSON object.
+boundary when the tree has the engine's measurement hook. Prints one JSON object. With ``sql``, the
+statements of (a)'s second pass too (``sql_by_statement``: by first line, per rotation, most frequent first).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -144,8 +146,18 @@ async def _measure(args: dict[str, Any]) -> dict[str, Any]:
         # The same accounts again: every account's second rotation (what a schedule runs, and what
         # remembers the device's stored hash from the first: one slow hash instead of two).
         s0, c0, h0 = statements[0], time.process_time(), held.sample()
+        kinds: Counter[str] = Counter()
+
+        def tally(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            kinds[statement.strip().splitlines()[0][:160]] += 1
+
+        if args.get("sql"):
+            sa.event.listen(vault.engine, "before_cursor_execute", tally)
         again = await rotate_many(engine, bulk, concurrency=args["concurrency"])
         c1, h1 = time.process_time(), held.sample()
+        if args.get("sql"):
+            sa.event.remove(vault.engine, "before_cursor_execute", tally)
+            out["sql_by_statement"] = [[round(count / n, 2), text] for text, count in kinds.most_common()]
         out["again"] = {"cpu_ms": 1000 * (c1 - c0) / n, "sql": (statements[0] - s0) / n, **_lock(h0, h1, n),
                         "ok": sum(1 for r in again if r.outcome.success)}
         phases: dict[str, float] = {}

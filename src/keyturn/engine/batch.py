@@ -37,22 +37,20 @@ _BUDGETED_PREFIXES = ("meraki",)
 def _device_keys(engine: RotationEngine, refs: Sequence[str]) -> list[tuple[str, str | None, bool]]:
     """(record uid, per-device key, last) per ref: the resource uid; None when no per-device limit
     applies; `last` for an `OWN_KEY_TARGETS` profile. Reads metadata only (nothing is decrypted), in
-    one transaction."""
+    one transaction (`Vault.metas`: one query per 500 records)."""
     out: list[tuple[str, str | None, bool]] = []
-    with engine.vault.unit(write=False):
-        for ref in refs:
-            try:
-                uid, meta = engine.vault.meta(ref)
-            except KeyturnError:
-                out.append((ref, None, False))
-                continue
-            profile = meta.get("rotation")
-            if not isinstance(profile, dict):
-                profile = {}
-            checked = str(profile.get("verify_with") or profile.get("target") or "")
-            resource = profile.get("resource")
-            out.append((uid, None if resource is None or checked.startswith(_BUDGETED_PREFIXES)
-                        else str(resource), profile.get("target") in OWN_KEY_TARGETS))
+    for ref, got in zip(refs, engine.vault.metas(refs), strict=True):
+        if isinstance(got, KeyturnError):   # the rotation itself reports it
+            out.append((ref, None, False))
+            continue
+        uid, meta = got
+        profile = meta.get("rotation")
+        if not isinstance(profile, dict):
+            profile = {}
+        checked = str(profile.get("verify_with") or profile.get("target") or "")
+        resource = profile.get("resource")
+        out.append((uid, None if resource is None or checked.startswith(_BUDGETED_PREFIXES)
+                    else str(resource), profile.get("target") in OWN_KEY_TARGETS))
     return out
 
 

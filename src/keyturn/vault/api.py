@@ -45,6 +45,7 @@ from keyturn.config_quick import QuickSettings
 from keyturn.errors import (
     AmbiguousRecord,
     DuplicateRecord,
+    KeyturnError,
     RecordNotFound,
     ScriptsNotAllowed,
     VaultError,
@@ -749,6 +750,30 @@ class Vault:
             meta: dict[str, Any] = json.loads(row.meta_json)
             return row.uid, meta
 
+    def metas(self, refs: Sequence[str]) -> list[tuple[str, dict[str, Any]] | KeyturnError]:
+        """`meta` of every ref, in order: (uid, meta), or the `KeyturnError` `meta` raises for it (not
+        found, ambiguous, tampered). The records named by uid are read in one query per
+        `_METAS_CHUNK` (a batch of 10,000 rotations groups its accounts by device this way: one query
+        per record cost a statement per rotation); a title is looked up as `meta` does."""
+        out: list[tuple[str, dict[str, Any]] | KeyturnError] = []
+        with self._storage.session() as s:
+            uids = [r for r in dict.fromkeys(refs) if r and not unstorable(r)]
+            rows: dict[str, Any] = {}
+            for start in range(0, len(uids), _METAS_CHUNK):
+                chunk = uids[start:start + _METAS_CHUNK]
+                rows.update((r.uid, r) for r in s.execute(_BY_UIDS, {"kt_uids": chunk}))
+            for ref in refs:
+                try:
+                    row = rows.get(ref)
+                    if row is None:   # a title, or no such uid: the lookup (and error) of `meta`
+                        row = self._row(s, ref)
+                    else:
+                        integrity.check(self._barrier, row)
+                    out.append((row.uid, json.loads(row.meta_json)))
+                except KeyturnError as exc:
+                    out.append(exc)
+        return out
+
     def summary(self, ref: str) -> RecordSummary:
         """uid/title/type of a record by uid or unique title, without decrypting or checking it (what
         a confirmation prompt shows, e.g. before removing a tampered record)."""
@@ -1207,6 +1232,10 @@ class Vault:
 
 
 _JOINED_BY_UID = ver.joined(sa.select(RecordRow), RecordRow.uid).where(RecordRow.uid == sa.bindparam("uid"))
+# `metas`: records by uid, as Core rows (metadata only: no versions, nothing decrypted).
+_BY_UIDS = sa.select(RecordRow.__table__).where(
+    RecordRow.uid.in_(sa.bindparam("kt_uids", expanding=True)))
+_METAS_CHUNK = 500   # uids per query: far under SQLite's and PostgreSQL's bound-parameter limits
 # `prefetch`: records by uid or type, with their versions (expanding IN: one statement for any count).
 _PREFETCH = (ver.joined(sa.select(RecordRow), RecordRow.uid)
              .where(sa.or_(RecordRow.uid.in_(sa.bindparam("kt_uids", expanding=True)),
