@@ -102,7 +102,12 @@ if TYPE_CHECKING:
 
 _M_KEY_ID, _M_KEYCHECK, _M_KDF, _M_REKEY, _M_CREATED = "key_id", "keycheck", "kdf", "rekey", "created_at"
 _M_INTEGRITY = "integrity_key"  # the integrity key, wrapped by the current master key (see barrier)
+_REKEY_FINAL_ATTEMPTS = 5  # `_rekey_switch` tries, each after records were added under the old key
 _UNREAD: Any = object()  # `Vault._touch`: the highest version number was not read
+
+
+class _RowsAdded(Exception):
+    """`Vault._rekey_switch`: rows under the old key appeared after the rows were locked (rolled back)."""
 
 
 @dataclass(frozen=True)
@@ -1159,17 +1164,40 @@ class Vault:
             if rows < take:
                 break
             lease.renew()
-        with self._storage.session(write=True) as s:
-            self._storage.serialize(s)
-            remaining = s.scalar(
-                sa.select(sa.func.count()).select_from(RecordRow).where(RecordRow.key_id != new_key.key_id)
-            ) or 0
-            if remaining and limit is not None:
+        if limit is not None:
+            with self._storage.session() as s:
+                remaining = s.scalar(sa.select(sa.func.count()).select_from(RecordRow)
+                                     .where(RecordRow.key_id != new_key.key_id)) or 0
+            if remaining:
                 return RekeyProgress(new_key.key_id, done, remaining, finished=False)
-            # Under the writer lock: rows added by other processes since the last batch (they may only
-            # wrap with the old key or the new one, see `_check_wrap_key`) are rewrapped here, so the
-            # switch below never strands one under the retired key.
-            done += self._rewrap_rows(s, new_key, None)
+        for _attempt in range(_REKEY_FINAL_ATTEMPTS):
+            try:
+                done += self._rekey_switch(new_key, actor)
+                break
+            except _RowsAdded:   # rolled back; the next attempt locks them first
+                continue
+        else:
+            raise VaultError(f"rekey to {new_key.key_id}: records kept being added under the old key; "
+                             "run `keyturn vault rekey` again to finish")
+        self._key_source = new_key.source
+        return RekeyProgress(new_key.key_id, done, 0, finished=True)
+
+    def _rekey_switch(self, new_key: MasterKey, actor: str) -> int:
+        """The rekey's final transaction: rewrap the rows still under another key (added by other
+        processes since the batches, see `_check_wrap_key`) and switch the vault's key id, key check,
+        KDF parameters and wrapped integrity key to `new_key`. Returns the rows rewrapped.
+
+        Lock order: the rows first, then the chain lock, as every writer takes them (`_locked_row`);
+        the other way round, a rotation holding one of those rows while it waits for the chain lock
+        would deadlock with this transaction. A row added after the rows were locked and before the
+        chain lock was taken (an add takes the chain lock, so none after) raises `_RowsAdded`: the
+        transaction rolls back and the caller tries again."""
+        with self._storage.session(write=True) as s:
+            done = self._rewrap_rows(s, new_key, None, lock=True)
+            self._storage.serialize(s)
+            if s.scalar(sa.select(sa.func.count()).select_from(RecordRow)
+                        .where(RecordRow.key_id != new_key.key_id)):
+                raise _RowsAdded
             plan = json.loads(s.get(MetaRow, _M_REKEY).value)  # type: ignore[union-attr]
             s.get(MetaRow, _M_KEY_ID).value = new_key.key_id  # type: ignore[union-attr]
             # A fresh version-2 check by the new key (the plan's may predate integrity keys).
@@ -1185,12 +1213,14 @@ class Vault:
                 s.delete(kdf_row)
             s.delete(s.get(MetaRow, _M_REKEY))
             self.audit.append_in(s, "vault.rekey.done", actor=actor, details={"to": new_key.key_id})
-        self._key_source = new_key.source
-        return RekeyProgress(new_key.key_id, done, 0, finished=True)
+        return done
 
-    def _rewrap_rows(self, s: Session, new_key: MasterKey, limit: int | None) -> int:
-        """Rewrap up to `limit` (None: all) rows not yet under `new_key`; returns how many."""
+    def _rewrap_rows(self, s: Session, new_key: MasterKey, limit: int | None, *, lock: bool = False) -> int:
+        """Rewrap up to `limit` (None: all) rows not yet under `new_key`; returns how many. `lock`:
+        read them ``FOR UPDATE`` (PostgreSQL), locked in uid order before anything else is."""
         q = sa.select(RecordRow).where(RecordRow.key_id != new_key.key_id).order_by(RecordRow.uid)
+        if lock:
+            q = q.with_for_update()
         rows = list(s.scalars(q if limit is None else q.limit(limit)))
         for r in rows:
             r.wrapped_key = self._barrier.rewrap(r.wrapped_key, r.uid)
