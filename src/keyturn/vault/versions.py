@@ -152,8 +152,10 @@ def remember(s: Session, uid: str, rows: list[sa.Row[Any]]) -> None:
     cache: dict[str, list[VersionRow]] | None = s.info.get(CURRENT_CACHE)
     if cache is None or uid in cache:
         return
-    cache[uid] = [CachedVersion(*(r._mapping[c] for c in COLUMNS)) for r in rows
-                  if r._mapping[_T.c.id] is not None]
+    # `joined` adds the version columns last, in `COLUMNS` order: sliced by position (a mapping
+    # lookup per column cost more than the query's other Python work).
+    width = len(COLUMNS)
+    cache[uid] = [CachedVersion(*r[-width:]) for r in rows if r[-width] is not None]
 
 
 def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
