@@ -1166,8 +1166,7 @@ class Vault:
             lease.renew()
         if limit is not None:
             with self._storage.session() as s:
-                remaining = s.scalar(sa.select(sa.func.count()).select_from(RecordRow)
-                                     .where(RecordRow.key_id != new_key.key_id)) or 0
+                remaining = _count_not_under(s, new_key)
             if remaining:
                 return RekeyProgress(new_key.key_id, done, remaining, finished=False)
         for _attempt in range(_REKEY_FINAL_ATTEMPTS):
@@ -1195,8 +1194,7 @@ class Vault:
         with self._storage.session(write=True) as s:
             done = self._rewrap_rows(s, new_key, None, lock=True)
             self._storage.serialize(s)
-            if s.scalar(sa.select(sa.func.count()).select_from(RecordRow)
-                        .where(RecordRow.key_id != new_key.key_id)):
+            if _count_not_under(s, new_key):
                 raise _RowsAdded
             plan = json.loads(s.get(MetaRow, _M_REKEY).value)  # type: ignore[union-attr]
             s.get(MetaRow, _M_KEY_ID).value = new_key.key_id  # type: ignore[union-attr]
@@ -1284,6 +1282,12 @@ _TOUCH_FIELD = sa.select(RecordRow, sa.literal_column("kt_top")).from_statement(
     _TOUCH_BASE.returning(*_RECORDS.c, sa.select(sa.func.max(SecretVersionRow.version)).where(
         SecretVersionRow.record_uid == _RECORDS.c.uid, SecretVersionRow.field == sa.bindparam("kt_field"),
     ).scalar_subquery().label("kt_top")))
+
+
+def _count_not_under(s: Session, key: MasterKey) -> int:
+    """Records whose data key another master key than `key` wraps (a rekey's remaining work)."""
+    return int(s.scalar(sa.select(sa.func.count()).select_from(RecordRow)
+                        .where(RecordRow.key_id != key.key_id)) or 0)
 
 
 def _read_once(s: Session) -> None:
