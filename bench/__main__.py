@@ -80,11 +80,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cost-database", choices=("sqlite", "postgresql"), default="sqlite",
                    help="the vault of the cost probes (postgresql: a fresh schema on 127.0.0.1 per probe)")
     p.add_argument("--cost-kinds", default=None, metavar="K1,K2",
-                   help="target kinds of the cost probes (default: all three)")
+                   help="target kinds of the cost probes (default: all three and meraki-fleet)")
     p.add_argument("--cost-profile", type=Path, default=None, metavar="DIR",
                    help="record each cost probe with py-spy (--gil) into DIR and print its top functions")
     p.add_argument("--cost-sql", type=Path, default=None, metavar="DIR",
                    help="cost: write each probe's statements per second rotation (by first line) to DIR")
+    p.add_argument("--cost-fleet-users", type=int, default=None, metavar="N",
+                   help="cost: Meraki users per organisation of the 10-organisation run (0: skip it)")
     p.add_argument("--cost-skip-startup", action="store_true",
                    help="cost: leave out the CLI start-up rows (a rotation-only run)")
     p.add_argument("--onboarding-devices", type=int, default=2000, help="devices in the generated CSV")
@@ -107,6 +109,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args.restconf_devices = args.restconf_devices or (100 if q else 1000)
     args.cost_devices = args.cost_devices or (50 if q else 500)
     args.cost_meraki_users = args.cost_meraki_users or (20 if q else 100)
+    if args.cost_fleet_users is None:
+        args.cost_fleet_users = 20 if q else 120
     args.ssh_devices = args.ssh_devices or (100 if q else 1000)
     args.meraki_orgs = args.meraki_orgs or (2 if q else 10)
     args.meraki_users = args.meraki_users or (200 if q else 5000)
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                                             before=args.cost_before, startup_runs=args.startup_runs,
                                             database=args.cost_database, kinds=args.cost_kinds,
                                             profile=args.cost_profile, startup=not args.cost_skip_startup,
-                                            sql=args.cost_sql)
+                                            sql=args.cost_sql, fleet_users=args.cost_fleet_users)
             elif name == "console":
                 from bench import bench_console
 

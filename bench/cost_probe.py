@@ -190,5 +190,52 @@ async def _measure(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _meraki_counts(control: str) -> tuple[int, int]:
+    """(requests, 429s) the lab's Meraki organisations served so far."""
+    orgs = (httpx.get(f"{control}/stats", timeout=60).json().get("meraki") or {}).values()
+    return sum(int(o.get("requests", 0)) for o in orgs), sum(int(o.get("throttled", 0)) for o in orgs)
+
+
+async def _fleet(args: dict[str, Any]) -> dict[str, Any]:
+    """Every Meraki user of the lab's organisations rotated by one process, as `keyturn rotate --all`
+    does (`rotate_many`, `concurrency`), twice: the rate reached against the organisations' budget,
+    the process's CPU per rotation and per second of wall (1.0: one core busy), and how many rotation
+    phases each transaction wrote (`GroupCommit`, when the tree has it)."""
+    from keyturn.config import Settings
+    from keyturn.engine.batch import rotate_many
+    from keyturn.engine.rotate import RotationEngine
+    from keyturn.sim.client import LabState
+    from keyturn.vault import Vault
+
+    state = LabState.load(Path(args["state_file"]))
+    url = args.get("database_url")
+    vault = Vault.init(Settings(home=Path(args["home"]), **({"database_url": url} if url else {})))
+    uids = _accounts(vault, state, "meraki-auth-user", args["accounts"])
+    engine = RotationEngine(vault, actor="bench")
+    group = getattr(engine, "group_commit", None)
+    passes: list[dict[str, Any]] = []
+    try:
+        for _pass in range(2):
+            r0, q0 = _meraki_counts(state.control_url)
+            g0 = (group.groups, group.phases) if group is not None else (0, 0)
+            c0, w0 = time.process_time(), time.monotonic()
+            results = await rotate_many(engine, uids, concurrency=args["concurrency"])
+            c1, w1 = time.process_time(), time.monotonic()
+            r1, q1 = _meraki_counts(state.control_url)
+            n = max(1, len(uids))
+            passes.append({
+                "rate": n / (w1 - w0), "cpu_ms": 1000 * (c1 - c0) / n, "cpu_per_wall": (c1 - c0) / (w1 - w0),
+                "requests": r1 - r0, "throttled": q1 - q0, "ok": sum(1 for r in results if r.outcome.success),
+                "phases_per_tx": ((group.phases - g0[1]) / max(1, group.groups - g0[0])
+                                  if group is not None else 1.0)})
+    finally:
+        await engine.aclose()
+        vault.close()
+    return {"kind": "meraki-fleet", "rotations": len(uids), "orgs": len(state.meraki.orgs),
+            "database": vault.engine.dialect.name, "passes": passes}
+
+
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(_measure(json.loads(sys.argv[1])))))
+    arguments = json.loads(sys.argv[1])
+    measure = _fleet if arguments.get("fleet") else _measure
+    print(json.dumps(asyncio.run(measure(arguments))))

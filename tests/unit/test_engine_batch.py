@@ -69,3 +69,38 @@ async def test_unknown_reference_is_a_failed_result_not_an_exception(world: Worl
         await engine.aclose()
     assert results[0].outcome is Outcome.FAILED and "no-such-record" in results[0].reason
     assert results[1].outcome is Outcome.ROTATED
+
+
+async def test_rotations_start_round_robin_over_resources(world: World, tmp_path):
+    # A batch listed device by device: with 2 slots, input order would put both on the first device
+    # while the second waits (for Meraki: one organisation's budget busy, the other's idle).
+    dev2 = DeviceFile(tmp_path / "device2.json")
+    res2 = world.vault.add(type="pamNetworkDevice", title="sw2",
+                           fields=[Field("host", value=[str(dev2.path)])])
+    first, second = [world.user], []
+    for i in range(3):
+        world.dev.set_user(f"a{i}", f"Initial-Passw0rd-a{i}")
+        first.append(world.add_user(f"u-a{i}", f"a{i}", f"Initial-Passw0rd-a{i}"))
+    for i in range(4):
+        dev2.set_user(f"b{i}", f"Initial-Passw0rd-b{i}")
+        second.append(world.add_user(f"u-b{i}", f"b{i}", f"Initial-Passw0rd-b{i}", resource=res2.uid))
+    fake = world.targets["fake"]
+    fake.gate = asyncio.Event()
+    engine = world.engine()
+    try:
+        batch = asyncio.create_task(rotate_many(engine, first + second, concurrency=2, per_device=4))
+
+        async def two_in_flight() -> None:
+            while sum(fake.parallel.values()) < 2:
+                await asyncio.sleep(0)
+
+        await asyncio.wait_for(two_in_flight(), timeout=30)
+        for _ in range(200):
+            await asyncio.sleep(0)
+        assert fake.parallel == {str(world.dev.path): 1, str(dev2.path): 1}
+        fake.gate.set()
+        results = await batch
+    finally:
+        await engine.aclose()
+    assert [r.record_uid for r in results] == first + second     # results stay in input order
+    assert all(r.outcome is Outcome.ROTATED for r in results)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from keyturn.engine.ab import swap
 from keyturn.engine.accounts import ResolvedAccount, resolve_account
+from keyturn.engine.group_commit import GroupCommit
 from keyturn.engine.hooks import kill_point
 from keyturn.engine.journal import Journal, finish_columns, write_tx
 from keyturn.engine.locks import LockManager
@@ -150,6 +151,8 @@ class RotationEngine:
         # SQLite serialises writers anyway; one DB thread avoids lock contention between our own threads.
         workers = 1 if vault.engine.dialect.name == "sqlite" else 8
         self._db_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keyturn-db")
+        # Concurrent rotations' durable phases share a transaction (`keyturn.engine.group_commit`).
+        self.group_commit = GroupCommit(self._together, self._db_pool)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a synchronous vault/journal call off the event loop."""
@@ -201,12 +204,15 @@ class RotationEngine:
         return summarize(results)
 
     async def unit(self, fn: Callable[[], T]) -> T:
-        """Run `fn` off the event loop as one transaction: every vault, journal and lock call inside
-        it commits together (`Vault.unit`)."""
-        def run() -> T:
-            with self.vault.unit(batch_audit=True):
-                return fn()
-        return await self.db(run)
+        """Run `fn` off the event loop in one transaction: every vault, journal and lock call inside
+        it commits together (`Vault.unit`), maybe with other rotations' phases ready at the same time
+        (`GroupCommit`: `fn` may run twice, so it changes nothing but the database). Returns once
+        committed."""
+        return await self.group_commit.run(fn)
+
+    def _together(self, fns: Sequence[Callable[[], Any]]) -> list[Any]:
+        with self.vault.unit(batch_audit=True):
+            return [fn() for fn in fns]
 
     async def rotate(self, ref: str, *, rotation_id: str | None = None) -> RotationResult:
         """Rotate the account of record `ref` (uid or unique title). Never raises for rotation trouble:
@@ -385,14 +391,21 @@ class _Rotation:
         """One transaction: `action` (a vault change; it may `_queue` steps), then every queued step
         with its audit entry. Returns what `action` returned; the kill hook for `then` fires after
         the commit."""
+        before = list(self._queued)
+
         def write() -> T:
+            self._queued = list(before)   # run again alone after a group's rollback: start over
             fence = self._fence(folded=True)
             result = action()
-            queued, self._queued = self._queued, []
-            _write_steps(self.e, self.rid, self.uid, queued, fence)
+            _write_steps(self.e, self.rid, self.uid, self._queued, fence)
             return result
 
-        result = await self.e.unit(write)
+        try:
+            result = await self.e.unit(write)
+        except BaseException:
+            self._queued = before     # what `action` queued did not commit
+            raise
+        self._queued = []
         if then is not None:
             kill_point(then.value)
         return result
