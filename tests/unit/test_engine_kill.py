@@ -67,3 +67,58 @@ async def test_kill_at_step_then_recover(tmp_path, step, target):
         assert LockManager(vault.engine).all() == []
     finally:
         vault.close()
+
+
+BATCH_DRIVER = """
+import asyncio, sys
+from keyturn.config import Settings
+from keyturn.vault import Vault
+from keyturn.engine.batch import rotate_many
+from keyturn.engine.rotate import RotationEngine, TargetPool
+from tests.unit.engine_world import make_factory
+
+async def main():
+    vault = Vault.open(Settings(home=sys.argv[1]))
+    targets = make_factory()
+    engine = RotationEngine(vault, targets=TargetPool(lambda kind: targets[kind]), backoff=0.0)
+    refs = sys.argv[2:]
+    await rotate_many(engine, refs, per_device=len(refs))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("step", [s.value for s in STEPS])
+async def test_kill_a_batch_whose_phases_share_transactions_then_recover(tmp_path, step):
+    # Concurrent rotations of one batch write their phases in shared transactions (group commit): the
+    # first to pass `step` kills the process, wherever the others are; recovery settles every one.
+    home = tmp_path / "home"
+    vault = Vault.init(Settings(home=home))
+    try:
+        world = World(tmp_path, vault)
+        users, logins = [world.user], ["netops"]
+        for i in range(5):
+            world.dev.set_user(f"user{i}", f"Initial-Passw0rd-{i}")
+            users.append(world.add_user(f"u-extra-{i}", f"user{i}", f"Initial-Passw0rd-{i}",
+                                        admin=world.admin.uid))
+            logins.append(f"user{i}")
+        world.set_profile(world.user, admin=world.admin.uid)
+        env = {**os.environ, KILL_ENV: step, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run([sys.executable, "-c", BATCH_DRIVER, str(home), *users], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == KILL_EXIT_CODE, proc.stderr[-2000:]
+
+        engine = RotationEngine(vault, targets=TargetPool(lambda kind: world.targets[kind]), backoff=0.0)
+        try:
+            await engine.recover()
+            assert await engine.recover() == []
+        finally:
+            await engine.aclose()
+        for uid, login in zip(users, logins, strict=True):
+            assert world.current(uid) == world.dev.password(login), login
+            assert "pending" not in world.states(uid)
+        assert Journal(vault.engine).open_rotations() == []
+        assert LockManager(vault.engine).all() == []
+        assert vault.audit.verify() is None
+    finally:
+        vault.close()

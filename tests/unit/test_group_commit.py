@@ -229,3 +229,19 @@ async def test_one_bad_reference_in_a_group_costs_the_others_nothing(world: Any)
     assert results[3].outcome is Outcome.FAILED and "no-such-record" in results[3].reason
     assert stats.replays >= 1                      # its group ran again phase by phase
     _all_rotated(world, users, logins, results[:3] + results[4:])
+
+
+def test_a_phase_refused_by_a_shut_down_executor_never_runs_later() -> None:
+    db = FakeDatabase()
+    pool = ThreadPoolExecutor(max_workers=1)
+    group = GroupCommit(db.transaction, pool)
+    pool.shutdown()
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError):
+            await group.run(write(db, "late", 1))
+
+    asyncio.run(main())
+    with ThreadPoolExecutor(max_workers=1) as other:   # a later drain finds nothing left to write
+        other.submit(group._drain).result()
+    assert db.rows == {} and db.transactions == []

@@ -56,8 +56,15 @@ class GroupCommit:
         """`fn()`'s result once the transaction it ran in has committed, or what it raised alone."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queued.append((fn, future, loop))
-        self._executor.submit(self._drain)
+        phase: _Phase = (fn, future, loop)
+        self._queued.append(phase)
+        try:
+            self._executor.submit(self._drain)
+        except RuntimeError:   # the executor is shut down: withdraw the phase unless a group took it
+            with self._take:
+                if phase in self._queued:
+                    self._queued.remove(phase)
+                    raise
         return await future
 
     def _drain(self) -> None:
