@@ -80,3 +80,25 @@ def test_hmac_is_keyed() -> None:
 def test_master_key_repr_hides_material() -> None:
     key = MasterKey.generate()
     assert key.material.hex() not in repr(key)
+
+
+def test_a_remembered_record_tag_still_refuses_a_changed_tag_or_changed_columns(barrier: Barrier) -> None:
+    columns = ("u1", "pamUser", "sw1 admin", '[{"type":"login"}]', "[]", '{"rotation":{}}')
+    tag = barrier.record_mac(*columns)
+    assert barrier.record_mac_matches(tag, *columns)            # computed, then remembered
+    assert barrier.record_mac_matches(tag, *columns)            # remembered: the same answer
+    forged = ("0" if tag[0] != "0" else "1") + tag[1:]
+    assert not barrier.record_mac_matches(forged, *columns)    # the columns are known, the tag is wrong
+    changed = (*columns[:5], '{"rotation":{"scripts":["evil"]}}')
+    assert not barrier.record_mac_matches(tag, *changed)       # a script attached outside keyturn
+    other = Barrier(MasterKey.generate(), integrity=Barrier.new_integrity_key())
+    assert not other.record_mac_matches(tag, *columns)          # another vault's key: its own tags
+
+
+def test_remembered_record_tags_are_bounded(barrier: Barrier) -> None:
+    from keyturn.vault import barrier as module
+
+    for i in range(module._TAGS_KEPT + 10):
+        columns = (f"u{i}", "login", f"t{i}", "[]", "[]", "{}")
+        assert barrier.record_mac_matches(barrier.record_mac(*columns), *columns)
+    assert len(barrier._tags) == module._TAGS_KEPT

@@ -150,7 +150,7 @@ def test_concurrent_workers_run_every_phase_once() -> None:
         return fn
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        group = GroupCommit(db.transaction, pool, limit=3)
+        group = GroupCommit(db.transaction, pool, limit=3, parallel=4)
 
         async def main() -> list[Any]:
             return await asyncio.gather(*(group.run(counted(f"p{i}")) for i in range(200)))
@@ -161,9 +161,22 @@ def test_concurrent_workers_run_every_phase_once() -> None:
     assert max(db.transactions) <= 3
 
 
-def test_limit_must_be_positive() -> None:
-    with ThreadPoolExecutor(max_workers=1) as pool, pytest.raises(ValueError):
-        GroupCommit(lambda fns: [], pool, limit=0)
+def test_limit_and_parallel_must_be_positive() -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with pytest.raises(ValueError):
+            GroupCommit(lambda fns: [], pool, limit=0)
+        with pytest.raises(ValueError):
+            GroupCommit(lambda fns: [], pool, parallel=0)
+
+
+def test_more_than_a_group_is_written_in_groups_of_at_most_limit() -> None:
+    db = FakeDatabase()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        group = GroupCommit(db.transaction, pool, limit=4)
+        results = asyncio.run(_run_held(pool, group, [write(db, f"k{i}", i) for i in range(10)]))
+    assert results == list(range(10))
+    assert db.rows == {f"k{i}": i for i in range(10)}
+    assert db.transactions == [4, 4, 2]
 
 
 # --- the engine's phases, on a real vault ---------------------------------------------------------------

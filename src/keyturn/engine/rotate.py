@@ -152,7 +152,7 @@ class RotationEngine:
         workers = 1 if vault.engine.dialect.name == "sqlite" else 8
         self._db_pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="keyturn-db")
         # Concurrent rotations' durable phases share a transaction (`keyturn.engine.group_commit`).
-        self.group_commit = GroupCommit(self._together, self._db_pool)
+        self.group_commit = GroupCommit(self._together, self._db_pool, parallel=workers)
 
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a synchronous vault/journal call off the event loop."""

@@ -88,6 +88,9 @@ def wrapped_key_id(blob: bytes) -> str:
     return blob[3:11].hex()
 
 
+_TAGS_KEPT = 4096   # record tags a barrier remembers (`record_mac_matches`)
+
+
 def record_mac_input(
     uid: str, type: str, title: str, fields_json: str, custom_json: str, meta_json: str,
 ) -> bytes:
@@ -122,6 +125,9 @@ class Barrier:
             raise VaultSealed("vault is sealed: the integrity key has the wrong length")
         self._integrity = integrity
         self._record_mac_key = _hkdf(integrity, _INFO_RECORD_MAC)
+        # Record columns whose tag this barrier computed, with the tag: a row read again unchanged (a
+        # rotation reads its resource and admin records in every phase) is checked without an HMAC.
+        self._tags: dict[tuple[str, ...], str] = {}
         self._chain_key = _hkdf(integrity, _INFO_CHAIN)
         self._value_key = _hkdf(integrity, _INFO_VALUE)
 
@@ -247,6 +253,21 @@ class Barrier:
         """HMAC-SHA256 (hex) of a record's authenticated columns (see `record_mac_input`)."""
         data = record_mac_input(uid, type, title, fields_json, custom_json, meta_json)
         return hmac.digest(self._record_mac_key, data, "sha256").hex()   # one-shot: no HMAC object
+
+    def record_mac_matches(
+        self, mac: str, uid: str, type: str, title: str, fields_json: str, custom_json: str, meta_json: str,
+    ) -> bool:
+        """Whether `mac` is `record_mac` of these columns (compared in constant time). The tag of columns
+        seen before is remembered (at most `_TAGS_KEPT` of them), not computed again."""
+        columns = (uid, type, title, fields_json, custom_json, meta_json)
+        expected = self._tags.get(columns)
+        if expected is None:
+            expected = self.record_mac(*columns)
+            with self._lock:
+                if len(self._tags) >= _TAGS_KEPT:
+                    self._tags.pop(next(iter(self._tags)))    # the oldest
+                self._tags[columns] = expected
+        return hmac.compare_digest(mac, expected)
 
     def chain_mac(self, data: bytes) -> str:
         """HMAC-SHA256 (hex) for the audit chain: entry hashes and the chain head."""

@@ -19,7 +19,6 @@ untagged row or a wrong tag is tampering, never "an old vault".
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
@@ -47,8 +46,8 @@ def check(barrier: Barrier, row: RecordRow) -> None:
     reason = None
     if row.mac is None:
         reason = "it has no integrity tag"
-    elif not hmac.compare_digest(row.mac, barrier.record_mac(
-            row.uid, row.type, row.title, row.fields_json, row.custom_json, row.meta_json)):
+    elif not barrier.record_mac_matches(row.mac, row.uid, row.type, row.title, row.fields_json,
+                                        row.custom_json, row.meta_json):
         reason = "its integrity tag does not match"
     elif row.title_key != title_key(row.title):
         reason = "its title lookup key does not match its title"
