@@ -46,7 +46,7 @@ class _Planned(NamedTuple):
     resource: str          # what the start order is spread over ("" when unknown)
 
 
-def _device_keys(engine: RotationEngine, refs: Sequence[str]) -> list[_Planned]:
+def _plan(engine: RotationEngine, refs: Sequence[str]) -> list[_Planned]:
     """Per ref: the record uid, its per-device key (the resource uid; None when no per-device limit
     applies), `last` for an `OWN_KEY_TARGETS` profile, and the resource. Reads metadata only (nothing
     is decrypted), in one transaction (`Vault.metas`: one query per 500 records)."""
@@ -90,7 +90,7 @@ async def rotate_many(
     """Rotate every record in `refs`; never raises for a single account's trouble."""
     if concurrency < 1 or per_device < 1:
         raise ValueError("concurrency and per_device must be at least 1")
-    keys = await engine.db(_device_keys, engine, refs)
+    keys = await engine.db(_plan, engine, refs)
     overall = asyncio.Semaphore(concurrency)
     devices: dict[str, asyncio.Semaphore] = {}
     by_uid: dict[str, asyncio.Task[RotationResult]] = {}
