@@ -3,7 +3,7 @@
 Every durable phase of a rotation (`RotationEngine.unit`) is a unit of work: one transaction, one
 writer-lock hold, one audit-chain append, one commit. When a batch runs 64 rotations at once, the
 phases ready at the same moment are written together instead — one transaction for all of them, the
-audit entries appended to the chain in one go, one commit (one sync to disk) — and each rotation goes
+audit entries appended to the chain in one go, one commit — and each rotation goes
 on only after that commit, exactly as it would after its own. What a phase makes durable, and when,
 does not change: a rotation never passes a step boundary before its step is committed, and a crash
 leaves each rotation of the group as a crash after (or before) its own commit would.
