@@ -36,6 +36,7 @@ from bench.report import Row
 PROBE = Path(__file__).resolve().with_name("cost_probe.py")
 KINDS = ("iosxe-restconf", "iosxe-ssh", "meraki-auth-user", "meraki-fleet")
 FLEET_ORGS = 10      # the "10 organisations at 90 % of the budget in one process"
+FLEET_BUDGET = 9     # rotations/s per organisation: 90 % of Meraki's 10 requests/s
 
 
 @contextlib.contextmanager
@@ -132,17 +133,17 @@ def _fleet_line(r: dict[str, Any]) -> str:
         f"s/s, {p['phases_per_tx']:.2f} phases/transaction, {p['throttled']} 429s, {p['ok']} ok"
         for i, p in enumerate(r["passes"]))
     return (f"{r['label']:>6} meraki-fleet [{r.get('database', 'sqlite')}] {r['rotations']} users in "
-            f"{r['orgs']} organisations, one process (budget: {r['orgs'] * 9} rot/s): {passes}")
+            f"{r['orgs']} organisations, one process (budget: {r['orgs'] * FLEET_BUDGET} rot/s): {passes}")
 
 
 def _run_fleet(workdir: Path, trees: list[tuple[str, Path]], *, users_per_org: int, concurrency: int,
                database: str) -> list[str]:
     networks = max(1, -(-users_per_org // 30))                  # networks of up to 30 users
     per_network = -(-users_per_org // networks)
+    (workdir / "fleet").mkdir(parents=True, exist_ok=True)
     lab = Lab(workdir / "fleet", iosxe=0, meraki_orgs=FLEET_ORGS, networks_per_org=networks,
               users_per_network=per_network, ssh=False, restconf=False, flags=("--latency", "0"),
               timeout=1800)
-    (workdir / "fleet").mkdir(parents=True, exist_ok=True)
     with lab:
         accounts = FLEET_ORGS * networks * per_network
         results = [fleet(tree, lab, workdir, label, accounts=accounts, concurrency=concurrency,

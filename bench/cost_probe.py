@@ -109,17 +109,23 @@ def _lock(before: Sample, after: Sample, n: int) -> dict[str, float]:
             "lock_sql": (after[2] - before[2]) / n, "lock_holds": (after[3] - before[3]) / n}
 
 
-async def _measure(args: dict[str, Any]) -> dict[str, Any]:
+def _open(args: dict[str, Any]) -> tuple[Any, Any]:
+    """The lab's state and a new vault in ``args["home"]`` (on ``database_url`` when given)."""
     from keyturn.config import Settings
-    from keyturn.engine import hooks
-    from keyturn.engine.batch import rotate_many
-    from keyturn.engine.rotate import RotationEngine
     from keyturn.sim.client import LabState
     from keyturn.vault import Vault
 
-    state = LabState.load(Path(args["state_file"]))
     url = args.get("database_url")
     vault = Vault.init(Settings(home=Path(args["home"]), **({"database_url": url} if url else {})))
+    return LabState.load(Path(args["state_file"])), vault
+
+
+async def _measure(args: dict[str, Any]) -> dict[str, Any]:
+    from keyturn.engine import hooks
+    from keyturn.engine.batch import rotate_many
+    from keyturn.engine.rotate import RotationEngine
+
+    state, vault = _open(args)
     uids = _accounts(vault, state, args["kind"], args["accounts"] + args["phase_accounts"])
     bulk, phased = uids[:args["accounts"]], uids[args["accounts"]:]
     statements = [0]
@@ -201,15 +207,10 @@ async def _fleet(args: dict[str, Any]) -> dict[str, Any]:
     does (`rotate_many`, `concurrency`), twice: the rate reached against the organisations' budget,
     the process's CPU per rotation and per second of wall (1.0: one core busy), and how many rotation
     phases each transaction wrote (`GroupCommit`, when the tree has it)."""
-    from keyturn.config import Settings
     from keyturn.engine.batch import rotate_many
     from keyturn.engine.rotate import RotationEngine
-    from keyturn.sim.client import LabState
-    from keyturn.vault import Vault
 
-    state = LabState.load(Path(args["state_file"]))
-    url = args.get("database_url")
-    vault = Vault.init(Settings(home=Path(args["home"]), **({"database_url": url} if url else {})))
+    state, vault = _open(args)
     uids = _accounts(vault, state, "meraki-auth-user", args["accounts"])
     engine = RotationEngine(vault, actor="bench")
     group = getattr(engine, "group_commit", None)
