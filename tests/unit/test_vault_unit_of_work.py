@@ -215,3 +215,38 @@ def test_a_version_write_reads_and_bumps_the_record_in_one_statement(any_vault: 
     assert vault.secret(rec.uid, "enable") == Secret("e2")
     assert vault.secret(rec.uid, "fresh") == Secret("n1")
     assert vault.audit.verify() is None
+
+
+def test_record_values_are_the_record_columns_in_table_order() -> None:
+    """The read paths build `RecordValues` from a row by position: its fields must be the table's
+    columns, in order (a column added to `RecordRow` without it would shift every value)."""
+    from keyturn.vault.storage import RecordRow, RecordValues
+
+    assert RecordValues._fields == tuple(RecordRow.__table__.c.keys())
+
+
+def test_a_record_read_in_a_unit_then_changed_in_it_is_read_back_changed(any_vault: Vault) -> None:
+    """Reads in a unit keep Core rows; a change in the same unit loads the record to change it, and
+    later reads of the unit (and after it) see the change, never the copy read before."""
+    vault = any_vault
+    uid, other = _user(vault), _user(vault, "other")
+    with vault.unit():
+        vault.prefetch([uid, other])
+        assert vault.get(uid).meta == {}
+        vault.set_meta(uid, "note", "changed")
+        assert vault.get(uid).meta == {"note": "changed"}
+        assert vault.meta(uid) == (uid, {"note": "changed"})
+        # A version of a slot the record does not list yet: the record is changed to list it.
+        assert vault.add_version(uid, Secret("n1"), field="fresh") == 1
+        assert "fresh" in [f.label for f in vault.get(uid).custom]
+        # The record changed in the unit goes the long way for its next version (nothing overwritten).
+        assert vault.add_version(uid, Secret("c2"), rotation_id="r1") == 2
+        assert vault.get(uid).meta == {"note": "changed"}
+        vault.update(other, title="renamed")
+        assert [r.title for r in vault.find(type="pamUser")] == ["renamed", "u"]
+        vault.remove(other)
+        assert [r.title for r in vault.find(type="pamUser")] == ["u"]
+    rec = vault.get(uid)
+    assert rec.meta == {"note": "changed"} and "fresh" in [f.label for f in rec.custom]
+    assert [v.state for v in vault.versions(uid)] == [VersionState.PENDING, VersionState.CURRENT]
+    assert vault.tampered() == [] and vault.audit.verify() is None

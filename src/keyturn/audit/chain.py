@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 
 from keyturn.errors import AuditError
 from keyturn.secret import Secret
-from keyturn.vault.storage import AuditRow, MetaRow, Storage, ambient_audit_batch, utcnow
+from keyturn.vault.storage import AuditRow, MetaRow, Storage, ambient_audit_batch, connection_of, utcnow
 
 GENESIS = "0" * 64
 HEAD_KEY = "audit_head"
@@ -217,7 +217,7 @@ class AuditLog:
     ) -> int:
         """Append inside the caller's write session (so a change and its audit entry commit together)."""
         s.flush()   # the session's pending changes first: the chain lock comes last (see `Storage.unit`)
-        return self.append_on(s.connection(), action, actor=actor, record_uid=record_uid, details=details)
+        return self.append_on(connection_of(s), action, actor=actor, record_uid=record_uid, details=details)
 
     def append_on(
         self, conn: sa.Connection, action: str, *, actor: str, record_uid: str | None = None,

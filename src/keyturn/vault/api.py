@@ -88,10 +88,13 @@ from keyturn.vault.storage import (
     FOUND_BY_TYPE,
     ROWS_KEPT,
     MetaRow,
+    RecordData,
     RecordRow,
+    RecordValues,
     SecretVersionRow,
     Storage,
     ambient_session,
+    connection_of,
     sqlite_path,
     utcnow,
 )
@@ -583,13 +586,13 @@ class Vault:
         return changed
 
     def _new_version(
-        self, s: Session, row: RecordRow, slot: str, value: Secret, state: VersionState,
-        rotation_id: str | None, *, number: int | None = None,
+        self, s: Session, row: RecordData, slot: str, value: Secret, state: VersionState,
+        rotation_id: str | None, *, number: int | None = None, touched: bool = False,
     ) -> int:
         """Encrypt and insert the next version of `slot` and bump the record's `updated_at` (listings
         show when a record's secrets last changed). `number`: the next number when the caller read it
-        under this write transaction (`_touch`, which has also bumped `updated_at`)."""
-        touched = number is not None
+        under this write transaction; `touched`: `_touch` has bumped `updated_at` already (else `row`
+        must be a `RecordRow`)."""
         if number is None:
             number = ver.next_version(s, row.uid, slot)
         blob = self._barrier.encrypt(row.wrapped_key, row.uid, slot, number, value)
@@ -597,16 +600,16 @@ class Vault:
         if state is VersionState.CURRENT:
             ver.trim(s, row.uid, slot, self._settings.history_depth)
         if not touched:
-            row.updated_at = utcnow()
+            _changeable(row).updated_at = utcnow()
         return number
 
-    def _decrypt(self, row: RecordRow, v: ver.VersionRow) -> Secret:
+    def _decrypt(self, row: RecordData, v: ver.VersionRow) -> Secret:
         return self._decrypt_value(row, v.field, v.version, v.ciphertext)
 
-    def _decrypt_value(self, row: RecordRow, slot: str, version: int, blob: bytes) -> Secret:
+    def _decrypt_value(self, row: RecordData, slot: str, version: int, blob: bytes) -> Secret:
         return self._barrier.decrypt(row.wrapped_key, row.uid, slot, version, blob)
 
-    def _to_record(self, s: Session, row: RecordRow) -> Record:
+    def _to_record(self, s: Session, row: RecordData) -> Record:
         current: dict[str, tuple[int, bytes]] | None = None   # read once, on the first secret field
 
         def load(raw: str) -> list[Field]:
@@ -630,24 +633,47 @@ class Vault:
             created_at=row.created_at, updated_at=row.updated_at,
         )
 
-    def _row(self, s: Session, ref: str, *, check: bool = True) -> RecordRow:
-        """The record row by uid or unique title; with `check`, refused (`RecordTampered`) unless its
-        integrity tag matches."""
+    def _view(self, s: Session, ref: str, *, check: bool = True) -> RecordData:
+        """The record row by uid or unique title, to read: the unit's copy when it holds one, else read
+        as a Core row (`RecordValues`; inside a unit with its versions, in one query). With `check`,
+        refused (`RecordTampered`) unless its integrity tag matches."""
         if unstorable(ref):  # the database cannot even be asked (and holds no such text)
             raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
-        keep = s.info.get(ROWS_KEPT)
-        if keep is None:
-            row = s.get(RecordRow, ref)
-        elif (row := keep.get(ref)) is None:
-            # A unit of work: the record and its versions in one query (its reads of them follow).
-            found = _group(s.execute(_JOINED_BY_UID, {"uid": ref}))
-            if found:
-                row = found[0][0]
-                ver.remember(s, row.uid, found[0][1])
+        keep: dict[str, RecordData] | None = s.info.get(ROWS_KEPT)
+        row: RecordData | None = None if keep is None else keep.get(ref)
         if row is None:
-            row = self._row_by_title(s, ref)
-        if keep is not None:   # a unit of work: later reads of this record in it need no SELECT
-            keep[row.uid] = row
+            if keep is None:
+                got = connection_of(s).execute(_BY_UID, {"uid": ref}).first()
+                row = None if got is None else RecordValues(*got)
+            else:
+                # A unit of work: the record and its versions in one query (its reads of them follow).
+                found = _group(connection_of(s).execute(_JOINED_BY_UID, {"uid": ref}))
+                if found:
+                    row = found[0][0]
+                    ver.remember(s, row.uid, found[0][1])
+            if row is None:
+                row = self._row_by_title(s, ref)
+            if keep is not None:   # a unit of work: later reads of this record in it need no SELECT
+                keep[row.uid] = row
+        if check:
+            integrity.check(self._barrier, row)
+        return row
+
+    def _row(self, s: Session, ref: str, *, check: bool = True) -> RecordRow:
+        """The record as an ORM `RecordRow` by uid or unique title, to change (its changes are flushed
+        with the session); with `check`, integrity-checked as `_view`. Inside a unit it replaces the
+        unit's read copy, re-read, so the row changed is the row as it is now."""
+        if unstorable(ref):
+            raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
+        keep: dict[str, RecordData] | None = s.info.get(ROWS_KEPT)
+        held = None if keep is None else keep.get(ref)
+        if isinstance(held, RecordRow):
+            row = held
+        else:
+            found = s.get(RecordRow, ref, populate_existing=keep is not None)
+            row = found if found is not None else self._row_by_title(s, ref)
+            if keep is not None:
+                keep[row.uid] = row
         if check:
             integrity.check(self._barrier, row)
         return row
@@ -662,45 +688,45 @@ class Vault:
         # By uid: locked and read in one statement; by title: found, then locked and read again.
         row = None if unstorable(ref) else s.get(RecordRow, ref, with_for_update=True, populate_existing=True)
         if row is None:
-            found = self._row(s, ref, check=False)
+            found = self._view(s, ref, check=False)
             row = s.get(RecordRow, found.uid, with_for_update=True, populate_existing=True)
             if row is None:  # removed by another writer since it was read
                 raise _not_found(s, ref)
-        keep = s.info.get(ROWS_KEPT)
+        keep: dict[str, RecordData] | None = s.info.get(ROWS_KEPT)
         if keep is not None:
             keep[row.uid] = row
         integrity.check(self._barrier, row)
         return row
 
-    def _touch(self, s: Session, ref: str, field: str | None = None) -> tuple[RecordRow, Any]:
+    def _touch(self, s: Session, ref: str, field: str | None = None) -> tuple[RecordData, Any]:
         """`_locked_row` for a write that changes the record's versions, in one statement: ``UPDATE
         kt_records SET updated_at = now … RETURNING`` the row (on PostgreSQL the UPDATE is the row lock,
         and what it returns is the row as committed, as ``FOR UPDATE`` reads it), with `field`'s highest
         version number (None: no version) read by the same statement. Integrity-checked after.
 
-        Returns (row, highest number, or `_UNREAD`). A title, or a record this unit already holds,
+        Returns (row, highest number, or `_UNREAD`); the row as `RecordValues` unless it went the
+        long way. A title, or a record this unit holds as a `RecordRow` (maybe changed, unflushed),
         goes the long way (`_locked_row`, the bump at flush, the number unread): the statement is by
         uid, and must not overwrite a row the session holds changed."""
-        kept = s.info.get(ROWS_KEPT)
-        if unstorable(ref) or (kept is not None and ref in kept):
+        kept: dict[str, RecordData] | None = s.info.get(ROWS_KEPT)
+        if unstorable(ref) or (kept is not None and isinstance(kept.get(ref), RecordRow)):
             row = self._locked_row(s, ref)
             row.updated_at = utcnow()
             return row, _UNREAD
-        got = s.execute(
+        got = connection_of(s).execute(
             _TOUCH_FIELD if field is not None else _TOUCH,
             {"kt_uid": ref, "kt_now": utcnow(), **({"kt_field": field} if field is not None else {})},
-            # A copy this session holds (read, not changed: changed ones went the long way) is refreshed.
-            execution_options={"populate_existing": True},
         ).first()
         if got is None:  # a title (or no such record): found by `_row`, then locked by uid
             row = self._locked_row(s, ref)
             row.updated_at = utcnow()
             return row, _UNREAD
-        row = got[0]
-        if kept is not None:
-            kept[row.uid] = row
-        integrity.check(self._barrier, row)
-        return row, (None if got[1] is None else int(got[1])) if field is not None else _UNREAD
+        values = RecordValues(*got[:_WIDTH])
+        if kept is not None:   # the unit's later reads see the bumped row
+            kept[values.uid] = values
+        integrity.check(self._barrier, values)
+        top = got[_WIDTH]
+        return values, (None if top is None else int(top)) if field is not None else _UNREAD
 
     def lock_record(self, ref: str) -> None:
         """Inside a write unit of work: lock the record until the unit ends (see `_locked_row`); reads
@@ -729,13 +755,14 @@ class Vault:
         s = ambient_session(self._storage.engine)
         if s is None:
             return
-        kept: dict[str, RecordRow] = s.info[ROWS_KEPT]
+        kept: dict[str, RecordData] = s.info[ROWS_KEPT]
         by_type: dict[str, list[str]] = s.info.setdefault(FOUND_BY_TYPE, {})
         uids = [r for r in dict.fromkeys(refs) if r and not unstorable(r) and r not in kept]
         new_types = [t for t in dict.fromkeys(types) if t not in by_type]
         if not uids and not new_types:
             return
-        found = _group(s.execute(_PREFETCH, {"kt_uids": uids, "kt_types": new_types}))
+        s.flush()   # a record this unit added is listed by type too (Core statements do not autoflush)
+        found = _group(connection_of(s).execute(_PREFETCH, {"kt_uids": uids, "kt_types": new_types}))
         for t in new_types:
             by_type[t] = [r.uid for r, _v in found if r.type == t]
         for r, versions in found:
@@ -746,12 +773,12 @@ class Vault:
         """Record by uid or unique title (case-insensitive). `RecordNotFound` / `AmbiguousRecord`."""
         with self._storage.session() as s:
             _read_once(s)
-            return self._to_record(s, self._row(s, ref))
+            return self._to_record(s, self._view(s, ref))
 
     def meta(self, ref: str) -> tuple[str, dict[str, Any]]:
         """(uid, meta) of a record by uid or unique title, decrypting nothing."""
         with self._storage.session() as s:
-            row = self._row(s, ref)
+            row = self._view(s, ref)
             meta: dict[str, Any] = json.loads(row.meta_json)
             return row.uid, meta
 
@@ -771,7 +798,7 @@ class Vault:
                 try:
                     row = rows.get(ref)
                     if row is None:   # a title, or no such uid: the lookup (and error) of `meta`
-                        row = self._row(s, ref)
+                        row = self._view(s, ref)
                     else:
                         integrity.check(self._barrier, row)
                     out.append((row.uid, json.loads(row.meta_json)))
@@ -783,14 +810,14 @@ class Vault:
         """uid/title/type of a record by uid or unique title, without decrypting or checking it (what
         a confirmation prompt shows, e.g. before removing a tampered record)."""
         with self._storage.session() as s:
-            row = self._row(s, ref, check=False)
+            row = self._view(s, ref, check=False)
             return RecordSummary(row.uid, row.title, row.type, row.updated_at)
 
     def resolve(self, ref: str) -> str:
         """The uid for a uid or unique title (no decryption, no integrity check: an admin must be able
         to name a tampered record to remove or reseal it)."""
         with self._storage.session() as s:
-            return self._row(s, ref, check=False).uid
+            return self._view(s, ref, check=False).uid
 
     def find(
         self, *, type: str | None = None, title: str | None = None, custom: Mapping[str, str] | None = None,
@@ -799,15 +826,17 @@ class Vault:
         `custom` matches plain custom field values exactly (labels as in `Record.custom_value`)."""
         if any(unstorable(f) for f in (type, title) if f is not None):
             return []
-        q = sa.select(RecordRow).order_by(RecordRow.title_key, RecordRow.uid)
+        q = sa.select(_RECORDS).order_by(_RECORDS.c.title_key, _RECORDS.c.uid)
         if type is not None:
-            q = q.where(RecordRow.type == type)
+            q = q.where(_RECORDS.c.type == type)
         if title is not None:
-            q = q.where(RecordRow.title_key.contains(title_key(title), autoescape=True))
+            q = q.where(_RECORDS.c.title_key.contains(title_key(title), autoescape=True))
         with self._storage.session() as s:
             listed = s.info.get(FOUND_BY_TYPE, {}).get(type) if title is None else None
-            rows = (list(s.scalars(q)) if listed is None
-                    else [s.info[ROWS_KEPT][uid] for uid in listed])   # `prefetch` read them
+            s.flush()   # what this unit changed is read back as changed (Core does not autoflush)
+            rows: list[RecordData] = (
+                [RecordValues(*r) for r in connection_of(s).execute(q)] if listed is None
+                else [s.info[ROWS_KEPT][uid] for uid in listed])   # `prefetch` read them
             for r in rows:
                 integrity.check(self._barrier, r)
             records = [self._to_record(s, r) for r in rows]
@@ -921,7 +950,7 @@ class Vault:
         """A record's stored, UNVERIFIED type/title/fields/meta (no secret values), for review before
         `reseal`, plus ``"intact"``: whether its integrity check passes."""
         with self._storage.session() as s:
-            row = self._row(s, ref, check=False)
+            row = self._view(s, ref, check=False)
             view = integrity.raw_view(row)
             try:
                 integrity.check(self._barrier, row)
@@ -951,7 +980,7 @@ class Vault:
 
     # --- secret versions -------------------------------------------------------------------------
 
-    def _slot(self, s: Session, row: RecordRow, name: str, *, create: bool = False) -> str:
+    def _slot(self, s: Session, row: RecordData, name: str, *, create: bool = False) -> str:
         """Slot for a field name: slot name, standard type, standard label, custom label (then -i)."""
         std, cus = json.loads(row.fields_json), json.loads(row.custom_json)
         slots = [i["slot"] for i in std + cus if "slot" in i]
@@ -972,21 +1001,22 @@ class Vault:
                 return name
             raise VaultError(f"record {row.uid} has no secret field {name!r}")
         # First version of a field the record does not list yet: add it, so `get` shows it.
+        entity = row if isinstance(row, RecordRow) else self._row(s, row.uid)
         if is_secret_field(name, custom=False):
             std.append({"type": name, "label": None, "slot": name})
-            row.fields_json = json.dumps(std, separators=(",", ":"))
-            integrity.seal(self._barrier, row)
+            entity.fields_json = json.dumps(std, separators=(",", ":"))
+            integrity.seal(self._barrier, entity)
             return name
         slot = f"custom:{name}"
         cus.append({"type": "secret", "label": name, "slot": slot})
-        row.custom_json = json.dumps(cus, separators=(",", ":"))
-        integrity.seal(self._barrier, row)
+        entity.custom_json = json.dumps(cus, separators=(",", ":"))
+        integrity.seal(self._barrier, entity)
         return slot
 
     def secret(self, uid: str, field: str = "password") -> Secret | None:
         """The current version's value of a secret field, or None when it has none."""
         with self._storage.session() as s:
-            row = self._row(s, uid)
+            row = self._view(s, uid)
             try:
                 slot = self._slot(s, row, field)
             except VaultError:
@@ -997,7 +1027,7 @@ class Vault:
     def versions(self, uid: str, field: str = "password") -> list[VersionInfo]:
         """All versions of a secret field, newest first (metadata only)."""
         with self._storage.session() as s:
-            row = self._row(s, uid)
+            row = self._view(s, uid)
             try:
                 slot = self._slot(s, row, field)
             except VaultError:
@@ -1006,7 +1036,7 @@ class Vault:
 
     def version_secret(self, uid: str, version: int, field: str = "password") -> Secret:
         with self._storage.session() as s:
-            row = self._row(s, uid)
+            row = self._view(s, uid)
             return self._decrypt(row, ver.get_row(s, row.uid, self._slot(s, row, field), version))
 
     def add_version(
@@ -1019,7 +1049,7 @@ class Vault:
         with self._storage.session(write=True) as s:
             row, top = self._touch(s, uid, field)
             slot = self._slot(s, row, field, create=True)
-            number = self._new_version(s, row, slot, value, VersionState(state), rotation_id,
+            number = self._new_version(s, row, slot, value, VersionState(state), rotation_id, touched=True,
                                        number=None if top is _UNREAD or slot != field else (top or 0) + 1)
             self.audit.append_in(s, "version.add", actor=actor, record_uid=row.uid, details={
                 "field": slot, "version": number, "state": str(state), "rotation_id": rotation_id,
@@ -1035,7 +1065,7 @@ class Vault:
             self.promote(uid, version, field=field, actor=actor)
             return
         with self._storage.session(write=True) as s:
-            row = self._row(s, uid)
+            row = self._view(s, uid)
             slot = self._slot(s, row, field)
             old = ver.set_state(s, row.uid, slot, version, VersionState(state))
             self.audit.append_in(s, "version.state", actor=actor, record_uid=row.uid, details={
@@ -1063,7 +1093,7 @@ class Vault:
         may also be a unique title (as `resolve` takes it)."""
         with self._storage.session(write=True) as s:
             _read_once(s)
-            row = self._row(s, uid)
+            row = self._view(s, uid)
             slot = self._slot(s, row, field)
             cur = (ver.current_row(s, row.uid, slot) if version is None
                    else ver.get_row(s, row.uid, slot, version))
@@ -1259,29 +1289,31 @@ class Vault:
             return str(json.loads(row.value)["key_id"]) if row is not None else None
 
 
-_JOINED_BY_UID = ver.joined(sa.select(RecordRow), RecordRow.uid).where(RecordRow.uid == sa.bindparam("uid"))
+# The record reads of the vault, as Core rows (`RecordValues`): loading ORM entities cost as much again.
+_RECORDS: sa.Table = RecordRow.__table__  # type: ignore[assignment]
+_WIDTH = len(_RECORDS.c)   # a record's columns lead every row of the statements below
+_BY_UID = sa.select(_RECORDS).where(_RECORDS.c.uid == sa.bindparam("uid"))
+_JOINED_BY_UID = ver.joined(sa.select(_RECORDS), _RECORDS.c.uid).where(_RECORDS.c.uid == sa.bindparam("uid"))
 # `metas`: records by uid, as Core rows (metadata only: no versions, nothing decrypted).
 _BY_UIDS = sa.select(RecordRow.__table__).where(
     RecordRow.uid.in_(sa.bindparam("kt_uids", expanding=True)))
 _METAS_CHUNK = 500   # uids per query: far under SQLite's and PostgreSQL's bound-parameter limits
 # `prefetch`: records by uid or type, with their versions (expanding IN: one statement for any count).
-_PREFETCH = (ver.joined(sa.select(RecordRow), RecordRow.uid)
-             .where(sa.or_(RecordRow.uid.in_(sa.bindparam("kt_uids", expanding=True)),
-                           RecordRow.type.in_(sa.bindparam("kt_types", expanding=True))))
-             .order_by(RecordRow.title_key, RecordRow.uid))
+_PREFETCH = (ver.joined(sa.select(_RECORDS), _RECORDS.c.uid)
+             .where(sa.or_(_RECORDS.c.uid.in_(sa.bindparam("kt_uids", expanding=True)),
+                           _RECORDS.c.type.in_(sa.bindparam("kt_types", expanding=True))))
+             .order_by(_RECORDS.c.title_key, _RECORDS.c.uid))
 # `_touch`: the record's ``updated_at`` bumped and the row returned (locked on PostgreSQL), with or
 # without the highest version number of one field; built once, as it runs in every writing phase. A
-# Core UPDATE loaded as ORM rows (`from_statement`): the ORM's own UPDATE ... RETURNING goes through its
-# bulk-update machinery, which cost more CPU than the rest of the phase's statements together.
-_RECORDS: sa.Table = RecordRow.__table__  # type: ignore[assignment]
+# Core UPDATE with Core rows: the ORM's own UPDATE ... RETURNING goes through its bulk-update
+# machinery, which cost more CPU than the rest of the phase's statements together.
+_VERSIONS: sa.Table = SecretVersionRow.__table__  # type: ignore[assignment]
 _TOUCH_BASE = (sa.update(_RECORDS).where(_RECORDS.c.uid == sa.bindparam("kt_uid"))
                .values(updated_at=sa.bindparam("kt_now")))
-_TOUCH = sa.select(RecordRow, sa.literal_column("kt_top")).from_statement(
-    _TOUCH_BASE.returning(*_RECORDS.c, sa.null().label("kt_top")))
-_TOUCH_FIELD = sa.select(RecordRow, sa.literal_column("kt_top")).from_statement(
-    _TOUCH_BASE.returning(*_RECORDS.c, sa.select(sa.func.max(SecretVersionRow.version)).where(
-        SecretVersionRow.record_uid == _RECORDS.c.uid, SecretVersionRow.field == sa.bindparam("kt_field"),
-    ).scalar_subquery().label("kt_top")))
+_TOUCH = _TOUCH_BASE.returning(*_RECORDS.c, sa.null().label("kt_top"))
+_TOUCH_FIELD = _TOUCH_BASE.returning(*_RECORDS.c, sa.select(sa.func.max(_VERSIONS.c.version)).where(
+    _VERSIONS.c.record_uid == _RECORDS.c.uid, _VERSIONS.c.field == sa.bindparam("kt_field"),
+).scalar_subquery().label("kt_top"))
 
 
 def _count_not_under(s: Session, key: MasterKey) -> int:
@@ -1298,12 +1330,22 @@ def _read_once(s: Session) -> None:
         s.info[ROWS_KEPT], s.info[ver.CURRENT_CACHE] = {}, {}
 
 
-def _group(result: sa.Result[Any]) -> list[tuple[RecordRow, list[sa.Row[Any]]]]:
+def _group(result: sa.Result[Any]) -> list[tuple[RecordValues, list[sa.Row[Any]]]]:
     """The rows of a `versions.joined` query as (record, its rows), in the order the records came."""
-    out: dict[str, tuple[RecordRow, list[sa.Row[Any]]]] = {}
+    out: dict[str, tuple[RecordValues, list[sa.Row[Any]]]] = {}
     for r in result:
-        out.setdefault(r[0].uid, (r[0], []))[1].append(r)
+        got = out.get(r[0])
+        if got is None:
+            got = out[r[0]] = (RecordValues(*r[:_WIDTH]), [])
+        got[1].append(r)
     return list(out.values())
+
+
+def _changeable(row: RecordData) -> RecordRow:
+    """`row` as the `RecordRow` a change is made to; a row read to be shown is never changed."""
+    if not isinstance(row, RecordRow):
+        raise TypeError(f"record {row.uid} was read as values; load it with `Vault._row` to change it")
+    return row
 
 
 def _not_found(s: Session, ref: str) -> RecordNotFound:

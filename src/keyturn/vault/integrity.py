@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from keyturn.errors import RecordTampered
 from keyturn.vault.barrier import Barrier
 from keyturn.vault.records import title_key
-from keyturn.vault.storage import RecordRow
+from keyturn.vault.storage import RecordData, RecordRow
 
 ACTION_UPGRADE = "vault.integrity.upgrade"
 ACTION_RESEAL = "record.reseal"
@@ -41,7 +41,7 @@ def seal(barrier: Barrier, row: RecordRow) -> None:
                                  row.meta_json)
 
 
-def check(barrier: Barrier, row: RecordRow) -> None:
+def check(barrier: Barrier, row: RecordData) -> None:
     """`RecordTampered` unless the row's tag matches its columns and its lookup key its title."""
     reason = None
     if row.mac is None:
@@ -76,7 +76,7 @@ def tampered_message(uid: str, title: str, reason: str) -> str:
     )
 
 
-def raw_view(row: RecordRow) -> dict[str, Any]:
+def raw_view(row: RecordData) -> dict[str, Any]:
     """What an admin reviews before a reseal: the row's stored, unverified columns (no secret value is
     stored in them; secret fields show only their slot name)."""
     return {

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from keyturn.errors import VaultError
-from keyturn.vault.storage import SecretVersionRow, utcnow
+from keyturn.vault.storage import SecretVersionRow, connection_of, utcnow
 
 
 class VersionState(enum.StrEnum):
@@ -97,14 +97,15 @@ def info(row: VersionRow) -> VersionInfo:
 
 
 def next_version(s: Session, uid: str, slot: str) -> int:
-    top = s.scalar(sa.select(sa.func.max(_T.c.version)).where(_T.c.record_uid == uid, _T.c.field == slot))
+    top = connection_of(s).scalar(
+        sa.select(sa.func.max(_T.c.version)).where(_T.c.record_uid == uid, _T.c.field == slot))
     return int(top or 0) + 1
 
 
 def get_row(s: Session, uid: str, slot: str, version: int) -> VersionRow:
     cached = s.info.get(CURRENT_CACHE, {}).get(uid)
     row = (next((r for r in cached if r.field == slot and r.version == version), None)
-           if cached is not None else s.execute(sa.select(_T).where(
+           if cached is not None else connection_of(s).execute(sa.select(_T).where(
                _T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)).first())
     if row is None:
         raise VaultError(f"record {uid} field {slot!r} has no version {version}")
@@ -115,7 +116,7 @@ def current_row(s: Session, uid: str, slot: str) -> VersionRow | None:
     cached = s.info.get(CURRENT_CACHE, {}).get(uid)
     if cached is not None:   # this unit read them (`_cached`, `remember`); writes drop the entry
         return next((r for r in cached if r.field == slot and r.state == VersionState.CURRENT.value), None)
-    return s.execute(sa.select(_T).where(
+    return connection_of(s).execute(sa.select(_T).where(
         _T.c.record_uid == uid, _T.c.field == slot, _T.c.state == VersionState.CURRENT.value)).first()
 
 
@@ -134,7 +135,7 @@ def _cached(s: Session, uid: str) -> list[VersionRow] | None:
         return None
     if uid not in cache:
         # One query for the current secrets and the version list a rotation reads in the same unit.
-        cache[uid] = list(s.execute(_SELECT_ALL, {"uid": uid}))
+        cache[uid] = list(connection_of(s).execute(_SELECT_ALL, {"uid": uid}))
     return cache[uid]
 
 
@@ -164,7 +165,7 @@ def current_values(s: Session, uid: str) -> dict[str, tuple[int, bytes]]:
     versions several times in one transaction)."""
     rows = _cached(s, uid)
     if rows is None:
-        return {f: (v, c) for f, v, c in s.execute(_SELECT_CURRENT, {"uid": uid})}
+        return {f: (v, c) for f, v, c in connection_of(s).execute(_SELECT_CURRENT, {"uid": uid})}
     return {r.field: (r.version, r.ciphertext) for r in rows if r.state == VersionState.CURRENT.value}
 
 
@@ -179,7 +180,7 @@ def list_rows(s: Session, uid: str, slot: str) -> list[VersionRow]:
     rows = _cached(s, uid)
     if rows is not None:
         return sorted((r for r in rows if r.field == slot), key=lambda r: r.version, reverse=True)
-    return list(s.execute(sa.select(_T).where(_T.c.record_uid == uid, _T.c.field == slot)
+    return list(connection_of(s).execute(sa.select(_T).where(_T.c.record_uid == uid, _T.c.field == slot)
                           .order_by(_T.c.version.desc())))
 
 
@@ -189,7 +190,7 @@ def insert(
 ) -> None:
     now = utcnow()
     forget_current(s, uid)
-    s.execute(_INSERT, {"record_uid": uid, "field": slot, "version": version,
+    connection_of(s).execute(_INSERT, {"record_uid": uid, "field": slot, "version": version,
                         "state": VersionState.PENDING.value, "rotation_id": rotation_id,
                         "ciphertext": ciphertext, "created_at": now, "updated_at": now})
     if state is not VersionState.PENDING:
@@ -208,11 +209,12 @@ def set_state(s: Session, uid: str, slot: str, version: int, state: VersionState
     forget_current(s, uid)
     if state is VersionState.CURRENT:
         # Demote before promote: the partial unique index allows one current at a time.
-        s.execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot,
+        connection_of(s).execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot,
                                       _T.c.state == VersionState.CURRENT.value)
                   .values(state=VersionState.PREVIOUS.value, updated_at=now))
-    s.execute(sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)
-              .values(state=state.value, updated_at=now))
+    connection_of(s).execute(
+        sa.update(_T).where(_T.c.record_uid == uid, _T.c.field == slot, _T.c.version == version)
+        .values(state=state.value, updated_at=now))
     return str(row.state)
 
 
@@ -225,10 +227,10 @@ def promote(s: Session, uid: str, slot: str, version: int, *, seen: str | None =
     forget_current(s, uid)
     # Demote before promote: the partial unique index allows one current at a time.
     where = {"k_uid": uid, "k_field": slot}
-    old = s.execute(_DEMOTE, {**where, "k_now": now}).scalar_one_or_none()
-    res = s.execute(_PROMOTE if seen is None else _PROMOTE_SEEN,
+    old = connection_of(s).execute(_DEMOTE, {**where, "k_now": now}).scalar_one_or_none()
+    res = connection_of(s).execute(_PROMOTE if seen is None else _PROMOTE_SEEN,
                     {**where, "k_version": version, "k_now": now, "k_seen": seen})
-    if res.rowcount != 1:  # type: ignore[attr-defined]
+    if res.rowcount != 1:
         raise VaultError(f"record {uid} field {slot!r} has no version {version}")
     return None if old is None else int(old)
 
@@ -236,5 +238,5 @@ def promote(s: Session, uid: str, slot: str, version: int, *, seen: str | None =
 def trim(s: Session, uid: str, slot: str, depth: int) -> int:
     """Delete the oldest `previous`/`failed` versions beyond `depth` (one statement); returns how many."""
     forget_current(s, uid)
-    res = s.execute(_TRIM, {"k_uid": uid, "k_field": slot, "k_depth": depth})
-    return int(res.rowcount)  # type: ignore[attr-defined]
+    res = connection_of(s).execute(_TRIM, {"k_uid": uid, "k_field": slot, "k_depth": depth})
+    return int(res.rowcount)
