@@ -23,6 +23,8 @@ import hashlib
 import hmac
 import logging
 import os
+import select
+import socket
 import ssl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -51,14 +53,32 @@ class PinMismatch(httpcore.ConnectError):
     """The peer's certificate does not match the pinned fingerprint (raised inside the transport)."""
 
 
-# httpcore's stream/backend interface takes `timeout` arguments (ASYNC109 is about our own APIs).
-class _PinnedStream(httpcore.AsyncNetworkStream):
-    """Checks the pin on its TLS handshake; `skip` handshakes first are the proxy's own (https proxy)."""
+def _readable(sock: socket.socket | None) -> bool:
+    """httpcore's test of an idle kept-alive socket: readable (the peer closed it, or sent what it
+    should not have) or gone counts as expired."""
+    if sock is None or sock.fileno() < 0:
+        return True
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return bool(poll.poll(0))
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream, pin: str, skip: int = 0) -> None:
+
+# httpcore's stream/backend interface takes `timeout` arguments (ASYNC109 is about our own APIs).
+class _Stream(httpcore.AsyncNetworkStream):
+    """One pooled connection's stream. With a `pin`, checks it on its TLS handshake (`skip`
+    handshakes first are the proxy's own, an https proxy).
+
+    It also answers httpcore's "is this idle connection readable" from the socket it keeps. httpcore
+    1.0 asks that of every idle connection of the pool on every request, twice, and its anyio stream
+    answers by building the socket's whole attribute table, `getpeername` included, each time: ~6 %
+    of a 10-organisation Meraki rotation's CPU (bench `--only cost`, py-spy). The answer is the same
+    poll of the same socket."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, pin: str | None, skip: int = 0) -> None:
         self._inner = inner
         self._pin = pin
         self._skip = skip
+        self._socket: socket.socket | None = None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
         return await self._inner.read(max_bytes, timeout)
@@ -72,29 +92,36 @@ class _PinnedStream(httpcore.AsyncNetworkStream):
     async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                         timeout: float | None = None) -> httpcore.AsyncNetworkStream:  # noqa: ASYNC109
         tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        if self._pin is None:
+            return _Stream(tls, None)
         if self._skip:
             # TLS to an https proxy (verified by the proxy's own context); the origin's handshake
             # comes next, through the CONNECT tunnel, and is the one the pin is about.
-            return _PinnedStream(tls, self._pin, self._skip - 1)
+            return _Stream(tls, self._pin, self._skip - 1)
         ssl_object = tls.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         seen = hashlib.sha256(der).hexdigest() if der else ""
         if not hmac.compare_digest(seen, self._pin):
             await tls.aclose()
             raise PinMismatch("the server certificate does not match the pinned SHA-256 fingerprint")
-        return tls
+        return _Stream(tls, None)
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            if self._socket is None:
+                self._socket = self._inner.get_extra_info("socket")
+            return _readable(self._socket)
         return self._inner.get_extra_info(info)
 
 
-class _PinningBackend(httpcore.AsyncNetworkBackend):
-    """Every TCP connection checks the pin on its (first non-proxy) TLS handshake.
+class _Backend(httpcore.AsyncNetworkBackend):
+    """httpcore's anyio backend, its streams wrapped in `_Stream`: with a `pin`, every TCP connection
+    checks it on its (first non-proxy) TLS handshake.
 
     Through a proxy every TCP connection goes to the proxy; `proxy_tls` says the proxy itself speaks
     TLS (an ``https://`` proxy URL), so the first handshake on each connection is skipped."""
 
-    def __init__(self, pin: str, *, proxy_tls: bool = False) -> None:
+    def __init__(self, pin: str | None, *, proxy_tls: bool = False) -> None:
         self._inner = httpcore.AnyIOBackend()
         self._pin = pin
         self._skip = 1 if proxy_tls else 0
@@ -103,7 +130,7 @@ class _PinningBackend(httpcore.AsyncNetworkBackend):
                           local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
         stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _PinnedStream(stream, self._pin, self._skip)
+        return _Stream(stream, self._pin, self._skip)
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -165,26 +192,25 @@ def build_client(endpoint: Endpoint, *, base_url: str, timeout: float,
         raise TlsVerificationFailed(f"{endpoint.host}: proxy {via.url.scheme}:// is not supported "
                                     "(use an http:// or https:// proxy)")
     transport = httpx.AsyncHTTPTransport(verify=ctx, limits=limits, proxy=via, trust_env=False)
-    if pin is not None:
-        # httpx has no hook to check the peer before the request is written, so give its pool a
-        # network backend that checks the pin right after the handshake (private attribute; the
-        # pin tests in tests/contract/test_target_contract.py and tests/security/ catch any change in
-        # httpx). The pools are built with httpcore's public constructors, so a renamed argument fails
-        # loudly instead of silently dropping the check.
-        common: dict[str, Any] = {
-            "ssl_context": ctx, "max_connections": limits.max_connections,
-            "max_keepalive_connections": limits.max_keepalive_connections,
-            "keepalive_expiry": limits.keepalive_expiry,
-        }
-        if via is None:
-            transport._pool = httpcore.AsyncConnectionPool(**common, network_backend=_PinningBackend(pin))
-        else:
-            transport._pool = httpcore.AsyncHTTPProxy(
-                proxy_url=httpcore.URL(scheme=via.url.raw_scheme, host=via.url.raw_host, port=via.url.port,
-                                       target=via.url.raw_path),
-                proxy_auth=via.raw_auth, proxy_headers=via.headers.raw, **common,
-                network_backend=_PinningBackend(pin, proxy_tls=via.url.scheme == "https"),
-            )
+    # httpx has no hook to check the peer before the request is written, so its pool gets a network
+    # backend that checks a pin right after the handshake, and answers the pool's idle-socket poll
+    # cheaply (`_Stream`). A private attribute: the pin tests in tests/contract/test_target_contract.py
+    # and tests/security/ catch any change in httpx. The pools are built with httpcore's public
+    # constructors, so a renamed argument fails loudly instead of silently dropping the check.
+    common: dict[str, Any] = {
+        "ssl_context": ctx, "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+    }
+    if via is None:
+        transport._pool = httpcore.AsyncConnectionPool(**common, network_backend=_Backend(pin))
+    else:
+        transport._pool = httpcore.AsyncHTTPProxy(
+            proxy_url=httpcore.URL(scheme=via.url.raw_scheme, host=via.url.raw_host, port=via.url.port,
+                                   target=via.url.raw_path),
+            proxy_auth=via.raw_auth, proxy_headers=via.headers.raw, **common,
+            network_backend=_Backend(pin, proxy_tls=via.url.scheme == "https"),
+        )
     return httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout,
                              headers=headers or {}, follow_redirects=False)
 
