@@ -32,6 +32,7 @@ from typing import Any
 from bench.bench_simcost import py_spy, top_frames
 from bench.harness import REPO, Lab, worktree
 from bench.report import Row
+from keyturn.engine.ratelimit import pacing_interval
 
 PROBE = Path(__file__).resolve().with_name("cost_probe.py")
 KINDS = ("iosxe-restconf", "iosxe-ssh", "meraki-auth-user", "meraki-fleet")
@@ -132,8 +133,13 @@ def _fleet_line(r: dict[str, Any]) -> str:
         f"pass {i + 1}: {p['rate']:.1f} rot/s, {p['cpu_ms']:.1f} CPU-ms/rot, CPU {p['cpu_per_wall']:.2f} "
         f"s/s, {p['phases_per_tx']:.2f} phases/transaction, {p['throttled']} 429s, {p['ok']} ok"
         for i, p in enumerate(r["passes"]))
+    # keyturn paces each organisation's requests `SEND_JITTER` apart beyond its share, so that no
+    # 1-second window at Meraki ever holds more than the share (`keyturn.engine.ratelimit`): the rate a
+    # budget-bound fleet can reach is this ceiling, not the share itself.
+    ceiling = r["orgs"] / pacing_interval(FLEET_BUDGET)
     return (f"{r['label']:>6} meraki-fleet [{r.get('database', 'sqlite')}] {r['rotations']} users in "
-            f"{r['orgs']} organisations, one process (budget: {r['orgs'] * FLEET_BUDGET} rot/s): {passes}")
+            f"{r['orgs']} organisations, one process (budget: {r['orgs'] * FLEET_BUDGET} rot/s, paced "
+            f"ceiling {ceiling:.1f}): {passes}")
 
 
 def _run_fleet(workdir: Path, trees: list[tuple[str, Path]], *, users_per_org: int, concurrency: int,
