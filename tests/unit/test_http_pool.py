@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import httpx
+
 from keyturn.targets.base import Endpoint
 from keyturn.targets.http import _readable, build_client
 
@@ -37,11 +39,16 @@ async def _server(close_after_reply: bool) -> tuple[asyncio.Server, list[asyncio
     return await asyncio.start_server(serve, "127.0.0.1", 0), connections
 
 
+def _client(server: asyncio.Server) -> httpx.AsyncClient:
+    """keyturn's pooled client for the server's address (plain HTTP: the pool is the same)."""
+    port = server.sockets[0].getsockname()[1]
+    return build_client(Endpoint(host="127.0.0.1", port=port), base_url=f"http://127.0.0.1:{port}",
+                        timeout=5.0)
+
+
 async def test_a_connection_the_peer_closed_while_idle_is_replaced_not_used() -> None:
     server, connections = await _server(close_after_reply=True)
-    port = server.sockets[0].getsockname()[1]
-    client = build_client(Endpoint(host="127.0.0.1", port=port), base_url=f"http://127.0.0.1:{port}",
-                          timeout=5.0)
+    client = _client(server)
     try:
         async with server:
             for _ in range(3):
@@ -55,9 +62,7 @@ async def test_a_connection_the_peer_closed_while_idle_is_replaced_not_used() ->
 
 async def test_a_connection_left_open_is_reused() -> None:
     server, connections = await _server(close_after_reply=False)
-    port = server.sockets[0].getsockname()[1]
-    client = build_client(Endpoint(host="127.0.0.1", port=port), base_url=f"http://127.0.0.1:{port}",
-                          timeout=5.0)
+    client = _client(server)
     try:
         async with server:
             for _ in range(3):
