@@ -638,7 +638,7 @@ class Vault:
         as a Core row (`RecordValues`; inside a unit with its versions, in one query). With `check`,
         refused (`RecordTampered`) unless its integrity tag matches."""
         if unstorable(ref):  # the database cannot even be asked (and holds no such text)
-            raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
+            raise _no_such(ref)
         keep: dict[str, RecordData] | None = s.info.get(ROWS_KEPT)
         row: RecordData | None = None if keep is None else keep.get(ref)
         if row is None:
@@ -664,7 +664,7 @@ class Vault:
         with the session); with `check`, integrity-checked as `_view`. Inside a unit it replaces the
         unit's read copy, re-read, so the row changed is the row as it is now."""
         if unstorable(ref):
-            raise RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
+            raise _no_such(ref)
         keep: dict[str, RecordData] | None = s.info.get(ROWS_KEPT)
         held = None if keep is None else keep.get(ref)
         if isinstance(held, RecordRow):
@@ -1348,6 +1348,10 @@ def _changeable(row: RecordData) -> RecordRow:
     return row
 
 
+def _no_such(ref: str) -> RecordNotFound:
+    return RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
+
+
 def _not_found(s: Session, ref: str) -> RecordNotFound:
     """`RecordNotFound` for `ref`, naming up to three titles close to it (difflib), as `git` does."""
     import difflib
@@ -1357,7 +1361,7 @@ def _not_found(s: Session, ref: str) -> RecordNotFound:
         titles.setdefault(key, title)
     close = [titles[k] for k in difflib.get_close_matches(title_key(ref), titles, n=3, cutoff=0.75)]
     if not close:
-        return RecordNotFound(f"no record with uid or title {shown(ref)} (see `keyturn record list`)")
+        return _no_such(ref)
     names = " or ".join(", ".join(shown(t) for t in close).rsplit(", ", 1))
     return RecordNotFound(f"no record with uid or title {shown(ref)}; did you mean {names}?",
                           suggestions=close)
